@@ -1,0 +1,32 @@
+"""vpp: a virtual power plant aggregator for zero-carbon industrial parks."""
+
+from vpp._exceptions import (
+    AdapterError,
+    ConfigError,
+    ConfigIssue,
+    DataQualityError,
+    InfeasibleError,
+    LookAheadError,
+    MarketRuleError,
+    SolverError,
+    StoreError,
+    VppError,
+)
+from vpp.units import SIGN_CONVENTION
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SIGN_CONVENTION",
+    "AdapterError",
+    "ConfigError",
+    "ConfigIssue",
+    "DataQualityError",
+    "InfeasibleError",
+    "LookAheadError",
+    "MarketRuleError",
+    "SolverError",
+    "StoreError",
+    "VppError",
+    "__version__",
+]

@@ -1,0 +1,87 @@
+"""The exception tree of vpp, documented in one place.
+
+::
+
+    VppError
+    ├── ConfigError          a config file is missing, malformed or inconsistent
+    ├── DataQualityError     a price/profile file failed a quality check under policy "error"
+    ├── LookAheadError       a strategy asked for data not yet published at decision time
+    ├── MarketRuleError      a bid breaks a market rule (names the rule)
+    ├── AdapterError         a device could not be reached or answered nonsense
+    ├── SolverError          an optimisation failed or was infeasible
+    │   └── InfeasibleError  the model has no solution; names the binding constraint
+    └── StoreError           the database could not be read or written
+
+Catch the specific class; never ``except Exception`` in library code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VppError(Exception):
+    """Base class of every error raised on purpose by vpp."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in one config file.
+
+    Rendered as ``file: field = value: message`` so a park owner can fix it
+    without reading code.
+    """
+
+    file: str
+    field: str
+    value: object
+    message: str
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"{self.file}: {self.field} = {self.value!r}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class ConfigError(VppError):
+    """One or more config files are invalid. ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class DataQualityError(VppError):
+    """A data file failed a quality check whose policy is ``error``."""
+
+
+class LookAheadError(VppError):
+    """Data was requested before it was published at the current decision time."""
+
+
+class MarketRuleError(VppError):
+    """A bid breaks a market rule. ``rule`` names it (e.g. ``price_cap``)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(f"{rule}: {message}")
+
+
+class AdapterError(VppError):
+    """A device adapter failed: connection, timeout, malformed or stale data."""
+
+
+class SolverError(VppError):
+    """An optimisation did not reach an optimal solution."""
+
+
+class InfeasibleError(SolverError):
+    """The optimisation problem is infeasible. ``constraint`` names the culprit if known."""
+
+    def __init__(self, message: str, constraint: str | None = None) -> None:
+        self.constraint = constraint
+        super().__init__(message if constraint is None else f"{message} (constraint {constraint})")
+
+
+class StoreError(VppError):
+    """The store could not complete a transaction; nothing was written."""

@@ -1,0 +1,46 @@
+"""The ``vpp`` command line.
+
+Each command group lives in its own module and is registered here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vpp import __version__
+from vpp.cli import _config
+from vpp.cli._demo import demo
+from vpp.logging import configure_logging
+
+app = typer.Typer(
+    name="vpp",
+    help="Virtual power plant aggregator: enrol parks, bid into spot markets, dispatch, backtest.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines to stderr")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    version: Annotated[bool, typer.Option("--version", help="Print the version")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+    configure_logging(json=True if log_json else None, level=log_level.upper())
+
+
+app.command()(_config.validate)
+app.command()(_config.schema)
+app.command()(_config.enroll)
+app.command()(_config.parks)
+app.command()(demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,41 @@
+"""Config files: typed specs and the validating loader."""
+
+from vpp.config.loader import (
+    ConfigSet,
+    load_config,
+    load_market,
+    load_park,
+    load_settings,
+    resolve_path,
+    validate_paths,
+)
+from vpp.config.models import (
+    AssetSpec,
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    MarketConfig,
+    MarketRules,
+    ParkConfig,
+    PvSpec,
+    Settings,
+)
+
+__all__ = [
+    "AssetSpec",
+    "BatterySpec",
+    "ConfigSet",
+    "EvChargingSpec",
+    "FlexibleProcessSpec",
+    "MarketConfig",
+    "MarketRules",
+    "ParkConfig",
+    "PvSpec",
+    "Settings",
+    "load_config",
+    "load_market",
+    "load_park",
+    "load_settings",
+    "resolve_path",
+    "validate_paths",
+]

@@ -1,0 +1,352 @@
+"""Load and validate config files, once, where they enter.
+
+Every problem is collected as a :class:`~vpp.ConfigIssue` naming the file,
+the field path (``assets[0].energy_kwh``), the value and what is allowed;
+loading a set of files reports every problem in every file, not just the
+first.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from vpp._exceptions import ConfigError, ConfigIssue
+from vpp.config.models import (
+    ADAPTER_TYPES,
+    ASSET_TYPES,
+    BatterySpec,
+    EvChargingSpec,
+    FileSource,
+    FlexibleProcessSpec,
+    MarketConfig,
+    ParkConfig,
+    PvSpec,
+    Settings,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+_RULE_GROUPS = ("day_ahead", "real_time", "price_limits", "bidding", "settlement")
+
+
+def _field_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(error: Any) -> str:
+    """Turn a pydantic error into 'must be ...' wording naming what is allowed."""
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    simple = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "missing": "is required",
+        "extra_forbidden": "unknown key (check the spelling; allowed keys are in `vpp schema`)",
+        "string_pattern_mismatch": "must match {pattern}",
+        "too_short": "must have at least {min_length} item(s)",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "int_parsing": "must be an integer",
+        "int_type": "must be an integer",
+        "int_from_float": "must be an integer",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "string_type": "must be a string",
+        "date_from_datetime_parsing": "must be a date YYYY-MM-DD",
+        "date_parsing": "must be a date YYYY-MM-DD",
+        "date_type": "must be a date YYYY-MM-DD",
+        "time_parsing": "must be a time HH:MM",
+        "time_type": "must be a time HH:MM",
+        "list_type": "must be a list",
+        "model_type": "must be a table",
+        "literal_error": "must be one of {expected}",
+        "union_tag_invalid": "must be one of {expected_tags}",
+        "union_tag_not_found": "needs a '{discriminator}' key",
+    }
+    if kind in simple:
+        try:
+            return simple[kind].format(**ctx)
+        except KeyError:
+            pass
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
+
+
+def _issues_from_validation(file: str, exc: ValidationError) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors():
+        loc = list(error["loc"])
+        # Drop the discriminator tag pydantic inserts into union locations (assets.0.battery.x).
+        loc = [p for p in loc if p not in ASSET_TYPES and p not in ADAPTER_TYPES]
+        value = error.get("input")
+        if isinstance(value, dict):
+            value = "{...}"
+        if error["type"] == "missing":
+            value = None
+        issues.append(ConfigIssue(file, _field_path(loc), value, _message(error)))
+    return issues
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file or raise :class:`ConfigError` naming it."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError([ConfigIssue(str(path), "", None, "file not found")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(path), "", None, f"invalid TOML: {exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(path), "", None, "not UTF-8 text")]) from exc
+
+
+def _parse(model: type[M], path: Path, data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from_validation(str(path), exc)) from None
+
+
+def load_market(path: Path) -> MarketConfig:
+    """Load one market file. Single-version rule groups may be written as plain tables."""
+    data = read_toml(path)
+    for group in _RULE_GROUPS:
+        if isinstance(data.get(group), dict):
+            data[group] = [data[group]]
+    return _parse(MarketConfig, path, data)
+
+
+def _park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator[ConfigIssue]:
+    seen: dict[str, int] = {}
+    for i, asset in enumerate(park.assets):
+        where = f"assets[{i}]"
+        if asset.id in seen:
+            yield ConfigIssue(
+                file, f"{where}.id", asset.id, f"duplicate asset id (also assets[{seen[asset.id]}])"
+            )
+        seen.setdefault(asset.id, i)
+        if isinstance(asset, BatterySpec):
+            if asset.soc_min > asset.soc_max:
+                yield ConfigIssue(
+                    file,
+                    f"{where}.soc_min",
+                    asset.soc_min,
+                    f"must be <= soc_max ({asset.soc_max})",
+                )
+            elif not asset.soc_min <= asset.soc_initial <= asset.soc_max:
+                yield ConfigIssue(
+                    file,
+                    f"{where}.soc_initial",
+                    asset.soc_initial,
+                    f"must lie within [soc_min, soc_max] = [{asset.soc_min}, {asset.soc_max}]",
+                )
+        if isinstance(asset, FlexibleProcessSpec) and asset.shift_up_kw + asset.shift_down_kw == 0:
+            yield ConfigIssue(
+                file,
+                f"{where}.shift_up_kw",
+                0,
+                "a flexible process needs shift_up_kw or shift_down_kw > 0",
+            )
+        if isinstance(asset, EvChargingSpec) and asset.hub_limit_kw > (
+            asset.chargers * asset.charger_power_kw
+        ):
+            yield ConfigIssue(
+                file,
+                f"{where}.hub_power_kw",
+                asset.hub_power_kw,
+                f"must be <= chargers x charger_power_kw ({asset.chargers * asset.charger_power_kw})",
+            )
+        if (
+            isinstance(asset, PvSpec)
+            and asset.inverter_kw
+            and asset.inverter_kw > 2 * (asset.capacity_kwp)
+        ):
+            yield ConfigIssue(
+                file,
+                f"{where}.inverter_kw",
+                asset.inverter_kw,
+                "must be <= 2 x capacity_kwp (an inverter this oversized is a typo)",
+            )
+        for name in ("sessions", "baseline", "profile"):
+            source = getattr(asset, name, None)
+            if isinstance(source, FileSource):
+                resolved = resolve_path(config_dir, source.path)
+                if not resolved.is_file():
+                    yield ConfigIssue(
+                        file,
+                        f"{where}.{name}.path",
+                        str(source.path),
+                        f"file not found (resolved to {resolved})",
+                    )
+
+
+def resolve_path(config_dir: Path, path: Path) -> Path:
+    """Resolve ``path`` from a config file: relative paths are relative to its folder."""
+    return path if path.is_absolute() else (config_dir / path).resolve()
+
+
+def load_park(path: Path, markets: dict[str, MarketConfig] | None = None) -> ParkConfig:
+    """Load one park file; with ``markets``, also check its market exists."""
+    park = _parse(ParkConfig, path, read_toml(path))
+    issues = list(_park_cross_issues(str(path), park, path.parent))
+    if markets is not None and park.market not in markets:
+        known = ", ".join(sorted(markets)) or "none found"
+        issues.append(
+            ConfigIssue(str(path), "market", park.market, f"unknown market; known: {known}")
+        )
+    if issues:
+        raise ConfigError(issues)
+    return park
+
+
+def load_settings(path: Path) -> Settings:
+    return _parse(Settings, path, read_toml(path))
+
+
+@dataclass
+class ConfigSet:
+    """Everything loaded from a config folder."""
+
+    root: Path
+    settings: Settings
+    markets: dict[str, MarketConfig] = field(default_factory=dict)
+    parks: dict[str, ParkConfig] = field(default_factory=dict)
+    park_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def project_root(self) -> Path:
+        """The folder that holds ``config/`` (relative store paths resolve here)."""
+        return self.root.parent
+
+    def parks_in(self, market_id: str) -> list[ParkConfig]:
+        return [p for p in self.parks.values() if p.market == market_id]
+
+
+def _toml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.toml") if p.is_file())
+
+
+def load_config(root: Path | str) -> ConfigSet:
+    """Load ``vpp.toml``, every market and every park under a config folder.
+
+    ``root`` may be the folder or the ``vpp.toml`` file. Raises one
+    :class:`ConfigError` listing every problem found in every file.
+    """
+    root = Path(root)
+    settings_file = root if root.is_file() else root / "vpp.toml"
+    root = settings_file.parent
+    issues: list[ConfigIssue] = []
+    settings = Settings()
+    if settings_file.is_file():
+        try:
+            settings = load_settings(settings_file)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    config = ConfigSet(root=root, settings=settings)
+    markets_dir = root / settings.paths.markets
+    parks_dir = root / settings.paths.parks
+    for path in _toml_files(markets_dir):
+        try:
+            market = load_market(path)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if market.id in config.markets:
+            issues.append(ConfigIssue(str(path), "id", market.id, "duplicate market id"))
+        config.markets[market.id] = market
+    for path in _toml_files(parks_dir):
+        try:
+            park = load_park(path, config.markets)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if park.id in config.parks:
+            issues.append(
+                ConfigIssue(
+                    str(path),
+                    "id",
+                    park.id,
+                    f"duplicate park id (also {config.park_files[park.id]})",
+                )
+            )
+        config.parks[park.id] = park
+        config.park_files[park.id] = path
+    if not config.markets and not issues:
+        issues.append(ConfigIssue(str(markets_dir), "", None, "no market files found"))
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def _kind(path: Path, data: dict[str, Any]) -> str:
+    if path.name == "vpp.toml":
+        return "settings"
+    if path.parent.name == "markets" or "bidding" in data or "price_limits" in data:
+        return "market"
+    return "park"
+
+
+def validate_paths(paths: Iterable[Path]) -> tuple[int, list[ConfigIssue]]:
+    """Validate files and folders; return (files checked, every issue found).
+
+    A folder containing ``vpp.toml`` (or ``markets/`` and ``parks/``) is
+    validated as a whole config set, including cross-file references. A
+    single park file is checked against the markets in ``../markets``
+    next to it when that folder exists.
+    """
+    issues: list[ConfigIssue] = []
+    count = 0
+    for path in paths:
+        if path.is_dir() and ((path / "vpp.toml").is_file() or (path / "markets").is_dir()):
+            files = [path / "vpp.toml"] if (path / "vpp.toml").is_file() else []
+            try:
+                cfg = load_config(path)
+                files += _toml_files(path / cfg.settings.paths.markets)
+                files += _toml_files(path / cfg.settings.paths.parks)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+                files += _toml_files(path / "markets") + _toml_files(path / "parks")
+            count += len(files)
+            continue
+        files = _toml_files(path) if path.is_dir() else [path]
+        if not files:
+            issues.append(ConfigIssue(str(path), "", None, "no .toml files found"))
+        for file in files:
+            count += 1
+            try:
+                data = read_toml(file)
+                kind = _kind(file, data)
+                if kind == "settings":
+                    load_settings(file)
+                elif kind == "market":
+                    load_market(file)
+                else:
+                    markets_dir = file.parent.parent / "markets"
+                    markets = None
+                    if markets_dir.is_dir():
+                        markets = {}
+                        for m in _toml_files(markets_dir):
+                            try:
+                                loaded = load_market(m)
+                                markets[loaded.id] = loaded
+                            except ConfigError:
+                                continue
+                    load_park(file, markets)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+    return count, issues

@@ -1,0 +1,257 @@
+"""Persistence with SQLModel: SQLite by default, any SQLAlchemy URL otherwise.
+
+Every write that belongs together happens in one transaction: enrolment of
+a folder of parks either lands whole or not at all. Timestamps are stored
+in UTC and come back tz-aware; writing a naive timestamp is a ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Column, DateTime, UniqueConstraint, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+
+from vpp._exceptions import StoreError
+from vpp.config.models import ParkConfig
+
+log = structlog.get_logger(__name__)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A DateTime column that only accepts aware values and returns aware UTC values."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TypeError(f"naive datetime {value} cannot be stored; timestamps must be tz-aware")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def _utc_column(**kwargs: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kwargs))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class ParkRecord(SQLModel, table=True):
+    __tablename__ = "parks"
+
+    id: str = Field(primary_key=True)
+    name: str
+    market: str = Field(index=True)
+    timezone: str
+    import_limit_kw: float
+    export_limit_kw: float
+    source_file: str
+    spec_json: str
+    enrolled_at: dt.datetime = _utc_column(nullable=False)
+
+
+class AssetRecord(SQLModel, table=True):
+    __tablename__ = "assets"
+
+    park_id: str = Field(primary_key=True, foreign_key="parks.id")
+    id: str = Field(primary_key=True)
+    type: str
+    adapter_type: str
+    spec_json: str
+
+
+class BidRecord(SQLModel, table=True):
+    """One submitted bid (a whole day's curves, or one real-time interval's)."""
+
+    __tablename__ = "bids"
+    __table_args__ = (UniqueConstraint("idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(index=True)
+    market_id: str = Field(index=True)
+    portfolio_id: str
+    kind: str  # "day_ahead" | "real_time"
+    delivery_day: dt.date = Field(index=True)
+    submitted_at: dt.datetime = _utc_column(nullable=False)
+    status: str  # "submitted" | "accepted" | "rejected" | "missed"
+    reason: str | None = None
+    curves_json: str
+
+
+class AwardRecord(SQLModel, table=True):
+    __tablename__ = "awards"
+    __table_args__ = (UniqueConstraint("bid_id", "interval_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bid_id: int = Field(foreign_key="bids.id", index=True)
+    interval_start: dt.datetime = _utc_column(nullable=False)
+    quantity_mw: float  # > 0 sold, < 0 bought (vpp.units)
+    price_per_mwh: float
+    received_at: dt.datetime = _utc_column(nullable=False)
+
+
+class SetpointRecord(SQLModel, table=True):
+    __tablename__ = "setpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    park_id: str = Field(index=True)
+    asset_id: str
+    interval_start: dt.datetime = _utc_column(nullable=False, index=True)
+    power_kw: float
+    clamped: bool = False
+    sent_at: dt.datetime = _utc_column(nullable=False)
+
+
+class TelemetryRecord(SQLModel, table=True):
+    __tablename__ = "telemetry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    park_id: str = Field(index=True)
+    asset_id: str
+    measured_at: dt.datetime = _utc_column(nullable=False, index=True)
+    power_kw: float | None
+    soc: float | None
+    available: bool
+    reason: str | None = None
+
+
+class SettlementRecord(SQLModel, table=True):
+    __tablename__ = "settlements"
+    __table_args__ = (UniqueConstraint("market_id", "park_id", "delivery_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    market_id: str
+    park_id: str
+    delivery_day: dt.date
+    da_revenue: float
+    rt_revenue: float
+    degradation_cost: float
+    net_revenue: float
+    imbalance_mwh: float
+
+
+# --------------------------------------------------------------------------- store
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The database: one engine, short transactions, typed records."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {self.safe_url}: {exc}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for logs and messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose work commits at the end, or rolls back entirely on error."""
+        with Session(self.engine) as session:
+            try:
+                yield session
+                session.commit()
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise StoreError(f"store transaction failed: {exc}") from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    def enroll(self, parks: Iterable[tuple[ParkConfig, Path]]) -> int:
+        """Insert or replace parks and their assets in one transaction.
+
+        Assets no longer listed in a park's file are removed. Returns the
+        number of parks written.
+        """
+        parks = list(parks)
+        now = utcnow()
+        with self.session() as session:
+            for park, source in parks:
+                session.exec(delete(AssetRecord).where(AssetRecord.park_id == park.id))  # type: ignore[arg-type]
+                record = session.get(ParkRecord, park.id) or ParkRecord(
+                    id=park.id,
+                    name="",
+                    market="",
+                    timezone="",
+                    import_limit_kw=0,
+                    export_limit_kw=0,
+                    source_file="",
+                    spec_json="",
+                    enrolled_at=now,
+                )
+                record.name = park.name
+                record.market = park.market
+                record.timezone = park.timezone
+                record.import_limit_kw = park.grid.import_limit_kw
+                record.export_limit_kw = park.grid.export_limit_kw
+                record.source_file = str(source)
+                record.spec_json = park.model_dump_json()
+                record.enrolled_at = now
+                session.add(record)
+                session.flush()
+                for asset in park.assets:
+                    session.add(
+                        AssetRecord(
+                            park_id=park.id,
+                            id=asset.id,
+                            type=asset.type,
+                            adapter_type=asset.adapter.type,
+                            spec_json=asset.model_dump_json(),
+                        )
+                    )
+        for park, _ in parks:
+            log.info("park_enrolled", park=park.id, market=park.market, assets=len(park.assets))
+        return len(parks)
+
+    def parks(self) -> list[ParkRecord]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(ParkRecord).order_by(ParkRecord.id)))
+
+    def assets(self, park_id: str | None = None) -> list[AssetRecord]:
+        with Session(self.engine) as session:
+            query = select(AssetRecord).order_by(AssetRecord.park_id, AssetRecord.id)
+            if park_id is not None:
+                query = query.where(AssetRecord.park_id == park_id)
+            return list(session.exec(query))
+
+    def park_config(self, park_id: str) -> ParkConfig:
+        with Session(self.engine) as session:
+            record = session.get(ParkRecord, park_id)
+        if record is None:
+            raise StoreError(f"park {park_id!r} is not enrolled")
+        return ParkConfig.model_validate(json.loads(record.spec_json))
