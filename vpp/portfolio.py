@@ -49,7 +49,8 @@ def capability(park_id: str, asset: AssetSpec) -> AssetCapability:
             asset.charge_limit_kw,
             usable,
             asset.adapter.type,
-            f"{asset.power_kw:g} kW / {asset.energy_kwh:g} kWh, SoC {asset.soc_min:g}-{asset.soc_max:g}",
+            f"{asset.power_kw:g} kW / {asset.energy_kwh:g} kWh, "
+            f"SoC {asset.soc_min:g}-{asset.soc_max:g}",
         )
     if isinstance(asset, EvChargingSpec):
         return AssetCapability(

@@ -169,7 +169,8 @@ def _park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterato
                 file,
                 f"{where}.hub_power_kw",
                 asset.hub_power_kw,
-                f"must be <= chargers x charger_power_kw ({asset.chargers * asset.charger_power_kw})",
+                f"must be <= chargers x charger_power_kw "
+                f"({asset.chargers * asset.charger_power_kw})",
             )
         if (
             isinstance(asset, PvSpec)

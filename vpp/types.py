@@ -1,0 +1,187 @@
+"""The plain, typed values that flow between the parts of vpp.
+
+adapters -> portfolio -> strategy -> market -> dispatch -> adapters. Each
+arrow carries one of these frozen dataclasses, never a shared mutable
+object. Power and quantities follow :mod:`vpp.units`: positive = into the
+grid (sold), negative = drawn from the grid (bought). Timestamps are
+tz-aware UTC; constructing one of these with a naive timestamp raises
+``TypeError``.
+
+The injected seams (:class:`Clock`, :class:`Exchange`, :class:`Device`) are
+protocols: the daemon gets real implementations, the backtest replayed and
+simulated ones, and the strategy and dispatch code never knows which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from vpp.timeutil import require_aware
+
+# --------------------------------------------------------------------------- bids
+
+
+@dataclass(frozen=True)
+class BidPoint:
+    """One point of a price-quantity curve.
+
+    ``quantity_mw`` is what the portfolio offers at ``price_per_mwh``: > 0
+    sells, < 0 buys.
+    """
+
+    price_per_mwh: float
+    quantity_mw: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.price_per_mwh) and math.isfinite(self.quantity_mw)):
+            raise ValueError(f"bid point must be finite, got {self}")
+
+
+@dataclass(frozen=True)
+class BidCurve:
+    """A bid for one market interval: points sorted by price.
+
+    Monotone by contract: a higher price never yields less energy sold (or
+    more bought), i.e. ``quantity_mw`` is non-decreasing in price. A
+    ``quantity_only`` bid has exactly one point whose price is ignored.
+    """
+
+    interval_start: dt.datetime
+    points: tuple[BidPoint, ...]
+
+    def __post_init__(self) -> None:
+        require_aware(self.interval_start, "interval_start")
+        if not self.points:
+            raise ValueError("a bid curve needs at least one point")
+
+
+@dataclass(frozen=True)
+class AssetShare:
+    """How much of a park's awarded power one asset delivers [kW] for one interval."""
+
+    park_id: str
+    asset_id: str
+    interval_start: dt.datetime
+    power_kw: float
+
+
+@dataclass(frozen=True)
+class DayAheadBid:
+    """A portfolio's day-ahead bid: one curve per interval of the delivery day."""
+
+    market_id: str
+    portfolio_id: str
+    delivery_day: dt.date
+    curves: tuple[BidCurve, ...]
+    created_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        require_aware(self.created_at, "created_at")
+
+    @property
+    def idempotency_key(self) -> str:
+        """One bid per market, delivery day and portfolio: resubmission is detectable."""
+        return f"{self.market_id}/{self.delivery_day.isoformat()}/{self.portfolio_id}/day_ahead"
+
+
+@dataclass(frozen=True)
+class Award:
+    """The exchange's result for one interval: quantity cleared at a price."""
+
+    interval_start: dt.datetime
+    quantity_mw: float
+    price_per_mwh: float
+
+    def __post_init__(self) -> None:
+        require_aware(self.interval_start, "interval_start")
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """A power command for one asset, valid from ``interval_start`` [kW]."""
+
+    park_id: str
+    asset_id: str
+    interval_start: dt.datetime
+    power_kw: float
+
+    def __post_init__(self) -> None:
+        require_aware(self.interval_start, "interval_start")
+        if not math.isfinite(self.power_kw):
+            raise ValueError(f"setpoint for {self.park_id}/{self.asset_id} is not finite")
+
+
+class Health(enum.StrEnum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One reading from a device. ``soc`` is a fraction in [0, 1] where it applies."""
+
+    park_id: str
+    asset_id: str
+    measured_at: dt.datetime
+    power_kw: float | None
+    soc: float | None = None
+    health: Health = Health.OK
+    reason: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_aware(self.measured_at, "measured_at")
+
+
+# --------------------------------------------------------------------------- seams
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The current time: wall clock in the daemon, replay clock in a backtest."""
+
+    def now(self) -> dt.datetime:
+        """The current tz-aware UTC time."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+@runtime_checkable
+class Exchange(Protocol):
+    """A market gateway: the replay exchange or an HTTP client for a real one."""
+
+    def submit_day_ahead(self, bid: DayAheadBid) -> str:
+        """Submit a bid; return the exchange's receipt id. Raises MarketRuleError."""
+        ...
+
+    def day_ahead_awards(self, market_id: str, portfolio_id: str, delivery_day: dt.date) -> (
+        Sequence[Award]
+    ):
+        """Awards for a delivery day, once published. Raises LookAheadError before then."""
+        ...
+
+
+@runtime_checkable
+class Device(Protocol):
+    """A device behind an adapter, as dispatch sees it."""
+
+    park_id: str
+    asset_id: str
+
+    def read(self) -> Telemetry: ...
+
+    def write(self, setpoint: Setpoint) -> Setpoint:
+        """Send a setpoint; return what was actually sent (after clamping)."""
+        ...
