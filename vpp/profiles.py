@@ -1,0 +1,372 @@
+"""Exogenous asset data: process baselines, PV output and EV sessions.
+
+Each reader validates its source file once, where it enters, and maps the
+source's year onto the simulated days (``FileSource.align``):
+
+* ``weekday``: the same ISO weekday in the same ISO week of the source year,
+  shifted by whole weeks into the source's coverage if needed (industrial
+  load and EV arrivals follow the week);
+* ``day-of-year``: the same month and day (weather; 29 Feb reads 28 Feb).
+
+Time of day maps by local wall-clock time: the park's local time onto the
+source's local time. Resampling to any interval length conserves energy
+(average power over each target interval, from the cumulative energy curve),
+so 5-, 15- and 60-minute markets all read the same file.
+
+Signs: these readers return **magnitudes** -- ``load_kw`` >= 0 consumed,
+``pv_available_kw`` >= 0 generated. Strategy and simulation turn them into
+the signed ``power_kw`` of :mod:`vpp.units`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from vpp._exceptions import DataQualityError
+from vpp.config.loader import resolve_path
+from vpp.config.models import EvChargingSpec, FileSource, FlexibleProcessSpec, PvSpec
+from vpp.timeutil import require_aware_index
+
+log = structlog.get_logger(__name__)
+
+_REF_YEAR = 2001  # a non-leap year used to lay weather data out by month/day
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _source_day(
+    target: dt.date, align: str, coverage: tuple[dt.date, dt.date], year: int
+) -> dt.date:
+    """Map a simulated day onto a day of the source data."""
+    first, last = coverage
+    if align == "day-of-year":
+        day = 28 if (target.month, target.day) == (2, 29) else target.day
+        mapped = dt.date(year, target.month, day)
+    else:
+        week = target.isocalendar().week
+        try:
+            mapped = dt.date.fromisocalendar(year, week, target.isoweekday())
+        except ValueError:  # ISO week 53 does not exist in the source year
+            mapped = dt.date.fromisocalendar(year, 52, target.isoweekday())
+        while mapped < first:
+            mapped += dt.timedelta(days=7)
+        while mapped > last:
+            mapped -= dt.timedelta(days=7)
+    if not first <= mapped <= last:
+        raise DataQualityError(f"cannot map {target} into the source's coverage {first}..{last}")
+    return mapped
+
+
+def _local_naive(index: pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
+    require_aware_index(index, "index")
+    return index.tz_convert(timezone).tz_localize(None).as_unit("ns")
+
+
+def _interval_length(index: pd.DatetimeIndex) -> pd.Timedelta:
+    if len(index) < 2:
+        raise ValueError("index needs at least two intervals to infer their length")
+    steps = np.unique(np.diff(index.as_unit("ns").asi8))
+    if len(steps) != 1:
+        raise ValueError("index must have a constant interval length")
+    return pd.Timedelta(int(steps[0]), unit="ns")
+
+
+def _average_power(
+    boundaries_ns: np.ndarray, energy_cum: np.ndarray, starts_ns: np.ndarray, step_ns: int
+) -> np.ndarray:
+    """Average power over [start, start+step) from a cumulative-energy curve (any units/ns)."""
+    e0 = np.interp(starts_ns, boundaries_ns, energy_cum)
+    e1 = np.interp(starts_ns + step_ns, boundaries_ns, energy_cum)
+    return (e1 - e0) / step_ns
+
+
+def _mapped_starts(
+    index: pd.DatetimeIndex,
+    timezone: str,
+    source: FileSource,
+    coverage: tuple[dt.date, dt.date],
+    year: int,
+) -> np.ndarray:
+    """Naive source-clock start of each target interval, as int64 ns."""
+    local = _local_naive(index, timezone)
+    days = local.normalize()
+    mapping = {
+        d: pd.Timestamp(_source_day(d.date(), source.align, coverage, year))
+        for d in pd.unique(days)
+    }
+    mapped_days = pd.DatetimeIndex([mapping[d] for d in days])
+    return (mapped_days.as_unit("ns") + (local - days)).asi8
+
+
+# --------------------------------------------------------------------------- process load
+
+
+@lru_cache(maxsize=8)
+def _read_steel_plant(path: Path, column: str) -> pd.Series:
+    """Energy per interval [kWh], indexed by naive local interval END."""
+    try:
+        frame = pd.read_csv(path, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataQualityError(f"{path}: cannot read: {exc}") from exc
+    for name in ("date", column):
+        if name not in frame.columns:
+            raise DataQualityError(f"{path}: missing column {name!r}")
+    stamps = pd.to_datetime(frame["date"], format="%d/%m/%Y %H:%M", errors="coerce")
+    bad = stamps.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 2
+        raise DataQualityError(
+            f"{path}: row {row}, column 'date': {frame['date'].iloc[row - 2]!r} is not dd/mm/YYYY HH:MM"
+        )
+    # Interval-END labels; the row that closes a day is labelled with that day's date and
+    # 00:00 (it ends at 24:00), so it moves to the next day's midnight.
+    midnight = ((stamps.dt.hour == 0) & (stamps.dt.minute == 0)).astype("int64")
+    ends = pd.DatetimeIndex(stamps + pd.to_timedelta(midnight, unit="D")).as_unit("ns")
+    step = np.diff(ends.asi8)
+    if len(step) == 0 or (step != step[0]).any() or step[0] <= 0:
+        row = int(np.flatnonzero(step != step[0])[0]) + 3 if len(step) else 2
+        raise DataQualityError(f"{path}: row {row}, column 'date': timestamps not evenly spaced")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna())[0]) + 2
+        raise DataQualityError(f"{path}: row {row}, column {column!r}: not a number")
+    if (values < 0).any():
+        row = int(np.flatnonzero(values < 0)[0]) + 2
+        raise DataQualityError(f"{path}: row {row}, column {column!r}: negative energy")
+    return pd.Series(values.to_numpy(float), index=ends, name=column)
+
+
+def load_kw(
+    spec: FlexibleProcessSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
+) -> pd.Series:
+    """Baseline consumption [kW, >= 0] of a flexible process over ``index`` (UTC starts)."""
+    source = spec.baseline
+    path = resolve_path(config_dir, source.path)
+    if source.format == "steel-plant-uci":
+        energy = _read_steel_plant(path, source.column)
+    else:  # "csv-kw": columns interval_start (ISO with offset) and the named power column
+        energy = _read_csv_kw(path, source.column)
+    boundaries = np.concatenate(
+        [[energy.index.asi8[0] - (energy.index.asi8[1] - energy.index.asi8[0])], energy.index.asi8]
+    )
+    cumulative = np.concatenate([[0.0], np.cumsum(energy.to_numpy())])
+    first = pd.Timestamp(boundaries[0]).date()
+    last = (pd.Timestamp(boundaries[-1]) - pd.Timedelta(1, "ns")).date()
+    starts = _mapped_starts(index, timezone, source, (first, last), first.year)
+    step = _interval_length(index)
+    kwh_per_ns = _average_power(boundaries, cumulative, starts, step.value)
+    kw = kwh_per_ns * 3.6e12 * source.scale
+    return pd.Series(np.minimum(kw, spec.max_power_kw), index=index, name=f"{spec.id}_load_kw")
+
+
+@lru_cache(maxsize=8)
+def _read_csv_kw(path: Path, column: str) -> pd.Series:
+    frame = pd.read_csv(path)
+    if "interval_start" not in frame or column not in frame:
+        raise DataQualityError(f"{path}: needs columns 'interval_start' and {column!r}")
+    starts = pd.DatetimeIndex(pd.to_datetime(frame["interval_start"], utc=False)).as_unit("ns")
+    if starts.tz is not None:
+        starts = starts.tz_localize(None)
+    step_h = _interval_length(starts) / pd.Timedelta(hours=1)
+    return pd.Series(
+        frame[column].to_numpy(float) * step_h, index=starts + _interval_length(starts)
+    )
+
+
+# --------------------------------------------------------------------------- PV
+
+
+@lru_cache(maxsize=4)
+def _read_tmy3(path: Path) -> pd.DataFrame:
+    """Hourly GHI [W/m2] and air temperature [C] laid out on the reference year (naive LST)."""
+    try:
+        frame = pd.read_csv(path, skiprows=1)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataQualityError(f"{path}: cannot read TMY3: {exc}") from exc
+    needed = ["Date (MM/DD/YYYY)", "Time (HH:MM)", "GHI (W/m^2)", "Dry-bulb (C)"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataQualityError(f"{path}: missing TMY3 column(s) {missing}")
+    dates = pd.to_datetime(frame[needed[0]], format="%m/%d/%Y", errors="coerce")
+    hours = pd.to_numeric(frame[needed[1]].str.slice(0, 2), errors="coerce")
+    if dates.isna().any() or hours.isna().any():
+        raise DataQualityError(f"{path}: unparseable date or time in TMY3 rows")
+    # Hour-ENDING labels 01:00..24:00 in local standard time; lay out on the reference year.
+    ends = pd.to_datetime(
+        {"year": _REF_YEAR, "month": dates.dt.month, "day": dates.dt.day}
+    ) + pd.to_timedelta(hours, unit="h")
+    out = pd.DataFrame(
+        {
+            "ghi_w_per_m2": frame[needed[2]].to_numpy(float),
+            "temp_air_c": frame[needed[3]].to_numpy(float),
+        },
+        index=pd.DatetimeIndex(ends).as_unit("ns"),
+    )
+    if len(out) != 8760 or not out.index.is_monotonic_increasing:
+        raise DataQualityError(f"{path}: a TMY3 file has 8760 hourly rows in order, got {len(out)}")
+    return out
+
+
+def pv_available_kw(
+    spec: PvSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
+) -> pd.Series:
+    """PV output available [kW, >= 0] over ``index`` (UTC interval starts).
+
+    Horizontal irradiance with a performance ratio and a cell-temperature
+    derating (-0.4 %/K above 25 C, cell 25 K above air at 1000 W/m2),
+    clipped at the inverter. A deliberate simple model: its error is small
+    against the weather uncertainty of a day-ahead forecast.
+    """
+    weather = _read_tmy3(resolve_path(config_dir, spec.profile.path))
+    ends = weather.index.asi8
+    hour_ns = pd.Timedelta(hours=1).value
+    boundaries = np.concatenate([[ends[0] - hour_ns], ends])
+    t_cell = weather["temp_air_c"].to_numpy() + weather["ghi_w_per_m2"].to_numpy() / 1000 * 25
+    derate = 1 - 0.004 * np.maximum(t_cell - 25, 0)
+    dc_kw = spec.capacity_kwp * weather["ghi_w_per_m2"].to_numpy() / 1000 * derate
+    cumulative = np.concatenate([[0.0], np.cumsum(dc_kw * hour_ns)])
+    coverage = (dt.date(_REF_YEAR, 1, 1), dt.date(_REF_YEAR, 12, 31))
+    starts = _mapped_starts(index, timezone, spec.profile, coverage, _REF_YEAR)
+    step = _interval_length(index)
+    kw = _average_power(boundaries, cumulative, starts, step.value)
+    kw = kw * spec.performance_ratio * spec.profile.scale
+    ac_limit = spec.inverter_kw or spec.capacity_kwp
+    return pd.Series(np.clip(kw, 0, ac_limit), index=index, name=f"{spec.id}_pv_kw")
+
+
+# --------------------------------------------------------------------------- EV sessions
+
+SESSION_COLUMNS = (
+    "session_id",
+    "charger",
+    "arrival",
+    "departure",
+    "stated_departure",
+    "requested_energy_kwh",
+    "delivered_energy_kwh",
+)
+
+
+@lru_cache(maxsize=4)
+def _read_acn(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataQualityError(f"{path}: cannot read ACN sessions: {exc}") from exc
+    needed = {
+        "arrival": "arrival",
+        "departure": "departure",
+        "estimated_departure": "stated_departure",
+        "requested_energy (kWh)": "requested_energy_kwh",
+        "delivered_energy (kWh)": "delivered_energy_kwh",
+        "station_id": "station_id",
+        "session_id": "session_id",
+    }
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataQualityError(f"{path}: missing column(s) {missing}")
+    frame = frame[list(needed)].rename(columns=needed)
+    for column in ("arrival", "departure", "stated_departure"):
+        parsed = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+        bad = parsed.isna() & frame[column].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) + 2
+            raise DataQualityError(
+                f"{path}: row {row}, column {column!r}: not a tz-aware timestamp"
+            )
+        frame[column] = parsed
+    frame = frame.dropna(subset=["arrival", "departure"])
+    frame = frame[frame["departure"] > frame["arrival"]]
+    # The garage's local wall clock, which maps onto the park's.
+    frame["arrival_local"] = (
+        frame["arrival"].dt.tz_convert("America/Los_Angeles").dt.tz_localize(None)
+    )
+    return frame.sort_values("arrival").reset_index(drop=True)
+
+
+def ev_sessions(
+    spec: EvChargingSpec, config_dir: Path, start: dt.datetime, end: dt.datetime, timezone: str
+) -> pd.DataFrame:
+    """Sessions arriving in [start, end) at the park's hub, replayed from the source.
+
+    Each source day maps onto a simulated day (``align``); arrival keeps its
+    local wall-clock time and each session keeps its duration, stated
+    departure offset and energies (times ``scale``). Sessions are assigned
+    to the first free charger; a session that finds every charger busy is
+    dropped, as it would be at a full hub (logged as ``ev_sessions_turned_away``).
+    Returns the columns in :data:`SESSION_COLUMNS`, times in UTC.
+    """
+    source = spec.sessions
+    acn = _read_acn(resolve_path(config_dir, source.path))
+    if source.station_ids:
+        acn = acn[acn["station_id"].isin(source.station_ids)]
+    first = acn["arrival_local"].min().date()
+    last = acn["arrival_local"].max().date()
+    start_local = pd.Timestamp(start).tz_convert(timezone)
+    end_local = pd.Timestamp(end).tz_convert(timezone)
+    rows = []
+    day = start_local.date() - dt.timedelta(days=1)  # sessions from yesterday may still be parked
+    while day <= end_local.date():
+        src = _source_day(day, source.align, (first, last), first.year)
+        todays = acn[acn["arrival_local"].dt.date == src]
+        for record in todays.itertuples(index=False):
+            local_arrival = pd.Timestamp.combine(day, record.arrival_local.time())
+            arrival = local_arrival.tz_localize(
+                timezone, ambiguous=True, nonexistent="shift_forward"
+            )
+            arrival = arrival.tz_convert("UTC")
+            stated = record.stated_departure
+            rows.append(
+                (
+                    f"{day.isoformat()}/{record.session_id}",
+                    arrival,
+                    arrival + (record.departure - record.arrival),
+                    arrival + (stated - record.arrival) if pd.notna(stated) else pd.NaT,
+                    float(record.requested_energy_kwh) * source.scale,
+                    float(record.delivered_energy_kwh) * source.scale,
+                )
+            )
+        day += dt.timedelta(days=1)
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "session_id",
+            "arrival",
+            "departure",
+            "stated_departure",
+            "requested_energy_kwh",
+            "delivered_energy_kwh",
+        ],
+    ).sort_values("arrival", kind="stable")
+    # Requested energy can be missing or zero in the source; the driver then gets what was
+    # actually delivered as the stated need (logged so it is visible, not silent).
+    unknown = ~(frame["requested_energy_kwh"] > 0)
+    if unknown.any():
+        log.info("ev_requested_energy_missing", asset=spec.id, sessions=int(unknown.sum()))
+        frame.loc[unknown, "requested_energy_kwh"] = frame.loc[unknown, "delivered_energy_kwh"]
+    frame["stated_departure"] = frame["stated_departure"].where(
+        frame["stated_departure"] > frame["arrival"], frame["departure"]
+    )
+    free_at = [pd.Timestamp.min.tz_localize("UTC")] * spec.chargers
+    chargers = []
+    for arrival, departure in zip(frame["arrival"], frame["departure"], strict=True):
+        slot = next((i for i, t in enumerate(free_at) if t <= arrival), None)
+        chargers.append(-1 if slot is None else slot)
+        if slot is not None:
+            free_at[slot] = departure
+    frame["charger"] = chargers
+    turned_away = int((frame["charger"] < 0).sum())
+    if turned_away:
+        log.info("ev_sessions_turned_away", asset=spec.id, sessions=turned_away)
+    start_utc, end_utc = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+    frame = frame[
+        (frame["charger"] >= 0) & (frame["departure"] > start_utc) & (frame["arrival"] < end_utc)
+    ]
+    return frame.loc[:, list(SESSION_COLUMNS)].reset_index(drop=True)
