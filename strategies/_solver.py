@@ -1,0 +1,325 @@
+"""Solving: solver choice, status checks, infeasibility diagnosis, persistent HiGHS.
+
+* :func:`solve` runs a CVXPY problem on HiGHS (default), ECOS or Clarabel,
+  checks the status *before* any value is read, checks every variable value
+  is finite, and logs ``solve_finished`` or ``solve_failed``.
+* An infeasible problem raises :class:`~vpp.InfeasibleError` whose
+  ``constraint`` is ``"{label}-{quantity}-{bound}"`` of the row that had to
+  give most in an *elastic* copy of the model (every named constraint gets a
+  non-negative slack, the sum of slacks is minimised; variable boxes stay
+  hard -- on their own they are always satisfiable).
+* :class:`HotHighs` keeps one ``highspy.Highs`` model built from CVXPY's
+  problem data and, on a re-solve, changes only costs and bounds and runs
+  from the previous basis -- the fast path for real-time re-optimisation.
+
+Warnings raised by CVXPY or a solver during a solve are logged as
+``solver_warning`` events (captured locally; nothing is silenced globally).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cvxpy as cp
+import cvxpy.settings as cps
+import numpy as np
+import scipy.sparse as sp
+import structlog
+
+from strategies._model import ModelBuilder
+from vpp._exceptions import InfeasibleError, SolverError
+
+log = structlog.get_logger(__name__)
+
+SOLVERS = ("HIGHS", "ECOS", "CLARABEL")
+DEFAULT_SOLVER = "HIGHS"
+
+
+class SolveStatus(enum.StrEnum):
+    OPTIMAL = "optimal"
+    OPTIMAL_INACCURATE = "optimal_inaccurate"
+    INFEASIBLE = "infeasible"
+    UNBOUNDED = "unbounded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """How a solve went. Times in seconds; ``objective`` in the model's currency."""
+
+    solver: str
+    status: SolveStatus
+    objective: float
+    build_s: float
+    compile_s: float
+    solve_s: float
+    total_s: float
+
+    def plus(self, other: SolveStats) -> SolveStats:
+        """Sum of two solves (e.g. two parks solved one after the other)."""
+        worst = self.status if self.status != SolveStatus.OPTIMAL else other.status
+        return SolveStats(
+            self.solver,
+            worst,
+            self.objective + other.objective,
+            self.build_s + other.build_s,
+            self.compile_s + other.compile_s,
+            self.solve_s + other.solve_s,
+            self.total_s + other.total_s,
+        )
+
+
+def check_solver(name: str) -> str:
+    """Upper-case solver name if supported, else ``ValueError`` naming the choices."""
+    upper = name.upper()
+    if upper not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    return upper
+
+
+def _options(solver: str, time_limit_s: float) -> dict[str, Any]:
+    if solver == "HIGHS":
+        return {"time_limit": float(time_limit_s)}
+    if solver == "CLARABEL":
+        return {"time_limit": float(time_limit_s)}
+    return {"max_iters": 500}  # ECOS has no time limit
+
+
+def _run(problem: cp.Problem, solver: str, time_limit_s: float, context: dict[str, Any]) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            problem.solve(solver=solver, warm_start=False, **_options(solver, time_limit_s))
+        except cp.error.SolverError as exc:
+            log.error("solve_failed", solver=solver, reason=str(exc), **context)
+            raise SolverError(f"{solver} failed: {exc}") from exc
+    for warning in caught:
+        log.warning(
+            "solver_warning", solver=solver, category=warning.category.__name__,
+            message=str(warning.message), **context,
+        )
+
+
+def solve(
+    problem: cp.Problem,
+    builders: Sequence[ModelBuilder],
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    build_s: float = 0.0,
+    sense: float = -1.0,
+    context: dict[str, Any] | None = None,
+) -> SolveStats:
+    """Solve ``problem``; raise :class:`SolverError`/:class:`InfeasibleError` unless optimal.
+
+    ``sense`` converts the problem's value to the reported objective (``-1``:
+    the problem minimises cost, the report is profit).
+    """
+    context = dict(context or {})
+    solver = check_solver(solver)
+    start = time.perf_counter()
+    _run(problem, solver, time_limit_s, context)
+    wall = time.perf_counter() - start
+    compile_s = float(problem.compilation_time or 0.0)
+    solve_s = max(wall - compile_s, 0.0)
+    status = problem.status
+    if status in (cps.INFEASIBLE, cps.INFEASIBLE_INACCURATE, cps.INFEASIBLE_OR_UNBOUNDED):
+        culprits = diagnose(builders)
+        name = culprits[0] if culprits else None
+        log.error(
+            "solve_failed", solver=solver, status="infeasible", constraint=name,
+            culprits=culprits[:10], **context,
+        )
+        raise InfeasibleError(f"{context.get('model', 'model')} is infeasible", constraint=name)
+    if status in (cps.UNBOUNDED, cps.UNBOUNDED_INACCURATE):
+        log.error("solve_failed", solver=solver, status="unbounded", **context)
+        raise SolverError(f"{solver}: problem is unbounded (a price or cost is missing)")
+    if status not in (cps.OPTIMAL, cps.OPTIMAL_INACCURATE):
+        log.error("solve_failed", solver=solver, status=str(status), **context)
+        raise SolverError(f"{solver} returned status {status!r}")
+    for variable in problem.variables():
+        if variable.value is None or not np.isfinite(variable.value).all():
+            log.error("solve_failed", solver=solver, status="non_finite", variable=variable.name())
+            raise SolverError(f"{solver} returned a non-finite value for {variable.name()}")
+    stats = SolveStats(
+        solver,
+        SolveStatus.OPTIMAL if status == cps.OPTIMAL else SolveStatus.OPTIMAL_INACCURATE,
+        float(sense * problem.value),
+        build_s,
+        compile_s,
+        solve_s,
+        build_s + wall,
+    )
+    log.info(
+        "solve_finished", solver=solver, status=stats.status.value, objective=stats.objective,
+        build_s=round(build_s, 4), compile_s=round(compile_s, 4), solve_s=round(solve_s, 4),
+        **context,
+    )
+    return stats
+
+
+def diagnose(builders: Sequence[ModelBuilder]) -> list[str]:
+    """Names of the constraint rows that must give way, largest violation first.
+
+    Solves the elastic copy of the model with HiGHS (see module doc). Returns
+    an empty list if even the elastic model fails (then the variable boxes
+    themselves are inconsistent).
+    """
+    constraints: list[cp.Constraint] = []
+    slacks: list[tuple[Any, cp.Variable]] = []
+    for builder in builders:
+        for named in builder.constraints:
+            if named.sense == "<=":
+                slack = cp.Variable(named.lhs.shape, nonneg=True)
+                constraints.append(named.lhs - slack <= 0)
+                slacks.append((named, slack))
+            else:
+                over = cp.Variable(named.lhs.shape, nonneg=True)
+                under = cp.Variable(named.lhs.shape, nonneg=True)
+                constraints.append(named.lhs - over + under == 0)
+                slacks.append((named, over))
+                slacks.append((named, under))
+    if not slacks:
+        return []
+    elastic = cp.Problem(cp.Minimize(cp.sum([cp.sum(s) for _, s in slacks])), constraints)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        try:
+            elastic.solve(solver="HIGHS")
+        except cp.error.SolverError:
+            return []
+    if elastic.status not in (cps.OPTIMAL, cps.OPTIMAL_INACCURATE):
+        return []
+    found: dict[str, float] = {}
+    for named, slack in slacks:
+        value = np.asarray(slack.value, dtype=float)
+        value = value.reshape(value.shape[0], -1) if value.ndim else value.reshape(1, 1)
+        per_row = value.max(axis=1)
+        for row in np.flatnonzero(per_row > 1e-6):
+            name = named.row_name(int(row))
+            found[name] = max(found.get(name, 0.0), float(per_row[row]))
+    return sorted(found, key=lambda k: -found[k])
+
+
+class HotHighs:
+    """A persistent HiGHS model of a DPP CVXPY problem, re-solved when parameters change.
+
+    Build once with :meth:`__init__` (compiles through CVXPY, passes the LP to
+    HiGHS). After changing parameter values, :meth:`solve` asks CVXPY for the
+    new problem data (a sparse matrix-vector product on the cached DPP map,
+    no re-canonicalisation), pushes only the changed costs and bounds into
+    HiGHS and runs from the previous basis. Results are written back into the
+    CVXPY variables, so callers read ``variable.value`` as usual. If the
+    constraint matrix changed (a parameter multiplies a variable), the HiGHS
+    model is rebuilt.
+    """
+
+    def __init__(self, problem: cp.Problem, time_limit_s: float = 60.0) -> None:
+        import highspy
+
+        if not problem.is_dpp():
+            raise ValueError("HotHighs needs a DPP problem")
+        self.problem = problem
+        self._highspy = highspy
+        self.time_limit_s = time_limit_s
+        self.highs: Any = None
+        self._matrix: sp.csc_matrix | None = None
+        self.compile_s = 0.0
+        self.solve_s = 0.0
+
+    def _data(self) -> tuple[dict[str, Any], Any, Any]:
+        start = time.perf_counter()
+        data, chain, inverse = self.problem.get_problem_data(cp.HIGHS)
+        self.compile_s = time.perf_counter() - start
+        return data, chain, inverse
+
+    def _pass_model(self, data: dict[str, Any], matrix: sp.csc_matrix) -> None:
+        hp = self._highspy
+        inf = hp.kHighsInf
+        highs = hp.Highs()
+        highs.setOptionValue("output_flag", False)
+        highs.setOptionValue("time_limit", float(self.time_limit_s))
+        lp = hp.HighsLp()
+        lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
+        lp.col_cost_ = np.asarray(data[cps.Q], dtype=float)
+        lower, upper = self._col_bounds(data, inf)
+        lp.col_lower_, lp.col_upper_ = lower, upper
+        row_lower, row_upper = self._row_bounds(data, inf)
+        lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+        lp.a_matrix_.format_ = hp.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = matrix.indptr
+        lp.a_matrix_.index_ = matrix.indices
+        lp.a_matrix_.value_ = matrix.data
+        highs.passModel(lp)
+        self.highs = highs
+        self._matrix = matrix
+
+    @staticmethod
+    def _col_bounds(data: dict[str, Any], inf: float) -> tuple[np.ndarray, np.ndarray]:
+        n = len(data[cps.Q])
+        lb, ub = data.get(cps.LOWER_BOUNDS), data.get(cps.UPPER_BOUNDS)
+        lower = np.full(n, -inf) if lb is None else np.asarray(lb, dtype=float).copy()
+        upper = np.full(n, inf) if ub is None else np.asarray(ub, dtype=float).copy()
+        return lower, upper
+
+    @staticmethod
+    def _row_bounds(data: dict[str, Any], inf: float) -> tuple[np.ndarray, np.ndarray]:
+        b, g = np.asarray(data[cps.B], float), np.asarray(data[cps.G], float)
+        return np.concatenate([b, np.full(len(g), -inf)]), np.concatenate([b, g])
+
+    def solve(self) -> SolveStats:
+        """Re-solve with the current parameter values; raise unless optimal."""
+        start = time.perf_counter()
+        data, chain, inverse = self._data()
+        if data[cps.P] is not None and data[cps.P].count_nonzero():
+            raise ValueError("HotHighs solves LPs only")
+        matrix = sp.vstack([data[cps.A], data[cps.F]]).tocsc()
+        hp = self._highspy
+        inf = hp.kHighsInf
+        if self.highs is None or not _same_matrix(self._matrix, matrix):
+            self._pass_model(data, matrix)
+        else:
+            n, m = matrix.shape[1], matrix.shape[0]
+            cols = np.arange(n, dtype=np.int32)
+            self.highs.changeColsCost(n, cols, np.asarray(data[cps.Q], dtype=float))
+            lower, upper = self._col_bounds(data, inf)
+            self.highs.changeColsBounds(n, cols, lower, upper)
+            row_lower, row_upper = self._row_bounds(data, inf)
+            self.highs.changeRowsBounds(m, np.arange(m, dtype=np.int32), row_lower, row_upper)
+        run_start = time.perf_counter()
+        self.highs.run()
+        self.solve_s = time.perf_counter() - run_start
+        results = {
+            "solution": self.highs.getSolution(),
+            "basis": self.highs.getBasis(),
+            "info": self.highs.getInfo(),
+            "model_status": self.highs.getModelStatus().name,
+            "run_time": self.highs.getRunTime(),
+        }
+        status = results["model_status"]
+        if status != "kOptimal":
+            log.error("solve_failed", solver="HIGHS", status=status, mode="hot")
+            if status in ("kInfeasible", "kUnboundedOrInfeasible"):
+                raise InfeasibleError("real-time model is infeasible")
+            raise SolverError(f"HiGHS returned {status}")
+        self.problem.unpack_results(results, chain, inverse)
+        total = time.perf_counter() - start
+        return SolveStats(
+            "HIGHS", SolveStatus.OPTIMAL, -float(self.problem.value), 0.0,
+            self.compile_s, self.solve_s, total,
+        )
+
+
+def _same_matrix(old: sp.csc_matrix | None, new: sp.csc_matrix) -> bool:
+    return (
+        old is not None
+        and old.shape == new.shape
+        and np.array_equal(old.indptr, new.indptr)
+        and np.array_equal(old.indices, new.indices)
+        and np.array_equal(old.data, new.data)
+    )

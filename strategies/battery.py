@@ -1,0 +1,156 @@
+"""Battery model: vectorised over all batteries of a park (rows) and intervals (columns).
+
+Variables (rows = batteries x scenarios, columns = intervals):
+
+* ``charge_kw``, ``discharge_kw`` >= 0, boxed by the charge/discharge limits [kW];
+* ``soc_kwh``: stored energy at the END of each interval, boxed by
+  ``soc_min``/``soc_max`` x ``energy_kwh`` [kWh].
+
+Constraints (named ``"{asset}-{quantity}-{bound}"``):
+
+* ``soc-balance``: ``soc[t] = soc[t-1] + eta_c * charge[t] * dt[t] - discharge[t] * dt[t] / eta_d``
+  with ``soc[-1]`` the measured initial state (a :class:`cvxpy.Parameter`);
+* ``soc-final`` (policy ``initial``): ``soc[T-1] >= target``, where the target is
+  ``soc_initial x energy_kwh`` capped by what charging at full power can reach
+  from the current state within the horizon (so a late re-solve stays feasible).
+
+Objective terms: ``degradation_cost_per_mwh`` x throughput (charge + discharge)
+[MWh]; policy ``valued`` credits the energy left at the horizon end at
+``terminal_value_per_mwh``; policy ``free`` does neither.
+
+Power at the grid (sign convention of :mod:`vpp.units`): ``discharge - charge``.
+
+A linear model may charge and discharge in the same interval when prices are
+negative (burning energy through the losses). Degradation cost makes that
+unattractive; a positive degradation cost is recommended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+
+from strategies._model import ModelBuilder, Stack, full, previous
+from vpp.config.models import BatterySpec
+from vpp.units import KWH_PER_MWH
+
+ASSET_TYPE = "battery"
+
+
+@dataclass
+class BatteryBlock:
+    """The batteries of one park in one model."""
+
+    stack: Stack
+    specs: tuple[BatterySpec, ...]
+    charge_kw: cp.Variable
+    discharge_kw: cp.Variable
+    soc_kwh: cp.Variable
+    soc_initial_kwh: cp.Parameter
+    soc_target_kwh: cp.Parameter
+    dt_h: np.ndarray
+
+    @property
+    def power_kw(self) -> cp.Expression:
+        """Power into the grid [kW] (rows x intervals)."""
+        return self.discharge_kw - self.charge_kw
+
+    def set_state(self, soc_kwh: np.ndarray) -> None:
+        """Set the measured initial energy [kWh] per battery (n,) and the final targets."""
+        soc0 = np.asarray(soc_kwh, dtype=float)
+        if soc0.shape != (self.stack.n,) or not np.isfinite(soc0).all():
+            raise ValueError(f"battery state needs {self.stack.n} finite SoC values, got {soc0}")
+        self.soc_initial_kwh.value = self.stack.tile(soc0)
+        energy = np.array([s.energy_kwh for s in self.specs])
+        eta_c = np.array([s.charge_efficiency for s in self.specs])
+        limit = np.array([s.charge_limit_kw for s in self.specs])
+        reachable = soc0 + eta_c * limit * float(self.dt_h.sum())
+        target = np.minimum(np.array([s.soc_initial for s in self.specs]) * energy, reachable)
+        target = np.minimum(target, np.array([s.soc_max for s in self.specs]) * energy)
+        self.soc_target_kwh.value = self.stack.tile(target)
+
+
+def add_batteries(
+    builder: ModelBuilder,
+    specs: Sequence[BatterySpec],
+    initial_soc_kwh: np.ndarray,
+    dt_h: np.ndarray,
+    stack: Stack,
+) -> BatteryBlock:
+    """Add every battery of a park to ``builder``; returns the block with its variables."""
+    specs = tuple(specs)
+    rows, steps = stack.rows, len(dt_h)
+    shape = (rows, steps)
+
+    def column(values: list[float]) -> np.ndarray:
+        return stack.tile(np.asarray(values, dtype=float))[:, None]
+
+    energy = column([s.energy_kwh for s in specs])
+    charge_kw = cp.Variable(
+        shape,
+        name="battery_charge_kw",
+        bounds=builder.bounds(
+            "battery:charge-bounds", 0.0, full(column([s.charge_limit_kw for s in specs]), shape)
+        ),
+    )
+    discharge_kw = cp.Variable(
+        shape,
+        name="battery_discharge_kw",
+        bounds=builder.bounds(
+            "battery:discharge-bounds",
+            0.0,
+            full(column([s.discharge_limit_kw for s in specs]), shape),
+        ),
+    )
+    soc_kwh = cp.Variable(
+        shape,
+        name="battery_soc_kwh",
+        bounds=builder.bounds(
+            "battery:soc-bounds",
+            full(column([s.soc_min for s in specs]) * energy, shape),
+            full(column([s.soc_max for s in specs]) * energy, shape),
+        ),
+    )
+    soc0 = cp.Parameter(rows, name="battery_soc_initial_kwh")
+    target = cp.Parameter(rows, name="battery_soc_target_kwh")
+    block = BatteryBlock(stack, specs, charge_kw, discharge_kw, soc_kwh, soc0, target, dt_h)
+    block.set_state(initial_soc_kwh)
+
+    charge_gain = column([s.charge_efficiency for s in specs]) * dt_h[None, :]
+    discharge_loss = dt_h[None, :] / column([s.discharge_efficiency for s in specs])
+    builder.add(
+        ASSET_TYPE,
+        "soc",
+        "balance",
+        stack.labels,
+        soc_kwh
+        - previous(soc0, soc_kwh)
+        - cp.multiply(charge_gain, charge_kw)
+        + cp.multiply(discharge_loss, discharge_kw),
+        "==",
+    )
+    back_to_initial = np.flatnonzero(stack.tile(np.array([s.soc_final == "initial" for s in specs])))
+    if back_to_initial.size:
+        builder.add(
+            ASSET_TYPE,
+            "soc",
+            "final",
+            [stack.labels[i] for i in back_to_initial],
+            target[back_to_initial] - soc_kwh[back_to_initial, steps - 1],
+            "<=",
+        )
+
+    weight = stack.row_weight
+    degradation = stack.tile(np.array([s.degradation_cost_per_mwh for s in specs]))
+    if degradation.any():
+        per_kw = (weight * degradation / KWH_PER_MWH)[:, None] * dt_h[None, :]
+        builder.add_cost(cp.sum(cp.multiply(per_kw, charge_kw + discharge_kw)))
+    valued = stack.tile(
+        np.array([s.terminal_value_per_mwh if s.soc_final == "valued" else 0.0 for s in specs])
+    )
+    if valued.any():
+        builder.add_cost(-(weight * valued / KWH_PER_MWH) @ soc_kwh[:, steps - 1])
+    return block

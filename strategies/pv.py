@@ -1,0 +1,55 @@
+"""PV model: forecast output, curtailable down to zero when the inverter accepts a limit.
+
+One variable ``output_kw`` (rows = PV plants x scenarios, columns = intervals)
+boxed by ``[0, available]`` for a curtailable plant and fixed at
+``available`` otherwise (``pv:output-bounds``). ``available`` is the forecast
+[kW, >= 0] from :func:`vpp.profiles.pv_available_kw`. Power into the grid is
+``+output_kw``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+
+from strategies._model import ModelBuilder, Stack
+from vpp.config.models import PvSpec
+
+ASSET_TYPE = "pv"
+
+
+@dataclass
+class PvBlock:
+    stack: Stack
+    specs: tuple[PvSpec, ...]
+    output_kw: cp.Variable
+    available_kw: np.ndarray  # (rows, T)
+
+    @property
+    def power_kw(self) -> cp.Expression:
+        return self.output_kw
+
+
+def add_pv(
+    builder: ModelBuilder,
+    specs: Sequence[PvSpec],
+    available_kw: np.ndarray,
+    stack: Stack,
+) -> PvBlock:
+    """Add every PV plant of a park; ``available_kw`` is (n, T) [kW, >= 0]."""
+    specs = tuple(specs)
+    available = np.asarray(available_kw, dtype=float)
+    if available.ndim != 2 or available.shape[0] != len(specs):
+        raise ValueError(f"available_kw must be ({len(specs)}, T), got {available.shape}")
+    if not np.isfinite(available).all() or (available < 0).any():
+        raise ValueError("PV available power must be finite and >= 0")
+    upper = stack.tile(available)
+    curtailable = stack.tile(np.array([float(s.curtailable) for s in specs]))[:, None]
+    lower = upper * (1.0 - curtailable)
+    output_kw = cp.Variable(
+        upper.shape, name="pv_output_kw", bounds=builder.bounds("pv:output-bounds", lower, upper)
+    )
+    return PvBlock(stack, specs, output_kw, upper)

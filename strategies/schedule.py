@@ -1,0 +1,276 @@
+"""Deterministic schedules: optimise parks against one price series, or fall back to idle.
+
+:func:`optimise_schedule` is the building block of the deterministic
+day-ahead strategy, of perfect foresight and of ``vpp plan``: every park is
+solved on its own (optionally in parallel threads; HiGHS releases the GIL)
+and the results are gathered into a :class:`Schedule`.
+
+:func:`idle_schedule` is the safe fallback when a model cannot be solved:
+batteries idle, PV at its forecast (curtailed to the export limit if it
+can be), processes at baseline, EVs charging as soon as they are plugged in
+up to the hub limit. It needs no solver and is always finite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+import structlog
+
+from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
+from strategies.ev import availability
+from strategies.park import ParkModel, build_park_model
+from strategies.state import EnergyPolicy, ParkInputs, ParkState, session_table, state_of
+from vpp._exceptions import SolverError
+from vpp.config.models import (
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    ParkConfig,
+    PvSpec,
+)
+from vpp.types import Setpoint
+from vpp.units import KWH_PER_MWH
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A plan for one or more parks over a horizon.
+
+    Attributes:
+        index: UTC interval starts.
+        asset_power_kw: power into the grid per asset [kW], columns
+            ``(park_id, asset_id)`` (sign convention of :mod:`vpp.units`).
+        park_power_kw: the parks' net power at their grid connection [kW].
+        soc_kwh: battery energy at the END of each interval [kWh], columns
+            ``(park_id, asset_id)``.
+        objective: profit over the horizon [currency]: revenue at the
+            prices used minus degradation cost plus terminal value.
+        stats: solver statistics (``None`` for a fallback).
+        fallback: True when this is :func:`idle_schedule` because a solve failed.
+        errors: what failed, per park, when ``fallback`` is True.
+    """
+
+    index: pd.DatetimeIndex
+    asset_power_kw: pd.DataFrame
+    park_power_kw: pd.DataFrame
+    soc_kwh: pd.DataFrame
+    objective: float
+    stats: SolveStats | None
+    fallback: bool = False
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    def setpoints(self, position: int = 0) -> list[Setpoint]:
+        """Per-asset setpoints for interval ``position`` of the index."""
+        start = self.index[position].to_pydatetime()
+        row = self.asset_power_kw.iloc[position]
+        return [
+            Setpoint(park_id, asset_id, start, float(row[(park_id, asset_id)]))
+            for park_id, asset_id in self.asset_power_kw.columns
+        ]
+
+
+def _frames(
+    index: pd.DatetimeIndex, parts: Sequence[tuple[str, Mapping[str, np.ndarray]]]
+) -> pd.DataFrame:
+    columns = {(park, asset): values for park, assets in parts for asset, values in assets.items()}
+    frame = pd.DataFrame(columns, index=index)
+    frame.columns = pd.MultiIndex.from_tuples(list(columns), names=["park_id", "asset_id"])
+    return frame
+
+
+def price_objective(model: ParkModel, price: cp.Parameter) -> cp.Expression:
+    """Expected revenue [currency] of ``model.net_kw`` at ``price`` [currency/MWh] (S, T)."""
+    coef = model.weights[:, None] * model.dt_h[None, :] / KWH_PER_MWH
+    return cp.sum(cp.multiply(price, cp.multiply(coef, model.net_kw)))
+
+
+def solve_park(
+    park: ParkConfig,
+    inputs: ParkInputs,
+    state: ParkState | None,
+    dt_h: np.ndarray,
+    prices_per_mwh: np.ndarray,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    omit: frozenset[str] = frozenset(),
+    energy_policy: EnergyPolicy = "cap",
+) -> tuple[ParkModel, SolveStats]:
+    """Maximise one park's profit at ``prices_per_mwh`` (T,); raises on failure."""
+    start = time.perf_counter()
+    model = build_park_model(
+        park, inputs, state, dt_h, omit=omit, energy_policy=energy_policy
+    )
+    prices = np.asarray(prices_per_mwh, dtype=float).reshape(1, -1)
+    if prices.shape[1] != len(inputs.index) or not np.isfinite(prices).all():
+        raise ValueError(f"{park.id}: need {len(inputs.index)} finite prices, got {prices.shape}")
+    price = cp.Parameter(prices.shape, name="price_per_mwh", value=prices)
+    problem = cp.Problem(
+        cp.Minimize(model.builder.cost - price_objective(model, price)),
+        model.builder.cvxpy_constraints,
+    )
+    build_s = time.perf_counter() - start
+    stats = solve(
+        problem, [model.builder], solver=solver, time_limit_s=time_limit_s, build_s=build_s,
+        context={"model": "schedule", "park": park.id, "intervals": len(inputs.index)},
+    )
+    return model, stats
+
+
+def optimise_schedule(
+    parks: Sequence[ParkConfig],
+    inputs: Mapping[str, ParkInputs],
+    states: Mapping[str, ParkState] | None,
+    dt_h: np.ndarray,
+    prices_per_mwh: np.ndarray | pd.Series,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    parallel: int = 1,
+    energy_policy: EnergyPolicy = "cap",
+    on_failure: str = "fallback",
+) -> Schedule:
+    """Optimal schedule of every park at one price series; parks solved independently.
+
+    ``on_failure="fallback"`` (default) returns :func:`idle_schedule` for the
+    whole portfolio, flagged ``fallback=True`` with the errors, when any park
+    fails; ``"raise"`` re-raises the :class:`~vpp.SolverError`.
+    """
+    if not parks:
+        raise ValueError("no parks to schedule")
+    prices = np.asarray(prices_per_mwh, dtype=float)
+
+    def run(park: ParkConfig) -> tuple[ParkModel, SolveStats]:
+        return solve_park(
+            park, inputs[park.id], (states or {}).get(park.id), dt_h, prices,
+            solver=solver, time_limit_s=time_limit_s, energy_policy=energy_policy,
+        )
+
+    try:
+        results = run_parks(parks, run, parallel)
+    except SolverError as exc:
+        if on_failure == "raise":
+            raise
+        return idle_schedule(parks, inputs, states, dt_h, prices, errors={"portfolio": str(exc)})
+    return schedule_from_models([m for m, _ in results], [s for _, s in results], 0)
+
+
+def run_parks(
+    parks: Sequence[ParkConfig], run: Callable[[ParkConfig], _T], parallel: int = 1
+) -> list[_T]:
+    """``run`` for each park, in threads when ``parallel > 1`` (order kept)."""
+    if parallel > 1 and len(parks) > 1:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(run, parks))
+    return [run(p) for p in parks]
+
+
+def schedule_from_models(
+    models: Sequence[ParkModel], stats: Sequence[SolveStats], scenario: int
+) -> Schedule:
+    """Gather one scenario's solved values of several park models into a :class:`Schedule`."""
+    index = models[0].index
+    assets = _frames(
+        index, [(m.park.id, {a: v[scenario] for a, v in m.asset_power_kw().items()}) for m in models]
+    )
+    soc = _frames(
+        index, [(m.park.id, {a: v[scenario] for a, v in m.soc_kwh().items()}) for m in models]
+    )
+    parks = pd.DataFrame(
+        {m.park.id: np.asarray(m.net_kw.value)[scenario] for m in models}, index=index
+    )
+    total = stats[0]
+    for extra in stats[1:]:
+        total = total.plus(extra)
+    return Schedule(index, assets, parks, soc, total.objective, total)
+
+
+def idle_power_kw(
+    park: ParkConfig, inputs: ParkInputs, state: ParkState | None, dt_h: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-asset power [kW] (T,) and battery energy [kWh] (T,) of the idle fallback."""
+    steps = len(inputs.index)
+    power: dict[str, np.ndarray] = {}
+    soc: dict[str, np.ndarray] = {}
+    for asset in park.assets:
+        if isinstance(asset, BatterySpec):
+            energy = state_of(state, asset.id).soc_kwh
+            level = asset.soc_initial * asset.energy_kwh if energy is None else energy
+            power[asset.id] = np.zeros(steps)
+            soc[asset.id] = np.full(steps, float(level))
+        elif isinstance(asset, FlexibleProcessSpec):
+            power[asset.id] = -np.asarray(inputs.baseline_kw[asset.id], dtype=float)
+        elif isinstance(asset, EvChargingSpec):
+            table = session_table(
+                asset, state_of(state, asset.id).sessions, inputs.expected_sessions.get(asset.id),
+                inputs.index, dt_h,
+            )
+            power[asset.id] = -_charge_on_arrival(asset, table, inputs.index, dt_h)
+    pv_ids = [a for a in park.assets if isinstance(a, PvSpec)]
+    others = sum((power[a] for a in power), np.zeros(steps))
+    room = np.maximum(park.grid.export_limit_kw - others, 0.0)
+    available = {a.id: np.asarray(inputs.pv_available_kw[a.id], dtype=float) for a in pv_ids}
+    fixed = sum((available[a.id] for a in pv_ids if not a.curtailable), np.zeros(steps))
+    flexible = sum((available[a.id] for a in pv_ids if a.curtailable), np.zeros(steps))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(flexible > 0, np.clip((room - fixed) / flexible, 0.0, 1.0), 1.0)
+    for asset in pv_ids:
+        power[asset.id] = available[asset.id] * (scale if asset.curtailable else 1.0)
+    return power, soc
+
+
+def _charge_on_arrival(
+    hub: EvChargingSpec, table: pd.DataFrame, index: pd.DatetimeIndex, dt_h: np.ndarray
+) -> np.ndarray:
+    """Uncontrolled charging: full power from arrival until the energy is in, then hub-capped."""
+    if table.empty:
+        return np.zeros(len(index))
+    share = availability(table, index, dt_h)
+    rate = hub.charger_power_kw * table["weight"].to_numpy(float)[:, None] * share
+    needed = table["energy_kwh"].to_numpy(float)
+    delivered_before = np.cumsum(rate * dt_h[None, :], axis=1) - rate * dt_h[None, :]
+    left = np.clip(needed[:, None] - delivered_before, 0.0, None)
+    charge = np.minimum(rate, left / dt_h[None, :]).sum(axis=0)
+    return np.minimum(charge, hub.hub_limit_kw)
+
+
+def idle_schedule(
+    parks: Sequence[ParkConfig],
+    inputs: Mapping[str, ParkInputs],
+    states: Mapping[str, ParkState] | None,
+    dt_h: np.ndarray,
+    prices_per_mwh: np.ndarray | None = None,
+    *,
+    errors: Mapping[str, str] | None = None,
+) -> Schedule:
+    """The safe fallback schedule (see module doc); ``objective`` is its revenue at the prices."""
+    index = inputs[parks[0].id].index
+    power_parts, soc_parts = [], []
+    for park in parks:
+        power, soc = idle_power_kw(park, inputs[park.id], (states or {}).get(park.id), dt_h)
+        power_parts.append((park.id, power))
+        soc_parts.append((park.id, soc))
+    assets = _frames(index, power_parts)
+    parks_frame = assets.T.groupby(level="park_id").sum().T
+    objective = 0.0
+    if prices_per_mwh is not None:
+        net = parks_frame.sum(axis=1).to_numpy()
+        prices = np.asarray(prices_per_mwh, dtype=float).reshape(-1)
+        objective = float(np.sum(prices * net * dt_h) / KWH_PER_MWH)
+    log.warning("fallback_schedule", parks=[p.id for p in parks], errors=dict(errors or {}))
+    return Schedule(
+        index, assets, parks_frame, _frames(index, soc_parts), objective, None,
+        fallback=True, errors=dict(errors or {}),
+    )

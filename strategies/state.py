@@ -1,0 +1,282 @@
+"""What the strategy knows at decision time: asset state and exogenous inputs.
+
+* :class:`AssetState` -- the measured state of one asset (battery energy, EV
+  sessions plugged in and what they have received, a process's unrecovered
+  shift). A park's state is a ``Mapping[asset_id, AssetState]``; missing
+  entries mean "as configured" (:func:`initial_state`).
+* :class:`ParkInputs` -- the exogenous series over the planning horizon: PV
+  available [kW], process baselines [kW] and the *expected* EV sessions.
+* :func:`session_table` -- turns known and expected sessions into the rows
+  the EV model optimises.
+
+**Expected EV arrivals (day-ahead).** At day-ahead gate closure nobody has
+arrived yet for the delivery day. The forecast replays the hub's sessions of
+the same weekday in each of the previous ``K`` weeks (default 4), shifted
+onto the delivery day, each with weight ``1/K``: its energy and its power
+limit are scaled by ``1/K``. The sum is the average fleet of those weeks,
+with realistic arrival times, dwell times and energies; the hub limit
+applies to it in full. Only sessions that arrived before the decision time
+are used, so the forecast cannot see the future.
+
+**Energy policy.** Drivers' requests are often more than a charge point can
+deliver before their stated departure (about a quarter of the Caltech
+sessions). With ``energy_policy="cap"`` (default) such a request is capped
+at what the charge point can deliver inside the window, and the number of
+capped sessions is logged (``ev_request_capped``); with ``"strict"`` the
+request stands and an impossible one raises
+:class:`~vpp.InfeasibleError` naming ``"{hub}/{session}-energy-required"``.
+Sessions whose stated window extends beyond the horizon must receive the
+share of their remaining energy proportional to the share of their
+remaining window inside the horizon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from strategies.ev import SESSION_TABLE_COLUMNS, availability
+from vpp.config.models import (
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    ParkConfig,
+    PvSpec,
+)
+from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from vpp.timeutil import require_aware, require_aware_index
+
+log = structlog.get_logger(__name__)
+
+EnergyPolicy = Literal["cap", "strict"]
+
+#: Columns of :attr:`AssetState.sessions`.
+KNOWN_SESSION_COLUMNS = (
+    "session_id",
+    "charger",
+    "arrival",
+    "stated_departure",
+    "requested_energy_kwh",
+    "charged_kwh",
+)
+
+
+@dataclass(frozen=True)
+class AssetState:
+    """The state of one asset at decision time.
+
+    Attributes:
+        soc_kwh: battery energy stored [kWh]; ``None`` = ``soc_initial`` from the spec.
+        sessions: EV sessions plugged in (arrived, not yet left), columns
+            :data:`KNOWN_SESSION_COLUMNS`; ``charged_kwh`` is the energy each has
+            received so far [kWh]. ``None`` = no car plugged in.
+        energy_offset_kwh: flexible process: energy consumed above its baseline
+            and not yet recovered [kWh] (negative: shed, not yet consumed again).
+        shift_kw: flexible process: the deviation from baseline now in force [kW].
+    """
+
+    soc_kwh: float | None = None
+    sessions: pd.DataFrame | None = None
+    energy_offset_kwh: float = 0.0
+    shift_kw: float = 0.0
+
+
+ParkState = Mapping[str, AssetState]
+
+
+def initial_state(park: ParkConfig) -> dict[str, AssetState]:
+    """Every asset as configured: batteries at ``soc_initial``, no cars, no shift."""
+    out = {}
+    for asset in park.assets:
+        if isinstance(asset, BatterySpec):
+            out[asset.id] = AssetState(soc_kwh=asset.soc_initial * asset.energy_kwh)
+        else:
+            out[asset.id] = AssetState()
+    return out
+
+
+def state_of(state: ParkState | None, asset_id: str) -> AssetState:
+    if state is None:
+        return AssetState()
+    return state.get(asset_id, AssetState())
+
+
+@dataclass(frozen=True)
+class ParkInputs:
+    """Exogenous series of one park over a horizon ``index`` (UTC interval starts).
+
+    ``pv_available_kw`` and ``baseline_kw`` map asset ids to arrays (T,) [kW >= 0];
+    ``expected_sessions`` maps EV hub ids to expected sessions (columns of
+    :data:`KNOWN_SESSION_COLUMNS` plus ``weight`` in (0, 1]).
+    """
+
+    index: pd.DatetimeIndex
+    pv_available_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
+    baseline_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
+    expected_sessions: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_aware_index(self.index, "index")
+        for name, series in (*self.pv_available_kw.items(), *self.baseline_kw.items()):
+            if np.shape(series) != (len(self.index),):
+                raise ValueError(f"input for {name} has shape {np.shape(series)}, want ({len(self.index)},)")
+
+    def window(self, start: int) -> ParkInputs:
+        """The inputs from interval ``start`` to the end of the horizon."""
+        return ParkInputs(
+            self.index[start:],
+            {k: np.asarray(v)[start:] for k, v in self.pv_available_kw.items()},
+            {k: np.asarray(v)[start:] for k, v in self.baseline_kw.items()},
+            self.expected_sessions,
+        )
+
+
+def load_inputs(
+    park: ParkConfig,
+    config_dir: Path,
+    index: pd.DatetimeIndex,
+    *,
+    decision_time: dt.datetime | None = None,
+    expected_weeks: int = 4,
+) -> ParkInputs:
+    """PV forecast, process baselines and expected EV sessions from the park's profiles.
+
+    ``decision_time``: when given, expected EV sessions (see module doc) are
+    built for arrivals in ``[max(decision_time, index[0]), horizon end)``; when
+    ``None`` no expected sessions are added (perfect foresight passes the
+    realized sessions as state instead, see :func:`realized_sessions`).
+    """
+    require_aware_index(index, "index")
+    pv = {
+        a.id: pv_available_kw(a, config_dir, index, park.timezone).to_numpy(float)
+        for a in park.assets
+        if isinstance(a, PvSpec)
+    }
+    base = {
+        a.id: load_kw(a, config_dir, index, park.timezone).to_numpy(float)
+        for a in park.assets
+        if isinstance(a, FlexibleProcessSpec)
+    }
+    expected: dict[str, pd.DataFrame] = {}
+    if decision_time is not None:
+        require_aware(decision_time, "decision_time")
+        for hub in (a for a in park.assets if isinstance(a, EvChargingSpec)):
+            expected[hub.id] = expected_sessions(
+                hub, config_dir, index, park.timezone, decision_time, expected_weeks
+            )
+    return ParkInputs(index, pv, base, expected)
+
+
+def _horizon_end(index: pd.DatetimeIndex) -> pd.Timestamp:
+    if len(index) < 2:
+        raise ValueError("a horizon index needs at least two intervals to infer its end")
+    return index[-1] + (index[-1] - index[-2])
+
+
+def expected_sessions(
+    hub: EvChargingSpec,
+    config_dir: Path,
+    index: pd.DatetimeIndex,
+    timezone: str,
+    decision_time: dt.datetime,
+    weeks: int = 4,
+) -> pd.DataFrame:
+    """Expected sessions: the same weekday of the previous ``weeks`` weeks, weight ``1/weeks``."""
+    start = max(pd.Timestamp(decision_time).tz_convert("UTC"), index[0])
+    end = _horizon_end(index)
+    frames = []
+    for k in range(1, weeks + 1):
+        shift = pd.Timedelta(days=7 * k)
+        past = ev_sessions(hub, config_dir, start - shift, end - shift, timezone)
+        past = past[past["arrival"] >= start - shift]
+        # Only what had happened by the decision time may inform the forecast.
+        past = past[past["arrival"] < pd.Timestamp(decision_time)]
+        if past.empty:
+            continue
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session_id": "expected-w" + str(k) + "/" + past["session_id"].astype(str),
+                    "charger": past["charger"].to_numpy(),
+                    "arrival": past["arrival"] + shift,
+                    "stated_departure": past["stated_departure"] + shift,
+                    "requested_energy_kwh": past["requested_energy_kwh"].to_numpy(float),
+                    "charged_kwh": 0.0,
+                    "weight": 1.0 / weeks,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=[*KNOWN_SESSION_COLUMNS, "weight"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def realized_sessions(
+    hub: EvChargingSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
+) -> pd.DataFrame:
+    """Every session overlapping the horizon as it will happen (perfect foresight, plans)."""
+    sessions = ev_sessions(hub, config_dir, index[0], _horizon_end(index), timezone)
+    out = sessions.loc[:, ["session_id", "charger", "arrival", "stated_departure"]].copy()
+    out["requested_energy_kwh"] = sessions["requested_energy_kwh"].to_numpy(float)
+    out["charged_kwh"] = 0.0
+    return out
+
+
+def session_table(
+    hub: EvChargingSpec,
+    known: pd.DataFrame | None,
+    expected: pd.DataFrame | None,
+    index: pd.DatetimeIndex,
+    dt_h: np.ndarray,
+    *,
+    energy_policy: EnergyPolicy = "cap",
+) -> pd.DataFrame:
+    """Rows for :func:`strategies.ev.add_ev_hubs`: known sessions (weight 1) and expected ones."""
+    parts = []
+    for frame, default_weight in ((known, 1.0), (expected, None)):
+        if frame is None or frame.empty:
+            continue
+        missing = set(KNOWN_SESSION_COLUMNS) - set(frame.columns)
+        if missing:
+            raise ValueError(f"{hub.id}: sessions lack column(s) {sorted(missing)}")
+        part = frame.loc[:, list(KNOWN_SESSION_COLUMNS)].copy()
+        part["weight"] = default_weight if default_weight is not None else frame["weight"]
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=list(SESSION_TABLE_COLUMNS))
+    table = pd.concat(parts, ignore_index=True)
+    start, end = index[0], index[-1] + pd.Timedelta(hours=float(dt_h[-1]))
+    arrival = pd.DatetimeIndex(table["arrival"])
+    departure = pd.DatetimeIndex(table["stated_departure"])
+    open_from = arrival.where(arrival > start, start)
+    window_s = (departure - open_from).total_seconds().to_numpy()
+    inside_s = (departure.where(departure < end, end) - open_from).total_seconds().to_numpy()
+    overdue = window_s <= 0
+    if overdue.any():
+        log.info("ev_session_overdue", hub=hub.id, sessions=int(overdue.sum()))
+    keep = (~overdue) & (inside_s > 0)
+    table = table.loc[keep].reset_index(drop=True)
+    fraction = inside_s[keep] / window_s[keep]
+    remaining = np.maximum(
+        table["requested_energy_kwh"].to_numpy(float) - table["charged_kwh"].to_numpy(float), 0.0
+    )
+    energy = remaining * fraction * table["weight"].to_numpy(float)
+    table["arrival"] = open_from[keep]
+    if energy_policy == "cap" and len(table):
+        share = availability(table, index, dt_h)
+        deliverable = (
+            hub.charger_power_kw * table["weight"].to_numpy(float) * (share @ dt_h)
+        )
+        capped = energy > deliverable
+        if capped.any():
+            log.info("ev_request_capped", hub=hub.id, sessions=int(capped.sum()))
+        energy = np.minimum(energy, deliverable)
+    table["energy_kwh"] = energy
+    return table.loc[:, list(SESSION_TABLE_COLUMNS)]
