@@ -7,7 +7,8 @@ one row per session with ``charger``, ``arrival``, ``stated_departure``,
 session that has arrived; ``1/K`` for an *expected* session, see
 :mod:`strategies.state`).
 
-Variable ``charge_kw`` (rows = sessions x scenarios, columns = intervals),
+Variable ``charge_kw`` holds one value per (session, scenario, interval) in
+which the session is plugged in (sparse: idle pairs have no variable),
 boxed by ``[0, charger_power_kw x weight x available]`` where ``available``
 is the share of the interval inside the session's window
 (``ev:charge-bounds``). Constraints:
@@ -63,19 +64,35 @@ def availability(sessions: pd.DataFrame, index: pd.DatetimeIndex, dt_h: np.ndarr
 
 @dataclass
 class EvBlock:
+    """The EV hubs of one park. Charging power is one variable per (session, interval) pair
+    in which the session can charge (its window), so idle pairs cost nothing to compile."""
+
     stack: Stack  # over hubs
     specs: tuple[EvChargingSpec, ...]
     sessions: pd.DataFrame  # all hubs' sessions, column 'hub' = position in specs
     session_stack: Stack
-    charge_kw: cp.Variable | None
-    to_hub: sp.csr_matrix  # (S * hubs, S * sessions)
+    charge_kw: cp.Variable | None  # (pairs,)
+    pair_row: np.ndarray  # stacked session row of each pair
+    pair_step: np.ndarray  # interval of each pair
+    to_hub: sp.csr_matrix  # (S * hubs * T, pairs)
     steps: int
 
     @property
     def power_kw(self) -> cp.Expression:
         if self.charge_kw is None:
             return cp.Constant(np.zeros((self.stack.rows, self.steps)))
-        return -(self.to_hub @ self.charge_kw)
+        return -cp.reshape(self.to_hub @ self.charge_kw, (self.stack.rows, self.steps), order="C")
+
+    def session_power_kw(self, scenario: int = 0) -> np.ndarray:
+        """Solved charging power [kW, >= 0] per session (sessions, T) in ``scenario``."""
+        n = len(self.sessions)
+        out = np.zeros((n, self.steps))
+        if self.charge_kw is None:
+            return out
+        value = np.asarray(self.charge_kw.value, dtype=float)
+        mine = (self.pair_row // max(n, 1)) == scenario
+        out[self.pair_row[mine] % n, self.pair_step[mine]] = value[mine]
+        return out
 
 
 def add_ev_hubs(
@@ -94,21 +111,27 @@ def add_ev_hubs(
         missing = set(SESSION_TABLE_COLUMNS) - set(table.columns)
         if missing:
             raise ValueError(f"{specs[hub].id}: session table lacks {sorted(missing)}")
+        if table.empty:
+            continue
         frame = table.loc[:, list(SESSION_TABLE_COLUMNS)].copy()
         frame["hub"] = hub
         frames.append(frame)
     sessions = (
         pd.concat(frames, ignore_index=True)
-        if frames and any(len(f) for f in frames)
+        if frames
         else pd.DataFrame(columns=[*SESSION_TABLE_COLUMNS, "hub"])
     )
     ids = tuple(
         f"{specs[h].id}/{sid}" for h, sid in zip(sessions["hub"], sessions["session_id"], strict=True)
     )
     session_stack = Stack(ids, stack.scenarios, stack.weights)
+    empty = np.zeros(0, dtype=int)
     if sessions.empty:
-        return EvBlock(stack, specs, sessions, session_stack, None, sp.csr_matrix((0, 0)), steps)
+        return EvBlock(
+            stack, specs, sessions, session_stack, None, empty, empty, sp.csr_matrix((0, 0)), steps
+        )
 
+    n, hubs = len(sessions), len(specs)
     hub_of = sessions["hub"].to_numpy(int)
     weight = sessions["weight"].to_numpy(float)
     energy = sessions["energy_kwh"].to_numpy(float)
@@ -116,52 +139,66 @@ def add_ev_hubs(
         raise ValueError("EV session energy must be finite and >= 0")
     charger_kw = np.array([specs[h].charger_power_kw for h in hub_of])
     share = availability(sessions, index, dt_h)
-    upper = session_stack.tile(charger_kw[:, None] * weight[:, None] * share)
-    charge_kw = cp.Variable(
-        upper.shape, name="ev_charge_kw", bounds=builder.bounds("ev:charge-bounds", 0.0, upper)
+    upper = charger_kw[:, None] * weight[:, None] * share  # (n, T)
+    session, step = np.nonzero(upper > 0)
+    scenario = np.repeat(np.arange(stack.scenarios), len(session))
+    pair_row = scenario * n + np.tile(session, stack.scenarios)
+    pair_step = np.tile(step, stack.scenarios)
+    pairs = len(pair_row)
+    bounds = builder.bounds("ev:charge-bounds", 0.0, np.tile(upper[session, step], stack.scenarios))
+    charge_kw = cp.Variable(max(pairs, 1), name="ev_charge_kw", bounds=bounds)
+    if pairs == 0:  # sessions exist but none can charge inside the horizon
+        charge_kw = cp.Variable(1, name="ev_charge_kw", bounds=[np.zeros(1), np.zeros(1)])
+    columns = np.arange(pairs)
+    to_session = sp.csr_matrix(
+        (dt_h[pair_step], (pair_row, columns)), shape=(session_stack.rows, charge_kw.size)
     )
-
     builder.add(
         ASSET_TYPE, "energy", "required", session_stack.labels,
-        charge_kw @ dt_h - session_stack.tile(energy), "==",
+        to_session @ charge_kw - session_stack.tile(energy), "==",
     )
-
-    n, hubs = len(sessions), len(specs)
-    scenario = np.repeat(np.arange(stack.scenarios), n)
-    rows = scenario * hubs + np.tile(hub_of, stack.scenarios)
+    hub_row = (pair_row // n) * hubs + hub_of[pair_row % n]
     to_hub = sp.csr_matrix(
-        (np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(stack.rows, session_stack.rows)
+        (np.ones(pairs), (hub_row * steps + pair_step, columns)),
+        shape=(stack.rows * steps, charge_kw.size),
     )
+    hub_kw = cp.reshape(to_hub @ charge_kw, (stack.rows, steps), order="C")
     hub_limit = stack.tile(np.array([s.hub_limit_kw for s in specs]))[:, None]
-    builder.add(ASSET_TYPE, "hub", "max", stack.labels, to_hub @ charge_kw - hub_limit, "<=")
+    builder.add(ASSET_TYPE, "hub", "max", stack.labels, hub_kw - hub_limit, "<=")
 
     # Arrived sessions sharing a charge point with overlapping stated windows.
     real = weight >= 1.0
     groups: list[np.ndarray] = []
-    keys = sessions.loc[real, ["hub", "charger"]].drop_duplicates().itertuples(index=False)
-    for hub, charger in keys:
-        members = np.flatnonzero(
-            real & (hub_of == hub) & (sessions["charger"].to_numpy() == charger)
-        )
+    chargers = sessions["charger"].to_numpy()
+    for hub, charger in sessions.loc[real, ["hub", "charger"]].drop_duplicates().itertuples(
+        index=False
+    ):
+        members = np.flatnonzero(real & (hub_of == hub) & (chargers == charger))
         if len(members) > 1 and ((share[members] > 0).sum(axis=0) > 1).any():
             groups.append(members)
     if groups:
-        labels, g_rows, g_cols, limits = [], [], [], []
+        group_of = np.full(n, -1)
+        labels, limits = [], []
         for s in range(stack.scenarios):
+            suffix = "" if stack.scenarios == 1 else f"@s{s}"
             for members in groups:
                 first = members[0]
-                suffix = "" if stack.scenarios == 1 else f"@s{s}"
-                labels.append(
-                    f"{specs[hub_of[first]].id}/charger-{sessions['charger'].iloc[first]}{suffix}"
-                )
-                g_rows.extend([len(labels) - 1] * len(members))
-                g_cols.extend(s * n + members)
+                labels.append(f"{specs[hub_of[first]].id}/charger-{chargers[first]}{suffix}")
                 limits.append(charger_kw[first])
+        for g, members in enumerate(groups):
+            group_of[members] = g
+        in_group = group_of[pair_row % n] >= 0
+        group_row = (pair_row // n) * len(groups) + group_of[pair_row % n]
         to_charger = sp.csr_matrix(
-            (np.ones(len(g_rows)), (g_rows, g_cols)), shape=(len(labels), session_stack.rows)
+            (np.ones(int(in_group.sum())),
+             (group_row[in_group] * steps + pair_step[in_group], columns[in_group])),
+            shape=(len(labels) * steps, charge_kw.size),
         )
+        charger_kw_expr = cp.reshape(to_charger @ charge_kw, (len(labels), steps), order="C")
         builder.add(
             ASSET_TYPE, "charger", "max", labels,
-            to_charger @ charge_kw - np.array(limits)[:, None], "<=",
+            charger_kw_expr - np.array(limits)[:, None], "<=",
         )
-    return EvBlock(stack, specs, sessions, session_stack, charge_kw, to_hub, steps)
+    return EvBlock(
+        stack, specs, sessions, session_stack, charge_kw, pair_row, pair_step, to_hub, steps
+    )
