@@ -295,6 +295,34 @@ class BidAllocation:
                     out.append(AssetShare(park_id, asset_id, start, float(power)))
         return out
 
+    def park_award_kw(
+        self, awards: Sequence[Award], capacity_kw: Mapping[str, float] | None = None
+    ) -> pd.DataFrame:
+        """Each park's share of the awards per schedule interval [kW] (columns park ids).
+
+        A park's share is its interpolated scenario schedule (as in :meth:`shares`);
+        what lot rounding left between the award and the parks' sum is spread over
+        the parks in proportion to ``capacity_kw`` (default: equally).
+        """
+        parks = list(self.park_power_kw)
+        out = pd.DataFrame(0.0, index=self.index, columns=parks)
+        weight = np.array([1.0 if capacity_kw is None else capacity_kw[p] for p in parks])
+        weight = weight / weight.sum()
+        for award in awards:
+            stamp = pd.Timestamp(award.interval_start).tz_convert("UTC")
+            if stamp not in self.product_starts:
+                raise ValueError(f"award at {stamp} is not a product start of this bid")
+            j = int(self.product_starts.get_loc(stamp))
+            weights = self._weights(j, award.quantity_mw)
+            intervals = np.flatnonzero(self.product_of == j)
+            shares = np.array(
+                [[sum(w * self.park_power_kw[p][s, t] for s, w in weights) for p in parks]
+                 for t in intervals]
+            )
+            residual = award.quantity_mw * KW_PER_MW - shares.mean(axis=0).sum()
+            out.iloc[intervals] = shares + residual * weight[None, :]
+        return out
+
     def frame(self) -> pd.DataFrame:
         """Long table: product, group, scenario, interval, park, asset, power_kw."""
         rows = []

@@ -76,6 +76,15 @@ class EvBlock:
     pair_step: np.ndarray  # interval of each pair
     to_hub: sp.csr_matrix  # (S * hubs * T, pairs)
     steps: int
+    energy_kwh: cp.Parameter | None = None  # (S * sessions,) energy each session still needs
+
+    def set_energy(self, energy_kwh: np.ndarray) -> None:
+        """Update the energy [kWh] each session still needs (sessions,), e.g. in real time."""
+        energy = np.asarray(energy_kwh, dtype=float)
+        if energy.shape != (len(self.sessions),) or not np.isfinite(energy).all() or (energy < 0).any():
+            raise ValueError(f"need {len(self.sessions)} finite energies >= 0, got {energy}")
+        if self.energy_kwh is not None:
+            self.energy_kwh.value = self.session_stack.tile(energy)
 
     @property
     def power_kw(self) -> cp.Expression:
@@ -153,9 +162,11 @@ def add_ev_hubs(
     to_session = sp.csr_matrix(
         (dt_h[pair_step], (pair_row, columns)), shape=(session_stack.rows, charge_kw.size)
     )
+    energy_kwh = cp.Parameter(session_stack.rows, name="ev_energy_kwh", nonneg=True)
+    energy_kwh.value = session_stack.tile(energy)
     builder.add(
         ASSET_TYPE, "energy", "required", session_stack.labels,
-        to_session @ charge_kw - session_stack.tile(energy), "==",
+        to_session @ charge_kw - energy_kwh, "==",
     )
     hub_row = (pair_row // n) * hubs + hub_of[pair_row % n]
     to_hub = sp.csr_matrix(
@@ -200,5 +211,6 @@ def add_ev_hubs(
             charger_kw_expr - np.array(limits)[:, None], "<=",
         )
     return EvBlock(
-        stack, specs, sessions, session_stack, charge_kw, pair_row, pair_step, to_hub, steps
+        stack, specs, sessions, session_stack, charge_kw, pair_row, pair_step, to_hub, steps,
+        energy_kwh,
     )

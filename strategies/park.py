@@ -13,6 +13,7 @@ optimised on its own (see :func:`strategies.schedule.solve_parks`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -114,11 +115,14 @@ def build_park_model(
     weights: np.ndarray | None = None,
     omit: frozenset[str] = frozenset(),
     energy_policy: EnergyPolicy = "cap",
+    session_tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> ParkModel:
     """Build the constraints of ``park`` over ``inputs.index`` with ``scenarios`` copies.
 
     ``weights`` are the scenario probabilities (default equal); asset costs
-    (degradation, terminal value) are weighted by them.
+    (degradation, terminal value) are weighted by them. ``session_tables``
+    (hub id -> :func:`strategies.state.session_table`) overrides the tables
+    otherwise built from ``state`` and ``inputs``.
     """
     index = inputs.index
     dt_h = np.asarray(dt_h, dtype=float)
@@ -171,7 +175,9 @@ def build_park_model(
     ev_block = None
     if hubs:
         tables = [
-            session_table(
+            session_tables[hub.id]
+            if session_tables is not None
+            else session_table(
                 hub,
                 state_of(state, hub.id).sessions,
                 inputs.expected_sessions.get(hub.id),

@@ -221,9 +221,14 @@ def expected_sessions(
 def realized_sessions(
     hub: EvChargingSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
 ) -> pd.DataFrame:
-    """Every session overlapping the horizon as it will happen (perfect foresight, plans)."""
+    """Every session overlapping the horizon as it will happen (perfect foresight, plans).
+
+    Foresight knows when each car really leaves, so the window closes at the
+    actual departure (``stated_departure`` holds it); the energy is the request.
+    """
     sessions = ev_sessions(hub, config_dir, index[0], _horizon_end(index), timezone)
-    out = sessions.loc[:, ["session_id", "charger", "arrival", "stated_departure"]].copy()
+    out = sessions.loc[:, ["session_id", "charger", "arrival"]].copy()
+    out["stated_departure"] = sessions["departure"]
     out["requested_energy_kwh"] = sessions["requested_energy_kwh"].to_numpy(float)
     out["charged_kwh"] = 0.0
     return out

@@ -1,0 +1,153 @@
+"""Perfect foresight: the same park models with the realized prices known in advance.
+
+The upper bound every backtest compares against. Two forms:
+
+* one price series (``rt_price=None``): maximise ``sum_t price[t] * net_kw[t] * dt_h[t] / 1000``
+  minus costs -- the optimal schedule at known prices (``vpp plan`` uses the
+  day-ahead price);
+* two-settlement (``rt_price`` given): the park also chooses its day-ahead
+  position ``position_kw`` per day-ahead product within its grid connection
+  (``-import_limit_kw <= position_kw <= export_limit_kw``), and earns
+  ``da_price * position + rt_price * (net - position)`` per interval -- the
+  most any strategy could earn under that settlement with the same assets.
+
+EV sessions should be the *realized* ones (:func:`realized_states`), since
+foresight knows who comes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+
+from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
+from strategies.day_ahead import product_matrix
+from strategies.park import ParkModel, build_park_model, interval_hours
+from strategies.schedule import Schedule, run_parks, schedule_from_models
+from strategies.state import (
+    AssetState,
+    EnergyPolicy,
+    ParkInputs,
+    ParkState,
+    initial_state,
+    realized_sessions,
+)
+from vpp.config.models import EvChargingSpec, ParkConfig
+from vpp.units import KWH_PER_MWH
+
+
+@dataclass(frozen=True)
+class ForesightResult:
+    """The perfect-foresight schedule and (two-settlement form) the day-ahead positions [kW]."""
+
+    schedule: Schedule
+    position_kw: pd.DataFrame | None
+
+    @property
+    def objective(self) -> float:
+        return self.schedule.objective
+
+
+def realized_states(
+    park: ParkConfig,
+    config_dir: Path,
+    index: pd.DatetimeIndex,
+    state: ParkState | None = None,
+) -> dict[str, AssetState]:
+    """``state`` (default: as configured) with every EV hub's realized sessions plugged in."""
+    out = dict(state) if state is not None else initial_state(park)
+    for asset in park.assets:
+        if isinstance(asset, EvChargingSpec):
+            previous = out.get(asset.id, AssetState())
+            sessions = realized_sessions(asset, config_dir, index, park.timezone)
+            out[asset.id] = AssetState(
+                previous.soc_kwh, sessions, previous.energy_offset_kwh, previous.shift_kw
+            )
+    return out
+
+
+def _as_array(prices: pd.Series | np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarray:
+    if isinstance(prices, pd.Series):
+        if not prices.index.equals(index):
+            raise ValueError(f"{name} must be indexed by the horizon's interval starts")
+        prices = prices.to_numpy(float)
+    values = np.asarray(prices, dtype=float)
+    if values.shape != (len(index),) or not np.isfinite(values).all():
+        raise ValueError(f"{name} needs {len(index)} finite values [currency/MWh]")
+    return values
+
+
+def perfect_foresight(
+    parks: Sequence[ParkConfig],
+    inputs: Mapping[str, ParkInputs],
+    states: Mapping[str, ParkState] | None,
+    interval_minutes: int,
+    price: pd.Series | np.ndarray,
+    rt_price: pd.Series | np.ndarray | None = None,
+    *,
+    product_minutes: int | None = None,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    parallel: int = 1,
+    energy_policy: EnergyPolicy = "cap",
+) -> ForesightResult:
+    """Optimal schedule with realized prices known; raises :class:`~vpp.SolverError` on failure.
+
+    ``price`` is the day-ahead (or only) price [currency/MWh] per interval;
+    ``product_minutes`` the day-ahead product length (default ``interval_minutes``).
+    """
+    index = inputs[parks[0].id].index
+    dt_h = interval_hours(index, interval_minutes)
+    da = _as_array(price, index, "price")
+    rt = None if rt_price is None else _as_array(rt_price, index, "rt_price")
+    products = product_matrix(index, product_minutes or interval_minutes, interval_minutes)
+    expand = (products > 0).astype(float).T.tocsr()  # (T, products): product value per interval
+
+    def run(park: ParkConfig) -> tuple[ParkModel, SolveStats, np.ndarray | None]:
+        start = time.perf_counter()
+        model = build_park_model(
+            park, inputs[park.id], (states or {}).get(park.id), dt_h, energy_policy=energy_policy
+        )
+        net = model.net_kw[0]
+        per_kwh = dt_h / KWH_PER_MWH
+        position = None
+        if rt is None:
+            revenue = cp.sum(cp.multiply(da * per_kwh, net))
+        else:
+            position = cp.Variable(
+                products.shape[0],
+                name="position_kw",
+                bounds=[
+                    np.full(products.shape[0], -park.grid.import_limit_kw),
+                    np.full(products.shape[0], park.grid.export_limit_kw),
+                ],
+            )
+            held = expand @ position
+            revenue = cp.sum(cp.multiply(da * per_kwh, held)) + cp.sum(
+                cp.multiply(rt * per_kwh, net - held)
+            )
+        problem = cp.Problem(
+            cp.Minimize(model.builder.cost - revenue), model.builder.cvxpy_constraints
+        )
+        stats = solve(
+            problem, [model.builder], solver=solver, time_limit_s=time_limit_s,
+            build_s=time.perf_counter() - start,
+            context={"model": "perfect_foresight", "park": park.id, "intervals": len(index)},
+        )
+        held_kw = None if position is None else np.asarray(expand @ position.value)
+        return model, stats, held_kw
+
+    results = run_parks(parks, run, parallel)
+    schedule = schedule_from_models([m for m, _, _ in results], [s for _, s, _ in results], 0)
+    positions = None
+    if rt is not None:
+        positions = pd.DataFrame(
+            {m.park.id: held for m, _, held in results}, index=index
+        )
+    return ForesightResult(schedule, positions)
