@@ -161,6 +161,8 @@ def build_park_model(
             np.array([_series(inputs.baseline_kw, p.id, park.id, "baseline") for p in processes]),
             np.array([state_of(state, p.id).energy_offset_kwh for p in processes]),
             np.array([state_of(state, p.id).shift_kw for p in processes]),
+            index,
+            park.timezone,
             dt_h,
             stack(processes),
         )

@@ -1,30 +1,34 @@
 """Flexible industrial process: a baseline load shifted up or down within limits.
 
-Consumption ``baseline + up - down`` [kW, >= 0] with
+Consumption ``baseline + shift`` [kW, >= 0] with one variable ``shift_kw``
+(rows = processes x scenarios, columns = intervals):
 
-* ``up`` in ``[0, min(shift_up_kw, max_power_kw - baseline)]`` and
-  ``down`` in ``[0, min(shift_down_kw, baseline)]`` (``process:shift-bounds``);
-* cumulative shifted energy ``up_kwh[t] = up_kwh[t-1] + up[t] * dt[t]`` and the
-  same for ``down_kwh`` (``energy-up-balance``, ``energy-down-balance``);
-* recovery within the window of ``W`` intervals (``recovery_window_h``):
-  every kWh shed by ``t`` is consumed again by ``t + W`` and every extra kWh
-  consumed by ``t`` is shed again by ``t + W``:
-  ``down_kwh[t] <= up_kwh[t+W]`` (``recovery-down``) and
-  ``up_kwh[t] <= down_kwh[t+W]`` (``recovery-up``);
-* all shifted energy recovered by the end of the horizon:
-  ``up_kwh[T-1] == down_kwh[T-1]`` (``energy-recovered``);
+* ``shift`` in ``[-min(shift_down_kw, baseline), min(shift_up_kw, max_power_kw - baseline)]``
+  (``process:shift-bounds``);
+* **recovery within the window**: the day is cut into blocks of
+  ``recovery_window_h`` starting at local midnight (the park's time zone);
+  the energy shifted inside a block is recovered inside the same block --
+  the energy offset ``offset[t] = offset0 + sum_{k<=t} shift[k] * dt[k]`` is
+  zero at every block boundary inside the horizon (``recovery-window``) and
+  at the horizon end (``energy-recovered``). So every kWh shed or added is
+  paid back within at most ``recovery_window_h``, by a linear (convex)
+  constraint;
 * ramp limits on the *shift* (the controllable deviation from the baseline;
   the baseline itself is what the plant does anyway):
   ``|shift[t] - shift[t-1]| <= ramp_limit_kw_per_min * minutes[t]``
-  (``ramp-up``, ``ramp-down``), starting from the current shift.
+  (``ramp-up``, ``ramp-down``), starting from the shift now in force.
 
-State carried in from earlier intervals (:class:`strategies.state.AssetState`):
-``energy_offset_kwh`` = energy consumed above baseline and not yet recovered
-(negative: shed and not yet recovered) is treated as if shifted at the start
-of the horizon, so it too must be recovered within the window; ``shift_kw``
-is the deviation in force, the start of the ramp.
+Why blocks and not "recover within W of each shift": with separate up and
+down variables that FIFO rule is not convex -- an LP can move up and down in
+the same interval (no net change) to fake a recovery. The constraint tests
+caught exactly that; fixed blocks are convex and exact.
 
-Power into the grid: ``-(baseline + up - down)``.
+State carried in (:class:`strategies.state.AssetState`):
+``energy_offset_kwh`` = energy consumed above baseline since the current
+block began (negative: shed), to be recovered by the block's end;
+``shift_kw`` = the shift now in force, the start of the ramp.
+
+Power into the grid: ``-(baseline + shift)``.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
-from strategies._model import ModelBuilder, Stack, full, previous
+from strategies._model import ModelBuilder, Stack, previous
 from vpp.config.models import FlexibleProcessSpec
+from vpp.timeutil import zone
 
 ASSET_TYPE = "process"
 
@@ -46,17 +53,13 @@ class ProcessBlock:
     stack: Stack
     specs: tuple[FlexibleProcessSpec, ...]
     baseline_kw: np.ndarray  # (rows, T)
-    up_kw: cp.Variable
-    down_kw: cp.Variable
-    up_kwh: cp.Variable
-    down_kwh: cp.Variable
-    up_initial_kwh: cp.Parameter
-    down_initial_kwh: cp.Parameter
+    shift_kw: cp.Variable
+    offset_initial_kwh: cp.Parameter
     shift_initial_kw: cp.Parameter
 
     @property
     def consumption_kw(self) -> cp.Expression:
-        return self.baseline_kw + self.up_kw - self.down_kw
+        return self.baseline_kw + self.shift_kw
 
     @property
     def power_kw(self) -> cp.Expression:
@@ -67,14 +70,20 @@ class ProcessBlock:
         shift = np.asarray(shift_kw, dtype=float)
         if not (np.isfinite(offset).all() and np.isfinite(shift).all()):
             raise ValueError("process state must be finite")
-        self.up_initial_kwh.value = self.stack.tile(np.maximum(offset, 0.0))
-        self.down_initial_kwh.value = self.stack.tile(np.maximum(-offset, 0.0))
+        self.offset_initial_kwh.value = self.stack.tile(offset)
         self.shift_initial_kw.value = self.stack.tile(shift)
 
 
-def window_intervals(spec: FlexibleProcessSpec, dt_h: np.ndarray) -> int:
-    """The recovery window in whole intervals (at least one)."""
-    return max(1, round(spec.recovery_window_h / float(np.median(dt_h))))
+def block_starts(index: pd.DatetimeIndex, timezone: str, window_h: float) -> np.ndarray:
+    """Positions ``t > 0`` of intervals that start a recovery block (local wall clock)."""
+    local = index.tz_convert(zone(timezone))
+    minutes = np.asarray(local.hour * 60 + local.minute, dtype=float)
+    window_min = window_h * 60.0
+    starts = np.isclose(np.mod(minutes, window_min), 0.0) | np.isclose(
+        np.mod(minutes, window_min), window_min
+    )
+    starts[0] = False
+    return np.flatnonzero(starts)
 
 
 def add_processes(
@@ -83,6 +92,8 @@ def add_processes(
     baseline_kw: np.ndarray,
     energy_offset_kwh: np.ndarray,
     shift_kw: np.ndarray,
+    index: pd.DatetimeIndex,
+    timezone: str,
     dt_h: np.ndarray,
     stack: Stack,
 ) -> ProcessBlock:
@@ -97,63 +108,46 @@ def add_processes(
         raise ValueError("process baseline must be >= 0 [kW consumed]")
     base = stack.tile(baseline)
     max_power = stack.tile(np.array([s.max_power_kw for s in specs]))[:, None]
-    up_limit = np.minimum(
-        stack.tile(np.array([s.shift_up_kw for s in specs]))[:, None], max_power - base
+    up = np.maximum(
+        np.minimum(stack.tile(np.array([s.shift_up_kw for s in specs]))[:, None], max_power - base),
+        0.0,
     )
-    down_limit = np.minimum(stack.tile(np.array([s.shift_down_kw for s in specs]))[:, None], base)
-    up_kw = cp.Variable(
-        shape, name="process_up_kw",
-        bounds=builder.bounds("process:shift-bounds", 0.0, np.maximum(up_limit, 0.0)),
+    down = np.maximum(
+        np.minimum(stack.tile(np.array([s.shift_down_kw for s in specs]))[:, None], base), 0.0
     )
-    down_kw = cp.Variable(
-        shape, name="process_down_kw",
-        bounds=builder.bounds("process:shift-bounds", 0.0, np.maximum(down_limit, 0.0)),
+    shift = cp.Variable(
+        shape, name="process_shift_kw", bounds=builder.bounds("process:shift-bounds", -down, up)
     )
-    up_kwh = cp.Variable(shape, name="process_up_kwh", bounds=[full(0.0, shape), None])
-    down_kwh = cp.Variable(shape, name="process_down_kwh", bounds=[full(0.0, shape), None])
-    up0 = cp.Parameter(rows, name="process_up_initial_kwh")
-    down0 = cp.Parameter(rows, name="process_down_initial_kwh")
+    offset0 = cp.Parameter(rows, name="process_offset_initial_kwh")
     shift0 = cp.Parameter(rows, name="process_shift_initial_kw")
-    block = ProcessBlock(stack, specs, base, up_kw, down_kw, up_kwh, down_kwh, up0, down0, shift0)
+    block = ProcessBlock(stack, specs, base, shift, offset0, shift0)
     block.set_state(energy_offset_kwh, shift_kw)
 
     labels = stack.labels
-    dt = dt_h[None, :]
     builder.add(
-        ASSET_TYPE, "energy-up", "balance", labels,
-        up_kwh - previous(up0, up_kwh) - cp.multiply(np.broadcast_to(dt, shape), up_kw), "==",
+        ASSET_TYPE, "energy", "recovered", labels, offset0 + shift @ dt_h, "=="
     )
-    builder.add(
-        ASSET_TYPE, "energy-down", "balance", labels,
-        down_kwh - previous(down0, down_kwh) - cp.multiply(np.broadcast_to(dt, shape), down_kw),
-        "==",
-    )
-    builder.add(
-        ASSET_TYPE, "energy", "recovered", labels,
-        up_kwh[:, steps - 1] - down_kwh[:, steps - 1], "==",
-    )
-    windows = stack.tile(np.array([window_intervals(s, dt_h) for s in specs])).astype(int)
-    for window in (int(w) for w in np.unique(windows)):
-        if window >= steps:
-            continue  # the end-of-horizon recovery covers it
+    windows = stack.tile(np.array([s.recovery_window_h for s in specs]))
+    for window in np.unique(windows):
         idx = np.flatnonzero(windows == window)
-        sub = [labels[i] for i in idx]
-        builder.add(
-            ASSET_TYPE, "recovery", "down", sub,
-            down_kwh[idx, : steps - window] - up_kwh[idx, window:], "<=",
-        )
-        builder.add(
-            ASSET_TYPE, "recovery", "up", sub,
-            up_kwh[idx, : steps - window] - down_kwh[idx, window:], "<=",
-        )
+        starts = block_starts(index, timezone, float(window))
+        if not starts.size:
+            continue
+        # offset before interval t = offset0 + sum_{k < t} shift[k] dt[k]
+        mask = np.arange(steps)[None, :] < starts[:, None]
+        partial = sp.csr_matrix(mask * dt_h[None, :])  # (boundaries, T)
+        sub_shift = shift[idx]
+        at_boundaries = partial @ sub_shift.T  # (boundaries, assets)
+        lhs = at_boundaries.T + cp.reshape(offset0[idx], (len(idx), 1), order="C")
+        builder.add(ASSET_TYPE, "recovery", "window", [labels[i] for i in idx], lhs, "==")
 
     ramp = stack.tile(np.array([s.ramp_limit_kw_per_min or np.inf for s in specs]))
     limited = np.flatnonzero(np.isfinite(ramp))
     if limited.size:
-        shift = up_kw[limited] - down_kw[limited]
-        change = shift - previous(shift0[limited], shift)
+        sub = shift[limited]
+        change = sub - previous(shift0[limited], sub)
         step_limit = ramp[limited][:, None] * (dt_h * 60.0)[None, :]
-        sub = [labels[i] for i in limited]
-        builder.add(ASSET_TYPE, "ramp", "up", sub, change - step_limit, "<=")
-        builder.add(ASSET_TYPE, "ramp", "down", sub, -change - step_limit, "<=")
+        sub_labels = [labels[i] for i in limited]
+        builder.add(ASSET_TYPE, "ramp", "up", sub_labels, change - step_limit, "<=")
+        builder.add(ASSET_TYPE, "ramp", "down", sub_labels, -change - step_limit, "<=")
     return block

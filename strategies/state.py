@@ -78,7 +78,8 @@ class AssetState:
             :data:`KNOWN_SESSION_COLUMNS`; ``charged_kwh`` is the energy each has
             received so far [kWh]. ``None`` = no car plugged in.
         energy_offset_kwh: flexible process: energy consumed above its baseline
-            and not yet recovered [kWh] (negative: shed, not yet consumed again).
+            since the current recovery block began [kWh] (negative: shed); it is
+            recovered by the block's end (see :mod:`strategies.process`).
         shift_kw: flexible process: the deviation from baseline now in force [kW].
     """
 
