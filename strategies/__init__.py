@@ -1,0 +1,74 @@
+"""The strategy layer: asset models, price forecasts, day-ahead bids, real-time dispatch.
+
+Sign convention (:mod:`vpp.units`, the only one): ``power_kw > 0`` flows into
+the grid (sold), ``power_kw < 0`` is drawn from it (bought). Quantities in
+bids are MW with the same sign. Energy is ``power_kw * dt_h`` with the actual
+interval length.
+
+Public API (see ``docs/strategy.md``):
+
+* state and inputs: :class:`AssetState`, :class:`ParkInputs`, :func:`load_inputs`,
+  :func:`initial_state`, :func:`realized_states`;
+* forecasts: :class:`Forecast`, :func:`get_forecaster` (``persistence``,
+  ``weekly``, ``rolling_median``, ``regression``);
+* decisions: :func:`build_day_ahead_bid` -> :class:`DayAheadResult`,
+  :class:`RealTimeDispatcher` -> :class:`RealTimeResult`,
+  :func:`perfect_foresight` -> :class:`ForesightResult`,
+  :func:`optimise_schedule` / :func:`idle_schedule` -> :class:`Schedule`;
+* strategies by name: :func:`get_strategy` (``stochastic``, ``deterministic``,
+  ``persistence``, ``idle``);
+* solver results: :class:`SolveStats`, :class:`SolveStatus`; failures raise
+  :class:`vpp.SolverError` / :class:`vpp.InfeasibleError`.
+"""
+
+from __future__ import annotations
+
+from strategies._solver import SOLVERS, SolveStats, SolveStatus
+from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid, check_bid
+from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
+from strategies.foresight import ForesightResult, perfect_foresight, realized_states
+from strategies.park import interval_hours
+from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
+from strategies.registry import STRATEGIES, Strategy, get_strategy
+from strategies.schedule import Schedule, idle_schedule, optimise_schedule
+from strategies.state import (
+    AssetState,
+    ParkInputs,
+    expected_sessions,
+    initial_state,
+    load_inputs,
+    realized_sessions,
+)
+
+__all__ = [
+    "FORECASTERS",
+    "SOLVERS",
+    "STRATEGIES",
+    "AssetState",
+    "BidAllocation",
+    "DayAheadResult",
+    "Forecast",
+    "Forecaster",
+    "ForesightResult",
+    "ParkInputs",
+    "RealTimeDispatcher",
+    "RealTimePark",
+    "RealTimeResult",
+    "Schedule",
+    "SolveStats",
+    "SolveStatus",
+    "Strategy",
+    "build_day_ahead_bid",
+    "check_bid",
+    "expected_sessions",
+    "get_forecaster",
+    "get_strategy",
+    "idle_schedule",
+    "initial_state",
+    "interval_hours",
+    "load_inputs",
+    "optimise_schedule",
+    "perfect_foresight",
+    "realized_sessions",
+    "realized_states",
+]

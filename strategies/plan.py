@@ -1,0 +1,188 @@
+"""``vpp plan``: the optimal schedule of a market's parks for one day at known prices.
+
+:func:`plan_day` works on a plain price frame (UTC ``interval_start`` index,
+a ``da_price`` column by default), so it is usable -- and tested -- without
+any file format; the CLI reads the canonical price file and calls it.
+:func:`write_plan` writes ``assets.csv``, ``parks.csv`` and ``plan.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from strategies._solver import DEFAULT_SOLVER, SolveStats
+from strategies.foresight import perfect_foresight, realized_states
+from strategies.park import interval_hours
+from strategies.schedule import Schedule, idle_schedule
+from strategies.state import load_inputs
+from vpp._exceptions import InfeasibleError, SolverError
+from vpp.config.loader import ConfigSet
+from vpp.timeutil import day_intervals_utc, require_aware_index
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """A day's plan: the schedule, the prices it used and how the solve went."""
+
+    market_id: str
+    day: dt.date
+    timezone: str
+    currency: str
+    price_column: str
+    prices: pd.Series
+    schedule: Schedule
+    status: str
+    error: str | None
+    constraint: str | None
+    total_s: float
+
+    @property
+    def stats(self) -> SolveStats | None:
+        return self.schedule.stats
+
+
+def plan_day(
+    config: ConfigSet,
+    prices: pd.DataFrame,
+    day: dt.date,
+    market_id: str,
+    *,
+    solver: str | None = None,
+    price_column: str = "da_price",
+    parallel: int = 1,
+) -> PlanResult:
+    """Optimal schedule of every park on ``market_id`` for local ``day`` at known prices.
+
+    EV sessions are the realized ones of that day (the plan knows who comes).
+    A solver failure yields the idle fallback with ``status`` ``infeasible`` or
+    ``failed`` and the error (naming the constraint when infeasible).
+    """
+    start = time.perf_counter()
+    if market_id not in config.markets:
+        raise ValueError(f"unknown market {market_id!r}; known: {', '.join(sorted(config.markets))}")
+    market = config.markets[market_id]
+    rules = market.rules_on(day)
+    parks = config.parks_in(market_id)
+    if not parks:
+        raise ValueError(f"no park bids into market {market_id!r}")
+    require_aware_index(prices.index, "prices.index")
+    if price_column not in prices.columns:
+        raise ValueError(f"prices have no {price_column!r} column; got {list(prices.columns)}")
+    index = day_intervals_utc(day, rules.timezone, rules.interval_minutes)
+    series = prices[price_column].reindex(index)
+    if series.isna().any():
+        missing = int(series.isna().sum())
+        raise ValueError(
+            f"{missing} of {len(index)} {price_column} values for {day} are missing; "
+            "plan needs every interval of the day"
+        )
+    inputs, states = {}, {}
+    for park in parks:
+        folder = config.park_files[park.id].parent if park.id in config.park_files else config.root
+        inputs[park.id] = load_inputs(park, folder, index)
+        states[park.id] = realized_states(park, folder, index)
+    chosen = solver or config.settings.solver.name or DEFAULT_SOLVER
+    status, error, constraint = "optimal", None, None
+    try:
+        result = perfect_foresight(
+            parks, inputs, states, rules.interval_minutes, series,
+            product_minutes=rules.day_ahead.interval_minutes, solver=chosen,
+            time_limit_s=config.settings.solver.time_limit_s, parallel=parallel,
+        )
+        schedule = result.schedule
+        if schedule.stats is not None:
+            status = schedule.stats.status.value
+    except SolverError as exc:
+        status = "infeasible" if isinstance(exc, InfeasibleError) else "failed"
+        error = str(exc)
+        constraint = getattr(exc, "constraint", None)
+        schedule = idle_schedule(
+            parks, inputs, states, interval_hours(index, rules.interval_minutes),
+            series.to_numpy(float), errors={"portfolio": error},
+        )
+    total = time.perf_counter() - start
+    log.info("plan_finished", market=market_id, day=day.isoformat(), status=status,
+             objective=schedule.objective, total_s=round(total, 3))
+    return PlanResult(
+        market_id, day, rules.timezone, rules.currency, price_column, series, schedule, status,
+        error, constraint, total,
+    )
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def write_plan(plan: PlanResult, out_dir: Path) -> list[Path]:
+    """Write ``assets.csv``, ``parks.csv`` and ``plan.json`` into ``out_dir``; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schedule = plan.schedule
+    local = schedule.index.tz_convert(plan.timezone)
+    stamps = pd.DataFrame(
+        {
+            "interval_start": schedule.index.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "interval_start_local": local.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
+    asset_rows = []
+    for park_id, asset_id in schedule.asset_power_kw.columns:
+        frame = stamps.copy()
+        frame["park_id"] = park_id
+        frame["asset_id"] = asset_id
+        frame["power_kw"] = schedule.asset_power_kw[(park_id, asset_id)].to_numpy(float)
+        if (park_id, asset_id) in schedule.soc_kwh.columns:
+            frame["soc_kwh"] = schedule.soc_kwh[(park_id, asset_id)].to_numpy(float)
+        else:
+            frame["soc_kwh"] = np.nan
+        asset_rows.append(frame)
+    assets = pd.concat(asset_rows, ignore_index=True)
+    park_rows = []
+    for park_id in schedule.park_power_kw.columns:
+        frame = stamps.copy()
+        frame["park_id"] = park_id
+        frame["power_kw"] = schedule.park_power_kw[park_id].to_numpy(float)
+        frame["price_per_mwh"] = plan.prices.to_numpy(float)
+        park_rows.append(frame)
+    parks = pd.concat(park_rows, ignore_index=True)
+    assets_path, parks_path, json_path = (
+        out_dir / "assets.csv", out_dir / "parks.csv", out_dir / "plan.json"
+    )
+    assets.to_csv(assets_path, index=False, float_format="%.6f")
+    parks.to_csv(parks_path, index=False, float_format="%.6f")
+    stats = schedule.stats
+    summary = {
+        "market_id": plan.market_id,
+        "day": plan.day.isoformat(),
+        "timezone": plan.timezone,
+        "currency": plan.currency,
+        "price_column": plan.price_column,
+        "intervals": len(schedule.index),
+        "parks": list(schedule.park_power_kw.columns),
+        "status": plan.status,
+        "objective": _round(schedule.objective),
+        "objective_unit": f"{plan.currency} (revenue at the prices minus degradation cost)",
+        "solver": stats.solver if stats else None,
+        "build_s": _round(stats.build_s) if stats else None,
+        "compile_s": _round(stats.compile_s) if stats else None,
+        "solve_s": _round(stats.solve_s) if stats else None,
+        "total_s": _round(plan.total_s),
+        "fallback": schedule.fallback,
+        "error": plan.error,
+        "constraint": plan.constraint,
+        "sign_convention": "power_kw > 0 flows into the grid (sold); < 0 is drawn (bought)",
+    }
+    json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return [assets_path, parks_path, json_path]

@@ -1,0 +1,282 @@
+"""Strategies by name: what the backtest and the daemon call.
+
+A :class:`Strategy` turns what is known at a decision time into decisions:
+
+* :meth:`Strategy.day_ahead` -- at gate closure: price forecast from
+  ``history`` (cut at the decision time by the caller) and the published
+  ``features`` for the delivery day, then the bid
+  (:func:`strategies.day_ahead.build_day_ahead_bid`);
+* :meth:`Strategy.dispatcher` + :meth:`Strategy.real_time` -- during
+  delivery: the real-time price forecast and the re-optimised setpoints
+  (:class:`strategies.real_time.RealTimeDispatcher`).
+
+Registered strategies:
+
+``stochastic``
+    Price scenarios from the forecaster's empirical errors
+    (``scenarios`` of them); monotone price-quantity curves.
+``deterministic``
+    The forecaster's point forecast as the only scenario: one quantity per
+    product, offered as a price taker (a one-point curve at the floor).
+``persistence``
+    ``deterministic`` with the ``persistence`` forecaster, whatever
+    forecaster is configured -- the simplest honest baseline.
+``idle``
+    No optimisation: bids the idle schedule (:func:`strategies.schedule.idle_schedule`)
+    as a price taker and dispatches idle. The "no flexibility" reference.
+
+Real-time price forecast (all strategies): by default the day-ahead
+clearing price of each remaining interval (published before delivery, read
+from ``history``) -- the market's own forecast of real time. With
+``rt_forecaster`` set, that forecaster runs on ``rt_price`` instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from strategies._solver import DEFAULT_SOLVER, check_solver
+from strategies.day_ahead import DayAheadResult, build_day_ahead_bid
+from strategies.forecast import Forecast, get_forecaster
+from strategies.park import interval_hours
+from strategies.real_time import RealTimeDispatcher, RealTimeResult
+from strategies.schedule import idle_power_kw
+from strategies.state import EnergyPolicy, ParkInputs, ParkState
+from vpp._exceptions import LookAheadError
+from vpp.config.models import MarketRules, ParkConfig
+from vpp.types import BidCurve, BidPoint, DayAheadBid, Setpoint
+from vpp.units import KW_PER_MW
+
+
+class Strategy:
+    """Base strategy: forecaster + scenario count + solver settings (see module doc)."""
+
+    name: ClassVar[str] = "stochastic"
+    scenario_count: ClassVar[int | None] = None  # None: use ``scenarios``
+
+    def __init__(
+        self,
+        *,
+        forecaster: str = "persistence",
+        scenarios: int = 5,
+        solver: str = DEFAULT_SOLVER,
+        time_limit_s: float = 60.0,
+        deviation_penalty_per_mwh: float = 0.0,
+        parallel: int = 1,
+        energy_policy: EnergyPolicy = "cap",
+        rt_forecaster: str | None = None,
+        forecaster_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.forecaster_name = forecaster
+        self.scenarios = scenarios if self.scenario_count is None else self.scenario_count
+        self.solver = check_solver(solver)
+        self.time_limit_s = time_limit_s
+        self.deviation_penalty_per_mwh = deviation_penalty_per_mwh
+        self.parallel = parallel
+        self.energy_policy = energy_policy
+        self.rt_forecaster = rt_forecaster
+        self.forecaster_options = dict(forecaster_options or {})
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(forecaster={self.forecaster_name!r}, "
+            f"scenarios={self.scenarios}, solver={self.solver!r})"
+        )
+
+    # -- forecasts -----------------------------------------------------------------------
+    def forecast_day_ahead(
+        self,
+        history: pd.DataFrame,
+        index: pd.DatetimeIndex,
+        timezone: str,
+        features: pd.DataFrame | None = None,
+    ) -> Forecast:
+        """Day-ahead price forecast and scenarios for ``index`` from ``history`` known now."""
+        forecaster = get_forecaster(
+            self.forecaster_name, column="da_price", timezone=timezone,
+            scenarios=self.scenarios, **self.forecaster_options,
+        )
+        return forecaster.forecast(history, index, features)
+
+    def forecast_real_time(
+        self, history: pd.DataFrame, index: pd.DatetimeIndex, timezone: str
+    ) -> pd.Series:
+        """Real-time price forecast for ``index`` (the remaining intervals), see module doc."""
+        if self.rt_forecaster is not None:
+            forecaster = get_forecaster(
+                self.rt_forecaster, column="rt_price", timezone=timezone, scenarios=1,
+                **self.forecaster_options,
+            )
+            return forecaster.forecast(history, index).point
+        if "da_price" not in history.columns:
+            raise ValueError("history needs da_price for the default real-time forecast")
+        known = history["da_price"].reindex(index)
+        if known.isna().any():
+            missing = index[known.isna().to_numpy()][0]
+            raise LookAheadError(
+                f"no published day-ahead price for {missing} in history; the default real-time "
+                "forecast needs the delivery day's day-ahead prices"
+            )
+        return known.astype(float)
+
+    # -- decisions -----------------------------------------------------------------------
+    def day_ahead(
+        self,
+        parks: Sequence[ParkConfig],
+        inputs: Mapping[str, ParkInputs],
+        states: Mapping[str, ParkState] | None,
+        rules: MarketRules,
+        history: pd.DataFrame,
+        *,
+        index: pd.DatetimeIndex,
+        portfolio_id: str,
+        created_at: dt.datetime,
+        features: pd.DataFrame | None = None,
+        forecast: Forecast | None = None,
+    ) -> DayAheadResult:
+        """The day-ahead bid for the delivery day ``index`` (UTC schedule intervals)."""
+        forecast = forecast or self.forecast_day_ahead(history, index, rules.timezone, features)
+        if self.scenario_count == 1 and forecast.matrix.shape[0] > 1:
+            forecast = Forecast.from_point(forecast.point)
+        return build_day_ahead_bid(
+            parks, inputs, states, rules, forecast, portfolio_id=portfolio_id,
+            created_at=created_at, solver=self.solver, time_limit_s=self.time_limit_s,
+            parallel=self.parallel, energy_policy=self.energy_policy,
+        )
+
+    def dispatcher(
+        self, parks: Sequence[ParkConfig], inputs: Mapping[str, ParkInputs], rules: MarketRules
+    ) -> RealTimeDispatcher:
+        """A real-time dispatcher for the horizon of ``inputs`` (create once per day)."""
+        return RealTimeDispatcher(
+            parks, inputs, rules.interval_minutes,
+            deviation_penalty_per_mwh=self.deviation_penalty_per_mwh, solver=self.solver,
+            time_limit_s=self.time_limit_s, energy_policy=self.energy_policy,
+        )
+
+    def real_time(
+        self,
+        dispatcher: RealTimeDispatcher,
+        position: int,
+        states: Mapping[str, ParkState] | None,
+        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        history: pd.DataFrame,
+        timezone: str,
+    ) -> RealTimeResult:
+        """Setpoints for interval ``position`` and the plan for the rest of the horizon."""
+        remaining = dispatcher.index[position:]
+        price = self.forecast_real_time(history, remaining, timezone)
+        return dispatcher.dispatch(position, states, award_kw, price.to_numpy(float))
+
+
+class StochasticStrategy(Strategy):
+    name = "stochastic"
+
+
+class DeterministicStrategy(Strategy):
+    name = "deterministic"
+    scenario_count = 1
+
+
+class PersistenceStrategy(DeterministicStrategy):
+    name = "persistence"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["forecaster"] = "persistence"
+        super().__init__(**kwargs)
+
+
+class IdleStrategy(Strategy):
+    """Bids and dispatches the idle schedule: the no-flexibility reference."""
+
+    name = "idle"
+    scenario_count = 1
+
+    def day_ahead(
+        self,
+        parks: Sequence[ParkConfig],
+        inputs: Mapping[str, ParkInputs],
+        states: Mapping[str, ParkState] | None,
+        rules: MarketRules,
+        history: pd.DataFrame,
+        *,
+        index: pd.DatetimeIndex,
+        portfolio_id: str,
+        created_at: dt.datetime,
+        features: pd.DataFrame | None = None,
+        forecast: Forecast | None = None,
+    ) -> DayAheadResult:
+        from strategies.schedule import idle_schedule
+
+        dt_h = interval_hours(index, rules.interval_minutes)
+        idle = idle_schedule(parks, inputs, states, dt_h)
+        per = rules.day_ahead.interval_minutes // rules.interval_minutes
+        net_mw = idle.park_power_kw.sum(axis=1).to_numpy() / KW_PER_MW
+        lot = rules.bidding.min_lot_mw
+        curves = tuple(
+            BidCurve(
+                index[j].to_pydatetime(),
+                (BidPoint(rules.price_limits.floor_per_mwh,
+                          float(np.round(np.floor(net_mw[j : j + per].mean() / lot + 0.5) * lot, 9) + 0.0)),),
+            )
+            for j in range(0, len(index), per)
+        )
+        bid = DayAheadBid(
+            rules.market_id, portfolio_id, index[0].tz_convert(rules.timezone).date(), curves,
+            created_at,
+        )
+        return DayAheadResult(bid, None, idle, None)
+
+    def real_time(
+        self,
+        dispatcher: RealTimeDispatcher,
+        position: int,
+        states: Mapping[str, ParkState] | None,
+        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        history: pd.DataFrame,
+        timezone: str,
+    ) -> RealTimeResult:
+        from strategies.real_time import _schedule
+
+        remaining = dispatcher.index[position:]
+        power: dict[tuple[str, str], np.ndarray] = {}
+        soc: dict[tuple[str, str], np.ndarray] = {}
+        nets: dict[str, np.ndarray] = {}
+        deviation = {}
+        for park in dispatcher.parks:
+            state = (states or {}).get(park.id)
+            p, s = idle_power_kw(
+                park, dispatcher.inputs[park.id].window(position), state,
+                dispatcher.dt_h[position:],
+            )
+            power.update({(park.id, a): v for a, v in p.items()})
+            soc.update({(park.id, a): v for a, v in s.items()})
+            nets[park.id] = sum(p.values(), np.zeros(len(remaining)))
+            award = award_kw[park.id]
+            deviation[park.id] = nets[park.id] - np.asarray(award, dtype=float)[position:]
+        schedule = _schedule(remaining, power, soc, nets, [], False, {})
+        frame = pd.DataFrame(deviation, index=remaining)
+        setpoints: tuple[Setpoint, ...] = tuple(schedule.setpoints(0))
+        return RealTimeResult(setpoints, schedule, frame, frame.sum(axis=1) / KW_PER_MW, None)
+
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    cls.name: cls
+    for cls in (StochasticStrategy, DeterministicStrategy, PersistenceStrategy, IdleStrategy)
+}
+
+
+def get_strategy(name: str, **kwargs: Any) -> Strategy:
+    """A strategy by name (``stochastic``, ``deterministic``, ``persistence``, ``idle``)."""
+    try:
+        factory = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+        ) from None
+    return factory(**kwargs)
