@@ -24,7 +24,10 @@ UTC = dt.UTC
 
 def _prices(days: int = 3) -> pd.DataFrame:
     index = pd.date_range(
-        pd.Timestamp("2025-04-30 16:00", tz="UTC"), periods=96 * days, freq="15min", name="interval_start"
+        pd.Timestamp("2025-04-30 16:00", tz="UTC"),
+        periods=96 * days,
+        freq="15min",
+        name="interval_start",
     )
     rng = np.random.default_rng(0)
     return pd.DataFrame(
@@ -41,7 +44,10 @@ def _curve(start: dt.datetime, *points: tuple[float, float]) -> BidCurve:
     return BidCurve(start, tuple(BidPoint(p, q) for p, q in points))
 
 
-def _bid(day: dt.date = DAY, points: tuple[tuple[float, float], ...] = ((-80, -1.0), (400, 0.0), (500, 2.0))) -> DayAheadBid:
+def _bid(
+    day: dt.date = DAY,
+    points: tuple[tuple[float, float], ...] = ((-80, -1.0), (400, 0.0), (500, 2.0)),
+) -> DayAheadBid:
     index = day_intervals_utc(day, "Asia/Shanghai", 15)
     curves = tuple(_curve(t.to_pydatetime(), *points) for t in index)
     return DayAheadBid("cn-province-a", "pf", day, curves, dt.datetime(2025, 5, 1, tzinfo=UTC))
@@ -59,7 +65,10 @@ def test_clock_never_moves_back() -> None:
 def test_day_ahead_prices_hidden_until_publication() -> None:
     clock = ReplayClock(dt.datetime(2025, 5, 1, 9, 0, tzinfo=UTC))  # 17:00 Shanghai on D-1
     exchange = ReplayExchange(_prices(), CN, clock)
-    start, end = (pd.Timestamp(x).to_pydatetime() for x in day_intervals_utc(DAY, "Asia/Shanghai", 15)[[0, -1]])
+    start, end = (
+        pd.Timestamp(x).to_pydatetime()
+        for x in day_intervals_utc(DAY, "Asia/Shanghai", 15)[[0, -1]]
+    )
     with pytest.raises(LookAheadError, match=r"da_price .* not published"):
         exchange.get("da_price", start, end)
     clock.advance_to(RULES.da_publication(DAY))  # 17:30 Shanghai D-1
@@ -127,8 +136,12 @@ def test_duplicate_bid_rejected() -> None:
 
 def test_missing_intervals_rejected() -> None:
     bid = _bid()
-    short = DayAheadBid(bid.market_id, bid.portfolio_id, bid.delivery_day, bid.curves[:-1], bid.created_at)
-    exchange = ReplayExchange(_prices(), CN, ReplayClock(RULES.gate_closure(DAY) - dt.timedelta(hours=1)))
+    short = DayAheadBid(
+        bid.market_id, bid.portfolio_id, bid.delivery_day, bid.curves[:-1], bid.created_at
+    )
+    exchange = ReplayExchange(
+        _prices(), CN, ReplayClock(RULES.gate_closure(DAY) - dt.timedelta(hours=1))
+    )
     with pytest.raises(MarketRuleError) as info:
         exchange.submit_day_ahead(short)
     assert info.value.rule == "intervals"
@@ -149,14 +162,18 @@ START = dt.datetime(2025, 5, 1, 16, tzinfo=UTC)
         (tuple((float(p), 0.1 * p) for p in range(11)), "max_segments"),
     ],
 )
-def test_rule_breaking_curves_name_the_rule(points: tuple[tuple[float, float], ...], rule: str) -> None:
+def test_rule_breaking_curves_name_the_rule(
+    points: tuple[tuple[float, float], ...], rule: str
+) -> None:
     with pytest.raises(MarketRuleError) as info:
         validate_curve(_curve(START, *points), RULES)
     assert info.value.rule == rule
 
 
 def test_quantity_only_market_takes_one_point() -> None:
-    rules = RULES.model_copy(update={"bidding": RULES.bidding.model_copy(update={"mode": "quantity_only"})})
+    rules = RULES.model_copy(
+        update={"bidding": RULES.bidding.model_copy(update={"mode": "quantity_only"})}
+    )
     validate_curve(_curve(START, (0.0, 1.5)), rules)
     with pytest.raises(MarketRuleError) as info:
         validate_curve(_curve(START, (0.0, 1.0), (10.0, 2.0)), rules)
@@ -169,13 +186,13 @@ CURVE = _curve(START, (100.0, -1.0), (200.0, 0.0), (300.0, 2.0))
 @pytest.mark.parametrize(
     ("price", "step", "linear"),
     [
-        (50.0, -1.0, -1.0),    # below the first point: flat extension
-        (100.0, -1.0, -1.0),   # at a point
-        (150.0, -1.0, -0.5),   # between points
+        (50.0, -1.0, -1.0),  # below the first point: flat extension
+        (100.0, -1.0, -1.0),  # at a point
+        (150.0, -1.0, -0.5),  # between points
         (200.0, 0.0, 0.0),
         (250.0, 0.0, 1.0),
         (300.0, 2.0, 2.0),
-        (999.0, 2.0, 2.0),     # above the last point
+        (999.0, 2.0, 2.0),  # above the last point
     ],
 )
 def test_clearing_at_above_and_below_each_segment(price: float, step: float, linear: float) -> None:
