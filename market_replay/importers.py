@@ -921,3 +921,91 @@ def _join(
         detail="day-ahead price repeated on each real-time interval of its hour",
     )
     return joined, rt_step, note
+
+
+# --------------------------------------------------------------------------- canonical check
+
+
+def check_prices(
+    prices: PriceFrame, market: MarketConfig | None = None, *, source: str = ""
+) -> list[QualityIssue]:
+    """Findings in a canonical frame: holes, NaN, zero days, flagged intervals, and with
+    ``market`` also prices outside its floor/cap and the market's product intervals.
+
+    The structure (UTC, order, duplicates, constant interval) is already guaranteed by
+    :class:`PriceFrame`; these are the content checks.
+    """
+    tz = market.timezone if market is not None else "UTC"
+    out = _Collector(source, tz)
+    frame = prices.frame
+    if frame.empty:
+        return []
+    step = pd.Timedelta(minutes=prices.interval_minutes)
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq=step).as_unit("ns")
+    missing = grid.difference(frame.index)
+    out.add(
+        "gap",
+        count=len(missing),
+        examples=[
+            f"{_local_text(a, tz)} .. {_local_text(b, tz)} ({k} intervals)"
+            for a, b, k in _runs(missing, step)
+        ],
+        intervals=missing,
+        detail="intervals with no row (whole days dropped by policy drop-day show up here)",
+    )
+    local_days = np.asarray(frame.index.tz_convert(tz).date)
+    rules: dict[date, MarketRules] = {}
+    if market is not None:
+        for day in sorted(set(local_days.tolist())):
+            try:
+                rules[day] = market.rules_on(day)
+            except ValueError as exc:
+                raise DataQualityError(f"{source}: {exc}") from None
+    for column in frame.columns:
+        if column == QUALITY_FLAG or column.startswith(FLAG_PREFIX):
+            continue
+        series = frame[column]
+        nan = series.isna().to_numpy()
+        out.add(
+            "nan",
+            column=column,
+            count=int(nan.sum()),
+            examples=[_local_text(t, tz) for t in frame.index[nan][:MAX_EXAMPLES]],
+            intervals=frame.index[nan],
+        )
+        zero_days = _zero_days(series, local_days, tz, prices.interval_minutes)
+        out.add(
+            "zero_day",
+            column=column,
+            count=len(zero_days),
+            examples=[f"{d}: all values are 0" for d in zero_days],
+            days=zero_days,
+        )
+        if rules and is_price_column(column):
+            floors = np.array([rules[d].price_limits.floor_per_mwh for d in local_days.tolist()])
+            caps = np.array([rules[d].price_limits.cap_per_mwh for d in local_days.tolist()])
+            vals = series.to_numpy()
+            idx = np.flatnonzero((vals < floors) | (vals > caps))
+            out.add(
+                "out_of_range",
+                column=column,
+                count=len(idx),
+                examples=[
+                    f"{_local_text(frame.index[i], tz)}: {vals[i]:g} not in "
+                    f"[{floors[i]:g}, {caps[i]:g}]"
+                    for i in idx
+                ],
+                intervals=frame.index[idx],
+            )
+    for column in frame.columns:
+        if column.startswith(FLAG_PREFIX):
+            mask = frame[column].to_numpy()
+            out.add(
+                "flagged",
+                column=column,
+                count=int(mask.sum()),
+                examples=[_local_text(t, tz) for t in frame.index[mask][:MAX_EXAMPLES]],
+                intervals=frame.index[mask],
+                detail="interval flagged at import",
+            )
+    return out.issues
