@@ -668,7 +668,7 @@ def _analyse(
         )
         zero_days = _zero_days(series, local_days, tz, parsed.step_minutes)
         if zero_days:
-            mask = np.isin(local_days, zero_days)
+            mask = np.isin(local_days, np.array(zero_days, dtype=object))
             out.add(
                 "zero_day",
                 column=column,
@@ -732,7 +732,7 @@ def _apply(analysis: _Analysis, policy: str, drop: set[date]) -> pd.DataFrame:
     tz = analysis.timezone
     if policy == "drop-day":
         local_days = np.asarray(frame.index.tz_convert(tz).date)
-        return frame[~np.isin(local_days, sorted(drop))]
+        return frame[~np.isin(local_days, np.array(sorted(drop), dtype=object))]
     if policy == "flag":
         frame = frame.reindex(analysis.grid)
         frame.index.name = "interval_start"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,6 +13,9 @@ from vpp import __version__
 from vpp._exceptions import ConfigError, DataQualityError
 from vpp.cli._common import config_path, console, fail, fail_on, load
 from vpp.config import ConfigSet, MarketConfig
+
+if TYPE_CHECKING:  # market_replay loads pandas; imported lazily so `vpp --help` stays fast
+    from market_replay import PriceFrame, QualityReport
 
 data_app = typer.Typer(
     help="Market price data: import exchange files, check and show canonical price files.",
@@ -31,7 +34,7 @@ def _market(cfg: ConfigSet, market_id: str) -> MarketConfig:
     return cfg.markets[market_id]
 
 
-def _report_table(report) -> Table:  # type: ignore[no-untyped-def]
+def _report_table(report: QualityReport) -> Table:
     table = Table(
         title=f"Quality report: {report.format} -> {report.market_id} (policy {report.policy})",
         title_justify="left",
@@ -143,7 +146,7 @@ def import_(
     )
 
 
-def _read(file: Path):  # type: ignore[no-untyped-def]
+def _read(file: Path) -> PriceFrame:
     from market_replay import read_prices
 
     try:
@@ -252,7 +255,7 @@ def show(
         console.print(f"[green]plot[/] written to {plot}")
 
 
-def _plot(prices, tz: str, path: Path, title: str) -> None:  # type: ignore[no-untyped-def]
+def _plot(prices: PriceFrame, tz: str, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
