@@ -260,8 +260,12 @@ def _plot(prices: PriceFrame, tz: str, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     frame = prices.frame
+    if len(frame) > 1:  # holes (dropped days) must show as breaks, not as straight lines
+        grid = pd.date_range(frame.index[0], frame.index[-1], freq=f"{prices.interval_minutes}min")
+        frame = frame.reindex(grid)
     fig, ax = plt.subplots(figsize=(11, 4), dpi=100)
     local = frame.index.tz_convert(tz).tz_localize(None)
     for column in prices.price_columns:
