@@ -11,6 +11,7 @@ import typer
 
 from vpp import __version__
 from vpp.cli import _config
+from vpp.cli._data import data_app
 from vpp.cli._demo import demo
 from vpp.logging import configure_logging
 
@@ -40,6 +41,7 @@ app.command()(_config.schema)
 app.command()(_config.enroll)
 app.command()(_config.parks)
 app.command()(demo)
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:
