@@ -1,0 +1,1 @@
+"""Device adapters: the protocols park equipment speaks, and simulated devices."""
