@@ -346,6 +346,12 @@ def check_finite(name: str, value: float) -> float:
     return value
 
 
+# Faults after which the transport cannot be trusted: drop it and reconnect with backoff.
+_RECONNECT_REASONS = frozenset(
+    {Reason.CONNECTION_LOST, Reason.TIMEOUT, Reason.NOT_CONNECTED, Reason.UNAUTHORIZED}
+)
+
+
 class PolledAdapter(Adapter):
     """An adapter whose device is polled by a background thread.
 
@@ -504,9 +510,7 @@ class PolledAdapter(Adapter):
     def _after_fault(self, fault: DeviceFaultError) -> None:
         """Record a fault; drop the transport if it cannot be trusted any more."""
         self._mark_unavailable(fault.reason, fault.detail)
-        if fault.reason in (Reason.CONNECTION_LOST, Reason.TIMEOUT, Reason.NOT_CONNECTED) or (
-            not self._connected
-        ):
+        if fault.reason in _RECONNECT_REASONS or (not self._connected):
             if self._connected:
                 self._close_transport()
                 self._connected = False
