@@ -217,13 +217,13 @@ class SimulatedBattery(SimulatedDevice):
         if power < 0:
             rate = -power * b.charge_efficiency  # into storage [kW]
             room = b.soc_max * b.energy_kwh - self.stored_kwh
-            run_h = min(dt_h, max(room, 0.0) / rate)
+            run_h = dt_h if rate * dt_h <= room else max(room, 0.0) / rate
             self.stored_kwh = min(self.stored_kwh + rate * run_h, b.soc_max * b.energy_kwh)
             self.charged_kwh += -power * run_h
         elif power > 0:
             rate = power / b.discharge_efficiency  # out of storage [kW]
             room = self.stored_kwh - b.soc_min * b.energy_kwh
-            run_h = min(dt_h, max(room, 0.0) / rate)
+            run_h = dt_h if rate * dt_h <= room else max(room, 0.0) / rate
             self.stored_kwh = max(self.stored_kwh - rate * run_h, b.soc_min * b.energy_kwh)
             self.discharged_kwh += power * run_h
         else:
