@@ -66,6 +66,7 @@ class SunSpecBattery:
         self.reverts = 0
         self.control_writes = 0
         self.overrides: dict[int, int] = {}
+        self._saved: dict[int, int] = {}
         self._lock = threading.Lock()
         self._last_update = time.monotonic()
         self._last_control_write: float | None = None
@@ -175,12 +176,16 @@ class SunSpecBattery:
     def corrupt(self, offset: int, raw: int) -> None:
         """Pin the register at BASE + ``offset`` to ``raw`` (e.g. a 0x8000 sentinel)."""
         with self._lock:
+            self._saved.setdefault(offset, self.registers[offset])
             self.overrides[offset] = raw
             self._refresh(self.registers)
 
     def heal(self) -> None:
         with self._lock:
             self.overrides.clear()
+            for offset, raw in self._saved.items():
+                self.registers[offset] = raw
+            self._saved.clear()
             self._refresh(self.registers)
 
     # ------------------------------------------------------------------ server
