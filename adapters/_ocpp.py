@@ -61,7 +61,11 @@ from vpp.types import Clock, Health, Setpoint, Telemetry
 SUBPROTOCOL = "ocpp1.6"
 HEARTBEAT_INTERVAL_S = 60
 PLAUSIBLE_POWER_FACTOR = 1.5
-_PROFILE_ID = 1  # one ChargePointMaxProfile per charge point, replaced on every cap
+_PROFILE_ID = 1
+# Faults from a command the charge point failed; a later accepted command clears them.
+_COMMAND_FAULTS = frozenset(
+    {Reason.TIMEOUT, Reason.DEVICE_ERROR}
+)  # one ChargePointMaxProfile per charge point, replaced on every cap
 
 
 @dataclass
@@ -427,9 +431,7 @@ class OcppHub(Adapter):
             call.SetChargingProfile(connector_id=0, cs_charging_profiles=profile), suppress=False
         )
         if response.status != ChargingProfileStatus.accepted:
-            raise DeviceFaultError(
-                Reason.DEVICE_ERROR, f"{cp_id}: SetChargingProfile {response.status}"
-            )
+            raise DeviceFaultError(Reason.DEVICE_ERROR, f"SetChargingProfile {response.status}")
 
     async def _redistribute(self) -> list[tuple[Reason, str]] | None:
         """Send each connected charge point its share of the cap; None if none is connected."""
@@ -448,21 +450,25 @@ class OcppHub(Adapter):
         for (cp_id, _side), result in zip(targets, results, strict=True):
             if result is None:
                 with self._state_lock:
-                    self.charge_points[cp_id].limit_kw = share_kw
+                    state = self.charge_points[cp_id]
+                    state.limit_kw = share_kw
+                    if state.fault is not None and state.fault[0] in _COMMAND_FAULTS:
+                        state.fault = None  # it answers commands again
                 continue
             if isinstance(result, DeviceFaultError):
                 failure = (result.reason, result.detail)
             elif isinstance(result, TimeoutError):
-                failure = (Reason.TIMEOUT, f"{cp_id}: no SetChargingProfile answer")
+                failure = (Reason.TIMEOUT, "no SetChargingProfile answer in time")
             elif isinstance(result, websockets.ConnectionClosed):
-                failure = (Reason.CONNECTION_LOST, f"{cp_id}: connection closed")
+                failure = (Reason.CONNECTION_LOST, "connection closed")
             elif isinstance(result, OCPPError):
-                failure = (Reason.DEVICE_ERROR, f"{cp_id}: CallError {type(result).__name__}")
+                failure = (Reason.DEVICE_ERROR, f"CallError {type(result).__name__}")
             else:
                 raise result
             self._fault(cp_id, *failure)
-            failures.append(failure)
+            failures.append((failure[0], f"{cp_id}: {failure[1]}"))
         self.log.info("ocpp_cap_sent", cap_kw=self._cap_kw, share_kw=share_kw, to=len(targets))
+        self._evaluate()
         return failures
 
     # ------------------------------------------------------------------ events (loop thread)
@@ -598,34 +604,37 @@ class OcppHub(Adapter):
         with self._state_lock:
             cps = list(self.charge_points.values())
             active = [s for s in self.sessions.values() if s.active]
-            if problem is None and not any(cp.connected for cp in cps):
-                problem = (Reason.NOT_CONNECTED, "no charge point connected")
+            problems: list[tuple[Reason, str]] = [] if problem is None else [problem]
+            for session in active:
+                cp = self.charge_points[session.charge_point_id]
+                if not cp.connected:
+                    problems.append(
+                        (
+                            Reason.CONNECTION_LOST,
+                            f"{cp.id}: disconnected during transaction {session.transaction_id}",
+                        )
+                    )
+            if not any(cp.connected for cp in cps):
+                problems.append((Reason.NOT_CONNECTED, "no charge point connected"))
             for cp in cps:
-                if problem is not None:
-                    break
                 if cp.connected and cp.fault is not None:
-                    problem = cp.fault
+                    problems.append(cp.fault)
                 elif cp.connected and cp.last_seen is not None:
                     silent_s = (now - cp.last_seen).total_seconds()
                     if silent_s > self.spec.stale_after_s:
-                        problem = (Reason.STALE, f"{cp.id}: silent for {silent_s:.0f} s")
+                        problems.append((Reason.STALE, f"{cp.id}: silent for {silent_s:.0f} s"))
             for session in active:
-                if problem is not None:
-                    break
-                cp = self.charge_points[session.charge_point_id]
-                if not cp.connected:
-                    problem = (
-                        Reason.CONNECTION_LOST,
-                        f"{cp.id}: disconnected during transaction {session.transaction_id}",
-                    )
-                elif session.updated_at is not None:
+                if session.updated_at is not None:
                     age_s = (now - session.updated_at).total_seconds()
                     if age_s > self.spec.stale_after_s:
-                        problem = (
-                            Reason.STALE,
-                            f"{cp.id}: no meter values for {age_s:.0f} s "
-                            f"(stale_after_s = {self.spec.stale_after_s})",
+                        problems.append(
+                            (
+                                Reason.STALE,
+                                f"{session.charge_point_id}: no meter values for {age_s:.0f} s "
+                                f"(stale_after_s = {self.spec.stale_after_s})",
+                            )
                         )
+        problem = problems[0] if problems else None
         if problem is None:
             self._mark_available()
         else:
