@@ -112,14 +112,21 @@ class SimulatedDevice(Adapter):
         self._rng = np.random.default_rng(spec.seed)
         self._t = clock.now()
         self._setpoint_kw: float | None = None
+        self._connected = False
 
     def connect(self) -> None:
+        self._connected = True
         self._advance()
 
     def close(self) -> None:
+        self._advance()  # the physics runs on; only the link is gone
+        self._connected = False
         self._mark_unavailable(Reason.NOT_CONNECTED, "closed")
 
     def read(self) -> Telemetry:
+        if not self._connected:
+            self._advance()
+            return self._telemetry(None)
         reading = self._advance()
         if reading is None:
             return self._telemetry(None)
@@ -129,6 +136,8 @@ class SimulatedDevice(Adapter):
         return self._telemetry(reading)
 
     def _send(self, setpoint: Setpoint) -> None:
+        if not self._connected:
+            raise DeviceFaultError(Reason.NOT_CONNECTED, "call connect() first")
         if self._advance() is None:
             status = self.health()
             raise DeviceFaultError(status.reason or Reason.NO_DATA, status.detail or "no data")
@@ -146,9 +155,11 @@ class SimulatedDevice(Adapter):
             reading = self._reading(now)
         except DeviceFaultError as fault:
             self._t = now
-            self._mark_unavailable(fault.reason, fault.detail)
+            if self._connected:
+                self._mark_unavailable(fault.reason, fault.detail)
             return None
-        self._mark_available()
+        if self._connected:
+            self._mark_available()
         return reading
 
     def _on_setpoint(self) -> None:

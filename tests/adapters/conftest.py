@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 from adapter_helpers import ManualClock, WallClock
 
 
@@ -14,3 +17,10 @@ def clock() -> ManualClock:
 @pytest.fixture
 def wall_clock() -> WallClock:
     return WallClock()
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """The CLI configures structlog onto the runner's stream; undo it after each test."""
+    yield
+    structlog.reset_defaults()

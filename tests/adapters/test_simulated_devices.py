@@ -44,6 +44,7 @@ def test_battery_discharge_uses_efficiency_and_sign(clock: ManualClock) -> None:
 
 def test_battery_charge_stops_at_soc_max(clock: ManualClock) -> None:
     bess = SimulatedBattery("p", battery(), SIM, clock=clock)
+    bess.connect()
     bess.write(sp("bess", -1000, clock))  # < 0: charging
     clock.advance(hours=3)
     t = bess.read()
@@ -55,6 +56,7 @@ def test_battery_charge_stops_at_soc_max(clock: ManualClock) -> None:
 
 def test_setpoint_is_clamped_to_power_limits_and_logged(clock: ManualClock) -> None:
     bess = SimulatedBattery("p", battery(charge_power_kw=500), SIM, clock=clock)
+    bess.connect()
     with capture_logs() as logs:
         sent = bess.write(sp("bess", -900, clock))
     assert sent.power_kw == -500
@@ -70,6 +72,7 @@ def test_setpoint_is_clamped_to_power_limits_and_logged(clock: ManualClock) -> N
 
 def test_setpoint_for_another_asset_is_refused(clock: ManualClock) -> None:
     bess = SimulatedBattery("p", battery(), SIM, clock=clock)
+    bess.connect()
     with pytest.raises(ValueError, match="sent to adapter of p/bess"):
         bess.write(Setpoint("p", "other", clock.now(), 1.0))
 
@@ -93,6 +96,7 @@ def test_battery_soc_bounds_and_energy_balance(
     spec = battery(charge_efficiency=eta_c, discharge_efficiency=eta_d)
     clock = ManualClock()
     bess = SimulatedBattery("p", spec, SIM, clock=clock)
+    bess.connect()
     stored0 = bess.stored_kwh
     for power_kw, hours in steps:
         bess.write(sp("bess", power_kw, clock))
@@ -123,6 +127,7 @@ def pv(curtailable: bool = True) -> PvSpec:
 
 def test_pv_follows_available_power_clipped_and_curtailed(clock: ManualClock) -> None:
     plant = SimulatedPv("p", pv(), SIM, clock=clock, available_kw=series([100, 900, 500, 0]))
+    plant.connect()
     assert plant.read().power_kw == 100
     clock.advance(minutes=15)
     assert plant.read().power_kw == 800  # inverter clip
@@ -139,12 +144,14 @@ def test_pv_follows_available_power_clipped_and_curtailed(clock: ManualClock) ->
 
 def test_pv_write_is_clamped_to_zero_floor(clock: ManualClock) -> None:
     plant = SimulatedPv("p", pv(), SIM, clock=clock, available_kw=series([500, 500]))
+    plant.connect()
     assert plant.write(sp("pv", -50, clock)).power_kw == 0.0
     assert plant.read().power_kw == 0.0
 
 
 def test_non_curtailable_pv_is_read_only(clock: ManualClock) -> None:
     plant = SimulatedPv("p", pv(False), SIM, clock=clock, available_kw=series([500, 500]))
+    plant.connect()
     assert not plant.capabilities.writable
     with pytest.raises(ReadOnlyError):
         plant.write(sp("pv", 100, clock))
@@ -153,6 +160,7 @@ def test_non_curtailable_pv_is_read_only(clock: ManualClock) -> None:
 
 def test_pv_outside_its_data_is_unavailable_not_filled(clock: ManualClock) -> None:
     plant = SimulatedPv("p", pv(), SIM, clock=clock, available_kw=series([500, 500]))
+    plant.connect()
     assert plant.read().health is Health.OK
     clock.advance(minutes=30)  # the series covers [T0, T0 + 30 min)
     with capture_logs() as logs:
@@ -191,6 +199,7 @@ def process(ramp: float | None = None) -> FlexibleProcessSpec:
 
 def test_process_follows_baseline_then_setpoint_within_band(clock: ManualClock) -> None:
     proc = SimulatedProcess("p", process(), SIM, clock=clock, baseline_kw=series([600] * 8))
+    proc.connect()
     assert proc.read().power_kw == -600  # consumption is negative power
     assert proc.limits_kw() == (-800, -300)
     sent = proc.write(sp("proc", -100, clock))
@@ -203,6 +212,7 @@ def test_process_follows_baseline_then_setpoint_within_band(clock: ManualClock) 
 
 def test_process_ramps_towards_target(clock: ManualClock) -> None:
     proc = SimulatedProcess("p", process(ramp=10), SIM, clock=clock, baseline_kw=series([600] * 8))
+    proc.connect()
     proc.write(sp("proc", -800, clock))
     clock.advance(minutes=10)
     assert proc.read().power_kw == pytest.approx(-700)  # 10 kW/min x 10 min
@@ -242,6 +252,7 @@ def sessions(*rows: tuple[float, float, float]) -> pd.DataFrame:
 def test_ev_hub_serves_sessions_and_reports_unserved(clock: ManualClock) -> None:
     frame = sessions((0, 2, 15), (0, 1, 20), (0.5, 3, 5))  # third finds no free charger
     ev = SimulatedEvHub("p", hub(), SIM, clock=clock, sessions=frame)
+    ev.connect()
     assert ev.read().power_kw == -20
     clock.advance(hours=1)
     t = ev.read()
@@ -257,6 +268,7 @@ def test_ev_hub_serves_sessions_and_reports_unserved(clock: ManualClock) -> None
 
 def test_ev_hub_cap_is_shared(clock: ManualClock) -> None:
     ev = SimulatedEvHub("p", hub(), SIM, clock=clock, sessions=sessions((0, 4, 30), (0, 4, 30)))
+    ev.connect()
     assert ev.write(sp("ev", -12, clock)).power_kw == -12
     assert ev.read().power_kw == pytest.approx(-12)
     assert ev.write(sp("ev", 5, clock)).power_kw == 0  # a hub never exports
