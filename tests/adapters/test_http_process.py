@@ -155,6 +155,7 @@ def make(
     client: httpx.Client,
     clock: WallClock,
     monkeypatch: pytest.MonkeyPatch,
+    poll_interval_s: float = 0.05,
     **spec: object,
 ) -> HttpProcessController:
     monkeypatch.setenv("VPP_TEST_PROCESS_TOKEN", TOKEN)
@@ -176,7 +177,7 @@ def make(
         clock=clock,
         reconnect=FAST_RECONNECT,
         client=client,
-        poll_interval_s=0.05,
+        poll_interval_s=poll_interval_s,
     )
 
 
@@ -209,7 +210,8 @@ def test_retries_server_errors_with_backoff(
     wall_clock: WallClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with make(server, client, wall_clock, monkeypatch, retries=2) as device:
+    # No background polls during the test: only the writes meet the failures.
+    with make(server, client, wall_clock, monkeypatch, 3600, retries=2) as device:
         server.state.fail_next = 2  # two 500s, then success within the 2 retries
         device.write(setpoint(-700, wall_clock))
         assert server.state.setpoints[-1]["consumption_kw"] == 700
