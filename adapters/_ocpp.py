@@ -323,6 +323,10 @@ class OcppHub(Adapter):
     # ------------------------------------------------------------------ server (loop thread)
 
     async def _listen(self) -> None:
+        if not await self._bind():
+            self._retry = asyncio.ensure_future(self._retry_listen())
+
+    async def _bind(self) -> bool:
         try:
             self._server = await serve(
                 self._handle,
@@ -336,19 +340,22 @@ class OcppHub(Adapter):
                 Reason.CONNECTION_LOST,
                 f"cannot listen on {self.spec.listen_host}:{self.port}: {exc.strerror}",
             )
-            self._retry = asyncio.ensure_future(self._retry_listen())
-            return
+            return False
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         self._listen_fault = None
         self.log.info("ocpp_listening", host=self.spec.listen_host, port=self.port)
+        return True
 
     async def _retry_listen(self) -> None:
         failures = 0
-        while self._server is None:
+        while True:
             failures += 1
             self._evaluate()
-            await asyncio.sleep(self.reconnect.delay_s(failures))
-            await self._listen()
+            delay = self.reconnect.delay_s(failures)
+            self.log.info("reconnect_scheduled", in_s=round(delay, 3), failures=failures)
+            await asyncio.sleep(delay)
+            if await self._bind():
+                break
         self._evaluate()
 
     async def _shutdown(self) -> None:

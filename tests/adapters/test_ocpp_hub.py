@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -337,3 +338,34 @@ def test_stale_meter_values(hub: OcppHub, stations: list[Station], wall_clock: W
     assert hub.read().reason == "stale"
     one.meter(tx, power="3000", energy_wh="1600")
     assert hub.read().health is Health.OK
+
+
+def test_busy_port_is_retried_with_backoff(wall_clock: WallClock) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    spec = OcppAdapter.model_validate({"type": "ocpp", "charge_point_ids": ["CP-1"]})
+    adapter = OcppHub("p", HUB, spec, clock=wall_clock, reconnect=FAST_RECONNECT, listen_port=port)
+    made: list[Station] = []
+    try:
+        adapter.connect()  # does not raise
+        assert adapter.read().reason == "connection_lost"
+        assert "cannot listen" in (adapter.health().detail or "")
+        blocker.close()
+        made.append(Station(port, "CP-1"))
+        wait_until(lambda: _try_connect(made[0]), what="listener bound after backoff")
+        wait_until(lambda: adapter.read().health is Health.OK, what="charge point connected")
+    finally:
+        for s in made:
+            s.close()
+        blocker.close()
+        adapter.close()
+
+
+def _try_connect(s: Station) -> bool:
+    try:
+        s.connect()
+    except OSError:
+        return False
+    return True
