@@ -292,7 +292,7 @@ class Adapter(abc.ABC):
         """Deliver an already clamped setpoint; raise :class:`DeviceFaultError` on failure."""
 
     def _setpoint_kind(self) -> SetpointKind:
-        if self.asset.type == "pv" and not self.asset.curtailable:  # type: ignore[union-attr]
+        if self.asset.type == "pv" and not self.asset.curtailable:
             return "none"
         return _SETPOINT_KIND[self.asset.type]
 
