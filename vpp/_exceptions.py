@@ -8,6 +8,7 @@
     ├── LookAheadError       a strategy asked for data not yet published at decision time
     ├── MarketRuleError      a bid breaks a market rule (names the rule)
     ├── AdapterError         a device could not be reached or answered nonsense
+    ├── ExchangeError        the market gateway could not be reached or answered nonsense
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
     └── StoreError           the database could not be read or written
@@ -69,6 +70,10 @@ class MarketRuleError(VppError):
 
 class AdapterError(VppError):
     """A device adapter failed: connection, timeout, malformed or stale data."""
+
+
+class ExchangeError(VppError):
+    """The exchange could not be reached, timed out, or sent an invalid answer."""
 
 
 class SolverError(VppError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -17,7 +18,9 @@ import structlog
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "api_key")
 
 
-def redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         if any(word in key.lower() for word in _SECRET_WORDS) and not key.endswith("_env"):
             event_dict[key] = "***"

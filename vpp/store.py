@@ -180,8 +180,11 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose work commits at the end, or rolls back entirely on error."""
-        with Session(self.engine) as session:
+        """A session whose work commits at the end, or rolls back entirely on error.
+
+        Objects stay readable after the commit (``expire_on_commit=False``).
+        """
+        with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()

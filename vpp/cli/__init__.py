@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from vpp import __version__
-from vpp.cli import _config
+from vpp.cli import _adapters, _config
+from vpp.cli._data import data_app
 from vpp.cli._demo import demo
 from vpp.logging import configure_logging
 
@@ -40,6 +41,8 @@ app.command()(_config.schema)
 app.command()(_config.enroll)
 app.command()(_config.parks)
 app.command()(demo)
+app.add_typer(data_app, name="data")
+app.add_typer(_adapters.app, name="adapters")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vpp._exceptions import ConfigError, VppError
 from vpp.config import ConfigSet, load_config
@@ -29,14 +30,14 @@ def config_path(value: Path | None) -> Path:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def fail_on(exc: VppError) -> NoReturn:
     if isinstance(exc, ConfigError):
         for issue in exc.issues:
-            err_console.print(str(issue), highlight=False, soft_wrap=True)
+            err_console.print(str(issue), markup=False, highlight=False, soft_wrap=True)
         fail(f"{len(exc.issues)} config error(s)")
     fail(str(exc))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from vpp._exceptions import ConfigError, VppError
@@ -28,7 +29,7 @@ def validate(
     targets = paths or [config_path(None)]
     count, issues = validate_paths(targets)
     for issue in issues:
-        err_console.print(str(issue), highlight=False, soft_wrap=True)
+        err_console.print(str(issue), markup=False, highlight=False, soft_wrap=True)
     if issues:
         fail(f"{len(issues)} error(s) in {count} file(s)")
     console.print(f"[green]ok[/]: {count} file(s) valid")
@@ -38,7 +39,11 @@ def schema(
     kind: Annotated[str, typer.Argument(help="park, market or settings")] = "park",
 ) -> None:
     """Print the JSON Schema of a config file so editors can check it."""
-    models = {"park": ParkConfig, "market": MarketConfig, "settings": Settings}
+    models: dict[str, type[BaseModel]] = {
+        "park": ParkConfig,
+        "market": MarketConfig,
+        "settings": Settings,
+    }
     if kind not in models:
         fail(f"unknown schema {kind!r}; choose one of {', '.join(models)}")
     typer.echo(json.dumps(models[kind].model_json_schema(), indent=2))

@@ -78,8 +78,9 @@ def _message(error: Any) -> str:
         "union_tag_not_found": "needs a '{discriminator}' key",
     }
     if kind in simple:
+        shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
         try:
-            return simple[kind].format(**ctx)
+            return simple[kind].format(**shown)
         except KeyError:
             pass
     if kind == "value_error":
@@ -94,6 +95,10 @@ def _issues_from_validation(file: str, exc: ValidationError) -> list[ConfigIssue
         # Drop the discriminator tag pydantic inserts into union locations (assets.0.battery.x).
         loc = [p for p in loc if p not in ASSET_TYPES and p not in ADAPTER_TYPES]
         value = error.get("input")
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = error.get("ctx", {}).get("discriminator", "'type'").strip("'")
+            loc.append(tag)
+            value = value.get(tag) if isinstance(value, dict) else value
         if isinstance(value, dict):
             value = "{...}"
         if error["type"] == "missing":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -386,7 +386,7 @@ class MarketConfig(Spec):
     def rules_on(self, day: dt.date) -> MarketRules:
         """The rules in force on delivery ``day``."""
 
-        def pick(versions: list, group: str):  # type: ignore[no-untyped-def,type-arg]
+        def pick(versions: list[Any], group: str) -> Any:
             valid = [v for v in versions if v.effective_date <= day]
             if not valid:
                 raise ValueError(

@@ -1,0 +1,42 @@
+"""Device adapters: the protocols park equipment speaks, and simulated devices.
+
+``create(park, asset, clock=...)`` builds the adapter a park file names;
+every adapter is a :class:`vpp.types.Device` (``read``/``write``) with
+``connect``/``close``, ``capabilities`` and ``health``. See
+``docs/adapters.md``.
+"""
+
+from adapters._factory import HealthRegistry, create
+from adapters._http import HttpProcessController
+from adapters._modbus import ModbusSunSpecDevice
+from adapters._ocpp import OcppHub, Session
+from adapters._simulated import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv
+from adapters.base import (
+    Adapter,
+    Capabilities,
+    DeviceFaultError,
+    HealthStatus,
+    ReadOnlyError,
+    Reason,
+    ReconnectPolicy,
+)
+
+__all__ = [
+    "Adapter",
+    "Capabilities",
+    "DeviceFaultError",
+    "HealthRegistry",
+    "HealthStatus",
+    "HttpProcessController",
+    "ModbusSunSpecDevice",
+    "OcppHub",
+    "ReadOnlyError",
+    "Reason",
+    "ReconnectPolicy",
+    "Session",
+    "SimulatedBattery",
+    "SimulatedEvHub",
+    "SimulatedProcess",
+    "SimulatedPv",
+    "create",
+]

@@ -1,0 +1,309 @@
+"""The replay exchange: historical prices published only once they were known.
+
+It plays the market for backtests (and, served over HTTP, for the daemon's
+simulation mode). Three rules make a backtest honest:
+
+* **Publication.** Each value has a publication time: day-ahead prices for
+  delivery day D at the market's day-ahead publication time (D-1 afternoon
+  in China, 12:45 D-1 in SDAC); real-time prices when their interval ends;
+  published fundamentals (forecasts of load, renewables, bidding space) at
+  ``fundamentals_publication`` local time on D-1 (default 08:00, before the
+  day-ahead gate closes, which is when Chinese trading centres publish
+  them). Asking for a value before its publication time raises
+  :class:`~vpp.LookAheadError`: look-ahead is impossible, not unlikely.
+* **Gate closure and rules.** A day-ahead bid is accepted only before gate
+  closure and only if every curve obeys the market's rules on that day
+  (floor, cap, monotonicity, segments, lot, tick, bid mode); otherwise
+  :class:`~vpp.MarketRuleError` names the rule.
+* **Clearing.** Each interval's curve is cleared at the realized day-ahead
+  price: ``step`` curves give the quantity of the highest point priced at
+  or below the clearing price, ``linear`` curves interpolate between points;
+  both extend flat beyond their first and last point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from vpp._exceptions import LookAheadError, MarketRuleError
+from vpp.config.models import MarketConfig, MarketRules
+from vpp.timeutil import day_intervals_utc, zone
+from vpp.types import Award, BidCurve, Clock, DayAheadBid
+
+log = structlog.get_logger(__name__)
+
+PRICE_COLUMNS = ("da_price", "rt_price", "rt_price_up", "rt_price_down")
+_REALTIME = ("rt_price", "rt_price_up", "rt_price_down")
+_LOT_TOLERANCE = 1e-6
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def validate_curve(curve: BidCurve, rules: MarketRules) -> None:
+    """Raise :class:`MarketRuleError` naming the first rule ``curve`` breaks."""
+    limits, bidding = rules.price_limits, rules.bidding
+    when = curve.interval_start.isoformat()
+    if bidding.mode == "quantity_only" and len(curve.points) != 1:
+        raise MarketRuleError(
+            "quantity_only",
+            f"{when}: a quantity-only market takes one quantity, got {len(curve.points)} points",
+        )
+    if len(curve.points) > bidding.max_segments:
+        raise MarketRuleError(
+            "max_segments", f"{when}: {len(curve.points)} points > {bidding.max_segments} allowed"
+        )
+    previous = None
+    for point in curve.points:
+        price, quantity = point.price_per_mwh, point.quantity_mw
+        if bidding.mode == "price_quantity":
+            if price < limits.floor_per_mwh:
+                raise MarketRuleError(
+                    "price_floor", f"{when}: price {price} < floor {limits.floor_per_mwh}"
+                )
+            if price > limits.cap_per_mwh:
+                raise MarketRuleError(
+                    "price_cap", f"{when}: price {price} > cap {limits.cap_per_mwh}"
+                )
+            ticks = price / bidding.price_tick_per_mwh
+            if abs(ticks - round(ticks)) > 1e-6:
+                raise MarketRuleError(
+                    "price_tick",
+                    f"{when}: price {price} is not a multiple of {bidding.price_tick_per_mwh}",
+                )
+        lots = quantity / bidding.min_lot_mw
+        if abs(lots - round(lots)) > _LOT_TOLERANCE:
+            raise MarketRuleError(
+                "min_lot",
+                f"{when}: quantity {quantity} MW is not a multiple of {bidding.min_lot_mw} MW",
+            )
+        if previous is not None:
+            if price < previous.price_per_mwh or (
+                bidding.curve == "linear" and price == previous.price_per_mwh
+            ):
+                raise MarketRuleError(
+                    "price_order",
+                    f"{when}: points must have strictly increasing prices"
+                    if bidding.curve == "linear"
+                    else f"{when}: points must be sorted by price",
+                )
+            if quantity < previous.quantity_mw - _LOT_TOLERANCE * bidding.min_lot_mw:
+                raise MarketRuleError(
+                    "monotonicity",
+                    f"{when}: quantity falls from {previous.quantity_mw} to {quantity} MW as the "
+                    f"price rises from {previous.price_per_mwh} to {price}",
+                )
+        previous = point
+
+
+def validate_bid(bid: DayAheadBid, rules: MarketRules, now: dt.datetime) -> None:
+    """Check gate closure, the interval set and every curve of a day-ahead bid."""
+    if bid.market_id != rules.market_id:
+        raise MarketRuleError("market", f"bid for {bid.market_id} sent to {rules.market_id}")
+    gate = rules.gate_closure(bid.delivery_day)
+    if now > gate:
+        raise MarketRuleError(
+            "gate_closure",
+            f"{bid.delivery_day}: gate closed at {gate.isoformat()}, now {now.isoformat()}",
+        )
+    expected = day_intervals_utc(bid.delivery_day, rules.timezone, rules.day_ahead.interval_minutes)
+    got = [c.interval_start for c in bid.curves]
+    if [t.to_pydatetime() for t in expected] != got:
+        raise MarketRuleError(
+            "intervals",
+            f"{bid.delivery_day}: expected {len(expected)} curves for the day's "
+            f"{rules.day_ahead.interval_minutes}-min products in order, got {len(got)}",
+        )
+    for curve in bid.curves:
+        validate_curve(curve, rules)
+
+
+def clear_curve(curve: BidCurve, price_per_mwh: float, shape: str, mode: str) -> float:
+    """Quantity [MW] a curve is awarded at a clearing price."""
+    quantities = np.array([p.quantity_mw for p in curve.points])
+    if mode == "quantity_only":
+        return float(quantities[0])
+    prices = np.array([p.price_per_mwh for p in curve.points])
+    if shape == "linear":
+        return float(np.interp(price_per_mwh, prices, quantities))
+    index = int(np.searchsorted(prices, price_per_mwh, side="right")) - 1
+    return float(quantities[max(index, 0)])
+
+
+# --------------------------------------------------------------------------- exchange
+
+
+@dataclass(frozen=True)
+class Receipt:
+    bid_id: str
+    accepted_at: dt.datetime
+
+
+class ReplayExchange:
+    """A :class:`vpp.types.Exchange` over a historical price frame.
+
+    ``prices`` is a frame with a UTC ``DatetimeIndex`` of interval starts and
+    the canonical columns (see ``market_replay.canonical``).
+    """
+
+    def __init__(
+        self,
+        prices: pd.DataFrame,
+        market: MarketConfig,
+        clock: Clock,
+        *,
+        fundamentals_publication: dt.time = dt.time(8, 0),
+    ) -> None:
+        if not isinstance(prices.index, pd.DatetimeIndex) or prices.index.tz is None:
+            raise TypeError("prices must have a tz-aware DatetimeIndex of interval starts")
+        self.prices = prices.sort_index()
+        self.market = market
+        self.clock = clock
+        self._tz = zone(market.timezone)
+        index = self.prices.index.tz_convert("UTC")
+        local_days = index.tz_convert(market.timezone).normalize().tz_localize(None)
+        self._day_of = np.array([d.date() for d in local_days])
+        step = pd.Timedelta(minutes=self._interval_minutes(index))
+        ends_ns = (index + step).as_unit("ns").asi8
+        da_pub: dict[dt.date, int] = {}
+        fund_pub: dict[dt.date, int] = {}
+        for day in sorted(set(self._day_of)):
+            da_pub[day] = _ns(market.rules_on(day).da_publication(day))
+            fund_local = dt.datetime.combine(
+                day - dt.timedelta(days=1), fundamentals_publication, self._tz
+            )
+            fund_pub[day] = _ns(fund_local)
+        days = self._day_of
+        self._published_ns: dict[str, np.ndarray] = {}
+        for column in self.prices.columns:
+            if column == "da_price":
+                self._published_ns[column] = np.array([da_pub[d] for d in days], dtype=np.int64)
+            elif column in _REALTIME:
+                self._published_ns[column] = ends_ns
+            else:
+                self._published_ns[column] = np.array([fund_pub[d] for d in days], dtype=np.int64)
+        self._bids: dict[str, DayAheadBid] = {}
+        self._bid_ids: dict[str, str] = {}
+
+    @staticmethod
+    def _interval_minutes(index: pd.DatetimeIndex) -> int:
+        steps = np.unique(np.diff(index.as_unit("ns").asi8))
+        if len(steps) != 1:
+            raise ValueError("price frame must have a constant interval")
+        return int(steps[0] // 60_000_000_000)
+
+    # ----------------------------------------------------------------- data
+
+    def published_at(self, column: str, interval_start: dt.datetime) -> dt.datetime:
+        """When the value of ``column`` for ``interval_start`` became known."""
+        position = self.prices.index.get_loc(pd.Timestamp(interval_start))
+        return pd.Timestamp(self._published_ns[column][position], tz="UTC").to_pydatetime()
+
+    def known(self, column: str) -> pd.Series:
+        """Every value of ``column`` published by now (may reach into the future for DA)."""
+        self._check_column(column)
+        mask = self._published_ns[column] <= _ns(self.clock.now())
+        return self.prices[column][mask]
+
+    def history(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """All rows with at least one value published by now; unpublished values are NaN.
+
+        This is the only frame a forecaster receives.
+        """
+        columns = list(columns or self.prices.columns)
+        now = _ns(self.clock.now())
+        frame = self.prices[columns].copy()
+        for column in columns:
+            self._check_column(column)
+            frame.loc[self._published_ns[column] > now, column] = np.nan
+        return frame.dropna(how="all")
+
+    def get(self, column: str, start: dt.datetime, end: dt.datetime) -> pd.Series:
+        """Values of ``column`` for intervals in [start, end); error if any is unpublished."""
+        self._check_column(column)
+        index = self.prices.index
+        mask = (index >= pd.Timestamp(start)) & (index < pd.Timestamp(end))
+        if not mask.any():
+            raise KeyError(f"no {column} data between {start} and {end}")
+        published = self._published_ns[column][mask]
+        now = _ns(self.clock.now())
+        if (published > now).any():
+            first = pd.Timestamp(published[published > now].min(), tz="UTC")
+            raise LookAheadError(
+                f"{column} for [{start}, {end}) is not published at {self.clock.now().isoformat()} "
+                f"(first value known at {first.isoformat()})"
+            )
+        return self.prices[column][mask]
+
+    def _check_column(self, column: str) -> None:
+        if column not in self._published_ns:
+            raise KeyError(f"price frame has no column {column!r}; it has {list(self.prices)}")
+
+    # ----------------------------------------------------------------- bids
+
+    def submit_day_ahead(self, bid: DayAheadBid) -> str:
+        if bid.idempotency_key in self._bids:
+            raise MarketRuleError(
+                "duplicate_bid", f"a bid for {bid.idempotency_key} was already accepted"
+            )
+        rules = self.market.rules_on(bid.delivery_day)
+        now = self.clock.now()
+        try:
+            validate_bid(bid, rules, now)
+        except MarketRuleError as exc:
+            log.warning(
+                "bid_rejected", market=bid.market_id, day=str(bid.delivery_day), rule=exc.rule
+            )
+            raise
+        bid_id = f"replay-{len(self._bids) + 1}"
+        self._bids[bid.idempotency_key] = bid
+        self._bid_ids[bid.idempotency_key] = bid_id
+        log.info(
+            "bid_accepted",
+            market=bid.market_id,
+            day=str(bid.delivery_day),
+            bid_id=bid_id,
+            intervals=len(bid.curves),
+        )
+        return bid_id
+
+    def day_ahead_awards(
+        self, market_id: str, portfolio_id: str, delivery_day: dt.date
+    ) -> list[Award]:
+        key = f"{market_id}/{delivery_day.isoformat()}/{portfolio_id}/day_ahead"
+        bid = self._bids.get(key)
+        if bid is None:
+            return []
+        rules = self.market.rules_on(delivery_day)
+        publication = rules.da_publication(delivery_day)
+        if self.clock.now() < publication:
+            raise LookAheadError(
+                f"day-ahead results for {delivery_day} are published at {publication.isoformat()}, "
+                f"now {self.clock.now().isoformat()}"
+            )
+        awards = []
+        for curve in bid.curves:
+            step = dt.timedelta(minutes=rules.day_ahead.interval_minutes)
+            price = self._product_price(curve.interval_start, step)
+            quantity = clear_curve(curve, price, rules.bidding.curve, rules.bidding.mode)
+            awards.append(Award(curve.interval_start, quantity, price))
+        return awards
+
+    def _product_price(self, start: dt.datetime, length: dt.timedelta) -> float:
+        """The day-ahead price of a product (mean over its canonical intervals)."""
+        index = self.prices.index
+        mask = (index >= pd.Timestamp(start)) & (index < pd.Timestamp(start + length))
+        values = self.prices["da_price"][mask].to_numpy(float)
+        if len(values) == 0 or not np.isfinite(values).all():
+            raise KeyError(f"no day-ahead price for the product starting {start.isoformat()}")
+        return float(values.mean())
+
+
+def _ns(when: dt.datetime) -> int:
+    return int(pd.Timestamp(when).as_unit("ns").value)

@@ -1,0 +1,150 @@
+"""Backtest outputs: summary.json, intervals.csv, settlement.csv, PNG plots, report.html.
+
+Every file is written to a temporary name and renamed into place, so an
+interrupted run never leaves a half-written report next to complete ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` then move ``tmp`` onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    atomic_write(
+        path,
+        lambda tmp: tmp.write_text(
+            json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8"
+        ),
+    )
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_prices_and_dispatch(
+    portfolio: pd.DataFrame, timezone: str, currency: str, path: Path
+) -> None:
+    """Prices (lines) and the portfolio's net delivered power (bars, > 0 sold)."""
+    local = portfolio.index.tz_convert(timezone)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for column, style in (("da_price", "-"), ("rt_price", ":")):
+        if column in portfolio:
+            ax.plot(local, portfolio[column], style, lw=1, label=column.replace("_", " "))
+    ax.set_ylabel(f"price [{currency}/MWh]")
+    ax2 = ax.twinx()
+    width = (
+        (portfolio.index[1] - portfolio.index[0]) / pd.Timedelta(days=1)
+        if len(portfolio) > 1
+        else 0.01
+    )
+    ax2.bar(
+        local,
+        portfolio["actual_mw"],
+        width=width,
+        alpha=0.35,
+        color="tab:green",
+        label="delivered MW",
+    )
+    ax2.step(
+        local, portfolio["award_mw"], where="post", color="k", lw=0.8, label="day-ahead award MW"
+    )
+    ax2.set_ylabel("power [MW] (> 0 sold)")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8, ncols=4)
+    ax.set_title("Prices and portfolio dispatch")
+    ax.set_xlabel(f"local time ({timezone})")
+    _save(fig, path)
+
+
+def plot_soc(soc: pd.DataFrame, timezone: str, path: Path) -> None:
+    """State of charge of every battery, as a fraction."""
+    fig, ax = plt.subplots(figsize=(12, 3.5))
+    for column in soc.columns:
+        ax.plot(soc.index.tz_convert(timezone), soc[column], lw=1, label=column)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("state of charge")
+    ax.set_title("Battery state of charge")
+    if len(soc.columns):
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_cumulative(revenue: pd.DataFrame, timezone: str, currency: str, path: Path) -> None:
+    """Cumulative net revenue of the strategy, perfect foresight and the baselines."""
+    fig, ax = plt.subplots(figsize=(12, 3.5))
+    for column in revenue.columns:
+        ax.plot(revenue.index.tz_convert(timezone), revenue[column].cumsum(), lw=1.2, label=column)
+    ax.set_ylabel(f"cumulative revenue [{currency}]")
+    ax.set_title("Cumulative net revenue against perfect foresight")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def write_html(path: Path, summary: Mapping[str, Any], images: list[Path]) -> None:
+    """A one-page report with the summary table and the plots embedded."""
+    rows = "\n".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in summary.items()
+    )
+    figures = "\n".join(
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"/></figure>'
+        for p in images
+    )
+    title = f"vpp backtest — {summary.get('market', '')} {summary.get('start', '')} to {summary.get('end', '')}"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left; }}
+th {{ font-weight: 600; }} td {{ font-variant-numeric: tabular-nums; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table>{rows}</table>
+{figures}
+</body></html>
+"""
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
+    return str(value)

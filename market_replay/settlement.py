@@ -1,0 +1,69 @@
+"""Settlement of awards and actual delivery, exactly as the market would.
+
+Per interval, with quantities in the sign convention of :mod:`vpp.units`
+(> 0 sold) and ``dt_h`` the interval's length in hours:
+
+* ``two_settlement``: ``award_mw * dt_h * da_price`` plus
+  ``(actual_mw - award_mw) * dt_h * rt_price``.
+* ``two_price_imbalance``: the day-ahead part as above; a surplus
+  (``actual > award``) is paid at ``rt_price_down`` and a shortfall is
+  charged at ``rt_price_up`` (the Nordic two-price model: the side that
+  worsened the system's imbalance gets the regulating price, which the data
+  sets equal to the spot price in hours without regulation in that direction).
+
+Revenue is in market currency; a positive number is money received.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SETTLEMENT_COLUMNS = ("da_revenue", "rt_revenue", "imbalance_mwh")
+
+
+def settle(
+    award_mw: pd.Series,
+    actual_mw: pd.Series,
+    prices: pd.DataFrame,
+    rule: str,
+    dt_h: float,
+) -> pd.DataFrame:
+    """Settle aligned series of awards and actual mean power.
+
+    ``prices`` must hold ``da_price`` and, for deviations, ``rt_price``
+    (two_settlement) or ``rt_price_up``/``rt_price_down``
+    (two_price_imbalance). Indexes must match exactly (no silent alignment).
+    Returns ``da_revenue``, ``rt_revenue`` and ``imbalance_mwh`` per interval.
+    """
+    if not (award_mw.index.equals(actual_mw.index) and award_mw.index.equals(prices.index)):
+        raise ValueError("settle: award, actual and prices must share one index")
+    deviation_mwh = (actual_mw - award_mw).to_numpy(float) * dt_h
+    da_revenue = award_mw.to_numpy(float) * dt_h * prices["da_price"].to_numpy(float)
+    if np.allclose(deviation_mwh, 0.0, atol=1e-9) and not any(
+        c in prices for c in ("rt_price", "rt_price_up", "rt_price_down")
+    ):
+        # A day-ahead-only price file (e.g. EPEX DE-LU) settles exactly-delivered awards.
+        rt_revenue = np.zeros_like(deviation_mwh)
+    elif rule == "two_settlement":
+        rt_price = _column(prices, "rt_price")
+        rt_revenue = deviation_mwh * rt_price
+    elif rule == "two_price_imbalance":
+        up = _column(prices, "rt_price_up")
+        down = _column(prices, "rt_price_down")
+        rt_revenue = np.where(deviation_mwh >= 0, deviation_mwh * down, deviation_mwh * up)
+    else:
+        raise ValueError(f"unknown settlement rule {rule!r}")
+    out = pd.DataFrame(
+        {"da_revenue": da_revenue, "rt_revenue": rt_revenue, "imbalance_mwh": deviation_mwh},
+        index=award_mw.index,
+    )
+    if not np.isfinite(out.to_numpy()).all():
+        raise ValueError("settle: non-finite settlement (missing price in a settled interval?)")
+    return out
+
+
+def _column(prices: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in prices:
+        raise ValueError(f"settlement needs column {name!r}; the price file has {list(prices)}")
+    return prices[name].to_numpy(float)

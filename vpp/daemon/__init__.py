@@ -1,0 +1,1 @@
+"""The long-running service: scheduled bidding, dispatch, persistence, recovery."""

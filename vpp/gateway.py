@@ -1,0 +1,125 @@
+"""The market gateway over HTTP: an :class:`~vpp.types.Exchange` for the daemon.
+
+Talks to an exchange API with the JSON shapes of :mod:`vpp.wire` (the
+replay server in ``market_replay.server`` speaks it). The ``httpx.Client``
+is injected with an explicit timeout; transport failures and 5xx answers
+are retried a bounded number of times with exponential backoff, then raise
+:class:`~vpp.ExchangeError`. Rule violations raise
+:class:`~vpp.MarketRuleError` (never retried) and unpublished data
+:class:`~vpp.LookAheadError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pandas as pd
+import structlog
+
+from vpp._exceptions import ExchangeError, LookAheadError, MarketRuleError
+from vpp.types import Award, DayAheadBid
+from vpp.wire import WireError, award_from_json, bid_to_json
+
+log = structlog.get_logger(__name__)
+
+
+class HttpExchange:
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if client.timeout.read is None or client.timeout.connect is None:
+            raise ValueError("the httpx client needs an explicit timeout (never timeout=None)")
+        self.client = client
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        delay = self.backoff_s
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.client.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = exc
+                log.warning(
+                    "exchange_unreachable", path=path, attempt=attempt + 1, error=type(exc).__name__
+                )
+            else:
+                if response.status_code < 500:
+                    return response
+                last = ExchangeError(f"exchange answered {response.status_code} for {path}")
+                log.warning(
+                    "exchange_server_error",
+                    path=path,
+                    attempt=attempt + 1,
+                    status=response.status_code,
+                )
+            if attempt < self.retries:
+                self._sleep(delay)
+                delay *= 2
+        raise ExchangeError(
+            f"exchange unreachable after {self.retries + 1} attempts: {last}"
+        ) from last
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ExchangeError(f"exchange sent invalid JSON ({response.status_code})") from exc
+        if not isinstance(body, dict):
+            raise ExchangeError("exchange sent a JSON value that is not an object")
+        return body
+
+    def _raise_for(self, response: httpx.Response) -> dict[str, Any]:
+        body = self._json(response)
+        if response.status_code in (409, 422):
+            raise MarketRuleError(str(body.get("rule") or "unknown"), str(body.get("message")))
+        if response.status_code == 425:
+            raise LookAheadError(str(body.get("message")))
+        if response.status_code >= 400:
+            raise ExchangeError(
+                f"exchange refused the request ({response.status_code}): {body.get('message')}"
+            )
+        return body
+
+    def now(self) -> dt.datetime:
+        """The exchange's clock (the simulated time in replay mode)."""
+        body = self._raise_for(self._request("GET", "/v1/time"))
+        return dt.datetime.fromisoformat(body["now"])
+
+    def submit_day_ahead(self, bid: DayAheadBid) -> str:
+        body = self._raise_for(self._request("POST", "/v1/day-ahead/bids", json=bid_to_json(bid)))
+        return str(body["bid_id"])
+
+    def day_ahead_awards(
+        self, market_id: str, portfolio_id: str, delivery_day: dt.date
+    ) -> list[Award]:
+        params = {"portfolio_id": portfolio_id, "delivery_day": delivery_day.isoformat()}
+        body = self._raise_for(self._request("GET", "/v1/day-ahead/awards", params=params))
+        try:
+            return [award_from_json(a) for a in body["awards"]]
+        except (KeyError, TypeError, WireError) as exc:
+            raise ExchangeError(f"malformed awards from exchange: {exc}") from exc
+
+    def get(self, column: str, start: dt.datetime, end: dt.datetime) -> pd.Series:
+        params = {"column": column, "start": start.isoformat(), "end": end.isoformat()}
+        body = self._raise_for(self._request("GET", "/v1/prices", params=params))
+        try:
+            values = body["values"]
+            index = pd.DatetimeIndex([v[0] for v in values], name="interval_start").tz_convert(
+                "UTC"
+            )
+            return pd.Series([float(v[1]) for v in values], index=index, name=column)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ExchangeError(f"malformed prices from exchange: {exc}") from exc
