@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from vpp import __version__
-from vpp.cli import _adapters, _config
+from vpp.cli import _adapters, _config, _plan
 from vpp.cli._data import data_app
 from vpp.cli._demo import demo
 from vpp.logging import configure_logging
@@ -43,6 +43,7 @@ app.command()(_config.parks)
 app.command()(demo)
 app.add_typer(data_app, name="data")
 app.add_typer(_adapters.app, name="adapters")
+app.command()(_plan.plan)
 
 
 def main() -> None:

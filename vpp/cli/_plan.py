@@ -1,0 +1,77 @@
+"""``vpp plan``: the optimal schedule of a market's parks for one day at known prices."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vpp._exceptions import VppError
+from vpp.cli._common import console, fail, fail_on, load
+
+
+def plan(
+    prices: Annotated[
+        Path, typer.Option("--prices", "-p", help="Canonical price file (see `vpp data import`)")
+    ],
+    day: Annotated[
+        str, typer.Option("--day", "-d", help="Delivery day YYYY-MM-DD, market-local")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CSVs and plan.json")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config folder or vpp.toml [default: ./config]"),
+    ] = None,
+    solver: Annotated[
+        str | None,
+        typer.Option("--solver", "-s", help="HIGHS, ECOS or CLARABEL [default: vpp.toml solver]"),
+    ] = None,
+    price_column: Annotated[
+        str, typer.Option("--price-column", help="Price column to plan against")
+    ] = "da_price",
+) -> None:
+    """Write the optimal schedule for DAY: per asset and per park (CSV) and plan.json."""
+    from market_replay import read_prices
+    from strategies._solver import check_solver
+    from strategies.plan import plan_day, write_plan
+
+    try:
+        delivery_day = dt.date.fromisoformat(day)
+    except ValueError:
+        fail(f"--day {day!r}: must be a date YYYY-MM-DD")
+    if solver is not None:
+        try:
+            solver = check_solver(solver)
+        except ValueError as exc:
+            fail(f"--solver: {exc}")
+    cfg = load(config)
+    try:
+        frame = read_prices(prices)
+        result = plan_day(
+            cfg, frame.frame, delivery_day, frame.market_id, solver=solver,
+            price_column=price_column,
+        )
+        paths = write_plan(result, out)
+    except VppError as exc:
+        fail_on(exc)
+    except ValueError as exc:
+        fail(str(exc))
+    table = Table(title=f"Plan {frame.market_id} {delivery_day.isoformat()}")
+    for name in ("status", "objective", "build s", "solve s", "total s"):
+        table.add_column(name, justify="right")
+    stats = result.stats
+    table.add_row(
+        result.status,
+        f"{result.schedule.objective:,.2f} {result.currency}",
+        f"{stats.build_s:.3f}" if stats else "-",
+        f"{stats.solve_s:.3f}" if stats else "-",
+        f"{result.total_s:.3f}",
+    )
+    console.print(table)
+    for path in paths:
+        console.print(f"wrote {path}", highlight=False)
+    if result.status not in ("optimal", "optimal_inaccurate"):
+        fail(f"no optimal plan ({result.status}): {result.error}; wrote the idle fallback")
