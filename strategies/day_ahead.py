@@ -168,8 +168,14 @@ def _ordering_matrices(
     groups: Groups, scenarios: int, products: int
 ) -> tuple[sp.csr_matrix, list[int], sp.csr_matrix, list[int]]:
     """Sparse rows over vec_C(q) (index ``s * products + j``): ties (== 0) and order (<= 0)."""
-    tie_r, tie_c, tie_v, tie_j = [], [], [], []
-    ord_r, ord_c, ord_v, ord_j = [], [], [], []
+    tie_r: list[int] = []
+    tie_c: list[int] = []
+    tie_v: list[float] = []
+    tie_j: list[int] = []
+    ord_r: list[int] = []
+    ord_c: list[int] = []
+    ord_v: list[float] = []
+    ord_j: list[int] = []
     for j, product in enumerate(groups):
         for g, members in enumerate(product):
             head = int(members[0])

@@ -13,7 +13,7 @@ optimised on its own (see :func:`strategies.schedule.solve_parks`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -33,6 +33,7 @@ from strategies.state import (
     state_of,
 )
 from vpp.config.models import (
+    AssetSpec,
     BatterySpec,
     EvChargingSpec,
     FlexibleProcessSpec,
@@ -133,7 +134,7 @@ def build_park_model(
         raise ValueError(f"weights must be {scenarios} probabilities summing to 1, got {weights}")
     builder = ModelBuilder(omit=omit)
 
-    def stack(specs: list) -> Stack:  # type: ignore[type-arg]
+    def stack(specs: Sequence[AssetSpec]) -> Stack:
         return Stack(tuple(s.id for s in specs), scenarios, weights)
 
     batteries = [a for a in park.assets if isinstance(a, BatterySpec)]
