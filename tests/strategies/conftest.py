@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import structlog
 
 from vpp.config import load_config
 from vpp.config.models import MarketRules, ParkConfig
@@ -132,3 +133,10 @@ def sessions(*rows: tuple[str, int, str, str, float, float]) -> pd.DataFrame:
     frame["arrival"] = pd.to_datetime(frame["arrival"], utc=True)
     frame["stated_departure"] = pd.to_datetime(frame["stated_departure"], utc=True)
     return frame
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog():  # type: ignore[no-untyped-def]
+    """CLI runs configure structlog onto the runner's streams; undo it after each test."""
+    yield
+    structlog.reset_defaults()
