@@ -193,10 +193,14 @@ class ReplayExchange:
 
     @staticmethod
     def _interval_minutes(index: pd.DatetimeIndex) -> int:
-        steps = np.unique(np.diff(index.as_unit("ns").asi8))
-        if len(steps) != 1:
-            raise ValueError("price frame must have a constant interval")
-        return int(steps[0] // 60_000_000_000)
+        """The interval length: the most common step (whole days may be missing)."""
+        steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
+        if len(steps) == 0:
+            raise ValueError("price frame needs at least two intervals")
+        step = int(steps[np.argmax(counts)])
+        if (steps % step).any():
+            raise ValueError("price frame intervals must be whole multiples of one step")
+        return step // 60_000_000_000
 
     # ----------------------------------------------------------------- data
 

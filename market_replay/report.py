@@ -13,17 +13,21 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: files only
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from market_replay.backtest import BacktestResult
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` then move ``tmp`` onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -148,3 +152,52 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
     return str(value)
+
+
+def write_backtest(result: BacktestResult, out: Path) -> list[Path]:
+    """Write every backtest output into ``out``; return the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    main = result.main
+    tz = result.timezone
+    intervals = main.assets.copy()
+    intervals["interval_start"] = pd.to_datetime(intervals["interval_start"]).map(
+        lambda t: t.isoformat()
+    )
+    portfolio = main.portfolio.copy()
+    written = [
+        out / "summary.json",
+        out / "intervals.csv",
+        out / "portfolio.csv",
+        out / "settlement.csv",
+    ]
+    write_json(written[0], summary)
+    write_csv(written[1], intervals)
+    portfolio_out = portfolio.reset_index()
+    portfolio_out["interval_start"] = portfolio_out["interval_start"].map(lambda t: t.isoformat())
+    write_csv(written[2], portfolio_out)
+    write_csv(written[3], main.settlement)
+    images = [out / "prices_dispatch.png", out / "soc.png", out / "cumulative_revenue.png"]
+    plot_prices_and_dispatch(portfolio, tz, result.currency, images[0])
+    socs = main.assets.dropna(subset=["soc_end"])
+    soc = socs.pivot_table(index="interval_start", columns="asset_id", values="soc_end")
+    soc.index = pd.DatetimeIndex(soc.index)
+    plot_soc(soc, tz, images[1])
+    revenue = pd.DataFrame({f"{main.strategy} (net)": _net(portfolio)})
+    for name, run in result.baselines.items():
+        if run is not main:
+            revenue[f"{name} (net)"] = _net(run.portfolio)
+    if len(result.foresight):
+        per_day = result.foresight.set_index("day")["revenue"]
+        local_day = portfolio.index.tz_convert(tz).date
+        last_of_day = ~pd.Series(local_day).duplicated(keep="last").to_numpy()
+        foresight = pd.Series(0.0, index=portfolio.index)
+        foresight[last_of_day] = [per_day.get(d, 0.0) for d in np.asarray(local_day)[last_of_day]]
+        revenue["perfect foresight"] = foresight
+    plot_cumulative(revenue, tz, result.currency, images[2])
+    write_html(out / "report.html", summary, images)
+    return [*written, *images, out / "report.html"]
+
+
+def _net(portfolio: pd.DataFrame) -> pd.Series:
+    return portfolio["da_revenue"] + portfolio["rt_revenue"] - portfolio["degradation_cost"]

@@ -11,6 +11,7 @@ import typer
 
 from vpp import __version__
 from vpp.cli import _adapters, _config, _plan
+from vpp.cli._backtest import backtest
 from vpp.cli._data import data_app
 from vpp.cli._demo import demo
 from vpp.logging import configure_logging
@@ -44,6 +45,7 @@ app.command()(demo)
 app.add_typer(data_app, name="data")
 app.add_typer(_adapters.app, name="adapters")
 app.command()(_plan.plan)
+app.command()(backtest)
 
 
 def main() -> None:

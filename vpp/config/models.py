@@ -477,6 +477,12 @@ class BacktestSettings(Spec):
     strategy: str = Field("stochastic", description="Strategy name")
     forecaster: str = Field("persistence", description="Price forecaster name")
     scenarios: int = Field(5, ge=1, le=100, description="Price scenarios for day-ahead bids")
+    reoptimise_every: int = Field(
+        1, ge=1, le=96, description="Re-solve the real-time problem every N intervals"
+    )
+    deviation_penalty_per_mwh: float = Field(
+        1.0, ge=0, description="Cost per MWh of planned deviation from the award [currency/MWh]"
+    )
     out: Path = Field(Path("../out/backtest"), description="Output folder, relative to vpp.toml")
 
 

@@ -1,0 +1,564 @@
+"""The backtest: the daemon's code path on historical prices, with honest settlement.
+
+:func:`simulate` drives an :class:`vpp.engine.Operator` -- the same object
+the daemon schedules -- through the daemon's own job plan
+(:func:`vpp.daemon.timing.day_jobs`): bid before gate closure, collect
+awards at publication, dispatch at every interval start. Only three things
+are replay versions: the clock (:class:`~market_replay.clock.ReplayClock`),
+the exchange (:class:`~market_replay.exchange.ReplayExchange`, which makes
+look-ahead impossible) and the devices (simulated physics from
+:mod:`adapters`, fed with the parks' real profiles and the real EV
+sessions). Deviations from the awards are therefore real, and settle at
+real-time prices (:mod:`market_replay.settlement`).
+
+:func:`run_backtest` runs the chosen strategy plus, in the same run, the
+baselines: perfect foresight (the optimum with realized prices, an upper
+bound), the ``persistence`` strategy and ``idle`` (no flexibility: what the
+parks pay without the VPP).
+
+Days missing from the price file (dropped by the importer's policy) split
+the run into segments of consecutive days; batteries carry their state of
+charge across a gap and nothing is traded during it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from adapters import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv
+from market_replay.canonical import PriceFrame
+from market_replay.clock import ReplayClock
+from market_replay.exchange import ReplayExchange
+from market_replay.settlement import settle
+from strategies import (
+    get_strategy,
+    initial_state,
+    load_inputs,
+    perfect_foresight,
+    realized_states,
+)
+from vpp.config.models import (
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    PvSpec,
+    SimulatedAdapter,
+)
+from vpp.daemon.timing import day_jobs
+from vpp.engine import AssetKey, MarketPortfolio, Operator, award_series, exported_kwh
+from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from vpp.recording import MemoryRecorder
+from vpp.timeutil import day_intervals_utc
+from vpp.types import Device
+from vpp.units import KW_PER_MW, KWH_PER_MWH
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    strategy: str = "stochastic"
+    forecaster: str = "persistence"
+    scenarios: int = 5
+    solver: str = "HIGHS"
+    time_limit_s: float = 60.0
+    reoptimise_every: int = 1
+    deviation_penalty_per_mwh: float = 1.0
+    safety_margin: dt.timedelta = dt.timedelta(minutes=30)
+    baselines: bool = True
+
+
+@dataclass
+class RunResult:
+    """One strategy simulated over the backtest days."""
+
+    strategy: str
+    portfolio: pd.DataFrame  # per interval
+    assets: pd.DataFrame  # per interval and asset (long)
+    settlement: pd.DataFrame  # per day and park
+    solve_time_s: float
+    bids_rejected: int
+    fallback_days: int
+    ev_unserved_kwh: float
+
+    @property
+    def net_revenue(self) -> float:
+        p = self.portfolio
+        return float(p["da_revenue"].sum() + p["rt_revenue"].sum() - p["degradation_cost"].sum())
+
+
+@dataclass
+class BacktestResult:
+    market_id: str
+    currency: str
+    timezone: str
+    days: list[dt.date]
+    main: RunResult
+    foresight: pd.DataFrame  # per day: objective, status
+    baselines: dict[str, RunResult] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    def summary(self) -> dict[str, object]:
+        p = self.main.portfolio
+        net = self.main.net_revenue
+        pf = float(self.foresight["revenue"].sum()) if len(self.foresight) else float("nan")
+        idle = self.baselines.get("idle")
+        base = self.baselines.get("persistence")
+        no_flex = idle.net_revenue if idle else float("nan")
+        out: dict[str, object] = {
+            "market": self.market_id,
+            "currency": self.currency,
+            "start": self.days[0].isoformat(),
+            "end": self.days[-1].isoformat(),
+            "days": len(self.days),
+            "intervals": len(p),
+            "strategy": self.main.strategy,
+            "net_revenue": round(net, 2),
+            "da_revenue": round(float(p["da_revenue"].sum()), 2),
+            "rt_revenue": round(float(p["rt_revenue"].sum()), 2),
+            "degradation_cost": round(float(p["degradation_cost"].sum()), 2),
+            "perfect_foresight_revenue": round(pf, 2),
+            "capture_ratio": _ratio(net, pf),
+            "baseline_strategy": "persistence" if base else None,
+            "baseline_revenue": round(base.net_revenue, 2) if base else None,
+            "no_flexibility_revenue": round(no_flex, 2) if idle else None,
+            "flexibility_value": round(net - no_flex, 2) if idle else None,
+            "flexibility_capture_ratio": _ratio(net - no_flex, pf - no_flex) if idle else None,
+            "imbalance_mwh": round(float(p["imbalance_mwh"].abs().sum()), 4),
+            "battery_equivalent_cycles": round(float(p.attrs.get("equivalent_cycles", 0.0)), 3),
+            "ev_unserved_kwh": round(self.main.ev_unserved_kwh, 2),
+            "bids_rejected": self.main.bids_rejected,
+            "fallback_days": self.main.fallback_days,
+            "solve_time_s": round(self.main.solve_time_s, 3),
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+        return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    if not np.isfinite(a) or not np.isfinite(b) or abs(b) < 1e-9:
+        return None
+    return round(a / b, 4)
+
+
+def segments(days: Sequence[dt.date]) -> list[list[dt.date]]:
+    """Runs of consecutive days."""
+    out: list[list[dt.date]] = []
+    for day in sorted(days):
+        if out and (day - out[-1][-1]).days == 1:
+            out[-1].append(day)
+        else:
+            out.append([day])
+    return out
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def _simulated_devices(
+    portfolio: MarketPortfolio,
+    clock: ReplayClock,
+    index: pd.DatetimeIndex,
+    soc: dict[AssetKey, float],
+) -> tuple[dict[AssetKey, Device], dict[AssetKey, pd.DataFrame]]:
+    """Simulated devices fed with the parks' real profiles over ``index``.
+
+    The series reach one interval past the segment so the closing meter
+    reading at the segment's end is inside the data.
+    """
+    devices: dict[AssetKey, Device] = {}
+    sessions: dict[AssetKey, pd.DataFrame] = {}
+    step = index[1] - index[0]
+    start = index[0].to_pydatetime()
+    end = (index[-1] + step).to_pydatetime()
+    index = index.append(pd.DatetimeIndex([index[-1] + step]))
+    for park in portfolio.parks:
+        folder = portfolio.config_dirs[park.id]
+        for asset in park.assets:
+            key = (park.id, asset.id)
+            spec = (
+                asset.adapter if isinstance(asset.adapter, SimulatedAdapter) else SimulatedAdapter()
+            )
+            device: Device
+            if isinstance(asset, BatterySpec):
+                device = SimulatedBattery(park.id, asset, spec, clock=clock, soc=soc.get(key))
+            elif isinstance(asset, PvSpec):
+                available = pv_available_kw(asset, folder, index, park.timezone)
+                device = SimulatedPv(park.id, asset, spec, clock=clock, available_kw=available)
+            elif isinstance(asset, FlexibleProcessSpec):
+                baseline = load_kw(asset, folder, index, park.timezone)
+                device = SimulatedProcess(park.id, asset, spec, clock=clock, baseline_kw=baseline)
+            elif isinstance(asset, EvChargingSpec):
+                frame = ev_sessions(asset, folder, start, end, park.timezone)
+                device = SimulatedEvHub(park.id, asset, spec, clock=clock, sessions=frame)
+                sessions[key] = frame
+            else:  # pragma: no cover - the config admits no other asset type
+                raise TypeError(type(asset).__name__)
+            device.connect()
+            devices[key] = device
+    return devices, sessions
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def simulate(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    days: Sequence[dt.date],
+    options: BacktestOptions,
+    strategy_name: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run one strategy through ``days`` with the daemon's job plan."""
+    name = strategy_name or options.strategy
+    strategy = get_strategy(
+        name,
+        forecaster=options.forecaster,
+        scenarios=options.scenarios,
+        solver=options.solver,
+        time_limit_s=options.time_limit_s,
+        deviation_penalty_per_mwh=options.deviation_penalty_per_mwh,
+    )
+    market = portfolio.market
+    tz = market.timezone
+    runs = segments(days)
+    first_jobs = day_jobs(market.rules_on(runs[0][0]), runs[0][0], options.safety_margin)
+    clock = ReplayClock(first_jobs[0].run_at)
+    exchange = ReplayExchange(prices.frame, market, clock)
+    recorder = MemoryRecorder()
+    operator = Operator(
+        portfolio,
+        strategy,
+        exchange=exchange,
+        data=exchange,
+        clock=clock,
+        devices={},
+        recorder=recorder,
+        reoptimise_every=options.reoptimise_every,
+    )
+    soc: dict[AssetKey, float] = {}
+    ev_unserved_kwh = 0.0
+    done = 0
+    for run in runs:
+        jobs = sorted(
+            j for day in run for j in day_jobs(market.rules_on(day), day, options.safety_margin)
+        )
+        index = pd.DatetimeIndex(
+            np.concatenate(
+                [
+                    day_intervals_utc(d, tz, market.rules_on(d).interval_minutes).as_unit("ns").asi8
+                    for d in run
+                ]
+            )
+        ).tz_localize("UTC")
+        for job in jobs:
+            clock.advance_to(max(job.run_at, clock.now()))
+            if job.kind == "day_ahead":
+                operator.submit_day_ahead(job.delivery_day)
+            elif job.kind == "awards":
+                operator.collect_awards(job.delivery_day)
+            else:
+                if not operator.devices:
+                    devices, sessions = _simulated_devices(portfolio, clock, index, soc)
+                    operator.devices, operator.sessions = devices, sessions
+                operator.dispatch(job.interval_start)  # type: ignore[arg-type]
+                if job.interval_start == operator.day_plan(job.delivery_day).index[-1]:
+                    done += 1
+                    if progress:
+                        progress(name, done, len(days))
+        end = index[-1] + (index[1] - index[0])
+        clock.advance_to(end.to_pydatetime())
+        operator.measure()  # closing meter readings of the segment
+        for key, device in operator.devices.items():
+            if isinstance(device, SimulatedBattery):
+                soc[key] = device.soc
+            if isinstance(device, SimulatedEvHub):
+                ev_unserved_kwh += device.unserved_kwh
+        operator.devices = {}
+    return _account(name, portfolio, prices, days, operator, recorder, ev_unserved_kwh)
+
+
+def _account(
+    name: str,
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    days: Sequence[dt.date],
+    operator: Operator,
+    recorder: MemoryRecorder,
+    ev_unserved_kwh: float,
+) -> RunResult:
+    """Turn telemetry counters, awards and prices into settled intervals."""
+    market = portfolio.market
+    # Meter counters at every dispatch (interval start) and at each segment's end.
+    counters: dict[AssetKey, dict[pd.Timestamp, float]] = {}
+    socs: dict[AssetKey, dict[pd.Timestamp, float]] = {}
+    throughput: dict[AssetKey, dict[pd.Timestamp, float]] = {}
+    for reading in recorder.telemetry:
+        key = (reading.park_id, reading.asset_id)
+        stamp = pd.Timestamp(reading.measured_at).as_unit("ns")
+        value = exported_kwh(portfolio.asset(key), reading)
+        if value is not None:
+            counters.setdefault(key, {})[stamp] = value
+        if reading.soc is not None:
+            socs.setdefault(key, {})[stamp] = reading.soc
+        if "charged_kwh" in reading.extra:
+            throughput.setdefault(key, {})[stamp] = (
+                reading.extra["charged_kwh"] + reading.extra["discharged_kwh"]
+            )
+    setpoints = {
+        (sp.park_id, sp.asset_id, pd.Timestamp(sp.interval_start).as_unit("ns")): sp.power_kw
+        for sp in recorder.setpoints
+    }
+    portfolio_rows = []
+    asset_rows = []
+    settlement_rows = []
+    bids_rejected = sum(1 for _, status, *_ in recorder.bids if status == "rejected")
+    fallback_days = 0
+    solve_time = 0.0
+    degradation = {
+        (p.id, a.id): a.degradation_cost_per_mwh
+        for p in portfolio.parks
+        for a in p.assets
+        if isinstance(a, BatterySpec)
+    }
+    capacity_kwh = sum(
+        a.energy_kwh for p in portfolio.parks for a in p.assets if isinstance(a, BatterySpec)
+    )
+    cycles_kwh = 0.0
+    for day in days:
+        plan = operator.day_plan(day)
+        curve_text: dict[pd.Timestamp, str] = {}
+        share_kw: dict[tuple[str, str, pd.Timestamp], float] = {}
+        if plan.result is not None:
+            fallback_days += int(plan.result.fallback)
+            if plan.result.stats is not None:
+                solve_time += plan.result.stats.solve_s
+            product = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
+            for curve in plan.result.bid.curves:
+                text = " ".join(f"{pt.price_per_mwh:g}:{pt.quantity_mw:g}" for pt in curve.points)
+                first = pd.Timestamp(curve.interval_start).as_unit("ns")
+                for t in plan.index[(plan.index >= first) & (plan.index < first + product)]:
+                    curve_text[t] = text
+            if plan.result.allocation is not None and plan.awards:
+                for share in plan.result.allocation.shares(plan.awards):
+                    stamp = pd.Timestamp(share.interval_start).as_unit("ns")
+                    share_kw[(share.park_id, share.asset_id, stamp)] = share.power_kw
+        solve_time += float(sum(plan.rt_stats))
+        index = plan.index
+        step = index[1] - index[0]
+        dt_h = step / pd.Timedelta(hours=1)
+        ends = index + step
+        park_energy = {p.id: np.zeros(len(index)) for p in portfolio.parks}
+        park_degradation = {p.id: np.zeros(len(index)) for p in portfolio.parks}
+        frame = prices.frame.reindex(index)
+        for key, series in counters.items():
+            start_vals = np.array([series.get(t, np.nan) for t in index])
+            end_vals = np.array([series.get(t, np.nan) for t in ends])
+            energy = end_vals - start_vals
+            if not np.isfinite(energy).all():
+                missing = index[~np.isfinite(energy)][0]
+                log.warning(
+                    "meter_reading_missing", park=key[0], asset=key[1], interval=str(missing)
+                )
+                energy = np.nan_to_num(energy)
+            park_energy[key[0]] += energy
+            wear = np.zeros(len(index))
+            if key in throughput:
+                t0 = np.array([throughput[key].get(t, np.nan) for t in index])
+                t1 = np.array([throughput[key].get(t, np.nan) for t in ends])
+                moved = np.nan_to_num(t1 - t0)
+                cycles_kwh += float(moved.sum()) / 2
+                wear = moved / KWH_PER_MWH * degradation[key]
+                park_degradation[key[0]] += wear
+            soc_values = [socs.get(key, {}).get(t, np.nan) for t in ends]
+            for i, t in enumerate(index):
+                asset_rows.append(
+                    (
+                        t,
+                        key[0],
+                        key[1],
+                        frame["da_price"].iloc[i],
+                        frame["rt_price"].iloc[i] if "rt_price" in frame else np.nan,
+                        curve_text.get(t, ""),
+                        share_kw.get((key[0], key[1], t), np.nan),
+                        setpoints.get((key[0], key[1], t), np.nan),
+                        energy[i] / dt_h,
+                        soc_values[i],
+                    )
+                )
+        award_mw = award_series(plan.awards or [], index, plan.rules.day_ahead.interval_minutes)
+        actual_mw = pd.Series(sum(park_energy.values()) / dt_h / KW_PER_MW, index=index)
+        settled = settle(award_mw, actual_mw, frame, plan.rules.settlement.rule, dt_h)
+        wear_total = sum(park_degradation.values())
+        part = pd.DataFrame(
+            {
+                "da_price": frame["da_price"],
+                "rt_price": frame.get("rt_price", np.nan),
+                "award_mw": award_mw,
+                "actual_mw": actual_mw,
+                **{c: settled[c] for c in settled.columns},
+                "degradation_cost": wear_total,
+            },
+            index=index,
+        )
+        portfolio_rows.append(part)
+        park_award = plan.park_award_kw if plan.park_award_kw is not None else None
+        for park in portfolio.parks:
+            award_kw = (
+                park_award[park.id] if park_award is not None else pd.Series(0.0, index=index)
+            )
+            park_settled = settle(
+                award_kw / KW_PER_MW,
+                pd.Series(park_energy[park.id] / dt_h / KW_PER_MW, index=index),
+                frame,
+                plan.rules.settlement.rule,
+                dt_h,
+            )
+            park_wear = float(park_degradation[park.id].sum())
+            da, rt = (
+                float(park_settled["da_revenue"].sum()),
+                float(park_settled["rt_revenue"].sum()),
+            )
+            settlement_rows.append(
+                {
+                    "day": day.isoformat(),
+                    "park_id": park.id,
+                    "market_id": market.id,
+                    "energy_sold_mwh": float(park_energy[park.id].clip(min=0).sum() / KWH_PER_MWH),
+                    "energy_bought_mwh": float(
+                        -park_energy[park.id].clip(max=0).sum() / KWH_PER_MWH
+                    ),
+                    "da_revenue": da,
+                    "rt_revenue": rt,
+                    "degradation_cost": park_wear,
+                    "net_revenue": da + rt - park_wear,
+                    "imbalance_mwh": float(park_settled["imbalance_mwh"].abs().sum()),
+                }
+            )
+    portfolio_frame = pd.concat(portfolio_rows)
+    portfolio_frame.index.name = "interval_start"
+    portfolio_frame.attrs["equivalent_cycles"] = cycles_kwh / capacity_kwh if capacity_kwh else 0.0
+    assets = pd.DataFrame(
+        asset_rows,
+        columns=[
+            "interval_start",
+            "park_id",
+            "asset_id",
+            "da_price",
+            "rt_price",
+            "bid_curve_mw",
+            "award_share_kw",
+            "setpoint_kw",
+            "actual_kw",
+            "soc_end",
+        ],
+    )
+    return RunResult(
+        name,
+        portfolio_frame,
+        assets,
+        pd.DataFrame(settlement_rows),
+        solve_time,
+        bids_rejected,
+        fallback_days,
+        ev_unserved_kwh,
+    )
+
+
+# --------------------------------------------------------------------------- foresight
+
+
+def foresight(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    days: Sequence[dt.date],
+    options: BacktestOptions,
+) -> pd.DataFrame:
+    """Perfect foresight per day: realized prices, realized EV sessions, configured start state."""
+    rows = []
+    for day in days:
+        rules = portfolio.market.rules_on(day)
+        index = day_intervals_utc(day, portfolio.market.timezone, rules.interval_minutes).as_unit(
+            "ns"
+        )
+        frame = prices.frame.reindex(index)
+        inputs = {p.id: load_inputs(p, portfolio.config_dirs[p.id], index) for p in portfolio.parks}
+        states = {
+            p.id: realized_states(p, portfolio.config_dirs[p.id], index, initial_state(p))
+            for p in portfolio.parks
+        }
+        rt = frame["rt_price"] if "rt_price" in frame and frame["rt_price"].notna().all() else None
+        result = perfect_foresight(
+            list(portfolio.parks),
+            inputs,
+            states,
+            rules.interval_minutes,
+            frame["da_price"],
+            rt,
+            product_minutes=rules.day_ahead.interval_minutes,
+            solver=options.solver,
+            time_limit_s=options.time_limit_s,
+        )
+        rows.append(
+            {
+                "day": day,
+                "revenue": result.objective,
+                "status": result.schedule.stats.status if result.schedule.stats else "fallback",
+                "solve_s": result.schedule.stats.solve_s if result.schedule.stats else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def run_backtest(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    days: Sequence[dt.date],
+    options: BacktestOptions,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """The strategy, perfect foresight and (optionally) the baselines on the same days."""
+    if prices.market_id != portfolio.market.id:
+        raise ValueError(
+            f"price file is for market {prices.market_id!r}, the portfolio bids into {portfolio.market.id!r}"
+        )
+    if not days:
+        raise ValueError("no complete days to backtest in the chosen range")
+    start = time.perf_counter()
+    main = simulate(portfolio, prices, days, options, progress=progress)
+    pf = foresight(portfolio, prices, days, options)
+    if progress:
+        progress("perfect foresight", len(days), len(days))
+    baselines = {}
+    if options.baselines:
+        for name in ("persistence", "idle"):
+            if name != options.strategy:
+                baselines[name] = simulate(portfolio, prices, days, options, name, progress)
+            else:
+                baselines[name] = main
+    result = BacktestResult(
+        portfolio.market.id,
+        prices.currency,
+        portfolio.market.timezone,
+        list(days),
+        main,
+        pf,
+        baselines,
+    )
+    result.wall_time_s = time.perf_counter() - start
+    log.info(
+        "backtest_finished",
+        **{k: v for k, v in result.summary().items() if k != "market"},
+        market_id=portfolio.market.id,
+    )
+    return result

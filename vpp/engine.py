@@ -1,0 +1,452 @@
+"""The operator: the one code path that the daemon and the backtest share.
+
+An :class:`Operator` runs one market portfolio (the parks of one market)
+through the three jobs of a trading day:
+
+* :meth:`Operator.submit_day_ahead` -- before gate closure: forecast from
+  what is published now, build the bid with the strategy, submit it once
+  (idempotency key per market, delivery day and portfolio);
+* :meth:`Operator.collect_awards` -- after clearing: fetch the awards and
+  split them back to the parks;
+* :meth:`Operator.dispatch` -- at each interval start: measure every asset,
+  re-optimise the rest of the day against the awards and send setpoints.
+
+Everything outside is injected: the :class:`~vpp.types.Clock`, the
+:class:`~vpp.types.Exchange` (replay or HTTP), the published market data
+(:class:`MarketData`), the devices (simulated or real adapters), and a
+:class:`Recorder` (memory for backtests, the SQL store for the daemon).
+The strategy never knows which it has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import structlog
+
+from strategies import (
+    AssetState,
+    DayAheadResult,
+    RealTimeDispatcher,
+    RealTimeResult,
+    Strategy,
+    load_inputs,
+)
+from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
+from vpp._exceptions import AdapterError, LookAheadError, MarketRuleError
+from vpp.config.loader import ConfigSet
+from vpp.config.models import (
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    MarketConfig,
+    MarketRules,
+    ParkConfig,
+    PvSpec,
+)
+from vpp.timeutil import day_intervals_utc
+from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry
+from vpp.units import KW_PER_MW
+
+log = structlog.get_logger(__name__)
+
+AssetKey = tuple[str, str]
+
+PRICE_COLUMNS = ("da_price", "rt_price", "rt_price_up", "rt_price_down")
+
+
+# --------------------------------------------------------------------------- injected seams
+
+
+class MarketData(Protocol):
+    """What the market has published by now (the replay exchange, or a feed)."""
+
+    def history(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows with any value published by now; unpublished values are NaN."""
+        ...
+
+
+class Recorder(Protocol):
+    """Where the operator records what it did (memory in backtests, the store in the daemon)."""
+
+    def has_bid(self, idempotency_key: str) -> bool: ...
+
+    def record_bid(
+        self, bid: DayAheadBid, *, status: str, receipt: str | None, reason: str | None
+    ) -> None: ...
+
+    def record_awards(self, bid: DayAheadBid, awards: Sequence[Award]) -> None: ...
+
+    def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None: ...
+
+    def record_telemetry(self, readings: Sequence[Telemetry]) -> None: ...
+
+
+# --------------------------------------------------------------------------- portfolio
+
+
+@dataclass(frozen=True)
+class MarketPortfolio:
+    """The parks that bid together into one market as one portfolio."""
+
+    market: MarketConfig
+    parks: tuple[ParkConfig, ...]
+    config_dirs: Mapping[str, Path]
+    portfolio_id: str
+
+    @classmethod
+    def from_config(
+        cls, cfg: ConfigSet, market_id: str, park_ids: Sequence[str] | None = None
+    ) -> MarketPortfolio:
+        if market_id not in cfg.markets:
+            raise ValueError(
+                f"unknown market {market_id!r}; known: {', '.join(sorted(cfg.markets))}"
+            )
+        parks = [p for p in cfg.parks_in(market_id) if park_ids is None or p.id in park_ids]
+        if not parks:
+            raise ValueError(f"no enrolled park bids into market {market_id!r}")
+        return cls(
+            cfg.markets[market_id],
+            tuple(sorted(parks, key=lambda p: p.id)),
+            {p.id: cfg.park_files[p.id].parent for p in parks},
+            f"vpp-{market_id}",
+        )
+
+    def asset(self, key: AssetKey) -> Any:
+        park = next(p for p in self.parks if p.id == key[0])
+        return next(a for a in park.assets if a.id == key[1])
+
+
+def exported_kwh(asset: object, reading: Telemetry) -> float | None:
+    """The asset's cumulative energy into the grid [kWh] from its meter counters.
+
+    Differences between two readings give the energy delivered in between,
+    the quantity that settles (positive: sold).
+    """
+    extra = reading.extra
+    try:
+        if isinstance(asset, BatterySpec):
+            return extra["discharged_kwh"] - extra["charged_kwh"]
+        if isinstance(asset, PvSpec):
+            return extra["produced_kwh"]
+        if isinstance(asset, FlexibleProcessSpec):
+            return -extra["consumed_kwh"]
+        if isinstance(asset, EvChargingSpec):
+            return -extra["delivered_kwh"]
+    except KeyError:
+        return None
+    return None
+
+
+@dataclass
+class DayPlan:
+    """What the operator knows and decided for one delivery day."""
+
+    day: dt.date
+    rules: MarketRules
+    index: pd.DatetimeIndex
+    result: DayAheadResult | None = None
+    awards: list[Award] | None = None
+    park_award_kw: pd.DataFrame | None = None
+    dispatcher: RealTimeDispatcher | None = None
+    last_plan: RealTimeResult | None = None
+    last_position: int = -1
+    rt_stats: list[float] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- operator
+
+
+class Operator:
+    """Bids, collects awards and dispatches one market portfolio (see module doc).
+
+    ``sessions`` gives, per EV hub, the sessions as the drivers stated them
+    (``session_id``, ``charger``, ``arrival``, ``stated_departure``,
+    ``requested_energy_kwh``); the hub's device reports which are plugged in
+    and the energy each received. Without it, the strategy sees only the
+    expected sessions of its forecast.
+
+    ``reoptimise_every``: re-solve the real-time problem every N intervals
+    and follow the last plan in between (1 = every interval).
+    """
+
+    def __init__(
+        self,
+        portfolio: MarketPortfolio,
+        strategy: Strategy,
+        *,
+        exchange: Exchange,
+        data: MarketData,
+        clock: Clock,
+        devices: Mapping[AssetKey, Device],
+        recorder: Recorder,
+        sessions: Mapping[AssetKey, pd.DataFrame] | None = None,
+        reoptimise_every: int = 1,
+    ) -> None:
+        if reoptimise_every < 1:
+            raise ValueError("reoptimise_every must be >= 1")
+        self.portfolio = portfolio
+        self.strategy = strategy
+        self.exchange = exchange
+        self.data = data
+        self.clock = clock
+        self.devices = dict(devices)
+        self.recorder = recorder
+        self.sessions = dict(sessions or {})
+        self.reoptimise_every = reoptimise_every
+        self.days: dict[dt.date, DayPlan] = {}
+        self._block_marks: dict[AssetKey, tuple[int, float]] = {}
+        self._log = log.bind(market=portfolio.market.id, portfolio=portfolio.portfolio_id)
+
+    @property
+    def market(self) -> MarketConfig:
+        return self.portfolio.market
+
+    @property
+    def timezone(self) -> str:
+        return self.market.timezone
+
+    def day_plan(self, day: dt.date) -> DayPlan:
+        plan = self.days.get(day)
+        if plan is None:
+            rules = self.market.rules_on(day)
+            index = day_intervals_utc(day, self.timezone, rules.interval_minutes)
+            plan = DayPlan(day, rules, index.as_unit("ns"))
+            self.days[day] = plan
+        return plan
+
+    def _inputs(self, index: pd.DatetimeIndex, decision_time: dt.datetime) -> dict[str, ParkInputs]:
+        return {
+            p.id: load_inputs(
+                p, self.portfolio.config_dirs[p.id], index, decision_time=decision_time
+            )
+            for p in self.portfolio.parks
+        }
+
+    def _features(self, history: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DataFrame | None:
+        columns = [
+            c for c in history.columns if c not in PRICE_COLUMNS and not c.startswith("flag")
+        ]
+        columns = [c for c in columns if c != "quality_flag"]
+        if not columns:
+            return None
+        rows = history[columns].reindex(index)
+        rows = rows.loc[:, rows.notna().all()]
+        return rows if rows.shape[1] else None
+
+    # ----------------------------------------------------------------- day-ahead
+
+    def submit_day_ahead(self, day: dt.date) -> DayAheadResult | None:
+        """Build and submit the day-ahead bid for ``day``; None if one was already sent."""
+        key = f"{self.market.id}/{day.isoformat()}/{self.portfolio.portfolio_id}/day_ahead"
+        if self.recorder.has_bid(key):
+            self._log.info("bid_already_submitted", day=str(day), key=key)
+            return None
+        plan = self.day_plan(day)
+        now = self.clock.now()
+        history = self.data.history()
+        result = self.strategy.day_ahead(
+            self.portfolio.parks,
+            self._inputs(plan.index, now),
+            None,
+            plan.rules,
+            history,
+            index=plan.index,
+            portfolio_id=self.portfolio.portfolio_id,
+            created_at=now,
+            features=self._features(history, plan.index),
+        )
+        plan.result = result
+        try:
+            receipt = self.exchange.submit_day_ahead(result.bid)
+        except MarketRuleError as exc:
+            self.recorder.record_bid(result.bid, status="rejected", receipt=None, reason=str(exc))
+            self._log.error("bid_rejected", day=str(day), rule=exc.rule, reason=str(exc))
+            return result
+        self.recorder.record_bid(result.bid, status="accepted", receipt=receipt, reason=None)
+        self._log.info(
+            "bid_submitted",
+            day=str(day),
+            curves=len(result.bid.curves),
+            receipt=receipt,
+            fallback=result.fallback,
+        )
+        return result
+
+    def collect_awards(self, day: dt.date) -> list[Award]:
+        """Fetch the day's awards and split them to parks (LookAheadError before publication)."""
+        plan = self.day_plan(day)
+        awards = list(
+            self.exchange.day_ahead_awards(self.market.id, self.portfolio.portfolio_id, day)
+        )
+        plan.awards = awards
+        plan.park_award_kw = self._split_awards(plan, awards)
+        if plan.result is not None and awards:
+            self.recorder.record_awards(plan.result.bid, awards)
+        total_mwh = sum(a.quantity_mw for a in awards) * plan.rules.day_ahead.interval_minutes / 60
+        self._log.info(
+            "awards_received", day=str(day), products=len(awards), net_mwh=round(total_mwh, 3)
+        )
+        return awards
+
+    def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> pd.DataFrame:
+        parks = [p.id for p in self.portfolio.parks]
+        zero = pd.DataFrame(0.0, index=plan.index, columns=parks)
+        if not awards or plan.result is None:
+            return zero
+        if plan.result.allocation is not None:
+            split = plan.result.allocation.park_award_kw(awards)
+            return split.reindex(columns=parks).fillna(0.0)
+        # No allocation (e.g. the idle strategy): each park's expected schedule, with the
+        # residual to the award spread equally.
+        expected = plan.result.expected_schedule.park_power_kw.reindex(columns=parks).fillna(0.0)
+        award_kw = pd.Series(0.0, index=plan.index)
+        step = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
+        for award in awards:
+            start = pd.Timestamp(award.interval_start)
+            award_kw[(plan.index >= start) & (plan.index < start + step)] = (
+                award.quantity_mw * KW_PER_MW
+            )
+        residual = award_kw - expected.sum(axis=1)
+        return expected.add(residual / len(parks), axis=0)
+
+    # ----------------------------------------------------------------- real time
+
+    def measure(self) -> tuple[dict[str, dict[str, AssetState]], list[Telemetry]]:
+        """Read every device; return the parks' states and the readings."""
+        readings: list[Telemetry] = []
+        states: dict[str, dict[str, AssetState]] = {p.id: {} for p in self.portfolio.parks}
+        now = self.clock.now()
+        for key, device in self.devices.items():
+            park_id, asset_id = key
+            try:
+                reading = device.read()
+            except AdapterError as exc:
+                self._log.warning("telemetry_failed", park=park_id, asset=asset_id, reason=str(exc))
+                continue
+            readings.append(reading)
+            if reading.health != Health.OK:
+                continue
+            asset = self.portfolio.asset(key)
+            state = self._state_of(key, asset, device, reading, now)
+            if state is not None:
+                states[park_id][asset_id] = state
+        self.recorder.record_telemetry(readings)
+        return states, readings
+
+    def _state_of(
+        self, key: AssetKey, asset: object, device: Device, reading: Telemetry, now: dt.datetime
+    ) -> AssetState | None:
+        if isinstance(asset, BatterySpec) and reading.soc is not None:
+            return AssetState(soc_kwh=reading.soc * asset.energy_kwh)
+        if isinstance(asset, EvChargingSpec):
+            plugged = getattr(device, "plugged_sessions", None)
+            meta = self.sessions.get(key)
+            if plugged is None or meta is None:
+                return None
+            now_plugged = plugged()
+            known = meta.merge(now_plugged, on="session_id", how="inner")
+            return AssetState(
+                sessions=known.loc[:, list(KNOWN_SESSION_COLUMNS)].reset_index(drop=True)
+            )
+        if isinstance(asset, FlexibleProcessSpec):
+            shifted = reading.extra.get("shifted_kwh")
+            if shifted is None:
+                return None
+            local = pd.Timestamp(now).tz_convert(self.timezone)
+            hours = (local - local.normalize()).total_seconds() / 3600
+            block = (local.toordinal(), math.floor(hours / asset.recovery_window_h + 1e-9))
+            block_id = block[0] * 1000 + block[1]
+            mark = self._block_marks.get(key)
+            if mark is None or mark[0] != block_id:
+                mark = (block_id, shifted)
+                self._block_marks[key] = mark
+            return AssetState(
+                energy_offset_kwh=shifted - mark[1], shift_kw=reading.extra.get("shift_kw", 0.0)
+            )
+        return None
+
+    def dispatch(self, interval_start: dt.datetime) -> list[Setpoint]:
+        """Measure, re-optimise the rest of the day and send this interval's setpoints."""
+        t = pd.Timestamp(interval_start).tz_convert("UTC")
+        day = t.tz_convert(self.timezone).date()
+        plan = self.day_plan(day)
+        position = int(plan.index.get_loc(t))
+        states, _ = self.measure()
+        if plan.park_award_kw is None:
+            self._log.warning("dispatch_without_awards", day=str(day), interval=t.isoformat())
+            plan.park_award_kw = self._split_awards(plan, [])
+        if plan.dispatcher is None:
+            plan.dispatcher = self.strategy.dispatcher(
+                self.portfolio.parks, self._inputs(plan.index, self.clock.now()), plan.rules
+            )
+        due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
+        if due:
+            award = {p: plan.park_award_kw[p].to_numpy(float) for p in plan.park_award_kw.columns}
+            try:
+                result = self.strategy.real_time(
+                    plan.dispatcher, position, states, award, self.data.history(), self.timezone
+                )
+            except LookAheadError as exc:
+                self._log.error(
+                    "realtime_forecast_unavailable", interval=t.isoformat(), reason=str(exc)
+                )
+                result = None
+            if result is not None:
+                plan.last_plan, plan.last_position = result, position
+                if result.stats is not None:
+                    plan.rt_stats.append(result.stats.solve_s)
+                setpoints = list(result.setpoints)
+            else:
+                setpoints = self._follow(plan, position)
+        else:
+            setpoints = self._follow(plan, position)
+        return self._send(setpoints)
+
+    def _follow(self, plan: DayPlan, position: int) -> list[Setpoint]:
+        """Setpoints for ``position`` from the last real-time plan (or none)."""
+        if plan.last_plan is None:
+            return []
+        offset = position - plan.last_position
+        schedule = plan.last_plan.schedule
+        if offset >= len(schedule.index):
+            return []
+        return schedule.setpoints(offset)
+
+    def _send(self, setpoints: Sequence[Setpoint]) -> list[Setpoint]:
+        sent = []
+        for setpoint in setpoints:
+            device = self.devices.get((setpoint.park_id, setpoint.asset_id))
+            if device is None:
+                continue
+            if not math.isfinite(setpoint.power_kw):  # pragma: no cover - Setpoint forbids it
+                continue
+            try:
+                sent.append(device.write(setpoint))
+            except AdapterError as exc:
+                self._log.warning(
+                    "setpoint_failed",
+                    park=setpoint.park_id,
+                    asset=setpoint.asset_id,
+                    reason=str(exc),
+                )
+        self.recorder.record_setpoints(sent)
+        return sent
+
+
+def award_series(
+    awards: Sequence[Award], index: pd.DatetimeIndex, product_minutes: int
+) -> pd.Series:
+    """The portfolio award [MW] on every schedule interval (products expanded)."""
+    out = pd.Series(0.0, index=index)
+    step = pd.Timedelta(minutes=product_minutes)
+    for award in awards:
+        start = pd.Timestamp(award.interval_start)
+        out[(index >= start) & (index < start + step)] = award.quantity_mw
+    return out
