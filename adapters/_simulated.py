@@ -303,11 +303,14 @@ class SimulatedPv(SimulatedDevice):
 
 
 class SimulatedProcess(SimulatedDevice):
-    """A flexible process: follows its baseline, or a setpoint within the shift band.
+    """A flexible process: follows its baseline, shifted by a setpoint within the shift band.
 
-    The consumption target is the setpoint's magnitude clamped to
-    ``[baseline - shift_down, baseline + shift_up]`` and ``[0, max_power]``;
-    consumption moves towards it no faster than ``ramp_limit_kw_per_min``.
+    Consumption is ``baseline + shift``. The target consumption is the
+    setpoint's magnitude clamped to ``[baseline - shift_down, baseline +
+    shift_up]`` and ``[0, max_power]``; the *shift* (the controllable
+    deviation from the baseline, as in :mod:`strategies.process`) moves
+    towards its target no faster than ``ramp_limit_kw_per_min``. The
+    baseline itself is what the plant does anyway and is followed at once.
     """
 
     def __init__(
@@ -322,22 +325,25 @@ class SimulatedProcess(SimulatedDevice):
         super().__init__(park_id, asset, spec, clock=clock)
         self.process = asset
         self.baseline = _Profile(baseline_kw, f"{asset.id} baseline_kw")
-        first = self.baseline.at(self._t)
-        self.consumption_kw = 0.0 if first is None else min(first, asset.max_power_kw)
+        self.shift_kw = 0.0
         self.consumed_kwh = 0.0
         self.baseline_kwh = 0.0
 
+    def _base(self, baseline_kw: float) -> float:
+        return min(baseline_kw, self.process.max_power_kw)
+
     def _band(self, baseline_kw: float) -> tuple[float, float]:
         p = self.process
-        low = max(0.0, baseline_kw - p.shift_down_kw)
-        high = min(p.max_power_kw, baseline_kw + p.shift_up_kw)
+        base = self._base(baseline_kw)
+        low = max(0.0, base - p.shift_down_kw)
+        high = min(p.max_power_kw, base + p.shift_up_kw)
         return min(low, high), high
 
-    def _target(self, baseline_kw: float) -> float:
+    def _target_shift(self, baseline_kw: float) -> float:
         if self._setpoint_kw is None:
-            return min(baseline_kw, self.process.max_power_kw)
+            return 0.0
         low, high = self._band(baseline_kw)
-        return min(max(-self._setpoint_kw, low), high)
+        return min(max(-self._setpoint_kw, low), high) - self._base(baseline_kw)
 
     def limits_kw(self) -> tuple[float, float]:
         baseline = self.baseline.at(self.clock.now())
@@ -354,31 +360,36 @@ class SimulatedProcess(SimulatedDevice):
         )
         for a, b, baseline in self.baseline.segments(start, end):
             dt_h = _hours(a, b)
-            target = self._target(baseline)
-            gap = target - self.consumption_kw
-            ramp_h = 0.0 if math.isinf(ramp_kw_per_h) else min(abs(gap) / ramp_kw_per_h, dt_h)
-            if ramp_h >= dt_h and not math.isinf(ramp_kw_per_h):
-                end_kw = self.consumption_kw + math.copysign(ramp_kw_per_h * dt_h, gap)
+            base = self._base(baseline)
+            target = self._target_shift(baseline)
+            gap = target - self.shift_kw
+            if math.isinf(ramp_kw_per_h):
+                ramp_h, end_shift = 0.0, target
             else:
-                end_kw = target
-            # Linear ramp for ramp_h, then flat at end_kw.
-            energy = (self.consumption_kw + end_kw) / 2 * ramp_h + end_kw * (dt_h - ramp_h)
-            self.consumed_kwh += energy
-            self.baseline_kwh += baseline * dt_h
-            self.consumption_kw = end_kw
+                ramp_h = min(abs(gap) / ramp_kw_per_h, dt_h)
+                end_shift = self.shift_kw + math.copysign(ramp_kw_per_h * ramp_h, gap)
+            # Linear ramp of the shift for ramp_h, then flat at end_shift.
+            shift_kwh = (self.shift_kw + end_shift) / 2 * ramp_h + end_shift * (dt_h - ramp_h)
+            self.consumed_kwh += base * dt_h + shift_kwh
+            self.baseline_kwh += base * dt_h
+            self.shift_kw = end_shift
 
     def _reading(self, now: dt.datetime) -> Reading:
         baseline = self.baseline.at(now)
         if baseline is None:
             raise DeviceFaultError(Reason.NO_DATA, f"no baseline data at {now}")
+        low, high = self._band(baseline)
         if self.process.ramp_limit_kw_per_min is None:
-            self.consumption_kw = self._target(baseline)
+            self.shift_kw = self._target_shift(baseline)
+        base = self._base(baseline)
+        consumption = min(max(base + self.shift_kw, low), high)
         return Reading(
             now,
-            -self.consumption_kw,
+            -consumption,
             None,
             {
                 "baseline_kw": baseline,
+                "shift_kw": consumption - base,
                 "consumed_kwh": self.consumed_kwh,
                 "shifted_kwh": self.consumed_kwh - self.baseline_kwh,
             },
@@ -415,6 +426,11 @@ class SimulatedEvHub(SimulatedDevice):
         if missing:
             raise ValueError(f"{asset.id} sessions lack column(s) {missing}")
         frame = sessions.loc[:, list(SESSION_REQUIRED)].copy()
+        frame["session_id"] = (
+            sessions["session_id"].astype(str).to_numpy()
+            if "session_id" in sessions.columns
+            else [f"{asset.id}-{i}" for i in range(len(sessions))]
+        )
         for column in ("arrival", "departure"):
             if not isinstance(frame[column].dtype, pd.DatetimeTZDtype):
                 raise TypeError(f"{asset.id} sessions.{column} must be tz-aware timestamps")
@@ -426,11 +442,11 @@ class SimulatedEvHub(SimulatedDevice):
             raise ValueError(f"{asset.id} sessions: every departure must follow its arrival")
         frame = frame.sort_values("arrival", kind="stable")
         self._pending = [
-            (a.to_pydatetime(), d.to_pydatetime(), float(e))
-            for a, d, e in frame.itertuples(index=False)
+            (a.to_pydatetime(), d.to_pydatetime(), float(e), str(sid))
+            for a, d, e, sid in frame.itertuples(index=False)
         ]
         self._pending.reverse()  # pop() takes the earliest
-        self._plugged: list[list] = []  # [departure, remaining_kwh]
+        self._plugged: list[list] = []  # [departure, remaining_kwh, session_id, charged_kwh]
         self.delivered_kwh = 0.0
         self.unserved_kwh = 0.0
         self.turned_away = 0
@@ -442,12 +458,12 @@ class SimulatedEvHub(SimulatedDevice):
             self.unserved_kwh += session[1]
             self._plugged.remove(session)
         while self._pending and self._pending[-1][0] <= now:
-            _arrival, departure, need = self._pending.pop()
+            _arrival, departure, need, session_id = self._pending.pop()
             if departure <= now:
                 self.unserved_kwh += need
                 continue
             if len(self._plugged) < self.hub.chargers:
-                self._plugged.append([departure, need])
+                self._plugged.append([departure, need, session_id, 0.0])
             else:
                 self.turned_away += 1
 
@@ -469,7 +485,7 @@ class SimulatedEvHub(SimulatedDevice):
             horizon = end
             if self._pending:
                 horizon = min(horizon, self._pending[-1][0])
-            for departure, remaining in self._plugged:
+            for departure, remaining, *_ in self._plugged:
                 horizon = min(horizon, departure)
                 if rate > 0 and remaining > _EPS:
                     horizon = min(horizon, t + dt.timedelta(hours=remaining / rate))
@@ -480,9 +496,18 @@ class SimulatedEvHub(SimulatedDevice):
                 if session[1] > _EPS:
                     energy = min(rate * dt_h, session[1])
                     session[1] -= energy
+                    session[3] += energy
                     self.delivered_kwh += energy
             t = horizon
         self._events(end)
+
+    def plugged_sessions(self) -> pd.DataFrame:
+        """Cars plugged in now: ``session_id`` and ``charged_kwh`` received so far."""
+        self._advance()
+        return pd.DataFrame(
+            [(sid, charged) for _dep, _rem, sid, charged in self._plugged],
+            columns=["session_id", "charged_kwh"],
+        )
 
     def _reading(self, now: dt.datetime) -> Reading:
         self._events(now)

@@ -223,6 +223,24 @@ def test_process_ramps_towards_target(clock: ManualClock) -> None:
     assert t.extra["consumed_kwh"] == pytest.approx(700 / 3 + 800 / 6)
 
 
+def test_process_ramp_limits_the_shift_not_the_baseline(clock: ManualClock) -> None:
+    # The baseline jumps 600 -> 900 kW at 15 min; the plant follows it at once, while the
+    # shift (setpoint - baseline) ramps at 10 kW/min as in the strategy's model.
+    proc = SimulatedProcess(
+        "p", process(ramp=10), SIM, clock=clock, baseline_kw=series([600, 900, 900, 900])
+    )
+    proc.connect()
+    clock.advance(minutes=15)
+    t = proc.read()
+    assert t.power_kw == pytest.approx(-900)
+    assert t.extra["shift_kw"] == pytest.approx(0)
+    proc.write(sp("proc", -700, clock))  # shed 200 kW below the baseline
+    clock.advance(minutes=10)
+    t = proc.read()
+    assert t.extra["shift_kw"] == pytest.approx(-100)
+    assert t.power_kw == pytest.approx(-800)
+
+
 # --------------------------------------------------------------------------- EV hub
 
 
@@ -273,3 +291,15 @@ def test_ev_hub_cap_is_shared(clock: ManualClock) -> None:
     assert ev.read().power_kw == pytest.approx(-12)
     assert ev.write(sp("ev", 5, clock)).power_kw == 0  # a hub never exports
     assert ev.read().power_kw == 0
+
+
+def test_ev_hub_reports_plugged_sessions_with_energy_received(clock: ManualClock) -> None:
+    frame = sessions((0, 2, 15), (0.5, 3, 30))
+    frame["session_id"] = ["a", "b"]
+    ev = SimulatedEvHub("p", hub(), SIM, clock=clock, sessions=frame)
+    ev.connect()
+    clock.advance(hours=1)
+    plugged = ev.plugged_sessions().set_index("session_id")["charged_kwh"]
+    assert plugged.to_dict() == pytest.approx({"a": 10.0, "b": 5.0})
+    clock.advance(hours=1.5)
+    assert ev.plugged_sessions()["session_id"].tolist() == ["b"]
