@@ -281,6 +281,14 @@ class HotHighs:
         highs.passModel(lp)
         self.highs = highs
         self._matrix = matrix
+        self._remember(lp.col_cost_, lp.col_lower_, lp.col_upper_, lp.row_lower_, lp.row_upper_)
+
+    def _remember(self, cost: Any, lower: Any, upper: Any, row_lower: Any, row_upper: Any) -> None:
+        self._cost = np.array(cost, dtype=float)
+        self._lower = np.array(lower, dtype=float)
+        self._upper = np.array(upper, dtype=float)
+        self._row_lower = np.array(row_lower, dtype=float)
+        self._row_upper = np.array(row_upper, dtype=float)
 
     @staticmethod
     def _col_bounds(data: dict[str, Any], inf: float) -> tuple[np.ndarray, np.ndarray]:
@@ -313,13 +321,25 @@ class HotHighs:
         if self.highs is None or not _same_matrix(self._matrix, matrix):
             self._pass_model(data, matrix)
         else:
-            n, m = matrix.shape[1], matrix.shape[0]
-            cols = np.arange(n, dtype=np.int32)
-            self.highs.changeColsCost(n, cols, np.asarray(data[cps.C], dtype=float))
+            # Push only what changed: an unchanged bound pushed again still costs HiGHS time
+            # and may cost it the warm basis.
+            cost = np.asarray(data[cps.C], dtype=float)
             lower, upper = self._col_bounds(data, inf)
-            self.highs.changeColsBounds(n, cols, lower, upper)
             row_lower, row_upper = self._row_bounds(data, inf)
-            self.highs.changeRowsBounds(m, np.arange(m, dtype=np.int32), row_lower, row_upper)
+            changed = np.flatnonzero(cost != self._cost)
+            if changed.size:
+                self.highs.changeColsCost(changed.size, changed.astype(np.int32), cost[changed])
+            changed = np.flatnonzero((lower != self._lower) | (upper != self._upper))
+            if changed.size:
+                self.highs.changeColsBounds(
+                    changed.size, changed.astype(np.int32), lower[changed], upper[changed]
+                )
+            changed = np.flatnonzero((row_lower != self._row_lower) | (row_upper != self._row_upper))
+            if changed.size:
+                self.highs.changeRowsBounds(
+                    changed.size, changed.astype(np.int32), row_lower[changed], row_upper[changed]
+                )
+            self._remember(cost, lower, upper, row_lower, row_upper)
         run_start = time.perf_counter()
         self.highs.run()
         self.solve_s = time.perf_counter() - run_start

@@ -139,13 +139,13 @@ CASES: dict[str, Case] = {
     "process:recovery-window": Case(
         _process_case(recovery_window_h=2.0), lambda m: _recovered_each_block(m, 2)
     ),
-    "process:ramp-up": Case(
+    "process:ramp-bounds": Case(
         _process_case(recovery_window_h=6.0, ramp_limit_kw_per_min=2.0),
-        lambda m: bool((np.diff(np.concatenate([[0.0], _shift(m)])) <= 120 + TOL).all()),
+        lambda m: bool((np.abs(np.diff(np.concatenate([[0.0], _shift(m)]))) <= 120 + TOL).all()),
     ),
-    "process:ramp-down": Case(
+    "process:ramp-balance": Case(
         _process_case(recovery_window_h=6.0, ramp_limit_kw_per_min=2.0),
-        lambda m: bool((np.diff(np.concatenate([[0.0], _shift(m)])) >= -120 - TOL).all()),
+        lambda m: bool((np.abs(np.diff(np.concatenate([[0.0], _shift(m)]))) <= 120 + TOL).all()),
     ),
     "ev:energy-required": Case(_ev_case(), _ev_energy_met),
     "ev:charge-bounds": Case(

@@ -151,3 +151,31 @@ def test_check_bid_names_the_broken_rule(cn_rules, points, rule: str) -> None:  
     with pytest.raises(MarketRuleError) as info:
         check_bid(bid, cn_rules)
     assert info.value.rule == rule
+
+
+def test_hourly_products_over_quarter_hour_schedules(cn_rules) -> None:  # type: ignore[no-untyped-def]
+    # ERCOT-style: hourly day-ahead products, 15-minute schedule intervals.
+    from strategies import Forecast
+    from strategies.state import ParkInputs
+    from tests.strategies.conftest import battery, make_park, utc_index
+
+    rules = cn_rules.model_copy(
+        update={"day_ahead": cn_rules.day_ahead.model_copy(update={"interval_minutes": 60})}
+    )
+    index = utc_index(8, 15)
+    prices = np.array([[50.0] * 4 + [300.0] * 4, [60.0] * 4 + [100.0] * 4, [40.0] * 8])
+    forecast = Forecast.from_scenarios(prices, index)
+    park = make_park(battery(soc_initial=0.5))
+    result = build_day_ahead_bid([park], {park.id: ParkInputs(index)}, None, rules, forecast,
+                                 portfolio_id="p", created_at=dt.datetime(2025, 5, 19, tzinfo=dt.UTC),
+                                 on_failure="raise")
+    assert [c.interval_start for c in result.bid.curves] == [index[0], index[4]]
+    check_bid(result.bid, rules)
+    awards = [Award(c.interval_start, c.points[-1].quantity_mw, 0.0) for c in result.bid.curves]
+    per_park = result.allocation.park_award_kw(awards)
+    assert len(per_park) == 8
+    # each hour's four quarter-hours deliver the awarded hourly energy on average
+    hourly = per_park[park.id].to_numpy().reshape(2, 4).mean(axis=1) / 1000
+    assert hourly == pytest.approx([a.quantity_mw for a in awards], abs=1e-6)
+    with pytest.raises(ValueError, match="product start"):
+        result.allocation.shares([Award(index[1].to_pydatetime(), 0.0, 0.0)])
