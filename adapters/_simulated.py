@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-import math
 
 import numpy as np
 import pandas as pd
@@ -307,10 +306,12 @@ class SimulatedProcess(SimulatedDevice):
 
     Consumption is ``baseline + shift``. The target consumption is the
     setpoint's magnitude clamped to ``[baseline - shift_down, baseline +
-    shift_up]`` and ``[0, max_power]``; the *shift* (the controllable
-    deviation from the baseline, as in :mod:`strategies.process`) moves
-    towards its target no faster than ``ramp_limit_kw_per_min``. The
-    baseline itself is what the plant does anyway and is followed at once.
+    shift_up]`` and ``[0, max_power]``. The *shift* (the controllable
+    deviation from the baseline, as in :mod:`strategies.process`) changes
+    when a setpoint arrives, by at most ``ramp_limit_kw_per_min`` times the
+    minutes since the previous setpoint -- the plant prepares a change over
+    the interval before it, the same discrete ramp the optimiser plans with.
+    The baseline itself is what the plant does anyway and is followed at once.
     """
 
     def __init__(
@@ -325,7 +326,9 @@ class SimulatedProcess(SimulatedDevice):
         super().__init__(park_id, asset, spec, clock=clock)
         self.process = asset
         self.baseline = _Profile(baseline_kw, f"{asset.id} baseline_kw")
+        self.target_kw: float | None = None  # consumption asked for by the setpoint
         self.shift_kw = 0.0
+        self._last_setpoint_at = self._t
         self.consumed_kwh = 0.0
         self.baseline_kwh = 0.0
 
@@ -339,11 +342,9 @@ class SimulatedProcess(SimulatedDevice):
         high = min(p.max_power_kw, base + p.shift_up_kw)
         return min(low, high), high
 
-    def _target_shift(self, baseline_kw: float) -> float:
-        if self._setpoint_kw is None:
-            return 0.0
+    def _consumption(self, baseline_kw: float) -> float:
         low, high = self._band(baseline_kw)
-        return min(max(-self._setpoint_kw, low), high) - self._base(baseline_kw)
+        return min(max(self._base(baseline_kw) + self.shift_kw, low), high)
 
     def limits_kw(self) -> tuple[float, float]:
         baseline = self.baseline.at(self.clock.now())
@@ -352,44 +353,38 @@ class SimulatedProcess(SimulatedDevice):
         low, high = self._band(baseline)
         return -high, -low
 
+    def _on_setpoint(self) -> None:
+        now = self.clock.now()
+        baseline = self.baseline.at(now)
+        if baseline is None or self._setpoint_kw is None:
+            return
+        low, high = self._band(baseline)
+        target = min(max(-self._setpoint_kw, low), high) - self._base(baseline)
+        ramp = self.process.ramp_limit_kw_per_min
+        if ramp is not None:
+            room = ramp * (now - self._last_setpoint_at).total_seconds() / 60.0
+            target = min(max(target, self.shift_kw - room), self.shift_kw + room)
+        self.shift_kw = target
+        self._last_setpoint_at = now
+
     def _integrate(self, start: dt.datetime, end: dt.datetime) -> None:
-        ramp_kw_per_h = (
-            math.inf
-            if self.process.ramp_limit_kw_per_min is None
-            else self.process.ramp_limit_kw_per_min * 60.0
-        )
         for a, b, baseline in self.baseline.segments(start, end):
             dt_h = _hours(a, b)
-            base = self._base(baseline)
-            target = self._target_shift(baseline)
-            gap = target - self.shift_kw
-            if math.isinf(ramp_kw_per_h):
-                ramp_h, end_shift = 0.0, target
-            else:
-                ramp_h = min(abs(gap) / ramp_kw_per_h, dt_h)
-                end_shift = self.shift_kw + math.copysign(ramp_kw_per_h * ramp_h, gap)
-            # Linear ramp of the shift for ramp_h, then flat at end_shift.
-            shift_kwh = (self.shift_kw + end_shift) / 2 * ramp_h + end_shift * (dt_h - ramp_h)
-            self.consumed_kwh += base * dt_h + shift_kwh
-            self.baseline_kwh += base * dt_h
-            self.shift_kw = end_shift
+            self.consumed_kwh += self._consumption(baseline) * dt_h
+            self.baseline_kwh += self._base(baseline) * dt_h
 
     def _reading(self, now: dt.datetime) -> Reading:
         baseline = self.baseline.at(now)
         if baseline is None:
             raise DeviceFaultError(Reason.NO_DATA, f"no baseline data at {now}")
-        low, high = self._band(baseline)
-        if self.process.ramp_limit_kw_per_min is None:
-            self.shift_kw = self._target_shift(baseline)
-        base = self._base(baseline)
-        consumption = min(max(base + self.shift_kw, low), high)
+        consumption = self._consumption(baseline)
         return Reading(
             now,
             -consumption,
             None,
             {
                 "baseline_kw": baseline,
-                "shift_kw": consumption - base,
+                "shift_kw": consumption - self._base(baseline),
                 "consumed_kwh": self.consumed_kwh,
                 "shifted_kwh": self.consumed_kwh - self.baseline_kwh,
             },
@@ -488,7 +483,9 @@ class SimulatedEvHub(SimulatedDevice):
             for departure, remaining, *_ in self._plugged:
                 horizon = min(horizon, departure)
                 if rate > 0 and remaining > _EPS:
-                    horizon = min(horizon, t + dt.timedelta(hours=remaining / rate))
+                    # Bounded by the step's end so a tiny rate cannot overflow a datetime.
+                    hours = min(remaining / rate, _hours(t, end))
+                    horizon = min(horizon, t + dt.timedelta(hours=hours))
             horizon = max(horizon, t + dt.timedelta(microseconds=1))
             horizon = min(horizon, end)
             dt_h = _hours(t, horizon)

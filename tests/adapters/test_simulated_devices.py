@@ -210,22 +210,22 @@ def test_process_follows_baseline_then_setpoint_within_band(clock: ManualClock) 
     assert t.extra["shifted_kwh"] == pytest.approx(-300)
 
 
-def test_process_ramps_towards_target(clock: ManualClock) -> None:
+def test_process_shift_steps_within_the_ramp_since_the_last_setpoint(clock: ManualClock) -> None:
     proc = SimulatedProcess("p", process(ramp=10), SIM, clock=clock, baseline_kw=series([600] * 8))
     proc.connect()
-    proc.write(sp("proc", -800, clock))
-    clock.advance(minutes=10)
-    assert proc.read().power_kw == pytest.approx(-700)  # 10 kW/min x 10 min
-    clock.advance(minutes=20)
+    clock.advance(minutes=15)
+    proc.write(sp("proc", -800, clock))  # +200 asked; 15 min x 10 kW/min = 150 allowed
+    assert proc.read().power_kw == pytest.approx(-750)
+    clock.advance(minutes=15)
     t = proc.read()
-    assert t.power_kw == pytest.approx(-800)
-    # 20 min ramp 600 -> 800 (avg 700) + 10 min at 800 = 233.3 + 133.3 kWh.
-    assert t.extra["consumed_kwh"] == pytest.approx(700 / 3 + 800 / 6)
+    assert t.extra["consumed_kwh"] == pytest.approx(600 * 0.25 + 750 * 0.25)
+    proc.write(sp("proc", -800, clock))  # the remaining 50 kW now fits
+    assert proc.read().power_kw == pytest.approx(-800)
 
 
 def test_process_ramp_limits_the_shift_not_the_baseline(clock: ManualClock) -> None:
     # The baseline jumps 600 -> 900 kW at 15 min; the plant follows it at once, while the
-    # shift (setpoint - baseline) ramps at 10 kW/min as in the strategy's model.
+    # shift (setpoint - baseline) is limited by the ramp as in the strategy's model.
     proc = SimulatedProcess(
         "p", process(ramp=10), SIM, clock=clock, baseline_kw=series([600, 900, 900, 900])
     )
@@ -234,11 +234,10 @@ def test_process_ramp_limits_the_shift_not_the_baseline(clock: ManualClock) -> N
     t = proc.read()
     assert t.power_kw == pytest.approx(-900)
     assert t.extra["shift_kw"] == pytest.approx(0)
-    proc.write(sp("proc", -700, clock))  # shed 200 kW below the baseline
-    clock.advance(minutes=10)
+    proc.write(sp("proc", -500, clock))  # shed 400 kW: 150 allowed after 15 min
     t = proc.read()
-    assert t.extra["shift_kw"] == pytest.approx(-100)
-    assert t.power_kw == pytest.approx(-800)
+    assert t.extra["shift_kw"] == pytest.approx(-150)
+    assert t.power_kw == pytest.approx(-750)
 
 
 # --------------------------------------------------------------------------- EV hub
@@ -303,3 +302,13 @@ def test_ev_hub_reports_plugged_sessions_with_energy_received(clock: ManualClock
     assert plugged.to_dict() == pytest.approx({"a": 10.0, "b": 5.0})
     clock.advance(hours=1.5)
     assert ev.plugged_sessions()["session_id"].tolist() == ["b"]
+
+
+def test_ev_hub_tiny_charging_rate_does_not_overflow(clock: ManualClock) -> None:
+    # A cap of a few microwatts leaves hours/rate astronomically large; the step must stay bounded.
+    ev = SimulatedEvHub("p", hub(), SIM, clock=clock, sessions=sessions((0, 24, 50)))
+    ev.connect()
+    ev.write(sp("ev", -1e-9, clock))
+    clock.advance(hours=2)
+    t = ev.read()
+    assert t.extra["delivered_kwh"] == pytest.approx(2e-9)

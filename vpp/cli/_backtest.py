@@ -75,6 +75,7 @@ def backtest(
         time_limit_s=cfg.settings.solver.time_limit_s,
         reoptimise_every=reoptimise_every or settings.reoptimise_every,
         deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
+        rt_forecaster=settings.rt_forecaster,
         baselines=baselines,
     )
     runs = (

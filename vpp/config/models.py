@@ -483,6 +483,10 @@ class BacktestSettings(Spec):
     deviation_penalty_per_mwh: float = Field(
         1.0, ge=0, description="Cost per MWh of planned deviation from the award [currency/MWh]"
     )
+    rt_forecaster: str | None = Field(
+        None,
+        description="Forecaster of real-time prices; default: the published day-ahead price",
+    )
     out: Path = Field(Path("../out/backtest"), description="Output folder, relative to vpp.toml")
 
 
