@@ -141,6 +141,7 @@ class BacktestResult:
             "flexibility_value": round(net - no_flex, 2) if idle else None,
             "flexibility_capture_ratio": _ratio(net - no_flex, pf - no_flex) if idle else None,
             "imbalance_mwh": round(float(p["imbalance_mwh"].abs().sum()), 4),
+            "deviation_price": p.attrs.get("deviation_price", "rt_price"),
             "battery_equivalent_cycles": round(float(p.attrs.get("equivalent_cycles", 0.0)), 3),
             "ev_unserved_kwh": round(self.main.ev_unserved_kwh, 2),
             "bids_rejected": self.main.bids_rejected,
@@ -296,6 +297,27 @@ def simulate(
     return _account(name, portfolio, prices, days, operator, recorder, ev_unserved_kwh)
 
 
+DEVIATION_PRICE_NOTE = "da_price (the price file has no real-time prices)"
+
+
+def _settlement_prices(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The day's prices with the columns ``rule`` needs.
+
+    A day-ahead-only file (EPEX DE-LU here) cannot price deviations; they are
+    then settled at the day-ahead price -- stated in the summary as
+    ``deviation_price`` and logged, never silent.
+    """
+    needed = ("rt_price",) if rule == "two_settlement" else ("rt_price_up", "rt_price_down")
+    missing = [c for c in needed if c not in frame or frame[c].isna().all()]
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for column in missing:
+        frame[column] = frame["da_price"]
+    log.warning("deviation_settled_at_day_ahead_price", missing=missing)
+    return frame
+
+
 def _account(
     name: str,
     portfolio: MarketPortfolio,
@@ -368,7 +390,7 @@ def _account(
         ends = index + step
         park_energy = {p.id: np.zeros(len(index)) for p in portfolio.parks}
         park_degradation = {p.id: np.zeros(len(index)) for p in portfolio.parks}
-        frame = prices.frame.reindex(index)
+        frame = _settlement_prices(prices.frame.reindex(index), plan.rules.settlement.rule)
         for key, series in counters.items():
             start_vals = np.array([series.get(t, np.nan) for t in index])
             end_vals = np.array([series.get(t, np.nan) for t in ends])
@@ -456,6 +478,8 @@ def _account(
     portfolio_frame = pd.concat(portfolio_rows)
     portfolio_frame.index.name = "interval_start"
     portfolio_frame.attrs["equivalent_cycles"] = cycles_kwh / capacity_kwh if capacity_kwh else 0.0
+    if not any(c in prices.frame for c in ("rt_price", "rt_price_up")):
+        portfolio_frame.attrs["deviation_price"] = DEVIATION_PRICE_NOTE
     assets = pd.DataFrame(
         asset_rows,
         columns=[
@@ -571,6 +595,30 @@ def foresight(
     return pd.DataFrame(rows)
 
 
+def on_schedule_grid(prices: PriceFrame, interval_minutes: int) -> PriceFrame:
+    """``prices`` on the market's schedule interval: each row's values apply to all of its
+    sub-intervals (an hourly day-ahead price holds for its four quarter-hours, the rule
+    the ERCOT join uses too). Finer files are refused, never averaged silently."""
+    if prices.interval_minutes == interval_minutes:
+        return prices
+    if prices.interval_minutes % interval_minutes:
+        raise ValueError(
+            f"price file has {prices.interval_minutes}-min intervals; the market schedules "
+            f"{interval_minutes}-min intervals, which do not divide them"
+        )
+    parts = prices.interval_minutes // interval_minutes
+    frame = prices.frame
+    index = frame.index.repeat(parts) + pd.to_timedelta(
+        np.tile(np.arange(parts) * interval_minutes, len(frame)), unit="min"
+    )
+    expanded = pd.DataFrame(
+        np.repeat(frame.to_numpy(), parts, axis=0), index=index, columns=frame.columns
+    )
+    expanded = expanded.astype(frame.dtypes.to_dict())
+    expanded.index.name = frame.index.name
+    return PriceFrame(expanded, prices.market_id, prices.currency, interval_minutes)
+
+
 def run_backtest(
     portfolio: MarketPortfolio,
     prices: PriceFrame,
@@ -585,6 +633,12 @@ def run_backtest(
         )
     if not days:
         raise ValueError("no complete days to backtest in the chosen range")
+    grid = {portfolio.market.rules_on(d).interval_minutes for d in days}
+    if len(grid) != 1:
+        raise ValueError(
+            f"the market's schedule interval changes inside the range: {sorted(grid)} min"
+        )
+    prices = on_schedule_grid(prices, grid.pop())
     start = time.perf_counter()
     main = simulate(portfolio, prices, days, options, progress=progress)
     pf = foresight(portfolio, prices, days, options)
