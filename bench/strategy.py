@@ -62,34 +62,57 @@ def make_case(assets: int, steps: int = 96, seed: int = 0, park_id: str = "p0") 
         asset_id = f"a{i}"
         if kind == "battery":
             power = float(rng.uniform(200, 2000))
-            specs.append({
-                "id": asset_id, "type": "battery", "power_kw": power,
-                "energy_kwh": power * float(rng.uniform(1.0, 4.0)),
-                "charge_efficiency": float(rng.uniform(0.9, 0.97)),
-                "discharge_efficiency": float(rng.uniform(0.9, 0.97)),
-                "soc_min": 0.1, "soc_max": 0.9, "soc_initial": float(rng.uniform(0.2, 0.8)),
-                "degradation_cost_per_mwh": float(rng.uniform(5, 30)),
-            })
+            specs.append(
+                {
+                    "id": asset_id,
+                    "type": "battery",
+                    "power_kw": power,
+                    "energy_kwh": power * float(rng.uniform(1.0, 4.0)),
+                    "charge_efficiency": float(rng.uniform(0.9, 0.97)),
+                    "discharge_efficiency": float(rng.uniform(0.9, 0.97)),
+                    "soc_min": 0.1,
+                    "soc_max": 0.9,
+                    "soc_initial": float(rng.uniform(0.2, 0.8)),
+                    "degradation_cost_per_mwh": float(rng.uniform(5, 30)),
+                }
+            )
         elif kind == "pv":
             capacity = float(rng.uniform(300, 3000))
-            specs.append({"id": asset_id, "type": "pv", "capacity_kwp": capacity,
-                          "profile": {"path": "unused.csv"}})
+            specs.append(
+                {
+                    "id": asset_id,
+                    "type": "pv",
+                    "capacity_kwp": capacity,
+                    "profile": {"path": "unused.csv"},
+                }
+            )
             pv_kw[asset_id] = capacity * 0.8 * np.clip(np.sin((hours - 6) / 12 * np.pi), 0, None)
         else:
             level = float(rng.uniform(500, 5000))
-            specs.append({
-                "id": asset_id, "type": "flexible_process", "max_power_kw": level * 1.5,
-                "shift_up_kw": level * 0.2, "shift_down_kw": level * 0.2,
-                "recovery_window_h": 4.0, "ramp_limit_kw_per_min": level * 0.01,
-                "baseline": {"path": "unused.csv"},
-            })
+            specs.append(
+                {
+                    "id": asset_id,
+                    "type": "flexible_process",
+                    "max_power_kw": level * 1.5,
+                    "shift_up_kw": level * 0.2,
+                    "shift_down_kw": level * 0.2,
+                    "recovery_window_h": 4.0,
+                    "ramp_limit_kw_per_min": level * 0.01,
+                    "baseline": {"path": "unused.csv"},
+                }
+            )
             base_kw[asset_id] = level * (1 + 0.1 * rng.standard_normal(steps)).clip(0.5, 1.3)
     total = sum(s.get("power_kw", s.get("capacity_kwp", s.get("max_power_kw", 0))) for s in specs)
-    park = ParkConfig.model_validate({
-        "id": park_id, "name": park_id, "market": "bench", "timezone": "UTC",
-        "grid": {"import_limit_kw": 0.8 * total, "export_limit_kw": 0.5 * total},
-        "assets": specs,
-    })
+    park = ParkConfig.model_validate(
+        {
+            "id": park_id,
+            "name": park_id,
+            "market": "bench",
+            "timezone": "UTC",
+            "grid": {"import_limit_kw": 0.8 * total, "export_limit_kw": 0.5 * total},
+            "assets": specs,
+        }
+    )
     prices = 400 + 150 * np.sin((hours - 9) / 24 * 2 * np.pi) + rng.normal(0, 40, steps)
     return Case(park, ParkInputs(index, pv_kw, base_kw), prices, interval_hours(index, 15))
 
@@ -119,8 +142,13 @@ class Reference:
         pvs = [a for a in park.assets if isinstance(a, PvSpec)]
         procs = [a for a in park.assets if isinstance(a, FlexibleProcessSpec)]
         nb, nv, nq = len(batteries), len(pvs), len(procs)
-        offset = {"ch": 0, "dis": nb * steps, "soc": 2 * nb * steps, "pv": 3 * nb * steps,
-                  "shift": 3 * nb * steps + nv * steps}
+        offset = {
+            "ch": 0,
+            "dis": nb * steps,
+            "soc": 2 * nb * steps,
+            "pv": 3 * nb * steps,
+            "shift": 3 * nb * steps + nv * steps,
+        }
         ncol = offset["shift"] + nq * steps
         if real_time:
             offset["sur"], offset["sho"] = ncol, ncol + steps
@@ -196,7 +224,9 @@ class Reference:
                 nrow += steps
         # net = sum(dis - ch) + pv - (base + shift)
         net_cols = [
-            (offset["dis"], nb, 1.0), (offset["ch"], nb, -1.0), (offset["pv"], nv, 1.0),
+            (offset["dis"], nb, 1.0),
+            (offset["ch"], nb, -1.0),
+            (offset["pv"], nv, 1.0),
             (offset["shift"], nq, -1.0),
         ]
 
@@ -321,8 +351,12 @@ def real_time_row(assets: int, resolves: int) -> dict[str, float]:
         gap = max(gap, abs(stats.objective - value) / max(1.0, abs(value)))
     if rt.compiles != 1:
         raise RuntimeError("the real-time problem was rebuilt; re-solves did not reuse it")
-    return {"first_s": first, "cvxpy_resolve_s": float(np.median(ours)),
-            "ref_resolve_s": float(np.median(theirs)), "rel_gap": gap}
+    return {
+        "first_s": first,
+        "cvxpy_resolve_s": float(np.median(ours)),
+        "ref_resolve_s": float(np.median(theirs)),
+        "rel_gap": gap,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,8 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=None, help="assets per park, comma separated")
     parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [25, 100] if args.quick else [100, 250, 500, 1000]
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([25, 100] if args.quick else [100, 250, 500, 1000])
     )
     import logging
 
@@ -340,18 +376,24 @@ def main(argv: list[str] | None = None) -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print("Deterministic day-ahead schedule, T = 96 x 15 min (best of", args.repeats, "runs)")
-    header = (f"{'P x A':>10} {'build':>7} {'compile':>8} {'solve':>7} {'total':>7} | "
-              f"{'ref build':>9} {'ref solve':>9} {'ref total':>9} | {'ratio':>6} {'obj rel diff':>12}")
+    header = (
+        f"{'P x A':>10} {'build':>7} {'compile':>8} {'solve':>7} {'total':>7} | "
+        f"{'ref build':>9} {'ref solve':>9} {'ref total':>9} | {'ratio':>6} {'obj rel diff':>12}"
+    )
     print(header)
     print("-" * len(header))
     cases = [(1, a) for a in sizes] + ([] if args.quick else [(10, 100)])
     for parks, assets in cases:
         row = day_ahead_row(parks, assets, args.repeats)
-        diff = abs(row["cvxpy_objective"] - row["ref_objective"]) / max(1.0, abs(row["ref_objective"]))
-        print(f"{parks:>3} x {assets:<5} {row['cvxpy_build']:7.3f} {row['cvxpy_compile']:8.3f} "
-              f"{row['cvxpy_solve']:7.3f} {row['cvxpy_total']:7.3f} | {row['ref_build']:9.3f} "
-              f"{row['ref_solve']:9.3f} {row['ref_total']:9.3f} | "
-              f"{row['cvxpy_total'] / row['ref_total']:6.2f} {diff:12.2e}")
+        diff = abs(row["cvxpy_objective"] - row["ref_objective"]) / max(
+            1.0, abs(row["ref_objective"])
+        )
+        print(
+            f"{parks:>3} x {assets:<5} {row['cvxpy_build']:7.3f} {row['cvxpy_compile']:8.3f} "
+            f"{row['cvxpy_solve']:7.3f} {row['cvxpy_total']:7.3f} | {row['ref_build']:9.3f} "
+            f"{row['ref_solve']:9.3f} {row['ref_total']:9.3f} | "
+            f"{row['cvxpy_total'] / row['ref_total']:6.2f} {diff:12.2e}"
+        )
         sys.stdout.flush()
     rt_assets = 25 if args.quick else 100
     rt = real_time_row(rt_assets, 5 if args.quick else 20)
@@ -360,8 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  first solve (build + compile + solve): {rt['first_s']:.3f} s")
     print(f"  re-solve, CVXPY DPP + persistent HiGHS: {rt['cvxpy_resolve_s']:.4f} s")
     print(f"  re-solve, direct highspy (changeColsCost): {rt['ref_resolve_s']:.4f} s")
-    print(f"  ratio {rt['cvxpy_resolve_s'] / rt['ref_resolve_s']:.2f}, max objective rel diff "
-          f"{rt['rel_gap']:.2e}")
+    print(
+        f"  ratio {rt['cvxpy_resolve_s'] / rt['ref_resolve_s']:.2f}, max objective rel diff "
+        f"{rt['rel_gap']:.2e}"
+    )
     return 0
 
 
