@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.table import Table
 
-from vpp._exceptions import AdapterError
+from vpp._exceptions import AdapterError, DataQualityError
 from vpp.cli._common import console, fail, load
+from vpp.config.models import (
+    AssetSpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    ParkConfig,
+    PvSpec,
+    SimulatedAdapter,
+)
+from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from vpp.timeutil import day_intervals_utc, zone
 from vpp.types import Health, SystemClock
 
 app = typer.Typer(help="Device adapters: check connectivity and health.", no_args_is_help=True)
@@ -38,10 +50,13 @@ def check(
     clock = SystemClock()
     adapters: list[Adapter] = []
     skipped: dict[str, str] = {}
+    folder = cfg.park_files[spec.id].parent
     for asset in spec.assets:
         try:
-            adapters.append(create(spec, asset, clock=clock))
-        except AdapterError as exc:
+            adapters.append(
+                create(spec, asset, clock=clock, **_simulation_inputs(spec, asset, folder))
+            )
+        except (AdapterError, DataQualityError) as exc:
             skipped[asset.id] = str(exc)
     try:
         for adapter in adapters:
@@ -89,3 +104,19 @@ def check(
     console.print(table)
     if unavailable:
         fail(f"{unavailable} asset(s) unavailable")
+
+
+def _simulation_inputs(park: ParkConfig, asset: AssetSpec, folder: Path) -> dict[str, Any]:
+    """Today's exogenous series for a simulated device, from the park's profiles."""
+    if not isinstance(asset.adapter, SimulatedAdapter):
+        return {}
+    today = dt.datetime.now(dt.UTC).astimezone(zone(park.timezone)).date()
+    index = day_intervals_utc(today, park.timezone, 15)
+    if isinstance(asset, PvSpec):
+        return {"available_kw": pv_available_kw(asset, folder, index, park.timezone)}
+    if isinstance(asset, FlexibleProcessSpec):
+        return {"baseline_kw": load_kw(asset, folder, index, park.timezone)}
+    if isinstance(asset, EvChargingSpec):
+        end = index[-1] + pd.Timedelta(minutes=15)
+        return {"sessions": ev_sessions(asset, folder, index[0], end, park.timezone)}
+    return {}
