@@ -30,19 +30,28 @@ block began (negative: shed), to be recovered by the block's end;
 ``shift_kw`` = the shift now in force, the start of the ramp.
 
 Power into the grid: ``-(baseline + shift)``.
+
+Real time: ``recovery-window`` and ``energy-recovered`` carry measured state
+(the energy shifted so far) and are soft there (:mod:`strategies._model`).
+With ``dynamic=True`` the baseline, the shift box and the start of the ramp
+are Parameters: before the current position baseline and shift are zero, the
+ramp restarts from the measured shift at the position (``ramp-balance``:
+``shift[t] - shift[t-1] - step[t] = kick[t]``, ``kick`` = measured shift at the
+position, zero elsewhere) and recovery boundaries already passed are switched
+off, so one compiled model serves the whole day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from strategies._model import ModelBuilder, Stack, previous
+from strategies._model import ModelBuilder, NamedConstraint, Stack, previous
 from vpp.config.models import FlexibleProcessSpec
 from vpp.timeutil import zone
 
@@ -57,22 +66,61 @@ class ProcessBlock:
     shift_kw: cp.Variable
     offset_initial_kwh: cp.Parameter
     shift_initial_kw: cp.Parameter
+    #: soft recovery groups with the interval each boundary column sits at
+    recovery: list[tuple[NamedConstraint | None, np.ndarray]] = field(default_factory=list)
+    #: dynamic models only (see module doc)
+    baseline_param: cp.Parameter | None = None
+    shift_box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
+    kick_kw: cp.Parameter | None = None
+    ramp_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    position: int = 0
 
     @property
     def consumption_kw(self) -> cp.Expression:
-        return self.baseline_kw + self.shift_kw
+        base = self.baseline_param if self.baseline_param is not None else self.baseline_kw
+        return base + self.shift_kw
 
     @property
     def power_kw(self) -> cp.Expression:
         return -self.consumption_kw
 
-    def set_state(self, energy_offset_kwh: np.ndarray, shift_kw: np.ndarray) -> None:
+    @property
+    def dynamic(self) -> bool:
+        return self.baseline_param is not None
+
+    def set_state(
+        self, energy_offset_kwh: np.ndarray, shift_kw: np.ndarray, position: int = 0
+    ) -> None:
+        """The measured state at the start of interval ``position`` (0 unless dynamic)."""
         offset = np.asarray(energy_offset_kwh, dtype=float)
         shift = np.asarray(shift_kw, dtype=float)
         if not (np.isfinite(offset).all() and np.isfinite(shift).all()):
             raise ValueError("process state must be finite")
+        if position and not self.dynamic:
+            raise ValueError("a static process model starts at position 0")
+        self.position = position
         self.offset_initial_kwh.value = self.stack.tile(offset)
         self.shift_initial_kw.value = self.stack.tile(shift)
+        if self.baseline_param is None:
+            return
+        live = np.arange(self.baseline_kw.shape[1])[None, :] >= position
+        self.baseline_param.value = np.where(live, self.baseline_kw, 0.0)
+        if self.shift_box is not None:
+            lower_p, upper_p, lower, upper = self.shift_box
+            lower_p.value = np.where(live, lower, 0.0)
+            upper_p.value = np.where(live, upper, 0.0)
+        if self.kick_kw is not None:
+            kick = np.zeros(self.kick_kw.shape)
+            kick[:, position] = self.stack.tile(shift)[self.ramp_rows]
+            self.kick_kw.value = kick
+
+    def soft_masks(self) -> list[tuple[NamedConstraint, np.ndarray]]:
+        """Recovery boundaries still ahead of the position are live (1), passed ones off (0)."""
+        return [
+            (named, np.broadcast_to((starts > self.position).astype(float), named.lhs.shape))
+            for named, starts in self.recovery
+            if named is not None
+        ]
 
 
 def block_starts(index: pd.DatetimeIndex, timezone: str, window_h: float) -> np.ndarray:
@@ -97,8 +145,13 @@ def add_processes(
     timezone: str,
     dt_h: np.ndarray,
     stack: Stack,
+    *,
+    dynamic: bool = False,
 ) -> ProcessBlock:
-    """Add every flexible process of a park; ``baseline_kw`` is (n, T) [kW, >= 0]."""
+    """Add every flexible process of a park; ``baseline_kw`` is (n, T) [kW, >= 0].
+
+    ``dynamic=True``: the position can move without recompiling (see module doc).
+    """
     specs = tuple(specs)
     rows, steps = stack.rows, len(dt_h)
     shape = (rows, steps)
@@ -116,17 +169,33 @@ def add_processes(
     down = np.maximum(
         np.minimum(stack.tile(np.array([s.shift_down_kw for s in specs]))[:, None], base), 0.0
     )
-    shift = cp.Variable(
-        shape, name="process_shift_kw", bounds=builder.bounds("process:shift-bounds", -down, up)
-    )
+    lower, upper = -np.broadcast_to(down, shape), np.array(np.broadcast_to(up, shape))
+    box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
+    if dynamic:
+        box = (
+            cp.Parameter(shape, name="process_shift_min_kw", value=lower),
+            cp.Parameter(shape, name="process_shift_max_kw", value=upper),
+            lower,
+            upper,
+        )
+        shift = cp.Variable(
+            shape, name="process_shift_kw",
+            bounds=builder.bounds("process:shift-bounds", box[0], box[1]),
+        )
+    else:
+        shift = cp.Variable(
+            shape, name="process_shift_kw", bounds=builder.bounds("process:shift-bounds", -down, up)
+        )
     offset0 = cp.Parameter(rows, name="process_offset_initial_kwh")
     shift0 = cp.Parameter(rows, name="process_shift_initial_kw")
     block = ProcessBlock(stack, specs, base, shift, offset0, shift0)
-    block.set_state(energy_offset_kwh, shift_kw)
+    if dynamic:
+        block.baseline_param = cp.Parameter(shape, name="process_baseline_kw", value=base)
+        block.shift_box = box
 
     labels = stack.labels
     builder.add(
-        ASSET_TYPE, "energy", "recovered", labels, offset0 + shift @ dt_h, "=="
+        ASSET_TYPE, "energy", "recovered", labels, offset0 + shift @ dt_h, "==", soft=True
     )
     windows = stack.tile(np.array([s.recovery_window_h for s in specs]))
     for window in np.unique(windows):
@@ -140,7 +209,10 @@ def add_processes(
         sub_shift = shift[idx]
         at_boundaries = partial @ sub_shift.T  # (boundaries, assets)
         lhs = at_boundaries.T + cp.reshape(offset0[idx], (len(idx), 1), order="C")
-        builder.add(ASSET_TYPE, "recovery", "window", [labels[i] for i in idx], lhs, "==")
+        named = builder.add(
+            ASSET_TYPE, "recovery", "window", [labels[i] for i in idx], lhs, "==", soft=True
+        )
+        block.recovery.append((named, starts))
 
     ramp = stack.tile(np.array([s.ramp_limit_kw_per_min or np.inf for s in specs]))
     limited = np.flatnonzero(np.isfinite(ramp))
@@ -153,8 +225,14 @@ def add_processes(
             (len(limited), steps), name="process_ramp_kw",
             bounds=builder.bounds("process:ramp-bounds", -step_limit, step_limit),
         )
+        if dynamic:
+            block.kick_kw = cp.Parameter((len(limited), steps), name="process_ramp_start_kw")
+            block.ramp_rows = limited
+            start = previous(np.zeros(len(limited)), sub) + block.kick_kw
+        else:
+            start = previous(shift0[limited], sub)
         builder.add(
-            ASSET_TYPE, "ramp", "balance", [labels[i] for i in limited],
-            sub - previous(shift0[limited], sub) - step, "==",
+            ASSET_TYPE, "ramp", "balance", [labels[i] for i in limited], sub - start - step, "=="
         )
+    block.set_state(energy_offset_kwh, shift_kw)
     return block
