@@ -18,7 +18,11 @@ Warnings raised by CVXPY or a solver during a solve are logged as
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import enum
+import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -35,6 +39,44 @@ from strategies._model import ModelBuilder
 from vpp._exceptions import InfeasibleError, SolverError
 
 log = structlog.get_logger(__name__)
+
+
+def _swallow_highs_banner() -> None:
+    """Make this process's first ``highspy.Highs`` with its stdout pointed at /dev/null.
+
+    highspy prints its banner ("Running HiGHS ... Copyright ...") to file
+    descriptor 1 once per process, from the ``Highs()`` constructor (it
+    enables callbacks there, before any option can be set), so neither
+    ``output_flag=False`` nor CVXPY's ``log_to_console=False`` -- both set on
+    every solve here -- can stop it, and CVXPY makes its own ``Highs`` per
+    solve. Letting the one-off banner go to /dev/null keeps ``vpp plan`` /
+    ``vpp backtest`` output (and anything piped from it) clean.
+    """
+    try:
+        import highspy
+    except ImportError:  # pragma: no cover - highspy is a dependency
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                highspy.Highs()
+            finally:
+                _flush_c_stdout()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
+def _flush_c_stdout() -> None:
+    """Flush C's stdio buffers (where HiGHS prints) before file descriptor 1 is restored."""
+    with contextlib.suppress(OSError, AttributeError):  # no C library to ask (Windows)
+        ctypes.CDLL(None).fflush(None)
+
+
+_swallow_highs_banner()
 
 SOLVERS = ("HIGHS", "ECOS", "CLARABEL")
 #: CVXPY's COO canonicalisation backend: O(nnz) for parameter-heavy problems. Prices are
@@ -100,7 +142,8 @@ def check_solver(name: str) -> str:
 
 def _options(solver: str, time_limit_s: float) -> dict[str, Any]:
     if solver == "HIGHS":
-        return {"time_limit": float(time_limit_s)}
+        # CVXPY already sets log_to_console=False unless verbose; say it for the whole log.
+        return {"time_limit": float(time_limit_s), "output_flag": False}
     if solver == "CLARABEL":
         return {"time_limit": float(time_limit_s)}
     return {"max_iters": 500}  # ECOS has no time limit
