@@ -88,9 +88,6 @@ class ModelBuilder:
     soft: bool = False
     constraints: list[NamedConstraint] = field(default_factory=list)
     cost_terms: list[cp.Expression] = field(default_factory=list)
-    #: per soft group: which entries are live (1) or switched off (0, e.g. a recovery
-    #: boundary already in the past); the penalty is ``penalty * mask``.
-    soft_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
     def keeps(self, kind: str) -> bool:
         return kind not in self.omit
@@ -150,27 +147,18 @@ class ModelBuilder:
     def soft_groups(self) -> list[NamedConstraint]:
         return [c for c in self.constraints if c.soft]
 
-    def set_soft_mask(self, named: NamedConstraint | None, mask: np.ndarray) -> None:
-        """Switch entries of a soft group on (1) or off (0) for the next :meth:`set_soft_penalty`."""
-        if named is None or named.weight is None:
-            return
-        self.soft_masks[id(named)] = np.broadcast_to(np.asarray(mask, float), named.lhs.shape)
-
     def set_soft_penalty(self, per_unit: float) -> None:
-        """Penalty [currency per unit of violation] of every live soft entry."""
+        """Penalty [currency per unit of violation] of every soft row."""
         if not np.isfinite(per_unit) or per_unit < 0:
             raise ValueError(f"soft penalty must be finite and >= 0, got {per_unit}")
         for named in self.soft_groups():
-            if named.weight is None:
-                continue
-            mask = self.soft_masks.get(id(named))
-            value = np.full(named.lhs.shape, float(per_unit))
-            named.weight.value = value if mask is None else value * mask
+            if named.weight is not None:
+                named.weight.value = np.full(named.lhs.shape, float(per_unit))
 
     def soft_violations(
         self, tol: float = 1e-6, labels: Mapping[int, Sequence[str]] | None = None
     ) -> dict[str, float]:
-        """Row name -> slack used [unit of the row] over live soft entries (after a solve).
+        """Row name -> slack used [unit of the row] by soft rows (after a solve).
 
         ``labels`` (``id(named)`` -> row labels) renames the rows of a group whose
         rows change meaning between solves (EV slots hold different cars).
@@ -180,9 +168,6 @@ class ModelBuilder:
             if named.violation is None or named.violation.value is None:
                 continue
             value = np.asarray(named.violation.value, dtype=float)
-            mask = self.soft_masks.get(id(named))
-            if mask is not None:
-                value = value * (mask > 0)
             value = value.reshape(value.shape[0], -1) if value.ndim else value.reshape(1, 1)
             per_row = value.sum(axis=1)
             names = (labels or {}).get(id(named), named.labels)

@@ -7,12 +7,17 @@ Consumption ``baseline + shift`` [kW, >= 0] with one variable ``shift_kw``
   (``process:shift-bounds``);
 * **recovery within the window**: the day is cut into blocks of
   ``recovery_window_h`` starting at local midnight (the park's time zone);
-  the energy shifted inside a block is recovered inside the same block --
-  the energy offset ``offset[t] = offset0 + sum_{k<=t} shift[k] * dt[k]`` is
-  zero at every block boundary inside the horizon (``recovery-window``) and
-  at the horizon end (``energy-recovered``). So every kWh shed or added is
-  paid back within at most ``recovery_window_h``, by a linear (convex)
-  constraint;
+  the energy shifted inside a block is recovered inside the same block:
+  ``offset0 + sum_{t in block} shift[t] * dt[t] = 0`` for every block that
+  ends at a boundary inside the horizon (``recovery-window``) and for the
+  last one, which ends with the horizon (``energy-recovered``); ``offset0``
+  (what was shifted before the horizon began) counts in the first block
+  only. So every kWh shed or added is paid back within at most
+  ``recovery_window_h``, by a linear (convex) constraint. (One row per block
+  rather than the running offset at each boundary: equivalent when every row
+  holds, and when a soft row gives way in real time, a block's shortfall is
+  penalised once and not carried into the next block -- which is also what
+  the operator measures, since it restarts the offset at each block);
 * ramp limits on the *shift* (the controllable deviation from the baseline;
   the baseline itself is what the plant does anyway):
   ``shift[t] - shift[t-1] = step[t]`` (``ramp-balance``) with
@@ -37,8 +42,9 @@ With ``dynamic=True`` the baseline, the shift box and the start of the ramp
 are Parameters: before the current position baseline and shift are zero, the
 ramp restarts from the measured shift at the position (``ramp-balance``:
 ``shift[t] - shift[t-1] - step[t] = kick[t]``, ``kick`` = measured shift at the
-position, zero elsewhere) and recovery boundaries already passed are switched
-off, so one compiled model serves the whole day.
+position, zero elsewhere) and the measured offset enters the row of the block
+the position is in (blocks already over hold ``0 = 0``), so one compiled
+model serves the whole day.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from strategies._model import ModelBuilder, NamedConstraint, Stack, previous
+from strategies._model import ModelBuilder, Stack, previous
 from vpp.config.models import FlexibleProcessSpec
 from vpp.timeutil import zone
 
@@ -64,10 +70,9 @@ class ProcessBlock:
     specs: tuple[FlexibleProcessSpec, ...]
     baseline_kw: np.ndarray  # (rows, T)
     shift_kw: cp.Variable
-    offset_initial_kwh: cp.Parameter
     shift_initial_kw: cp.Parameter
-    #: soft recovery groups with the interval each boundary column sits at
-    recovery: list[tuple[NamedConstraint | None, np.ndarray]] = field(default_factory=list)
+    #: per recovery window: (process rows, block of each interval, offset per block Parameter)
+    recovery: list[tuple[np.ndarray, np.ndarray, cp.Parameter]] = field(default_factory=list)
     #: dynamic models only (see module doc)
     baseline_param: cp.Parameter | None = None
     shift_box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
@@ -99,7 +104,11 @@ class ProcessBlock:
         if position and not self.dynamic:
             raise ValueError("a static process model starts at position 0")
         self.position = position
-        self.offset_initial_kwh.value = self.stack.tile(offset)
+        offsets = self.stack.tile(offset)
+        for rows, block_of, parameter in self.recovery:
+            value = np.zeros(parameter.shape)
+            value[:, block_of[position]] = offsets[rows]
+            parameter.value = value
         self.shift_initial_kw.value = self.stack.tile(shift)
         if self.baseline_param is None:
             return
@@ -114,13 +123,6 @@ class ProcessBlock:
             kick[:, position] = self.stack.tile(shift)[self.ramp_rows]
             self.kick_kw.value = kick
 
-    def soft_masks(self) -> list[tuple[NamedConstraint, np.ndarray]]:
-        """Recovery boundaries still ahead of the position are live (1), passed ones off (0)."""
-        return [
-            (named, np.broadcast_to((starts > self.position).astype(float), named.lhs.shape))
-            for named, starts in self.recovery
-            if named is not None
-        ]
 
 
 def block_starts(index: pd.DatetimeIndex, timezone: str, window_h: float) -> np.ndarray:
@@ -186,33 +188,27 @@ def add_processes(
         shift = cp.Variable(
             shape, name="process_shift_kw", bounds=builder.bounds("process:shift-bounds", -down, up)
         )
-    offset0 = cp.Parameter(rows, name="process_offset_initial_kwh")
     shift0 = cp.Parameter(rows, name="process_shift_initial_kw")
-    block = ProcessBlock(stack, specs, base, shift, offset0, shift0)
+    block = ProcessBlock(stack, specs, base, shift, shift0)
     if dynamic:
         block.baseline_param = cp.Parameter(shape, name="process_baseline_kw", value=base)
         block.shift_box = box
 
     labels = stack.labels
-    builder.add(
-        ASSET_TYPE, "energy", "recovered", labels, offset0 + shift @ dt_h, "==", soft=True
-    )
     windows = stack.tile(np.array([s.recovery_window_h for s in specs]))
     for window in np.unique(windows):
         idx = np.flatnonzero(windows == window)
         starts = block_starts(index, timezone, float(window))
-        if not starts.size:
-            continue
-        # offset before interval t = offset0 + sum_{k < t} shift[k] dt[k]
-        mask = np.arange(steps)[None, :] < starts[:, None]
-        partial = sp.csr_matrix(mask * dt_h[None, :])  # (boundaries, T)
-        sub_shift = shift[idx]
-        at_boundaries = partial @ sub_shift.T  # (boundaries, assets)
-        lhs = at_boundaries.T + cp.reshape(offset0[idx], (len(idx), 1), order="C")
-        named = builder.add(
-            ASSET_TYPE, "recovery", "window", [labels[i] for i in idx], lhs, "==", soft=True
-        )
-        block.recovery.append((named, starts))
+        block_of = np.searchsorted(starts, np.arange(steps), side="right")  # (T,)
+        blocks = len(starts) + 1
+        per_block = sp.csr_matrix((dt_h, (block_of, np.arange(steps))), shape=(blocks, steps))
+        offset = cp.Parameter((len(idx), blocks), name=f"process_offset_kwh_{window:g}h")
+        lhs = (per_block @ shift[idx].T).T + offset  # (assets, blocks)
+        names = [labels[i] for i in idx]
+        if blocks > 1:
+            builder.add(ASSET_TYPE, "recovery", "window", names, lhs[:, :-1], "==", soft=True)
+        builder.add(ASSET_TYPE, "energy", "recovered", names, lhs[:, -1], "==", soft=True)
+        block.recovery.append((idx, block_of, offset))
 
     ramp = stack.tile(np.array([s.ramp_limit_kw_per_min or np.inf for s in specs]))
     limited = np.flatnonzero(np.isfinite(ramp))

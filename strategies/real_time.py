@@ -30,8 +30,8 @@ right-hand sides or the variable bounds -- never the constraint matrix:
   penalty and award weights zero -- so they add nothing and constrain
   nothing; the measured state enters where the plan starts (battery SoC
   before interval 0 stays there through the pinned intervals; the process
-  ramp restarts from the measured shift at the position; recovery boundaries
-  already passed are switched off);
+  ramp restarts from the measured shift at the position; the measured process
+  offset enters the recovery row of the block the position is in);
 * EV sessions: a fixed slot table (:func:`strategies.ev.add_ev_slots`) whose
   boxes and energies are Parameters, so arrivals and departures change
   values, not structure. Only more plugged-in cars (or cars sharing a charge
@@ -364,9 +364,6 @@ class RealTimePark:
         compiled.award_kw.value = _pad(award, horizon)
         compiled.value_surplus.value = _pad(per_kw * (surplus - self.penalty), horizon)
         compiled.cost_shortfall.value = _pad(per_kw * (shortfall + self.penalty), horizon)
-        if model.processes is not None:
-            for named, mask in model.processes.soft_masks():
-                model.builder.set_soft_mask(named, mask)
         model.builder.set_soft_penalty(
             soft_penalty_per_mwh(surplus, shortfall, self.penalty) / KWH_PER_MWH
         )
