@@ -180,6 +180,9 @@ def test_day_model_equals_a_fresh_build_at_every_position() -> None:
             sum(built.shortfall_kwh.values()), rel=1e-6, abs=1e-6)
         gave_way |= bool(reused.shortfall_kwh)
     assert day.compiles == 1
+    assert day._compiled is not None
+    assert day._compiled.hot is not None
+    assert day._compiled.hot.fast_path  # re-solves skipped CVXPY's matrix and still agree
     assert gave_way  # the trajectory includes a state only slack can absorb
 
 
