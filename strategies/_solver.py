@@ -56,8 +56,11 @@ def _swallow_highs_banner() -> None:
         import highspy
     except ImportError:  # pragma: no cover - highspy is a dependency
         return
-    sys.stdout.flush()
-    saved = os.dup(1)
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no usable stdout (closed by a service manager): no banner
+        return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
