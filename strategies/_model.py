@@ -13,6 +13,15 @@ That is enough to (a) name the constraint that makes a problem infeasible as
 and (b) build the model *without* one kind of constraint, which the tests use
 to prove that each constraint matters.
 
+**Soft rows (real time only).** A builder made with ``soft=True`` turns the
+groups added with ``soft=True`` -- the energy a plan still owes because of a
+*measured* state (process recovery, EV energy, battery end-of-day SoC) -- into
+``lhs == over - under`` (``lhs <= over``) with ``over, under >= 0`` and adds
+``sum(weight * (over + under))`` to the cost, ``weight`` a
+:class:`cvxpy.Parameter` (currency per unit of the row, kWh for all of them)
+set by :meth:`ModelBuilder.set_soft_penalty`. Day-ahead, plans and perfect
+foresight build hard rows (``soft=False``, the default).
+
 Scenarios are stacked on the asset axis: with ``S`` scenarios and ``n``
 assets of a type, variables have ``S * n`` rows and row ``s * n + i`` is
 asset ``i`` in scenario ``s``. One vectorised builder therefore serves the
@@ -21,7 +30,7 @@ deterministic schedule (``S = 1``) and the stochastic bid program.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +39,12 @@ import numpy as np
 import scipy.sparse as sp
 
 Sense = Literal["==", "<="]
+#: A variable bound: values, or a Parameter (real-time models move their boxes per solve).
+Bound = np.ndarray | float | cp.Parameter | None
+
+#: Penalty of a soft row until :meth:`ModelBuilder.set_soft_penalty` sets one: 10 per kWh
+#: (10,000 per MWh), far above any energy price the examples see.
+DEFAULT_SOFT_PENALTY_PER_UNIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,12 @@ class NamedConstraint:
     lhs: cp.Expression
     sense: Sense
     constraint: cp.Constraint
+    violation: cp.Expression | None = None  # over + under (>= 0) of a soft group
+    weight: cp.Parameter | None = None  # penalty per unit of violation, shape of lhs
+
+    @property
+    def soft(self) -> bool:
+        return self.weight is not None
 
     @property
     def kind(self) -> str:
@@ -64,15 +85,14 @@ class ModelBuilder:
     """
 
     omit: frozenset[str] = frozenset()
+    soft: bool = False
     constraints: list[NamedConstraint] = field(default_factory=list)
     cost_terms: list[cp.Expression] = field(default_factory=list)
 
     def keeps(self, kind: str) -> bool:
         return kind not in self.omit
 
-    def bounds(
-        self, kind: str, lower: np.ndarray | float | None, upper: np.ndarray | float | None
-    ) -> list[np.ndarray | float | None] | None:
+    def bounds(self, kind: str, lower: Bound, upper: Bound) -> list[Bound] | None:
         """Variable bounds unless ``kind`` is omitted (then the variable is free)."""
         if kind in self.omit:
             return None
@@ -86,18 +106,75 @@ class ModelBuilder:
         labels: Sequence[str],
         lhs: cp.Expression,
         sense: Sense,
+        *,
+        soft: bool = False,
     ) -> NamedConstraint | None:
-        """Add ``lhs == 0`` or ``lhs <= 0`` with rows of axis 0 labelled by ``labels``."""
+        """Add ``lhs == 0`` or ``lhs <= 0`` with rows of axis 0 labelled by ``labels``.
+
+        ``soft=True`` marks a row that carries measured state: in a builder made
+        with ``soft=True`` it gets penalised slack (see module doc).
+        """
         kind = f"{asset_type}:{quantity}-{bound}"
         if kind in self.omit:
             return None
         rows = lhs.shape[0] if lhs.ndim else 1
         if rows != len(labels):
             raise ValueError(f"{kind}: {rows} rows but {len(labels)} labels")
-        constraint = lhs == 0 if sense == "==" else lhs <= 0
-        named = NamedConstraint(asset_type, quantity, bound, tuple(labels), lhs, sense, constraint)
+        violation: cp.Expression | None = None
+        weight: cp.Parameter | None = None
+        if soft and self.soft:
+            over = cp.Variable(lhs.shape, name=f"{asset_type}_{quantity}_{bound}_over", nonneg=True)
+            weight = cp.Parameter(lhs.shape, name=f"{asset_type}_{quantity}_{bound}_penalty",
+                                  nonneg=True,
+                                  value=np.full(lhs.shape, DEFAULT_SOFT_PENALTY_PER_UNIT))
+            if sense == "==":
+                under = cp.Variable(lhs.shape, name=f"{asset_type}_{quantity}_{bound}_under",
+                                    nonneg=True)
+                constraint = lhs - over + under == 0
+                violation = over + under
+            else:
+                constraint = lhs - over <= 0
+                violation = over
+            self.add_cost(cp.sum(cp.multiply(weight, violation)))
+        else:
+            constraint = lhs == 0 if sense == "==" else lhs <= 0
+        named = NamedConstraint(
+            asset_type, quantity, bound, tuple(labels), lhs, sense, constraint, violation, weight
+        )
         self.constraints.append(named)
         return named
+
+    def soft_groups(self) -> list[NamedConstraint]:
+        return [c for c in self.constraints if c.soft]
+
+    def set_soft_penalty(self, per_unit: float) -> None:
+        """Penalty [currency per unit of violation] of every soft row."""
+        if not np.isfinite(per_unit) or per_unit < 0:
+            raise ValueError(f"soft penalty must be finite and >= 0, got {per_unit}")
+        for named in self.soft_groups():
+            if named.weight is not None:
+                named.weight.value = np.full(named.lhs.shape, float(per_unit))
+
+    def soft_violations(
+        self, tol: float = 1e-6, labels: Mapping[int, Sequence[str]] | None = None
+    ) -> dict[str, float]:
+        """Row name -> slack used [unit of the row] by soft rows (after a solve).
+
+        ``labels`` (``id(named)`` -> row labels) renames the rows of a group whose
+        rows change meaning between solves (EV slots hold different cars).
+        """
+        out: dict[str, float] = {}
+        for named in self.soft_groups():
+            if named.violation is None or named.violation.value is None:
+                continue
+            value = np.asarray(named.violation.value, dtype=float)
+            value = value.reshape(value.shape[0], -1) if value.ndim else value.reshape(1, 1)
+            per_row = value.sum(axis=1)
+            names = (labels or {}).get(id(named), named.labels)
+            for row in np.flatnonzero(per_row > tol):
+                name = f"{names[int(row)]}-{named.quantity}-{named.bound}"
+                out[name] = out.get(name, 0.0) + float(per_row[row])
+        return out
 
     def add_cost(self, term: cp.Expression) -> None:
         """Add a cost [currency] to be minimised (a negative cost is a value)."""
@@ -154,7 +231,7 @@ class Stack:
         )
 
 
-def previous(initial: cp.Expression, values: cp.Expression) -> cp.Expression:
+def previous(initial: cp.Expression | np.ndarray, values: cp.Expression) -> cp.Expression:
     """Values shifted one interval right along axis 1, ``initial`` (rows,) first."""
     rows = values.shape[0]
     first = cp.reshape(initial, (rows, 1), order="C")

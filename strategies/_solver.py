@@ -18,7 +18,11 @@ Warnings raised by CVXPY or a solver during a solve are logged as
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import enum
+import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -35,6 +39,47 @@ from strategies._model import ModelBuilder
 from vpp._exceptions import InfeasibleError, SolverError
 
 log = structlog.get_logger(__name__)
+
+
+def _swallow_highs_banner() -> None:
+    """Make this process's first ``highspy.Highs`` with its stdout pointed at /dev/null.
+
+    highspy prints its banner ("Running HiGHS ... Copyright ...") to file
+    descriptor 1 once per process, from the ``Highs()`` constructor (it
+    enables callbacks there, before any option can be set), so neither
+    ``output_flag=False`` nor CVXPY's ``log_to_console=False`` -- both set on
+    every solve here -- can stop it, and CVXPY makes its own ``Highs`` per
+    solve. Letting the one-off banner go to /dev/null keeps ``vpp plan`` /
+    ``vpp backtest`` output (and anything piped from it) clean.
+    """
+    try:
+        import highspy
+    except ImportError:  # pragma: no cover - highspy is a dependency
+        return
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no usable stdout (closed by a service manager): no banner
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                highspy.Highs()
+            finally:
+                _flush_c_stdout()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
+def _flush_c_stdout() -> None:
+    """Flush C's stdio buffers (where HiGHS prints) before file descriptor 1 is restored."""
+    with contextlib.suppress(OSError, AttributeError):  # no C library to ask (Windows)
+        ctypes.CDLL(None).fflush(None)
+
+
+_swallow_highs_banner()
 
 SOLVERS = ("HIGHS", "ECOS", "CLARABEL")
 #: CVXPY's COO canonicalisation backend: O(nnz) for parameter-heavy problems. Prices are
@@ -100,7 +145,8 @@ def check_solver(name: str) -> str:
 
 def _options(solver: str, time_limit_s: float) -> dict[str, Any]:
     if solver == "HIGHS":
-        return {"time_limit": float(time_limit_s)}
+        # CVXPY already sets log_to_console=False unless verbose; say it for the whole log.
+        return {"time_limit": float(time_limit_s), "output_flag": False}
     if solver == "CLARABEL":
         return {"time_limit": float(time_limit_s)}
     return {"max_iters": 500}  # ECOS has no time limit
@@ -236,6 +282,16 @@ class HotHighs:
     CVXPY variables, so callers read ``variable.value`` as usual. If the
     constraint matrix changed (a parameter multiplies a variable), the HiGHS
     model is rebuilt.
+
+    **Constant matrix fast path.** When no parameter enters the constraint
+    matrix (the real-time day model is built that way), re-computing the
+    matrix at every solve is wasted: it is most of CVXPY's ~3 ms per call on
+    the example parks. :class:`_ParamMap` then applies the parameters to the
+    objective, right-hand side and bounds only, from the same DPP tensors
+    CVXPY keeps (``ParamConeProg``). It is checked against CVXPY's own
+    ``get_problem_data`` on the first re-solve and dropped (with a
+    ``hot_fast_path_disabled`` log) if it differs or CVXPY's internals have
+    moved, so a CVXPY upgrade can cost speed, never correctness.
     """
 
     def __init__(
@@ -254,6 +310,10 @@ class HotHighs:
         self.time_limit_s = time_limit_s
         self.highs: Any = None
         self._matrix: sp.csc_matrix | None = None
+        self._fast: _ParamMap | None = None
+        self._fast_checked = False
+        self._chain: Any = None
+        self._inverse: Any = None
         self.compile_s = 0.0
         self.solve_s = 0.0
 
@@ -311,14 +371,44 @@ class HotHighs:
         lower = np.concatenate([b[:eq], np.full(len(b) - eq, -inf)])
         return lower, b.copy()
 
+    @property
+    def fast_path(self) -> bool:
+        """True once re-solves skip CVXPY's matrix (see the class doc)."""
+        return self._fast is not None and self._fast_checked
+
+    def _problem_data(self) -> tuple[dict[str, Any], Any, Any, sp.csc_matrix]:
+        """CVXPY's problem data for the current parameters (fast path when it is safe)."""
+        if self._fast is not None and self._fast_checked:
+            start = time.perf_counter()
+            data = self._fast.apply()
+            holder = _offset_holder(self._inverse)
+            if holder is not None:
+                holder[cps.OFFSET] = data.pop(cps.OFFSET)
+            self.compile_s = time.perf_counter() - start
+            return data, self._chain, self._inverse, self._matrix
+        data, chain, inverse = self._data()
+        matrix = data[cps.A].tocsc()
+        if self._fast is not None:  # second solve: check the fast path against CVXPY once
+            self._fast_checked = True
+            holder = _offset_holder(inverse)
+            if holder is None or not self._fast.agrees(data, holder.get(cps.OFFSET)):
+                log.warning("hot_fast_path_disabled", reason="differs from get_problem_data")
+                self._fast = None
+        elif self.highs is None:
+            self._fast = _ParamMap.of(data, inverse)
+        self._chain, self._inverse = chain, inverse
+        return data, chain, inverse, matrix
+
     def solve(self) -> SolveStats:
         """Re-solve with the current parameter values; raise unless optimal."""
         start = time.perf_counter()
-        data, chain, inverse = self._data()
-        matrix = data[cps.A].tocsc()
+        data, chain, inverse, matrix = self._problem_data()
         hp = self._highspy
         inf = hp.kHighsInf
-        if self.highs is None or not _same_matrix(self._matrix, matrix):
+        if self.highs is None or (
+            not (self._fast is not None and self._fast_checked)
+            and not _same_matrix(self._matrix, matrix)
+        ):
             self._pass_model(data, matrix)
         else:
             # Push only what changed: an unchanged bound pushed again still costs HiGHS time
@@ -368,6 +458,98 @@ class HotHighs:
         return SolveStats(
             "HIGHS", SolveStatus.OPTIMAL, -float(self.problem.value), 0.0,
             self.compile_s, self.solve_s, total,
+        )
+
+
+def _offset_holder(inverse: Any) -> dict[str, Any] | None:
+    """The solver's inverse data (a dict holding the objective offset), if it can be found."""
+    last = inverse[-1] if isinstance(inverse, list) and inverse else None
+    held = getattr(last, "inverse_data", last)
+    return held if isinstance(held, dict) else None
+
+
+class _ParamMap:
+    """Parameters -> costs, right-hand side and bounds of a DPP LP whose matrix is constant.
+
+    Built from the ``ParamConeProg`` CVXPY keeps for the problem (its DPP
+    tensors): ``b`` is the offset column of the reduced constraint tensor,
+    ``c``/``d`` the objective tensor, bounds the bound tensors. See
+    :class:`HotHighs` for why and how it is checked.
+    """
+
+    def __init__(self, prog: Any, base: dict[str, Any], b_rows: np.ndarray, b_map: Any) -> None:
+        self.prog = prog
+        self.base = base  # the parts of the data that never change
+        self.b_rows = b_rows
+        self.b_map = b_map
+        self.m = len(base[cps.B])
+
+    @classmethod
+    def of(cls, data: dict[str, Any], inverse: Any) -> _ParamMap | None:
+        """The map for this problem, or None if it does not apply (or CVXPY changed)."""
+        try:
+            prog = data[cps.PARAM_PROB]
+            reduced = prog.reduced_A
+            if reduced.problem_data_index is None or prog.P is not None:
+                return None
+            indices, indptr, shape = reduced.problem_data_index
+            n = shape[1] - 1
+            matrix_rows = reduced.reduced_mat[: indptr[n]]
+            if sp.csr_matrix(matrix_rows)[:, :-1].count_nonzero():
+                return None  # a parameter enters the matrix
+            holder = _offset_holder(inverse)
+            if holder is None or cps.OFFSET not in holder:
+                return None
+            b_rows = np.asarray(indices[indptr[n] : indptr[n + 1]])
+            b_map = sp.csr_matrix(reduced.reduced_mat[indptr[n] : indptr[n + 1]])
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            log.warning("hot_fast_path_disabled", reason=f"{type(exc).__name__}: {exc}")
+            return None
+        base = {k: data[k] for k in (cps.A, cps.B, cps.DIMS)}
+        return cls(prog, base, b_rows, b_map)
+
+    def apply(self) -> dict[str, Any]:
+        from cvxpy.cvxcore.python import canonInterface
+
+        prog = self.prog
+        param_vec = canonInterface.get_parameter_vector(
+            prog.total_param_size, prog.param_id_to_col, prog.param_id_to_size,
+            lambda i: np.array(prog.id_to_param[i].value),
+        )
+        q, d = canonInterface.get_matrix_from_tensor(
+            prog.q, param_vec, prog.x.size, with_offset=True
+        )
+        b = np.zeros(self.m)
+        b[self.b_rows] = self.b_map @ param_vec
+        lower = prog.lower_bounds if prog.lb_tensor is None else prog.lb_tensor @ param_vec
+        upper = prog.upper_bounds if prog.ub_tensor is None else prog.ub_tensor @ param_vec
+        return {
+            **self.base,
+            cps.C: np.asarray(q.toarray()).ravel(),
+            cps.B: b,
+            cps.LOWER_BOUNDS: None if lower is None else np.asarray(lower, dtype=float).ravel(),
+            cps.UPPER_BOUNDS: None if upper is None else np.asarray(upper, dtype=float).ravel(),
+            cps.OFFSET: float(np.asarray(d).ravel()[0]) if np.size(d) else 0.0,
+        }
+
+    def agrees(self, data: dict[str, Any], offset: Any) -> bool:
+        """Does the map give what CVXPY gives for the current parameters?"""
+        try:
+            mine = self.apply()
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            return False
+
+        def same(a: Any, b: Any) -> bool:
+            if a is None or b is None:
+                return a is None and b is None
+            return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-12,
+                                    atol=1e-12))
+
+        return (
+            same(mine[cps.C], data[cps.C]) and same(mine[cps.B], data[cps.B])
+            and same(mine[cps.OFFSET], offset)
+            and same(mine[cps.LOWER_BOUNDS], data.get(cps.LOWER_BOUNDS))
+            and same(mine[cps.UPPER_BOUNDS], data.get(cps.UPPER_BOUNDS))
         )
 
 

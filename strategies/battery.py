@@ -14,6 +14,15 @@ Constraints (named ``"{asset}-{quantity}-{bound}"``):
   ``soc_initial x energy_kwh`` capped by what charging at full power can reach
   from the current state within the horizon (so a late re-solve stays feasible).
 
+``soc-final`` carries measured state: in real time it is soft (see
+:mod:`strategies._model`), so a battery that cannot reach its target any more
+still gets a plan that comes as close as it can.
+
+**Position (real time, ``dynamic=True``).** The charge/discharge limits and
+the SoC box are Parameters: intervals before the current position are
+pinned (no power, SoC free to sit at the measured value), so one compiled
+model serves every interval of the day (:mod:`strategies.real_time`).
+
 Objective terms: ``degradation_cost_per_mwh`` x throughput (charge + discharge)
 [MWh]; policy ``valued`` credits the energy left at the horizon end at
 ``terminal_value_per_mwh``; policy ``free`` does neither.
@@ -52,22 +61,40 @@ class BatteryBlock:
     soc_initial_kwh: cp.Parameter
     soc_target_kwh: cp.Parameter
     dt_h: np.ndarray
+    #: dynamic models only: box Parameters and the boxes they hold from the position on
+    boxes: tuple[tuple[cp.Parameter, np.ndarray], ...] = ()
+    soc_box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
 
     @property
     def power_kw(self) -> cp.Expression:
         """Power into the grid [kW] (rows x intervals)."""
         return self.discharge_kw - self.charge_kw
 
-    def set_state(self, soc_kwh: np.ndarray) -> None:
-        """Set the measured initial energy [kWh] per battery (n,) and the final targets."""
+    def set_state(self, soc_kwh: np.ndarray, position: int = 0) -> None:
+        """Set the measured energy [kWh] per battery (n,) at the start of interval ``position``.
+
+        Also sets the final targets and, in a dynamic model, pins the intervals
+        before ``position``; a static model only accepts ``position=0``.
+        """
         soc0 = np.asarray(soc_kwh, dtype=float)
         if soc0.shape != (self.stack.n,) or not np.isfinite(soc0).all():
             raise ValueError(f"battery state needs {self.stack.n} finite SoC values, got {soc0}")
+        if position and self.soc_box is None:
+            raise ValueError("a static battery model starts at position 0")
         self.soc_initial_kwh.value = self.stack.tile(soc0)
+        if self.soc_box is not None:
+            live = np.arange(len(self.dt_h))[None, :] >= position
+            for parameter, upper in self.boxes:
+                parameter.value = np.where(live, upper, 0.0)
+            lower_p, upper_p, lower, upper = self.soc_box
+            # Before the position SoC stays at the measured value, which may lie outside the box.
+            start = self.stack.tile(soc0)[:, None]
+            lower_p.value = np.where(live, lower, np.minimum(lower, start))
+            upper_p.value = np.where(live, upper, np.maximum(upper, start))
         energy = np.array([s.energy_kwh for s in self.specs])
         eta_c = np.array([s.charge_efficiency for s in self.specs])
         limit = np.array([s.charge_limit_kw for s in self.specs])
-        reachable = soc0 + eta_c * limit * float(self.dt_h.sum())
+        reachable = soc0 + eta_c * limit * float(self.dt_h[position:].sum())
         target = np.minimum(np.array([s.soc_initial for s in self.specs]) * energy, reachable)
         target = np.minimum(target, np.array([s.soc_max for s in self.specs]) * energy)
         self.soc_target_kwh.value = self.stack.tile(target)
@@ -79,8 +106,14 @@ def add_batteries(
     initial_soc_kwh: np.ndarray,
     dt_h: np.ndarray,
     stack: Stack,
+    *,
+    dynamic: bool = False,
 ) -> BatteryBlock:
-    """Add every battery of a park to ``builder``; returns the block with its variables."""
+    """Add every battery of a park to ``builder``; returns the block with its variables.
+
+    ``dynamic=True``: boxes are Parameters so :meth:`BatteryBlock.set_state` can
+    move the starting position without recompiling (real time).
+    """
     specs = tuple(specs)
     rows, steps = stack.rows, len(dt_h)
     shape = (rows, steps)
@@ -88,35 +121,49 @@ def add_batteries(
     def column(values: list[float]) -> np.ndarray:
         return stack.tile(np.asarray(values, dtype=float))[:, None]
 
+    params: dict[str, cp.Parameter] = {}
+
+    def box(values: np.ndarray, name: str) -> np.ndarray | cp.Parameter:
+        if not dynamic:
+            return values
+        params[name] = cp.Parameter(shape, name=name, value=values)
+        return params[name]
+
     energy = column([s.energy_kwh for s in specs])
+    charge_max = full(column([s.charge_limit_kw for s in specs]), shape)
+    discharge_max = full(column([s.discharge_limit_kw for s in specs]), shape)
+    soc_low = full(column([s.soc_min for s in specs]) * energy, shape)
+    soc_high = full(column([s.soc_max for s in specs]) * energy, shape)
+    charge_box = box(charge_max, "battery_charge_max_kw")
+    discharge_box = box(discharge_max, "battery_discharge_max_kw")
+    soc_low_box = box(soc_low, "battery_soc_min_kwh")
+    soc_high_box = box(soc_high, "battery_soc_max_kwh")
     charge_kw = cp.Variable(
         shape,
         name="battery_charge_kw",
-        bounds=builder.bounds(
-            "battery:charge-bounds", 0.0, full(column([s.charge_limit_kw for s in specs]), shape)
-        ),
+        bounds=builder.bounds("battery:charge-bounds", 0.0, charge_box),
     )
     discharge_kw = cp.Variable(
         shape,
         name="battery_discharge_kw",
-        bounds=builder.bounds(
-            "battery:discharge-bounds",
-            0.0,
-            full(column([s.discharge_limit_kw for s in specs]), shape),
-        ),
+        bounds=builder.bounds("battery:discharge-bounds", 0.0, discharge_box),
     )
     soc_kwh = cp.Variable(
         shape,
         name="battery_soc_kwh",
-        bounds=builder.bounds(
-            "battery:soc-bounds",
-            full(column([s.soc_min for s in specs]) * energy, shape),
-            full(column([s.soc_max for s in specs]) * energy, shape),
-        ),
+        bounds=builder.bounds("battery:soc-bounds", soc_low_box, soc_high_box),
     )
     soc0 = cp.Parameter(rows, name="battery_soc_initial_kwh")
     target = cp.Parameter(rows, name="battery_soc_target_kwh")
     block = BatteryBlock(stack, specs, charge_kw, discharge_kw, soc_kwh, soc0, target, dt_h)
+    if dynamic:
+        block.boxes = (
+            (params["battery_charge_max_kw"], charge_max),
+            (params["battery_discharge_max_kw"], discharge_max),
+        )
+        block.soc_box = (
+            params["battery_soc_min_kwh"], params["battery_soc_max_kwh"], soc_low, soc_high
+        )
     block.set_state(initial_soc_kwh)
 
     charge_gain = column([s.charge_efficiency for s in specs]) * dt_h[None, :]
@@ -141,6 +188,7 @@ def add_batteries(
             [stack.labels[i] for i in back_to_initial],
             target[back_to_initial] - soc_kwh[back_to_initial, steps - 1],
             "<=",
+            soft=True,
         )
 
     weight = stack.row_weight

@@ -21,20 +21,43 @@ is the share of the interval inside the session's window
   by their own box and the hub limit only).
 
 Power into the grid: ``-sum(charge_kw)`` per hub.
+
+``energy-required`` carries measured state (what a car has received) and is
+soft in real time (:mod:`strategies._model`): a car that can no longer get
+everything still gets as much as the hub can give it.
+
+**Slots (real time).** Cars arrive and leave during the day; a model whose
+variables are the sessions would change shape at every arrival.
+:func:`add_ev_slots` builds a fixed table of *slots* instead: per hub,
+``lanes x per_lane`` slots for plugged-in cars, each with a variable in every
+interval of the horizon, plus one slot per expected session of the day (its
+pairs are the intervals of its full-day window; windows only shrink as the
+day goes on). A slot's box (charger power x weight x share of the interval
+inside its window, zero before the position) and energy are Parameters,
+filled by :meth:`EvBlock.set_sessions` from the session tables of the
+current position; an empty slot has a zero box and zero energy. Plugged-in
+cars sharing a charger go into the same lane, whose slots share one
+``charger-max`` row per interval (built only when ``per_lane > 1``; with one
+slot per lane the box is that limit). More cars or chargers than the slots
+hold raise :class:`SlotsExhaustedError` and the caller rebuilds with more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cvxpy as cp
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from strategies._model import ModelBuilder, Stack
+from strategies._model import ModelBuilder, NamedConstraint, Stack
 from vpp.config.models import EvChargingSpec
+
+if TYPE_CHECKING:
+    from strategies.state import SessionWindow
 
 ASSET_TYPE = "ev"
 
@@ -52,10 +75,22 @@ def availability(sessions: pd.DataFrame, index: pd.DatetimeIndex, dt_h: np.ndarr
     """Share [0, 1] of each interval inside each session's [arrival, stated_departure)."""
     if sessions.empty:
         return np.zeros((0, len(index)))
-    starts = index.as_unit("ns").asi8.astype(np.float64)
+    return availability_ns(
+        pd.DatetimeIndex(sessions["arrival"]).as_unit("ns").asi8,
+        pd.DatetimeIndex(sessions["stated_departure"]).as_unit("ns").asi8,
+        index.as_unit("ns").asi8,
+        dt_h,
+    )
+
+
+def availability_ns(
+    arrival_ns: np.ndarray, departure_ns: np.ndarray, starts_ns: np.ndarray, dt_h: np.ndarray
+) -> np.ndarray:
+    """:func:`availability` on UTC nanoseconds: (sessions, intervals)."""
+    starts = np.asarray(starts_ns).astype(np.float64)
     ends = starts + dt_h * 3.6e12
-    arrival = pd.DatetimeIndex(sessions["arrival"]).as_unit("ns").asi8.astype(np.float64)
-    departure = pd.DatetimeIndex(sessions["stated_departure"]).as_unit("ns").asi8.astype(np.float64)
+    arrival = np.asarray(arrival_ns).astype(np.float64)
+    departure = np.asarray(departure_ns).astype(np.float64)
     overlap = np.minimum(ends[None, :], departure[:, None]) - np.maximum(
         starts[None, :], arrival[:, None]
     )
@@ -77,6 +112,11 @@ class EvBlock:
     to_hub: sp.csr_matrix  # (S * hubs * T, pairs)
     steps: int
     energy_kwh: cp.Parameter | None = None  # (S * sessions,) energy each session still needs
+    slots: SlotLayout | None = None  # real-time slot table (see module doc)
+    box_kw: cp.Parameter | None = None  # (pairs,) slot boxes
+    energy_rows: NamedConstraint | None = None
+    #: slot models: the session each slot holds now ("{hub}/{session}", or the slot's id)
+    slot_labels: list[str] = field(default_factory=list)
 
     def set_energy(self, energy_kwh: np.ndarray) -> None:
         """Update the energy [kWh] each session still needs (sessions,), e.g. in real time."""
@@ -92,6 +132,44 @@ class EvBlock:
             return cp.Constant(np.zeros((self.stack.rows, self.steps)))
         return -cp.reshape(self.to_hub @ self.charge_kw, (self.stack.rows, self.steps), order="C")
 
+    def set_sessions(
+        self, known: Sequence[SessionWindow], expected: Sequence[SessionWindow], position: int
+    ) -> None:
+        """Fill the slots with each hub's plugged-in (``known``) and expected sessions as seen
+        from interval ``position`` (:func:`strategies.state.window_sessions` over the
+        intervals ``[position, T)``).
+
+        Raises :class:`SlotsExhaustedError` if the plugged-in cars need more lanes or
+        slots per lane than the layout has.
+        """
+        layout = self.slots
+        if layout is None:
+            raise ValueError("set_sessions needs a slot model (add_ev_slots)")
+        need = layout.needs([w.sessions.charger for w in known])
+        if any(n[0] > c[0] or n[1] > c[1] for n, c in zip(need, layout.capacity, strict=True)):
+            raise SlotsExhaustedError(need)
+        if self.box_kw is None or self.energy_kwh is None:
+            return  # no slot at all: nothing plugged in, nothing expected
+        box = np.zeros((layout.size, self.steps))
+        energy = np.zeros(layout.size)
+        labels = list(self.session_stack.ids)
+        for hub, spec in enumerate(self.specs):
+            for window, kind in ((known[hub], "known"), (expected[hub], "expected")):
+                rows = window.sessions
+                if not len(rows):
+                    continue
+                if kind == "known":
+                    slot = layout.known_slots(hub, rows.charger)
+                else:
+                    slot = layout.expected_slots(hub, rows.session_id)
+                box[slot, position:] = spec.charger_power_kw * rows.weight[:, None] * window.share
+                energy[slot] = window.energy_kwh
+                for i, session_id in zip(slot, rows.session_id, strict=True):
+                    labels[i] = f"{spec.id}/{session_id}"
+        self.slot_labels = labels
+        self.box_kw.value = box[self.pair_row, self.pair_step]
+        self.energy_kwh.value = energy
+
     def session_power_kw(self, scenario: int = 0) -> np.ndarray:
         """Solved charging power [kW, >= 0] per session (sessions, T) in ``scenario``."""
         n = len(self.sessions)
@@ -102,6 +180,158 @@ class EvBlock:
         mine = (self.pair_row // max(n, 1)) == scenario
         out[self.pair_row[mine] % n, self.pair_step[mine]] = value[mine]
         return out
+
+
+class SlotsExhaustedError(ValueError):
+    """The plugged-in cars need more slots than the compiled layout holds."""
+
+    def __init__(self, need: Sequence[tuple[int, int]]) -> None:
+        super().__init__(f"EV slots exhausted: need (lanes, per lane) {list(need)}")
+        self.need = list(need)
+
+
+@dataclass
+class SlotLayout:
+    """Where each hub's slots sit (see module doc). Slots are numbered hub by hub:
+    ``lanes x per_lane`` slots for plugged-in cars, then one per expected session."""
+
+    capacity: list[tuple[int, int]]  # per hub: (lanes, slots per lane)
+    expected_ids: list[dict[str, int]]  # per hub: expected session id -> slot
+    offsets: list[int]  # first slot of each hub
+    size: int
+
+    def needs(self, chargers: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+        """(lanes, slots per lane) each hub's plugged-in cars need: one lane per charger."""
+        out = []
+        for hub_chargers in chargers:
+            if len(hub_chargers) == 0:
+                out.append((0, 0))
+                continue
+            _, counts = np.unique(_lane_keys(hub_chargers), return_counts=True)
+            out.append((len(counts), int(counts.max())))
+        return out
+
+    def known_slots(self, hub: int, chargers: np.ndarray) -> np.ndarray:
+        """Slot of each plugged-in car: lane = its charger's rank, then the next free slot."""
+        lanes: dict[str, int] = {}
+        used: dict[str, int] = {}
+        slots = np.empty(len(chargers), dtype=int)
+        for i, key in enumerate(_lane_keys(chargers)):
+            lane = lanes.setdefault(key, len(lanes))
+            rank = used.get(key, 0)
+            used[key] = rank + 1
+            slots[i] = self.offsets[hub] + lane * self.capacity[hub][1] + rank
+        return slots
+
+    def expected_slots(self, hub: int, session_ids: np.ndarray) -> np.ndarray:
+        ids = self.expected_ids[hub]
+        try:
+            return np.array([ids[str(s)] for s in session_ids], dtype=int)
+        except KeyError as exc:
+            raise ValueError(f"expected session {exc} is not in the day's slot layout") from None
+
+
+def _lane_keys(chargers: np.ndarray) -> list[str]:
+    """One key per charger; a car without a charger id gets a lane of its own."""
+    return [
+        f"charger:{c}" if not pd.isna(c) else f"session:{i}" for i, c in enumerate(chargers)
+    ]
+
+
+def add_ev_slots(
+    builder: ModelBuilder,
+    specs: Sequence[EvChargingSpec],
+    expected: Sequence[SessionWindow],
+    capacity: Sequence[tuple[int, int]],
+    index: pd.DatetimeIndex,
+    dt_h: np.ndarray,
+    stack: Stack,
+) -> EvBlock:
+    """EV hubs as a fixed slot table (real time, see module doc); one scenario only.
+
+    ``expected[i]``: hub ``i``'s expected sessions seen from the start of the
+    horizon (:func:`strategies.state.window_sessions`); ``capacity[i]``: (lanes,
+    slots per lane) for its plugged-in cars. Fill with :meth:`EvBlock.set_sessions`.
+    """
+    specs = tuple(specs)
+    if stack.scenarios != 1:
+        raise ValueError("EV slots model one scenario (real time)")
+    steps = len(dt_h)
+    ids, rows, steps_of, hub_of_slot = [], [], [], []
+    expected_ids: list[dict[str, int]] = []
+    offsets: list[int] = []
+    lane_groups: list[tuple[int, np.ndarray]] = []  # (hub, slots of one lane) when per_lane > 1
+    slot = 0
+    for hub, spec in enumerate(specs):
+        offsets.append(slot)
+        lanes, per_lane = capacity[hub]
+        for lane in range(lanes):
+            members = np.arange(slot, slot + per_lane)
+            if per_lane > 1:
+                lane_groups.append((hub, members))
+            for k in range(per_lane):
+                ids.append(f"{spec.id}/lane-{lane}.{k}")
+                rows.append(np.full(steps, slot))
+                steps_of.append(np.arange(steps))
+                hub_of_slot.append(hub)
+                slot += 1
+        share = expected[hub].share
+        mine: dict[str, int] = {}
+        for i, session_id in enumerate(expected[hub].sessions.session_id):
+            mine[session_id] = slot
+            ids.append(f"{spec.id}/{session_id}")
+            window = np.flatnonzero(share[i] > 0)
+            rows.append(np.full(len(window), slot))
+            steps_of.append(window)
+            hub_of_slot.append(hub)
+            slot += 1
+        expected_ids.append(mine)
+    layout = SlotLayout([(int(c[0]), int(c[1])) for c in capacity], expected_ids, offsets, slot)
+    session_stack = Stack(tuple(ids), 1, stack.weights)
+    pair_row = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
+    pair_step = np.concatenate(steps_of) if steps_of else np.zeros(0, dtype=int)
+    pairs = len(pair_row)
+    slots_frame = pd.DataFrame({"session_id": ids, "hub": hub_of_slot})
+    if pairs == 0:
+        empty = np.zeros(0, dtype=int)
+        return EvBlock(stack, specs, slots_frame, session_stack, None, empty, empty,
+                       sp.csr_matrix((0, 0)), steps, slots=layout)
+    box = cp.Parameter(pairs, name="ev_charge_max_kw", nonneg=True, value=np.zeros(pairs))
+    charge_kw = cp.Variable(pairs, name="ev_charge_kw",
+                            bounds=builder.bounds("ev:charge-bounds", 0.0, box))
+    columns = np.arange(pairs)
+    to_session = sp.csr_matrix((dt_h[pair_step], (pair_row, columns)), shape=(slot, pairs))
+    energy_kwh = cp.Parameter(slot, name="ev_energy_kwh", nonneg=True, value=np.zeros(slot))
+    energy_rows = builder.add(
+        ASSET_TYPE, "energy", "required", session_stack.labels,
+        to_session @ charge_kw - energy_kwh, "==", soft=True,
+    )
+    hub_of = np.asarray(hub_of_slot)
+    to_hub = sp.csr_matrix(
+        (np.ones(pairs), (hub_of[pair_row] * steps + pair_step, columns)),
+        shape=(len(specs) * steps, pairs),
+    )
+    hub_kw = cp.reshape(to_hub @ charge_kw, (len(specs), steps), order="C")
+    hub_limit = np.array([s.hub_limit_kw for s in specs])[:, None]
+    builder.add(ASSET_TYPE, "hub", "max", stack.labels, hub_kw - hub_limit, "<=")
+    if lane_groups:
+        lane_of = np.full(slot, -1)
+        for g, (_, members) in enumerate(lane_groups):
+            lane_of[members] = g
+        in_lane = lane_of[pair_row] >= 0
+        to_lane = sp.csr_matrix(
+            (np.ones(int(in_lane.sum())),
+             (lane_of[pair_row[in_lane]] * steps + pair_step[in_lane], columns[in_lane])),
+            shape=(len(lane_groups) * steps, pairs),
+        )
+        lane_kw = cp.reshape(to_lane @ charge_kw, (len(lane_groups), steps), order="C")
+        limits = np.array([specs[h].charger_power_kw for h, _ in lane_groups])[:, None]
+        labels = [ids[members[0]].rsplit(".", 1)[0] for _, members in lane_groups]
+        builder.add(ASSET_TYPE, "charger", "max", labels, lane_kw - limits, "<=")
+    return EvBlock(
+        stack, specs, slots_frame, session_stack, charge_kw, pair_row, pair_step, to_hub, steps,
+        energy_kwh, layout, box, energy_rows, list(ids),
+    )
 
 
 def add_ev_hubs(
@@ -166,7 +396,7 @@ def add_ev_hubs(
     energy_kwh.value = session_stack.tile(energy)
     builder.add(
         ASSET_TYPE, "energy", "required", session_stack.labels,
-        to_session @ charge_kw - energy_kwh, "==",
+        to_session @ charge_kw - energy_kwh, "==", soft=True,
     )
     hub_row = (pair_row // n) * hubs + hub_of[pair_row % n]
     to_hub = sp.csr_matrix(

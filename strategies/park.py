@@ -22,13 +22,14 @@ import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
 from strategies.battery import BatteryBlock, add_batteries
-from strategies.ev import EvBlock, add_ev_hubs
+from strategies.ev import EvBlock, add_ev_hubs, add_ev_slots
 from strategies.process import ProcessBlock, add_processes
 from strategies.pv import PvBlock, add_pv
 from strategies.state import (
     EnergyPolicy,
     ParkInputs,
     ParkState,
+    SessionWindow,
     session_table,
     state_of,
 )
@@ -62,6 +63,21 @@ def interval_hours(index: pd.DatetimeIndex, interval_minutes: int) -> np.ndarray
                 f"{sorted(set(steps.tolist()))} min"
             )
     return np.full(len(index), interval_minutes / 60.0)
+
+
+@dataclass(frozen=True)
+class DynamicLayout:
+    """A real-time model that one compile serves for every position of the horizon.
+
+    Asset boxes, the process baseline and the ramp start become Parameters set
+    per position (``set_state(..., position)``), and EV hubs become slot tables
+    (:func:`strategies.ev.add_ev_slots`): ``expected`` holds each hub's expected
+    sessions seen from the start of the horizon, ``capacity`` its (lanes, slots
+    per lane) for plugged-in cars.
+    """
+
+    expected: Mapping[str, SessionWindow]
+    capacity: Mapping[str, tuple[int, int]]
 
 
 @dataclass
@@ -117,13 +133,18 @@ def build_park_model(
     omit: frozenset[str] = frozenset(),
     energy_policy: EnergyPolicy = "cap",
     session_tables: Mapping[str, pd.DataFrame] | None = None,
+    soft: bool = False,
+    dynamic: DynamicLayout | None = None,
 ) -> ParkModel:
     """Build the constraints of ``park`` over ``inputs.index`` with ``scenarios`` copies.
 
     ``weights`` are the scenario probabilities (default equal); asset costs
     (degradation, terminal value) are weighted by them. ``session_tables``
     (hub id -> :func:`strategies.state.session_table`) overrides the tables
-    otherwise built from ``state`` and ``inputs``.
+    otherwise built from ``state`` and ``inputs``. ``soft=True`` (real time):
+    rows carrying measured state get penalised slack (:mod:`strategies._model`).
+    ``dynamic`` (real time, one scenario): the model's position can move without
+    recompiling (:class:`DynamicLayout`); it implies ``soft``.
     """
     index = inputs.index
     dt_h = np.asarray(dt_h, dtype=float)
@@ -132,7 +153,10 @@ def build_park_model(
     weights = np.full(scenarios, 1.0 / scenarios) if weights is None else np.asarray(weights, float)
     if weights.shape != (scenarios,) or not np.isclose(weights.sum(), 1.0) or (weights < 0).any():
         raise ValueError(f"weights must be {scenarios} probabilities summing to 1, got {weights}")
-    builder = ModelBuilder(omit=omit)
+    if dynamic is not None and scenarios != 1:
+        raise ValueError("a dynamic (real-time) model has one scenario")
+    builder = ModelBuilder(omit=omit, soft=soft or dynamic is not None)
+    moving = dynamic is not None
 
     def stack(specs: Sequence[AssetSpec]) -> Stack:
         return Stack(tuple(s.id for s in specs), scenarios, weights)
@@ -153,7 +177,9 @@ def build_park_model(
             ],
             dtype=float,
         )
-        battery_block = add_batteries(builder, batteries, soc0, dt_h, stack(batteries))
+        battery_block = add_batteries(
+            builder, batteries, soc0, dt_h, stack(batteries), dynamic=moving
+        )
     process_block = None
     if processes:
         process_block = add_processes(
@@ -166,6 +192,7 @@ def build_park_model(
             park.timezone,
             dt_h,
             stack(processes),
+            dynamic=moving,
         )
     pv_block = None
     if pvs:
@@ -174,9 +201,15 @@ def build_park_model(
             pvs,
             np.array([_series(inputs.pv_available_kw, p.id, park.id, "PV forecast") for p in pvs]),
             stack(pvs),
+            dynamic=moving,
         )
     ev_block = None
-    if hubs:
+    if hubs and dynamic is not None:
+        ev_block = add_ev_slots(
+            builder, hubs, [dynamic.expected[h.id] for h in hubs],
+            [dynamic.capacity[h.id] for h in hubs], index, dt_h, stack(hubs),
+        )
+    elif hubs:
         tables = [
             session_tables[hub.id]
             if session_tables is not None

@@ -7,12 +7,17 @@ Consumption ``baseline + shift`` [kW, >= 0] with one variable ``shift_kw``
   (``process:shift-bounds``);
 * **recovery within the window**: the day is cut into blocks of
   ``recovery_window_h`` starting at local midnight (the park's time zone);
-  the energy shifted inside a block is recovered inside the same block --
-  the energy offset ``offset[t] = offset0 + sum_{k<=t} shift[k] * dt[k]`` is
-  zero at every block boundary inside the horizon (``recovery-window``) and
-  at the horizon end (``energy-recovered``). So every kWh shed or added is
-  paid back within at most ``recovery_window_h``, by a linear (convex)
-  constraint;
+  the energy shifted inside a block is recovered inside the same block:
+  ``offset0 + sum_{t in block} shift[t] * dt[t] = 0`` for every block that
+  ends at a boundary inside the horizon (``recovery-window``) and for the
+  last one, which ends with the horizon (``energy-recovered``); ``offset0``
+  (what was shifted before the horizon began) counts in the first block
+  only. So every kWh shed or added is paid back within at most
+  ``recovery_window_h``, by a linear (convex) constraint. (One row per block
+  rather than the running offset at each boundary: equivalent when every row
+  holds, and when a soft row gives way in real time, a block's shortfall is
+  penalised once and not carried into the next block -- which is also what
+  the operator measures, since it restarts the offset at each block);
 * ramp limits on the *shift* (the controllable deviation from the baseline;
   the baseline itself is what the plant does anyway):
   ``shift[t] - shift[t-1] = step[t]`` (``ramp-balance``) with
@@ -30,12 +35,22 @@ block began (negative: shed), to be recovered by the block's end;
 ``shift_kw`` = the shift now in force, the start of the ramp.
 
 Power into the grid: ``-(baseline + shift)``.
+
+Real time: ``recovery-window`` and ``energy-recovered`` carry measured state
+(the energy shifted so far) and are soft there (:mod:`strategies._model`).
+With ``dynamic=True`` the baseline, the shift box and the start of the ramp
+are Parameters: before the current position baseline and shift are zero, the
+ramp restarts from the measured shift at the position (``ramp-balance``:
+``shift[t] - shift[t-1] - step[t] = kick[t]``, ``kick`` = measured shift at the
+position, zero elsewhere) and the measured offset enters the row of the block
+the position is in (blocks already over hold ``0 = 0``), so one compiled
+model serves the whole day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
@@ -55,24 +70,59 @@ class ProcessBlock:
     specs: tuple[FlexibleProcessSpec, ...]
     baseline_kw: np.ndarray  # (rows, T)
     shift_kw: cp.Variable
-    offset_initial_kwh: cp.Parameter
     shift_initial_kw: cp.Parameter
+    #: per recovery window: (process rows, block of each interval, offset per block Parameter)
+    recovery: list[tuple[np.ndarray, np.ndarray, cp.Parameter]] = field(default_factory=list)
+    #: dynamic models only (see module doc)
+    baseline_param: cp.Parameter | None = None
+    shift_box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
+    kick_kw: cp.Parameter | None = None
+    ramp_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    position: int = 0
 
     @property
     def consumption_kw(self) -> cp.Expression:
-        return self.baseline_kw + self.shift_kw
+        base = self.baseline_param if self.baseline_param is not None else self.baseline_kw
+        return base + self.shift_kw
 
     @property
     def power_kw(self) -> cp.Expression:
         return -self.consumption_kw
 
-    def set_state(self, energy_offset_kwh: np.ndarray, shift_kw: np.ndarray) -> None:
+    @property
+    def dynamic(self) -> bool:
+        return self.baseline_param is not None
+
+    def set_state(
+        self, energy_offset_kwh: np.ndarray, shift_kw: np.ndarray, position: int = 0
+    ) -> None:
+        """The measured state at the start of interval ``position`` (0 unless dynamic)."""
         offset = np.asarray(energy_offset_kwh, dtype=float)
         shift = np.asarray(shift_kw, dtype=float)
         if not (np.isfinite(offset).all() and np.isfinite(shift).all()):
             raise ValueError("process state must be finite")
-        self.offset_initial_kwh.value = self.stack.tile(offset)
+        if position and not self.dynamic:
+            raise ValueError("a static process model starts at position 0")
+        self.position = position
+        offsets = self.stack.tile(offset)
+        for rows, block_of, parameter in self.recovery:
+            value = np.zeros(parameter.shape)
+            value[:, block_of[position]] = offsets[rows]
+            parameter.value = value
         self.shift_initial_kw.value = self.stack.tile(shift)
+        if self.baseline_param is None:
+            return
+        live = np.arange(self.baseline_kw.shape[1])[None, :] >= position
+        self.baseline_param.value = np.where(live, self.baseline_kw, 0.0)
+        if self.shift_box is not None:
+            lower_p, upper_p, lower, upper = self.shift_box
+            lower_p.value = np.where(live, lower, 0.0)
+            upper_p.value = np.where(live, upper, 0.0)
+        if self.kick_kw is not None:
+            kick = np.zeros(self.kick_kw.shape)
+            kick[:, position] = self.stack.tile(shift)[self.ramp_rows]
+            self.kick_kw.value = kick
+
 
 
 def block_starts(index: pd.DatetimeIndex, timezone: str, window_h: float) -> np.ndarray:
@@ -97,8 +147,13 @@ def add_processes(
     timezone: str,
     dt_h: np.ndarray,
     stack: Stack,
+    *,
+    dynamic: bool = False,
 ) -> ProcessBlock:
-    """Add every flexible process of a park; ``baseline_kw`` is (n, T) [kW, >= 0]."""
+    """Add every flexible process of a park; ``baseline_kw`` is (n, T) [kW, >= 0].
+
+    ``dynamic=True``: the position can move without recompiling (see module doc).
+    """
     specs = tuple(specs)
     rows, steps = stack.rows, len(dt_h)
     shape = (rows, steps)
@@ -116,31 +171,44 @@ def add_processes(
     down = np.maximum(
         np.minimum(stack.tile(np.array([s.shift_down_kw for s in specs]))[:, None], base), 0.0
     )
-    shift = cp.Variable(
-        shape, name="process_shift_kw", bounds=builder.bounds("process:shift-bounds", -down, up)
-    )
-    offset0 = cp.Parameter(rows, name="process_offset_initial_kwh")
+    lower, upper = -np.broadcast_to(down, shape), np.array(np.broadcast_to(up, shape))
+    box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
+    if dynamic:
+        box = (
+            cp.Parameter(shape, name="process_shift_min_kw", value=lower),
+            cp.Parameter(shape, name="process_shift_max_kw", value=upper),
+            lower,
+            upper,
+        )
+        shift = cp.Variable(
+            shape, name="process_shift_kw",
+            bounds=builder.bounds("process:shift-bounds", box[0], box[1]),
+        )
+    else:
+        shift = cp.Variable(
+            shape, name="process_shift_kw", bounds=builder.bounds("process:shift-bounds", -down, up)
+        )
     shift0 = cp.Parameter(rows, name="process_shift_initial_kw")
-    block = ProcessBlock(stack, specs, base, shift, offset0, shift0)
-    block.set_state(energy_offset_kwh, shift_kw)
+    block = ProcessBlock(stack, specs, base, shift, shift0)
+    if dynamic:
+        block.baseline_param = cp.Parameter(shape, name="process_baseline_kw", value=base)
+        block.shift_box = box
 
     labels = stack.labels
-    builder.add(
-        ASSET_TYPE, "energy", "recovered", labels, offset0 + shift @ dt_h, "=="
-    )
     windows = stack.tile(np.array([s.recovery_window_h for s in specs]))
     for window in np.unique(windows):
         idx = np.flatnonzero(windows == window)
         starts = block_starts(index, timezone, float(window))
-        if not starts.size:
-            continue
-        # offset before interval t = offset0 + sum_{k < t} shift[k] dt[k]
-        mask = np.arange(steps)[None, :] < starts[:, None]
-        partial = sp.csr_matrix(mask * dt_h[None, :])  # (boundaries, T)
-        sub_shift = shift[idx]
-        at_boundaries = partial @ sub_shift.T  # (boundaries, assets)
-        lhs = at_boundaries.T + cp.reshape(offset0[idx], (len(idx), 1), order="C")
-        builder.add(ASSET_TYPE, "recovery", "window", [labels[i] for i in idx], lhs, "==")
+        block_of = np.searchsorted(starts, np.arange(steps), side="right")  # (T,)
+        blocks = len(starts) + 1
+        per_block = sp.csr_matrix((dt_h, (block_of, np.arange(steps))), shape=(blocks, steps))
+        offset = cp.Parameter((len(idx), blocks), name=f"process_offset_kwh_{window:g}h")
+        lhs = (per_block @ shift[idx].T).T + offset  # (assets, blocks)
+        names = [labels[i] for i in idx]
+        if blocks > 1:
+            builder.add(ASSET_TYPE, "recovery", "window", names, lhs[:, :-1], "==", soft=True)
+        builder.add(ASSET_TYPE, "energy", "recovered", names, lhs[:, -1], "==", soft=True)
+        block.recovery.append((idx, block_of, offset))
 
     ramp = stack.tile(np.array([s.ramp_limit_kw_per_min or np.inf for s in specs]))
     limited = np.flatnonzero(np.isfinite(ramp))
@@ -153,8 +221,14 @@ def add_processes(
             (len(limited), steps), name="process_ramp_kw",
             bounds=builder.bounds("process:ramp-bounds", -step_limit, step_limit),
         )
+        if dynamic:
+            block.kick_kw = cp.Parameter((len(limited), steps), name="process_ramp_start_kw")
+            block.ramp_rows = limited
+            start = previous(np.zeros(len(limited)), sub) + block.kick_kw
+        else:
+            start = previous(shift0[limited], sub)
         builder.add(
-            ASSET_TYPE, "ramp", "balance", [labels[i] for i in limited],
-            sub - previous(shift0[limited], sub) - step, "==",
+            ASSET_TYPE, "ramp", "balance", [labels[i] for i in limited], sub - start - step, "=="
         )
+    block.set_state(energy_offset_kwh, shift_kw)
     return block

@@ -19,14 +19,40 @@ for markets that claw back deviation profits or to make the plan stick to
 the award. ``price_surplus`` is capped at ``price_shortfall`` so that
 deviating both ways at once can never pay (the LP stays bounded).
 
-**Re-use.** :class:`RealTimePark` compiles the problem once per
-``(position, plugged-in sessions)`` and keeps it: prices, awards, battery
-energy, process state and the energy each car still needs are
-:class:`cvxpy.Parameter` values (the problem is DPP), so a re-solve for the
-same interval -- the daemon re-plans every dispatch period with fresh
-telemetry and forecasts -- only updates parameters. With HiGHS it goes
-through :class:`strategies._solver.HotHighs` (persistent model, previous
-basis); other solvers re-solve through CVXPY's cached DPP map.
+**Re-use across intervals.** :class:`RealTimePark` compiles ONE problem per
+park and horizon, over the whole horizon, and re-solves it at every
+interval. Everything that changes from one interval to the next is a
+:class:`cvxpy.Parameter` (the problem is DPP) that enters only the costs, the
+right-hand sides or the variable bounds -- never the constraint matrix:
+
+* the position: intervals before it are pinned -- asset boxes zero (battery
+  SoC free to sit at the measured value), process baseline zero, price,
+  penalty and award weights zero -- so they add nothing and constrain
+  nothing; the measured state enters where the plan starts (battery SoC
+  before interval 0 stays there through the pinned intervals; the process
+  ramp restarts from the measured shift at the position; the measured process
+  offset enters the recovery row of the block the position is in);
+* EV sessions: a fixed slot table (:func:`strategies.ev.add_ev_slots`) whose
+  boxes and energies are Parameters, so arrivals and departures change
+  values, not structure. Only more plugged-in cars (or cars sharing a charge
+  point) than the slots hold force a rebuild (``real_time_slots_grown``).
+
+With HiGHS a re-solve goes through :class:`strategies._solver.HotHighs`: a
+persistent ``highspy.Highs`` model receives only the changed costs and bounds
+and starts from its previous basis; other solvers re-solve through CVXPY's
+cached DPP map. ``reuse=False`` compiles a model of ``[position, T)`` per
+(position, plugged-in cars) instead: the former design, kept as the
+reference the day model is tested against.
+
+**Measured state never makes it infeasible.** Devices deviate a little from
+plans, so the measured state may be one that the hard rules cannot recover
+from (a recovery block that can no longer be evened out, a car that can no
+longer get its energy, a battery that cannot reach its end-of-day SoC). In
+real time those rows are soft (:mod:`strategies._model`): slack costs
+:func:`soft_penalty_per_mwh` per MWh, far more than any plan can earn, so the
+LP stays feasible, recovers as much as it can and logs
+``realtime_recovery_shortfall`` with the amount whenever slack is used.
+Day-ahead, plans and perfect foresight keep them hard.
 
 On failure (:class:`~vpp.SolverError`, including the typed
 :class:`~vpp.InfeasibleError`), :func:`real_time_dispatch` returns the
@@ -45,9 +71,19 @@ import pandas as pd
 import structlog
 
 from strategies._solver import DEFAULT_SOLVER, HotHighs, SolveStats, check_solver, solve
-from strategies.park import ParkModel, build_park_model, interval_hours
+from strategies.ev import SlotsExhaustedError
+from strategies.park import DynamicLayout, ParkModel, build_park_model, interval_hours
 from strategies.schedule import Schedule, idle_power_kw
-from strategies.state import EnergyPolicy, ParkInputs, ParkState, session_table, state_of
+from strategies.state import (
+    EnergyPolicy,
+    ParkInputs,
+    ParkState,
+    SessionArrays,
+    SessionWindow,
+    session_table,
+    state_of,
+    window_sessions,
+)
 from vpp._exceptions import SolverError
 from vpp.config.models import BatterySpec, EvChargingSpec, ParkConfig
 from vpp.types import Setpoint
@@ -56,19 +92,68 @@ from vpp.units import KW_PER_MW, KWH_PER_MWH
 log = structlog.get_logger(__name__)
 
 
+#: Soft rows (energy owed because of a measured state, see :mod:`strategies._model`) give
+#: way at ``max(SOFT_PENALTY_MIN_PER_MWH, SOFT_PENALTY_PRICE_FACTOR x (largest |price| of the
+#: forecast + deviation penalty))`` per MWh left unrecovered / undelivered / below target:
+#: far above what a MWh can earn in the plan, so slack is used only when nothing else works.
+SOFT_PENALTY_MIN_PER_MWH = 10_000.0
+SOFT_PENALTY_PRICE_FACTOR = 100.0
+
+
+def soft_penalty_per_mwh(
+    price_surplus: np.ndarray, price_shortfall: np.ndarray, deviation_penalty_per_mwh: float = 0.0
+) -> float:
+    """Penalty [currency/MWh] of a soft row's slack for one real-time solve (see above)."""
+    largest = max(float(np.abs(price_surplus).max(initial=0.0)),
+                  float(np.abs(price_shortfall).max(initial=0.0)))
+    return max(SOFT_PENALTY_MIN_PER_MWH,
+               SOFT_PENALTY_PRICE_FACTOR * (largest + deviation_penalty_per_mwh))
+
+
 @dataclass
 class _Compiled:
-    key: tuple[object, ...]
     model: ParkModel
     problem: cp.Problem
     award_kw: cp.Parameter
-    price_surplus: cp.Parameter
-    price_shortfall: cp.Parameter
+    value_surplus: cp.Parameter  # currency per kW of surplus, per interval
+    cost_shortfall: cp.Parameter  # currency per kW of shortfall, per interval
     hot: HotHighs | None
+    key: tuple[object, ...] = ()  # window models: (position, sessions)
+    capacity: dict[str, tuple[int, int]] = field(default_factory=dict)  # day models: EV slots
+
+
+@dataclass(frozen=True)
+class RealTimeSolution:
+    """One park's re-optimised plan for intervals ``[position, T)``.
+
+    Attributes:
+        power_kw: power into the grid per asset [kW] (T - position,).
+        soc_kwh: battery energy at the end of each interval [kWh].
+        net_kw: the park's net power [kW].
+        shortfall_kwh: soft row name -> energy it gave way by [kWh] (empty when the
+            measured state let every hard rule hold).
+        model: the solved model (a day model covers the whole horizon; its first
+            ``position`` intervals are pinned and not part of the plan). It is re-used:
+            its values hold until the park's next solve.
+    """
+
+    power_kw: Mapping[str, np.ndarray]
+    soc_kwh: Mapping[str, np.ndarray]
+    net_kw: np.ndarray
+    shortfall_kwh: Mapping[str, float]
+    model: ParkModel
 
 
 class RealTimePark:
-    """One park's real-time problem over the rest of a horizon, compiled once and re-solved."""
+    """One park's real-time problem over a horizon, compiled once and re-solved.
+
+    ``reuse=True`` (default) compiles one *day model* over the whole horizon
+    (:class:`strategies.park.DynamicLayout`): the position, the measured
+    state and the plugged-in cars are Parameters, so the only recompile is
+    when more cars are plugged in than the EV slots hold. ``reuse=False``
+    compiles a model of ``[position, T)`` per (position, plugged-in cars) --
+    the former design, kept as the reference the day model is tested against.
+    """
 
     def __init__(
         self,
@@ -81,6 +166,8 @@ class RealTimePark:
         time_limit_s: float = 60.0,
         energy_policy: EnergyPolicy = "cap",
         hot: bool = True,
+        reuse: bool = True,
+        omit: frozenset[str] = frozenset(),
     ) -> None:
         if deviation_penalty_per_mwh < 0:
             raise ValueError("deviation_penalty_per_mwh must be >= 0")
@@ -92,23 +179,104 @@ class RealTimePark:
         self.time_limit_s = time_limit_s
         self.energy_policy = energy_policy
         self.hot = hot and self.solver == "HIGHS"
+        self.reuse = reuse
+        self.omit = omit
+        self.hubs = [a for a in park.assets if isinstance(a, EvChargingSpec)]
         self._compiled: _Compiled | None = None
+        #: each hub's expected sessions of the horizon (fixed when the dispatcher is made)
+        self._expected = {
+            hub.id: SessionArrays.from_frame(inputs.expected_sessions.get(hub.id), None, hub.id)
+            for hub in self.hubs
+        }
         self.compiles = 0
 
+    # ------------------------------------------------------------------ session tables
+
+    def _table(
+        self, hub: EvChargingSpec, position: int, known: pd.DataFrame | None,
+        expected: pd.DataFrame | None,
+    ) -> pd.DataFrame:
+        return session_table(
+            hub, known, expected, self.inputs.index[position:], self.dt_h[position:],
+            energy_policy=self.energy_policy,
+        )
+
     def _tables(self, position: int, state: ParkState | None) -> dict[str, pd.DataFrame]:
-        window = self.inputs.window(position)
+        """Known and expected sessions of every hub in one table (window models)."""
         return {
-            hub.id: session_table(
-                hub,
-                state_of(state, hub.id).sessions,
-                window.expected_sessions.get(hub.id),
-                window.index,
-                self.dt_h[position:],
+            hub.id: self._table(hub, position, state_of(state, hub.id).sessions,
+                                self.inputs.expected_sessions.get(hub.id))
+            for hub in self.hubs
+        }
+
+    # ------------------------------------------------------------------ building
+
+    def _objective(
+        self, model: ParkModel, award: cp.Parameter, labels: Sequence[str]
+    ) -> tuple[cp.Problem, cp.Parameter, cp.Parameter]:
+        steps = len(model.dt_h)
+        value_surplus = cp.Parameter(steps, name="value_surplus_per_kw")
+        cost_shortfall = cp.Parameter(steps, name="cost_shortfall_per_kw")
+        surplus = cp.Variable(steps, name="surplus_kw", nonneg=True)
+        shortfall = cp.Variable(steps, name="shortfall_kw", nonneg=True)
+        model.builder.add(
+            "park", "deviation", "balance", labels,
+            model.net_kw[0] - award - surplus + shortfall, "==",
+        )
+        value = value_surplus @ surplus - cost_shortfall @ shortfall
+        problem = cp.Problem(cp.Minimize(model.builder.cost - value), model.builder.cvxpy_constraints)
+        if not problem.is_dpp():
+            raise AssertionError("real-time problem must be DPP so re-solves reuse it")
+        return problem, value_surplus, cost_shortfall
+
+    def _compile(self, model: ParkModel, labels: Sequence[str]) -> _Compiled:
+        award = cp.Parameter(len(model.dt_h), name="award_kw")
+        problem, value_surplus, cost_shortfall = self._objective(model, award, labels)
+        self.compiles += 1
+        hot = HotHighs(problem, [model.builder], self.time_limit_s) if self.hot else None
+        return _Compiled(model, problem, award, value_surplus, cost_shortfall, hot)
+
+    def _windows(
+        self, position: int, sessions: Mapping[str, SessionArrays], log_events: bool
+    ) -> dict[str, SessionWindow]:
+        out = {}
+        for hub in self.hubs:
+            window = window_sessions(
+                hub, sessions[hub.id], self.inputs.index[position:], self.dt_h[position:],
                 energy_policy=self.energy_policy,
             )
-            for hub in self.park.assets
-            if isinstance(hub, EvChargingSpec)
-        }
+            if log_events and window.capped:
+                log.info("ev_request_capped", hub=hub.id, sessions=window.capped)
+            out[hub.id] = window
+        return out
+
+    def _build_day(self, capacity: dict[str, tuple[int, int]]) -> _Compiled:
+        """The whole-horizon model; intervals before the position are pinned per solve."""
+        expected = self._windows(0, self._expected, log_events=True)
+        model = build_park_model(
+            self.park, self.inputs, None, self.dt_h, energy_policy=self.energy_policy,
+            omit=self.omit, dynamic=DynamicLayout(expected, capacity),
+        )
+        labels = [f"{self.park.id}/{t.isoformat()}" for t in self.inputs.index]
+        compiled = self._compile(model, labels)
+        compiled.capacity = dict(capacity)
+        log.info("real_time_compiled", park=self.park.id, model="day",
+                 ev_slots={h: list(c) for h, c in capacity.items()})
+        return compiled
+
+    def _build_window(
+        self, key: tuple[object, ...], position: int, state: ParkState | None,
+        tables: Mapping[str, pd.DataFrame],
+    ) -> _Compiled:
+        window = self.inputs.window(position)
+        model = build_park_model(
+            self.park, window, state, self.dt_h[position:], energy_policy=self.energy_policy,
+            session_tables=tables, omit=self.omit, soft=True,
+        )
+        labels = [f"{self.park.id}/{t.isoformat()}" for t in window.index]
+        compiled = self._compile(model, labels)
+        compiled.key = key
+        return compiled
 
     @staticmethod
     def _key(position: int, tables: Mapping[str, pd.DataFrame]) -> tuple[object, ...]:
@@ -119,38 +287,51 @@ class RealTimePark:
         )
         return (position, sessions)
 
-    def _build(
-        self, key: tuple[object, ...], position: int, state: ParkState | None,
-        tables: Mapping[str, pd.DataFrame],
-    ) -> _Compiled:
-        window = self.inputs.window(position)
-        dt_h = self.dt_h[position:]
-        model = build_park_model(
-            self.park, window, state, dt_h, energy_policy=self.energy_policy,
-            session_tables=tables,
-        )
-        steps = len(dt_h)
-        award = cp.Parameter(steps, name="award_kw")
-        surplus_price = cp.Parameter(steps, name="price_surplus_per_mwh")
-        shortfall_price = cp.Parameter(steps, name="price_shortfall_per_mwh")
-        surplus = cp.Variable(steps, name="surplus_kw", nonneg=True)
-        shortfall = cp.Variable(steps, name="shortfall_kw", nonneg=True)
-        model.builder.add(
-            "park", "deviation", "balance", [f"{self.park.id}/{t.isoformat()}" for t in window.index],
-            model.net_kw[0] - award - surplus + shortfall, "==",
-        )
-        per_kwh = dt_h / KWH_PER_MWH
-        value = (
-            cp.sum(cp.multiply(cp.multiply(per_kwh, surplus_price), surplus))
-            - cp.sum(cp.multiply(cp.multiply(per_kwh, shortfall_price), shortfall))
-            - self.penalty * cp.sum(cp.multiply(per_kwh, surplus + shortfall))
-        )
-        problem = cp.Problem(cp.Minimize(model.builder.cost - value), model.builder.cvxpy_constraints)
-        if not problem.is_dpp():
-            raise AssertionError("real-time problem must be DPP so re-solves reuse it")
-        self.compiles += 1
-        hot = HotHighs(problem, [model.builder], self.time_limit_s) if self.hot else None
-        return _Compiled(key, model, problem, award, surplus_price, shortfall_price, hot)
+    # ------------------------------------------------------------------ solving
+
+    def _day_model(self, position: int, state: ParkState | None) -> _Compiled:
+        """The day model with this position's state and cars (rebuilt if the cars need more slots)."""
+        known = self._windows(position, {
+            hub.id: SessionArrays.from_frame(state_of(state, hub.id).sessions, 1.0, hub.id)
+            for hub in self.hubs
+        }, log_events=True)
+        expected = self._windows(position, self._expected, log_events=False)
+        known_list = [known[h.id] for h in self.hubs]
+        expected_list = [expected[h.id] for h in self.hubs]
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._build_day({hub.id: (hub.chargers, 1) for hub in self.hubs})
+        if compiled.model.ev is not None:
+            try:
+                compiled.model.ev.set_sessions(known_list, expected_list, position)
+            except SlotsExhaustedError as exc:
+                grown = {
+                    hub.id: (max(have[0], need[0]), max(have[1], need[1]))
+                    for hub, have, need in zip(
+                        self.hubs, compiled.capacity.values(), exc.need, strict=True
+                    )
+                }
+                log.info("real_time_slots_grown", park=self.park.id, position=position,
+                         ev_slots={h: list(c) for h, c in grown.items()})
+                compiled = self._build_day(grown)
+                ev = compiled.model.ev
+                if ev is not None:
+                    ev.set_sessions(known_list, expected_list, position)
+        self._set_state(compiled.model, state, position)
+        return compiled
+
+    def _window_model(self, position: int, state: ParkState | None) -> _Compiled:
+        tables = self._tables(position, state)
+        key = self._key(position, tables)
+        compiled = self._compiled
+        if compiled is None or compiled.key != key:
+            return self._build_window(key, position, state, tables)
+        self._set_state(compiled.model, state, 0)
+        if compiled.model.ev is not None and compiled.model.ev.charge_kw is not None:
+            compiled.model.ev.set_energy(np.concatenate(
+                [tables[spec.id]["energy_kwh"].to_numpy(float) for spec in compiled.model.ev.specs]
+            ))
+        return compiled
 
     def solve(
         self,
@@ -159,26 +340,33 @@ class RealTimePark:
         award_kw: np.ndarray,
         price_surplus: np.ndarray,
         price_shortfall: np.ndarray | None = None,
-    ) -> tuple[ParkModel, SolveStats]:
+    ) -> tuple[RealTimeSolution, SolveStats]:
         """Solve intervals ``[position, T)``; arrays cover those intervals. Raises on failure."""
         start = time.perf_counter()
         steps = len(self.dt_h) - position
+        if not 0 <= position < len(self.dt_h):
+            raise ValueError(f"position {position} outside the horizon of {len(self.dt_h)}")
         award = _vector(award_kw, steps, "award_kw")
         shortfall = _vector(
             price_shortfall if price_shortfall is not None else price_surplus, steps,
             "price_shortfall",
         )
         surplus = np.minimum(_vector(price_surplus, steps, "price_surplus"), shortfall)
-        tables = self._tables(position, state)
-        key = self._key(position, tables)
-        compiled = self._compiled
-        if compiled is None or compiled.key != key:
-            compiled = self._compiled = self._build(key, position, state, tables)
+        if self.reuse:
+            compiled = self._compiled = self._day_model(position, state)
+            offset = position
         else:
-            self._set_state(compiled.model, state, tables)
-        compiled.award_kw.value = award
-        compiled.price_surplus.value = surplus
-        compiled.price_shortfall.value = shortfall
+            compiled = self._compiled = self._window_model(position, state)
+            offset = 0
+        model = compiled.model
+        horizon = len(model.dt_h)
+        per_kw = model.dt_h[offset:] / KWH_PER_MWH
+        compiled.award_kw.value = _pad(award, horizon)
+        compiled.value_surplus.value = _pad(per_kw * (surplus - self.penalty), horizon)
+        compiled.cost_shortfall.value = _pad(per_kw * (shortfall + self.penalty), horizon)
+        model.builder.set_soft_penalty(
+            soft_penalty_per_mwh(surplus, shortfall, self.penalty) / KWH_PER_MWH
+        )
         build_s = time.perf_counter() - start
         context = {"model": "real_time", "park": self.park.id, "position": position,
                    "intervals": steps}
@@ -189,28 +377,48 @@ class RealTimePark:
             log.info("solve_finished", solver="HIGHS", mode="hot", objective=stats.objective,
                      solve_s=round(stats.solve_s, 4), **context)
         else:
-            stats = solve(compiled.problem, [compiled.model.builder], solver=self.solver,
+            stats = solve(compiled.problem, [model.builder], solver=self.solver,
                           time_limit_s=self.time_limit_s, build_s=build_s, context=context)
-        return compiled.model, stats
+        relabel = {}
+        if model.ev is not None and model.ev.energy_rows is not None and model.ev.slot_labels:
+            relabel[id(model.ev.energy_rows)] = model.ev.slot_labels
+        shortfall_kwh = model.builder.soft_violations(labels=relabel)
+        if shortfall_kwh:
+            log.warning(
+                "realtime_recovery_shortfall", park=self.park.id, position=position,
+                total_kwh=round(sum(shortfall_kwh.values()), 3),
+                rows={k: round(v, 3) for k, v in sorted(shortfall_kwh.items())[:10]},
+            )
+        solution = RealTimeSolution(
+            {a: v[0, offset:] for a, v in model.asset_power_kw().items()},
+            {a: v[0, offset:] for a, v in model.soc_kwh().items()},
+            np.asarray(model.net_kw.value, dtype=float)[0, offset:],
+            shortfall_kwh,
+            model,
+        )
+        return solution, stats
 
-    def _set_state(
-        self, model: ParkModel, state: ParkState | None, tables: Mapping[str, pd.DataFrame]
-    ) -> None:
+    def _set_state(self, model: ParkModel, state: ParkState | None, position: int) -> None:
         if model.batteries is not None:
             model.batteries.set_state(
-                np.array([_soc(b, state) for b in model.batteries.specs])
+                np.array([_soc(b, state) for b in model.batteries.specs]), position
             )
         if model.processes is not None:
             specs = model.processes.specs
             model.processes.set_state(
                 np.array([state_of(state, p.id).energy_offset_kwh for p in specs]),
                 np.array([state_of(state, p.id).shift_kw for p in specs]),
+                position,
             )
-        if model.ev is not None and model.ev.charge_kw is not None:
-            energy = np.concatenate(
-                [tables[spec.id]["energy_kwh"].to_numpy(float) for spec in model.ev.specs]
-            )
-            model.ev.set_energy(energy)
+        if model.pv is not None:
+            model.pv.set_position(position)
+
+
+def _pad(values: np.ndarray, horizon: int) -> np.ndarray:
+    """``values`` for the last intervals of ``horizon``, zero before them."""
+    out = np.zeros(horizon)
+    out[horizon - len(values):] = values
+    return out
 
 
 def _soc(spec: BatterySpec, state: ParkState | None) -> float:
@@ -269,6 +477,7 @@ class RealTimeDispatcher:
         time_limit_s: float = 60.0,
         energy_policy: EnergyPolicy = "cap",
         hot: bool = True,
+        reuse: bool = True,
     ) -> None:
         if not parks:
             raise ValueError("no parks to dispatch")
@@ -281,7 +490,7 @@ class RealTimeDispatcher:
             p.id: RealTimePark(
                 p, inputs[p.id], interval_minutes,
                 deviation_penalty_per_mwh=deviation_penalty_per_mwh, solver=solver,
-                time_limit_s=time_limit_s, energy_policy=energy_policy, hot=hot,
+                time_limit_s=time_limit_s, energy_policy=energy_policy, hot=hot, reuse=reuse,
             )
             for p in self.parks
         }
@@ -312,7 +521,8 @@ class RealTimeDispatcher:
             None if price_shortfall is None
             else _remaining(price_shortfall, self.index, position, "price_shortfall")
         )
-        models, stats, errors = [], [], {}
+        stats: list[SolveStats] = []
+        errors: dict[str, str] = {}
         power_parts: dict[tuple[str, str], np.ndarray] = {}
         soc_parts: dict[tuple[str, str], np.ndarray] = {}
         park_net: dict[str, np.ndarray] = {}
@@ -320,7 +530,7 @@ class RealTimeDispatcher:
             award = _vector(_award_of(award_kw, park.id), len(self.index), f"award_kw[{park.id}]")
             state = (states or {}).get(park.id)
             try:
-                model, stat = self.park_problems[park.id].solve(
+                solution, stat = self.park_problems[park.id].solve(
                     position, state, award[position:], surplus, shortfall
                 )
             except SolverError as exc:
@@ -336,13 +546,12 @@ class RealTimeDispatcher:
                     soc_parts[(park.id, asset_id)] = values
                 park_net[park.id] = sum(power.values(), np.zeros(len(remaining)))
                 continue
-            models.append(model)
             stats.append(stat)
-            for asset_id, values in model.asset_power_kw().items():
-                power_parts[(park.id, asset_id)] = values[0]
-            for asset_id, values in model.soc_kwh().items():
-                soc_parts[(park.id, asset_id)] = values[0]
-            park_net[park.id] = np.asarray(model.net_kw.value)[0]
+            for asset_id, values in solution.power_kw.items():
+                power_parts[(park.id, asset_id)] = values
+            for asset_id, values in solution.soc_kwh.items():
+                soc_parts[(park.id, asset_id)] = values
+            park_net[park.id] = solution.net_kw
         schedule = _schedule(remaining, power_parts, soc_parts, park_net, stats, bool(errors), errors)
         deviation = pd.DataFrame(
             {

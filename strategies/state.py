@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.ev import SESSION_TABLE_COLUMNS, availability
+from strategies.ev import SESSION_TABLE_COLUMNS, availability_ns
 from vpp.config.models import (
     BatterySpec,
     EvChargingSpec,
@@ -235,6 +235,119 @@ def realized_sessions(
     return out
 
 
+@dataclass(frozen=True)
+class SessionArrays:
+    """Sessions as arrays: what :func:`session_table` computes on, without pandas.
+
+    ``arrival_ns``/``departure_ns`` are UTC nanoseconds (departure = stated
+    departure); ``remaining_kwh`` = requested - charged (>= 0).
+    """
+
+    session_id: np.ndarray  # str
+    charger: np.ndarray  # object
+    arrival_ns: np.ndarray  # int64
+    departure_ns: np.ndarray  # int64
+    remaining_kwh: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.session_id)
+
+    @classmethod
+    def empty(cls) -> SessionArrays:
+        none = np.zeros(0)
+        ns = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros(0, dtype=object), np.zeros(0, dtype=object), ns, ns, none, none)
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame | None, weight: float | None, hub_id: str = "hub"
+    ) -> SessionArrays:
+        """Rows of ``frame`` (:data:`KNOWN_SESSION_COLUMNS`; plus ``weight`` when
+        ``weight`` is None), each with weight ``weight``."""
+        if frame is None or frame.empty:
+            return cls.empty()
+        missing = set(KNOWN_SESSION_COLUMNS) - set(frame.columns)
+        if missing:
+            raise ValueError(f"{hub_id}: sessions lack column(s) {sorted(missing)}")
+        remaining = np.maximum(
+            frame["requested_energy_kwh"].to_numpy(float) - frame["charged_kwh"].to_numpy(float),
+            0.0,
+        )
+        return cls(
+            frame["session_id"].astype(str).to_numpy(dtype=object),
+            frame["charger"].to_numpy(dtype=object),
+            _ns(frame["arrival"]),
+            _ns(frame["stated_departure"]),
+            remaining,
+            np.full(len(frame), weight) if weight is not None else frame["weight"].to_numpy(float),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[SessionArrays]) -> SessionArrays:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in (
+            "session_id", "charger", "arrival_ns", "departure_ns", "remaining_kwh", "weight")))
+
+
+@dataclass(frozen=True)
+class SessionWindow:
+    """Sessions seen from a horizon: the rows :func:`session_table` keeps, as arrays.
+
+    ``open_ns`` is the arrival clipped to the horizon start; ``energy_kwh`` the
+    energy owed inside the horizon (share of the window inside it x remaining
+    x weight, capped at what the charger can deliver under policy ``cap``);
+    ``share`` (rows, T) the share of each interval inside each window.
+    """
+
+    sessions: SessionArrays  # kept rows
+    open_ns: np.ndarray
+    energy_kwh: np.ndarray
+    share: np.ndarray
+    overdue: int
+    capped: int
+
+
+def _ns(values: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(values).as_unit("ns").asi8
+
+
+def window_sessions(
+    hub: EvChargingSpec,
+    sessions: SessionArrays,
+    index: pd.DatetimeIndex,
+    dt_h: np.ndarray,
+    *,
+    energy_policy: EnergyPolicy = "cap",
+) -> SessionWindow:
+    """The arithmetic of :func:`session_table` on arrays (see the module doc), no logging."""
+    starts = index.as_unit("ns").asi8
+    start = int(starts[0])
+    end = int(starts[-1] + round(float(dt_h[-1]) * 3.6e12))
+    open_ns = np.maximum(sessions.arrival_ns, start)
+    departure = sessions.departure_ns
+    window = (departure - open_ns).astype(np.float64)
+    inside = (np.minimum(departure, end) - open_ns).astype(np.float64)
+    overdue = window <= 0
+    keep = np.flatnonzero(~overdue & (inside > 0))
+    kept = SessionArrays(*(getattr(sessions, f)[keep] for f in (
+        "session_id", "charger", "arrival_ns", "departure_ns", "remaining_kwh", "weight")))
+    fraction = inside[keep] / window[keep]
+    energy = kept.remaining_kwh * fraction * kept.weight
+    share = availability_ns(open_ns[keep], departure[keep], starts, dt_h)
+    capped = 0
+    if energy_policy == "cap" and len(keep):
+        deliverable = hub.charger_power_kw * kept.weight * (share @ dt_h)
+        over = energy > deliverable
+        capped = int(over.sum())
+        energy = np.minimum(energy, deliverable)
+    return SessionWindow(kept, open_ns[keep], energy, share, int(overdue.sum()), capped)
+
+
 def session_table(
     hub: EvChargingSpec,
     known: pd.DataFrame | None,
@@ -245,44 +358,26 @@ def session_table(
     energy_policy: EnergyPolicy = "cap",
 ) -> pd.DataFrame:
     """Rows for :func:`strategies.ev.add_ev_hubs`: known sessions (weight 1) and expected ones."""
-    parts = []
-    for frame, default_weight in ((known, 1.0), (expected, None)):
-        if frame is None or frame.empty:
-            continue
-        missing = set(KNOWN_SESSION_COLUMNS) - set(frame.columns)
-        if missing:
-            raise ValueError(f"{hub.id}: sessions lack column(s) {sorted(missing)}")
-        part = frame.loc[:, list(KNOWN_SESSION_COLUMNS)].copy()
-        part["weight"] = default_weight if default_weight is not None else frame["weight"]
-        parts.append(part)
-    if not parts:
+    sessions = SessionArrays.concat([
+        SessionArrays.from_frame(known, 1.0, hub.id),
+        SessionArrays.from_frame(expected, None, hub.id),
+    ])
+    if not len(sessions):
         return pd.DataFrame(columns=list(SESSION_TABLE_COLUMNS))
-    table = pd.concat(parts, ignore_index=True)
-    start, end = index[0], index[-1] + pd.Timedelta(hours=float(dt_h[-1]))
-    arrival = pd.DatetimeIndex(table["arrival"])
-    departure = pd.DatetimeIndex(table["stated_departure"])
-    open_from = arrival.where(arrival > start, start)
-    window_s = (departure - open_from).total_seconds().to_numpy()
-    inside_s = (departure.where(departure < end, end) - open_from).total_seconds().to_numpy()
-    overdue = window_s <= 0
-    if overdue.any():
-        log.info("ev_session_overdue", hub=hub.id, sessions=int(overdue.sum()))
-    keep = (~overdue) & (inside_s > 0)
-    table = table.loc[keep].reset_index(drop=True)
-    fraction = inside_s[keep] / window_s[keep]
-    remaining = np.maximum(
-        table["requested_energy_kwh"].to_numpy(float) - table["charged_kwh"].to_numpy(float), 0.0
+    window = window_sessions(hub, sessions, index, dt_h, energy_policy=energy_policy)
+    if window.overdue:
+        log.info("ev_session_overdue", hub=hub.id, sessions=window.overdue)
+    if window.capped:
+        log.info("ev_request_capped", hub=hub.id, sessions=window.capped)
+    kept = window.sessions
+    return pd.DataFrame(
+        {
+            "session_id": kept.session_id,
+            "charger": kept.charger,
+            "arrival": pd.DatetimeIndex(window.open_ns, tz="UTC"),
+            "stated_departure": pd.DatetimeIndex(kept.departure_ns, tz="UTC"),
+            "energy_kwh": window.energy_kwh,
+            "weight": kept.weight,
+        },
+        columns=list(SESSION_TABLE_COLUMNS),
     )
-    energy = remaining * fraction * table["weight"].to_numpy(float)
-    table["arrival"] = open_from[keep]
-    if energy_policy == "cap" and len(table):
-        share = availability(table, index, dt_h)
-        deliverable = (
-            hub.charger_power_kw * table["weight"].to_numpy(float) * (share @ dt_h)
-        )
-        capped = energy > deliverable
-        if capped.any():
-            log.info("ev_request_capped", hub=hub.id, sessions=int(capped.sum()))
-        energy = np.minimum(energy, deliverable)
-    table["energy_kwh"] = energy
-    return table.loc[:, list(SESSION_TABLE_COLUMNS)]

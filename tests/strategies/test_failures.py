@@ -90,17 +90,20 @@ def test_day_ahead_falls_back_to_a_price_taking_idle_bid(cn_rules) -> None:  # t
 
 
 def test_real_time_falls_back_per_park() -> None:
+    # Measured state never makes real time infeasible (soft rows), a grid too small for
+    # the plant's baseline still does.
     good = make_park(battery(), park_id="good")
-    bad = make_park(battery(), ev_hub(), park_id="bad")
-    inputs = {"good": ParkInputs(INDEX), "bad": ParkInputs(INDEX)}
-    dispatcher = RealTimeDispatcher([good, bad], inputs, 60, energy_policy="strict")
+    bad = make_park(process(shift_down_kw=0.0), import_kw=500.0, park_id="bad")
+    inputs = {"good": ParkInputs(INDEX),
+              "bad": ParkInputs(INDEX, baseline_kw={"furnace": np.full(4, 1000.0)})}
+    dispatcher = RealTimeDispatcher([good, bad], inputs, 60)
     awards = {"good": np.zeros(4), "bad": np.zeros(4)}
-    result = dispatcher.dispatch(1, {"bad": {"hub": AssetState(sessions=GREEDY_CAR)}}, awards,
-                                 np.array([10.0, 20, 30, 40]))
+    result = dispatcher.dispatch(1, None, awards, np.array([10.0, 20, 30, 40]))
     assert result.fallback
     assert set(result.errors) == {"bad"}
+    assert "grid-import-max" in result.errors["bad"]
     assert all(np.isfinite(s.power_kw) for s in result.setpoints)
-    assert len(result.setpoints) == 3
+    assert len(result.setpoints) == 2
 
 
 def test_idle_schedule_curtails_pv_to_the_export_limit() -> None:

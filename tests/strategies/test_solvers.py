@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from strategies import optimise_schedule, perfect_foresight
 from strategies.foresight import realized_states
 from strategies.park import interval_hours
 from strategies.state import load_inputs
+from tests.strategies.conftest import REPO
 from vpp.timeutil import day_intervals_utc
 
 DAY = dt.date(2025, 5, 20)
@@ -62,3 +65,23 @@ def test_two_settlement_foresight_is_at_least_the_single_price_optimum(portfolio
     rt_only = perfect_foresight(parks, inputs, states, 15, prices["rt_price"])
     da_only = perfect_foresight(parks, inputs, states, 15, prices["da_price"])
     assert both.objective >= max(rt_only.objective, da_only.objective) - 1e-6
+
+
+def test_highs_prints_no_banner() -> None:
+    # highspy prints "Running HiGHS ... Copyright" once per process from the first Highs();
+    # strategies swallows it. A fresh interpreter: solves through CVXPY and a persistent model.
+    script = (
+        "import numpy as np, cvxpy as cp\n"
+        "from strategies._solver import HotHighs, solve\n"
+        "x = cp.Variable(2, nonneg=True)\n"
+        "p = cp.Parameter(2, value=np.array([1.0, 2.0]))\n"
+        "problem = cp.Problem(cp.Minimize(p @ x), [cp.sum(x) >= 1])\n"
+        "solve(problem, [], sense=1.0)\n"
+        "HotHighs(problem).solve()\n"
+        "print('done')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, cwd=REPO)
+    assert result.stdout.strip().endswith("done")
+    assert "Running HiGHS" not in result.stdout + result.stderr
+    assert "Copyright" not in result.stdout + result.stderr
