@@ -36,7 +36,7 @@ from adapters import SimulatedBattery, SimulatedEvHub
 from market_replay.canonical import PriceFrame
 from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
-from market_replay.settlement import settle
+from market_replay.settlement import settle, settle_parks
 from strategies import (
     get_strategy,
     initial_state,
@@ -358,39 +358,17 @@ def _account(
             index=index,
         )
         portfolio_rows.append(part)
-        park_award = plan.park_award_kw if plan.park_award_kw is not None else None
-        for park in portfolio.parks:
-            award_kw = (
-                park_award[park.id] if park_award is not None else pd.Series(0.0, index=index)
-            )
-            park_settled = settle(
-                award_kw / KW_PER_MW,
-                pd.Series(park_energy[park.id] / dt_h / KW_PER_MW, index=index),
-                frame,
-                plan.rules.settlement.rule,
-                dt_h,
-            )
-            park_wear = float(park_degradation[park.id].sum())
-            da, rt = (
-                float(park_settled["da_revenue"].sum()),
-                float(park_settled["rt_revenue"].sum()),
-            )
-            settlement_rows.append(
-                {
-                    "day": day.isoformat(),
-                    "park_id": park.id,
-                    "market_id": market.id,
-                    "energy_sold_mwh": float(park_energy[park.id].clip(min=0).sum() / KWH_PER_MWH),
-                    "energy_bought_mwh": float(
-                        -park_energy[park.id].clip(max=0).sum() / KWH_PER_MWH
-                    ),
-                    "da_revenue": da,
-                    "rt_revenue": rt,
-                    "degradation_cost": park_wear,
-                    "net_revenue": da + rt - park_wear,
-                    "imbalance_mwh": float(park_settled["imbalance_mwh"].abs().sum()),
-                }
-            )
+        settlement_rows += settle_parks(
+            day.isoformat(),
+            market.id,
+            [p.id for p in portfolio.parks],
+            plan.park_award_kw,
+            park_energy,
+            park_degradation,
+            frame,
+            plan.rules.settlement.rule,
+            dt_h,
+        )
     portfolio_frame = pd.concat(portfolio_rows)
     portfolio_frame.index.name = "interval_start"
     portfolio_frame.attrs["equivalent_cycles"] = cycles_kwh / capacity_kwh if capacity_kwh else 0.0
