@@ -44,6 +44,10 @@ class HttpExchange:
         self.backoff_s = backoff_s
         self._sleep = sleep
 
+    def close(self) -> None:
+        """Close the injected client's connections."""
+        self.client.close()
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         delay = self.backoff_s
         last: Exception | None = None

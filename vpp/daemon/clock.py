@@ -26,24 +26,37 @@ class SimulationClock:
     """An :class:`AcceleratedClock` that can be held at a job's due instant (see module doc)."""
 
     def __init__(self, start: dt.datetime, speed: float) -> None:
-        self._free = AcceleratedClock(start, speed)
+        self._start = start
+        self._speed = speed
+        self._free: AcceleratedClock | None = None  # stands still at ``start`` until run()
         self._lock = threading.Lock()
         self._held: dt.datetime | None = None
-        self._floor = self._free.now()
+        self._floor = start.astimezone(dt.UTC)
+
+    def run(self) -> None:
+        """Let simulated time flow (the daemon calls this when it starts); idempotent."""
+        with self._lock:
+            if self._free is None:
+                self._free = AcceleratedClock(self._floor, self._speed)
+
+    @property
+    def running(self) -> bool:
+        return self._free is not None
 
     @property
     def speed(self) -> float:
-        return self._free.speed
+        return self._speed
 
     def free_now(self) -> dt.datetime:
         """The running (unheld) simulated time."""
-        return self._free.now()
+        free = self._free
+        return self._floor if free is None else max(free.now(), self._floor)
 
     def now(self) -> dt.datetime:
         with self._lock:
             if self._held is not None:
                 return self._held
-        return max(self._free.now(), self._floor)
+        return self.free_now()
 
     @contextmanager
     def hold(self, at: dt.datetime) -> Iterator[dt.datetime]:

@@ -145,6 +145,7 @@ class Daemon:
         self.metrics_url = metrics_url
         self.finished = threading.Event()
         self._aborted = False
+        self._stopping = False
         self._started_at = utcnow()
         self._planned: dict[str, Job] = {}  # scheduled (or handled) job id -> job, per market
         self._current: dict[str, list[Setpoint]] = {m: [] for m in self.operators}
@@ -166,6 +167,10 @@ class Daemon:
 
     def start(self) -> None:
         """Recover from the store, schedule every job, start the scheduler."""
+        run = getattr(self.clock, "run", None)
+        if run is not None:  # a simulation clock waits for the daemon; map its time from now on
+            run()
+            self.time_map = TimeMap(self.clock.now(), dt.datetime.now(dt.UTC), self.time_map.speed)
         now = self.clock.now()
         for market_id, operator in self.operators.items():
             self._recover(market_id, operator, now)
@@ -191,17 +196,30 @@ class Daemon:
         revert to their own control when their watchdog expires (SunSpec
         ``InOutWRte_RvrtTms``), which is the safe state vpp relies on.
         """
+        self._stopping = True  # queued jobs return at once; running ones schedule nothing new
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+            self.scheduler.pause()
+            # Wait for the running job outside APScheduler's shutdown, which holds the job
+            # store lock while waiting and would deadlock with a job adding its successor.
+            for executor in list(self.scheduler._executors.values()):
+                executor.shutdown(wait=True)
+            self.scheduler.shutdown(wait=False)
         for operator in self.operators.values():
             for key, device in operator.devices.items():
                 close = getattr(device, "close", None)
                 if close is not None:
                     close()
                     log.info("device_released", park=key[0], asset=key[1])
+        self._close_exchanges()
         self._heartbeat(stopped=True)
         self.finished.set()
         log.info("daemon_stopped", mode=self.mode)
+
+    def _close_exchanges(self) -> None:
+        for exchange in {id(op.exchange): op.exchange for op in self.operators.values()}.values():
+            close = getattr(exchange, "close", None)
+            if close is not None:
+                close()
 
     def abort(self) -> None:
         """Stop at once, as a crash would: no more jobs, no cleanup, devices untouched.
@@ -211,10 +229,12 @@ class Daemon:
         of recovery.
         """
         self._aborted = True
+        self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for executor in self.scheduler._executors.values():  # drain: queued jobs are no-ops
             executor.shutdown(wait=True)
+        self._close_exchanges()  # the sockets a dead process leaves are closed by the OS
         self.finished.set()
 
     # ------------------------------------------------------------------ planning
@@ -293,6 +313,8 @@ class Daemon:
         return settled is None and record is not None
 
     def _schedule(self, market_id: str, job: Job, at: dt.datetime) -> None:
+        if self._stopping:
+            return
         handler = {
             "day_ahead": self._day_ahead,
             "awards": self._awards,
@@ -319,11 +341,13 @@ class Daemon:
     def _schedule_periodic(self, market_id: str, kind: str, at: dt.datetime) -> None:
         """Telemetry polling, setpoint re-sending and re-planning: a chain of one-off jobs (each due
         instant known, so the simulation clock can hold at it), coalesced when late."""
+        if self._stopping:
+            return
         self.scheduler.add_job(
             self._guard(self._periodic),
             DateTrigger(run_date=self.time_map.to_wall(at), timezone=dt.UTC),
             args=(market_id, kind, at),
-            id=f"{market_id}/{kind}",
+            id=f"{market_id}/{kind}@{at.isoformat()}",
             executor=_executor(market_id),
             misfire_grace_time=None,
             replace_existing=True,
@@ -376,7 +400,7 @@ class Daemon:
         stands still there while the job runs (see :mod:`vpp.daemon.clock`)."""
 
         def run(market_id: str, what: Any, at: dt.datetime) -> None:
-            if self._aborted:
+            if self._stopping:
                 return
             hold = getattr(self.clock, "hold", None)
             if hold is None:
@@ -385,7 +409,7 @@ class Daemon:
                 with hold(at):
                     func(market_id, what, at)
             if not self._aborted:
-                self._heartbeat()
+                self._heartbeat()  # also after the job that triggered stop (records the plan)
 
         run.__name__ = func.__name__
         return run
