@@ -328,6 +328,7 @@ class SimulatedProcess(SimulatedDevice):
         self.baseline = _Profile(baseline_kw, f"{asset.id} baseline_kw")
         self.target_kw: float | None = None  # consumption asked for by the setpoint
         self.shift_kw = 0.0
+        self._applied_kw: float | None = None
         self._last_setpoint_at = self._t
         self.consumed_kwh = 0.0
         self.baseline_kwh = 0.0
@@ -358,6 +359,9 @@ class SimulatedProcess(SimulatedDevice):
         baseline = self.baseline.at(now)
         if baseline is None or self._setpoint_kw is None:
             return
+        if self._setpoint_kw == self._applied_kw:
+            return  # a re-send of the same setpoint (watchdog refresh) changes nothing
+        self._applied_kw = self._setpoint_kw
         low, high = self._band(baseline)
         target = min(max(-self._setpoint_kw, low), high) - self._base(baseline)
         ramp = self.process.ramp_limit_kw_per_min

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from adapters import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv
+from adapters import SimulatedBattery, SimulatedEvHub
 from market_replay.canonical import PriceFrame
 from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
-from market_replay.settlement import settle
+from market_replay.settlement import settle, settle_parks
 from strategies import (
     get_strategy,
     initial_state,
@@ -45,21 +45,12 @@ from strategies import (
     perfect_foresight,
     realized_states,
 )
-from vpp.config.models import (
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
-    MarketRules,
-    ParkConfig,
-    PvSpec,
-    SimulatedAdapter,
-)
+from vpp.config.models import BatterySpec, MarketRules, ParkConfig
 from vpp.daemon.timing import day_jobs
+from vpp.devices import simulated_devices
 from vpp.engine import AssetKey, MarketPortfolio, Operator, award_series, exported_kwh
-from vpp.profiles import ev_sessions, load_kw, pv_available_kw
 from vpp.recording import MemoryRecorder
 from vpp.timeutil import day_intervals_utc
-from vpp.types import Device
 from vpp.units import KW_PER_MW, KWH_PER_MWH
 
 log = structlog.get_logger(__name__)
@@ -169,53 +160,6 @@ def segments(days: Sequence[dt.date]) -> list[list[dt.date]]:
     return out
 
 
-# --------------------------------------------------------------------------- devices
-
-
-def _simulated_devices(
-    portfolio: MarketPortfolio,
-    clock: ReplayClock,
-    index: pd.DatetimeIndex,
-    soc: dict[AssetKey, float],
-) -> tuple[dict[AssetKey, Device], dict[AssetKey, pd.DataFrame]]:
-    """Simulated devices fed with the parks' real profiles over ``index``.
-
-    The series reach one interval past the segment so the closing meter
-    reading at the segment's end is inside the data.
-    """
-    devices: dict[AssetKey, Device] = {}
-    sessions: dict[AssetKey, pd.DataFrame] = {}
-    step = index[1] - index[0]
-    start = index[0].to_pydatetime()
-    end = (index[-1] + step).to_pydatetime()
-    index = index.append(pd.DatetimeIndex([index[-1] + step]))
-    for park in portfolio.parks:
-        folder = portfolio.config_dirs[park.id]
-        for asset in park.assets:
-            key = (park.id, asset.id)
-            spec = (
-                asset.adapter if isinstance(asset.adapter, SimulatedAdapter) else SimulatedAdapter()
-            )
-            device: Device
-            if isinstance(asset, BatterySpec):
-                device = SimulatedBattery(park.id, asset, spec, clock=clock, soc=soc.get(key))
-            elif isinstance(asset, PvSpec):
-                available = pv_available_kw(asset, folder, index, park.timezone)
-                device = SimulatedPv(park.id, asset, spec, clock=clock, available_kw=available)
-            elif isinstance(asset, FlexibleProcessSpec):
-                baseline = load_kw(asset, folder, index, park.timezone)
-                device = SimulatedProcess(park.id, asset, spec, clock=clock, baseline_kw=baseline)
-            elif isinstance(asset, EvChargingSpec):
-                frame = ev_sessions(asset, folder, start, end, park.timezone)
-                device = SimulatedEvHub(park.id, asset, spec, clock=clock, sessions=frame)
-                sessions[key] = frame
-            else:  # pragma: no cover - the config admits no other asset type
-                raise TypeError(type(asset).__name__)
-            device.connect()
-            devices[key] = device
-    return devices, sessions
-
-
 # --------------------------------------------------------------------------- simulate
 
 
@@ -278,7 +222,7 @@ def simulate(
                 operator.collect_awards(job.delivery_day)
             else:
                 if not operator.devices:
-                    devices, sessions = _simulated_devices(portfolio, clock, index, soc)
+                    devices, sessions = simulated_devices(portfolio, clock, index, soc)
                     operator.devices, operator.sessions = devices, sessions
                 operator.dispatch(job.interval_start)  # type: ignore[arg-type]
                 if job.interval_start == operator.day_plan(job.delivery_day).index[-1]:
@@ -442,39 +386,17 @@ def _account(
             index=index,
         )
         portfolio_rows.append(part)
-        park_award = plan.park_award_kw if plan.park_award_kw is not None else None
-        for park in portfolio.parks:
-            award_kw = (
-                park_award[park.id] if park_award is not None else pd.Series(0.0, index=index)
-            )
-            park_settled = settle(
-                award_kw / KW_PER_MW,
-                pd.Series(park_energy[park.id] / dt_h / KW_PER_MW, index=index),
-                frame,
-                plan.rules.settlement.rule,
-                dt_h,
-            )
-            park_wear = float(park_degradation[park.id].sum())
-            da, rt = (
-                float(park_settled["da_revenue"].sum()),
-                float(park_settled["rt_revenue"].sum()),
-            )
-            settlement_rows.append(
-                {
-                    "day": day.isoformat(),
-                    "park_id": park.id,
-                    "market_id": market.id,
-                    "energy_sold_mwh": float(park_energy[park.id].clip(min=0).sum() / KWH_PER_MWH),
-                    "energy_bought_mwh": float(
-                        -park_energy[park.id].clip(max=0).sum() / KWH_PER_MWH
-                    ),
-                    "da_revenue": da,
-                    "rt_revenue": rt,
-                    "degradation_cost": park_wear,
-                    "net_revenue": da + rt - park_wear,
-                    "imbalance_mwh": float(park_settled["imbalance_mwh"].abs().sum()),
-                }
-            )
+        settlement_rows += settle_parks(
+            day.isoformat(),
+            market.id,
+            [p.id for p in portfolio.parks],
+            plan.park_award_kw,
+            park_energy,
+            park_degradation,
+            frame,
+            plan.rules.settlement.rule,
+            dt_h,
+        )
     portfolio_frame = pd.concat(portfolio_rows)
     portfolio_frame.index.name = "interval_start"
     portfolio_frame.attrs["equivalent_cycles"] = cycles_kwh / capacity_kwh if capacity_kwh else 0.0

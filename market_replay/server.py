@@ -12,7 +12,16 @@ GET      /v1/time                                        ``{"now": ISO}``
 POST     /v1/day-ahead/bids                              201 ``{"bid_id"}``; 422/409 with ``rule``
 GET      /v1/day-ahead/awards?portfolio_id=&delivery_day=  ``{"awards": [...]}``; 425 before publication
 GET      /v1/prices?column=&start=&end=                  ``{"values": [[ISO, x], ...]}``; 425 if unpublished
+GET      /v1/history?columns=a,b&start=                  every value published by now (see below)
 =======  ==============================================  ==========================
+
+``/v1/history`` answers ``{"columns": [...], "index": [ISO, ...], "values":
+[[x or null, ...], ...]}``: the rows with at least one value published at
+the exchange's clock, unpublished values ``null`` -- exactly
+:meth:`ReplayExchange.history`, the only data a forecaster may see.
+``start`` (optional, ISO with offset) drops older rows. ``/v1/health`` also
+reports the clock's ``speed`` and the first and last interval of the data,
+so a daemon in ``--simulate`` mode can follow the exchange's clock.
 
 Errors are JSON ``{"error": kind, "message": ..., "rule": ...}``.
 """
@@ -51,7 +60,7 @@ class ExchangeServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -86,7 +95,27 @@ class _Handler(BaseHTTPRequestHandler):
                     if url.path == "/v1/health":
                         body["status"] = "ok"
                         body["market_id"] = exchange.market.id
+                        body["speed"] = float(getattr(exchange.clock, "speed", 1.0))
+                        body["first_interval"] = exchange.prices.index[0].isoformat()
+                        body["last_interval"] = exchange.prices.index[-1].isoformat()
                     self._send(HTTPStatus.OK, body)
+                elif url.path == "/v1/history":
+                    columns = [c for c in query.get("columns", "").split(",") if c] or None
+                    frame = exchange.history(columns)
+                    if "start" in query:
+                        start = dt.datetime.fromisoformat(query["start"])
+                        if start.tzinfo is None:
+                            raise ValueError("start needs a UTC offset")
+                        frame = frame[frame.index >= start]
+                    values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+                    self._send(
+                        HTTPStatus.OK,
+                        {
+                            "columns": list(frame.columns),
+                            "index": [t.isoformat() for t in frame.index],
+                            "values": values,
+                        },
+                    )
                 elif url.path == "/v1/day-ahead/awards":
                     day = dt.date.fromisoformat(query["delivery_day"])
                     awards = exchange.day_ahead_awards(

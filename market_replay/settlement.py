@@ -16,8 +16,13 @@ Revenue is in market currency; a positive number is money received.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
+
+from vpp.units import KW_PER_MW, KWH_PER_MWH
 
 SETTLEMENT_COLUMNS = ("da_revenue", "rt_revenue", "imbalance_mwh")
 
@@ -67,3 +72,54 @@ def _column(prices: pd.DataFrame, name: str) -> np.ndarray:
     if name not in prices:
         raise ValueError(f"settlement needs column {name!r}; the price file has {list(prices)}")
     return prices[name].to_numpy(float)
+
+
+def settle_parks(
+    day: str,
+    market_id: str,
+    park_ids: Sequence[str],
+    park_award_kw: pd.DataFrame | None,
+    park_energy_kwh: Mapping[str, np.ndarray],
+    park_degradation: Mapping[str, np.ndarray],
+    prices: pd.DataFrame,
+    rule: str,
+    dt_h: float,
+) -> list[dict[str, Any]]:
+    """One settlement row per park for one delivery day (the backtest's and the daemon's).
+
+    ``park_award_kw``: each park's share of the award per interval [kW]
+    (None: no award); ``park_energy_kwh``: energy each park delivered per
+    interval (> 0 sold) [kWh]; ``park_degradation``: battery wear cost per
+    interval [currency]; ``prices`` indexed like the award.
+    """
+    index = prices.index
+    rows: list[dict[str, Any]] = []
+    for park_id in park_ids:
+        award_kw = (
+            park_award_kw[park_id] if park_award_kw is not None else pd.Series(0.0, index=index)
+        )
+        energy = np.asarray(park_energy_kwh[park_id], dtype=float)
+        settled = settle(
+            award_kw / KW_PER_MW,
+            pd.Series(energy / dt_h / KW_PER_MW, index=index),
+            prices,
+            rule,
+            dt_h,
+        )
+        wear = float(np.sum(park_degradation[park_id]))
+        da, rt = float(settled["da_revenue"].sum()), float(settled["rt_revenue"].sum())
+        rows.append(
+            {
+                "day": day,
+                "park_id": park_id,
+                "market_id": market_id,
+                "energy_sold_mwh": float(energy.clip(min=0).sum() / KWH_PER_MWH),
+                "energy_bought_mwh": float(-energy.clip(max=0).sum() / KWH_PER_MWH),
+                "da_revenue": da,
+                "rt_revenue": rt,
+                "degradation_cost": wear,
+                "net_revenue": da + rt - wear,
+                "imbalance_mwh": float(settled["imbalance_mwh"].abs().sum()),
+            }
+        )
+    return rows

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import structlog
 
@@ -38,6 +39,7 @@ from strategies import (
     Strategy,
     load_inputs,
 )
+from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
 from vpp._exceptions import AdapterError, LookAheadError, MarketRuleError
 from vpp.config.loader import ConfigSet
@@ -75,7 +77,13 @@ class MarketData(Protocol):
 class Recorder(Protocol):
     """Where the operator records what it did (memory in backtests, the store in the daemon)."""
 
-    def has_bid(self, idempotency_key: str) -> bool: ...
+    def has_bid(self, idempotency_key: str) -> bool:
+        """True once the exchange has accepted the bid with this key."""
+        ...
+
+    def record_plan(self, result: DayAheadResult) -> None:
+        """Write ahead, before sending: the bid (``submitted``) and the strategy's plan."""
+        ...
 
     def record_bid(
         self, bid: DayAheadBid, *, status: str, receipt: str | None, reason: str | None
@@ -242,34 +250,61 @@ class Operator:
 
     # ----------------------------------------------------------------- day-ahead
 
+    def bid_key(self, day: dt.date) -> str:
+        """The idempotency key of the portfolio's day-ahead bid for ``day``."""
+        return f"{self.market.id}/{day.isoformat()}/{self.portfolio.portfolio_id}/day_ahead"
+
     def submit_day_ahead(self, day: dt.date) -> DayAheadResult | None:
-        """Build and submit the day-ahead bid for ``day``; None if one was already sent."""
-        key = f"{self.market.id}/{day.isoformat()}/{self.portfolio.portfolio_id}/day_ahead"
+        """Build and submit the day-ahead bid for ``day``; None if one was already accepted.
+
+        The bid and the strategy's plan are recorded (``submitted``) before
+        they are sent. If the day already has a built bid that was not
+        accepted (a retry after the exchange was unreachable, or a bid
+        recovered from the store after a restart), that same bid is sent
+        again rather than a new one. An exchange answering ``duplicate_bid``
+        already holds this bid: it is recorded as accepted. Transport
+        failures (:class:`~vpp.ExchangeError`) propagate; the record stays
+        ``submitted`` (outcome unknown) for the caller to retry.
+        """
+        key = self.bid_key(day)
         if self.recorder.has_bid(key):
             self._log.info("bid_already_submitted", day=str(day), key=key)
             return None
         plan = self.day_plan(day)
-        now = self.clock.now()
-        history = self.data.history()
-        result = self.strategy.day_ahead(
-            self.portfolio.parks,
-            self._inputs(plan.index, now),
-            None,
-            plan.rules,
-            history,
-            index=plan.index,
-            portfolio_id=self.portfolio.portfolio_id,
-            created_at=now,
-            features=self._features(history, plan.index),
-        )
-        plan.result = result
+        if plan.result is None:
+            now = self.clock.now()
+            history = self.data.history()
+            plan.result = self.strategy.day_ahead(
+                self.portfolio.parks,
+                self._inputs(plan.index, now),
+                None,
+                plan.rules,
+                history,
+                index=plan.index,
+                portfolio_id=self.portfolio.portfolio_id,
+                created_at=now,
+                features=self._features(history, plan.index),
+            )
+        result = plan.result
+        self.recorder.record_plan(result)
         try:
-            receipt = self.exchange.submit_day_ahead(result.bid)
+            receipt: str | None = self.exchange.submit_day_ahead(result.bid)
         except MarketRuleError as exc:
-            self.recorder.record_bid(result.bid, status="rejected", receipt=None, reason=str(exc))
-            self._log.error("bid_rejected", day=str(day), rule=exc.rule, reason=str(exc))
-            return result
-        self.recorder.record_bid(result.bid, status="accepted", receipt=receipt, reason=None)
+            if exc.rule != "duplicate_bid":
+                self.recorder.record_bid(
+                    result.bid, status="rejected", receipt=None, reason=str(exc)
+                )
+                self._log.error("bid_rejected", day=str(day), rule=exc.rule, reason=str(exc))
+                return result
+            # An earlier attempt landed but its answer was lost: the exchange has our bid.
+            self._log.warning("bid_confirmed_by_duplicate", day=str(day), key=key)
+            receipt = None
+        self.recorder.record_bid(
+            result.bid,
+            status="accepted",
+            receipt=receipt,
+            reason=None if receipt is not None else "confirmed by duplicate_bid",
+        )
         self._log.info(
             "bid_submitted",
             day=str(day),
@@ -285,8 +320,7 @@ class Operator:
         awards = list(
             self.exchange.day_ahead_awards(self.market.id, self.portfolio.portfolio_id, day)
         )
-        plan.awards = awards
-        plan.park_award_kw = self._split_awards(plan, awards)
+        self._set_awards(plan, awards)
         if plan.result is not None and awards:
             self.recorder.record_awards(plan.result.bid, awards)
         total_mwh = sum(a.quantity_mw for a in awards) * plan.rules.day_ahead.interval_minutes / 60
@@ -294,6 +328,39 @@ class Operator:
             "awards_received", day=str(day), products=len(awards), net_mwh=round(total_mwh, 3)
         )
         return awards
+
+    def _set_awards(self, plan: DayPlan, awards: Sequence[Award]) -> None:
+        plan.awards = list(awards)
+        plan.park_award_kw = self._split_awards(plan, awards)
+        # A plan made before the awards were known (safe schedule) must not be followed.
+        plan.last_plan, plan.last_position = None, -1
+
+    def restore(
+        self, day: dt.date, result: DayAheadResult | None, awards: Sequence[Award] | None
+    ) -> DayPlan:
+        """Rebuild a day's plan from what was recorded (the daemon's restart path).
+
+        ``result`` is the stored bid and allocation (None if there was no
+        bid); ``awards`` the stored awards (None if not yet received).
+        """
+        plan = self.day_plan(day)
+        plan.result = result
+        if awards is not None:
+            self._set_awards(plan, awards)
+        return plan
+
+    def prepare_dispatch(self, day: dt.date) -> None:
+        """Build the day's real-time dispatcher ahead of its first interval.
+
+        The dispatcher's inputs are the same whenever it is built before the
+        day starts, so building it early only moves the work off the first
+        dispatch.
+        """
+        plan = self.day_plan(day)
+        if plan.dispatcher is None:
+            plan.dispatcher = self.strategy.dispatcher(
+                self.portfolio.parks, self._inputs(plan.index, self.clock.now()), plan.rules
+            )
 
     def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> pd.DataFrame:
         parks = [p.id for p in self.portfolio.parks]
@@ -379,13 +446,12 @@ class Operator:
         plan = self.day_plan(day)
         position = int(plan.index.get_loc(t))
         states, _ = self.measure()
+        self.prepare_dispatch(day)
         if plan.park_award_kw is None:
+            # Awards not known (yet): hold the safe schedule until they arrive.
             self._log.warning("dispatch_without_awards", day=str(day), interval=t.isoformat())
-            plan.park_award_kw = self._split_awards(plan, [])
-        if plan.dispatcher is None:
-            plan.dispatcher = self.strategy.dispatcher(
-                self.portfolio.parks, self._inputs(plan.index, self.clock.now()), plan.rules
-            )
+            return self._send(self._safe_setpoints(plan, position, states))
+        assert plan.dispatcher is not None
         due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
         if due:
             award = {p: plan.park_award_kw[p].to_numpy(float) for p in plan.park_award_kw.columns}
@@ -408,6 +474,17 @@ class Operator:
         else:
             setpoints = self._follow(plan, position)
         return self._send(setpoints)
+
+    def _safe_setpoints(
+        self, plan: DayPlan, position: int, states: Mapping[str, Mapping[str, AssetState]]
+    ) -> list[Setpoint]:
+        """The idle schedule for this interval: no flexibility used, nothing to deviate from."""
+        assert plan.dispatcher is not None
+        zero = {p.id: np.zeros(len(plan.index)) for p in self.portfolio.parks}
+        idle = IdleStrategy().real_time(
+            plan.dispatcher, position, states, zero, pd.DataFrame(), self.timezone
+        )
+        return list(idle.setpoints)
 
     def _follow(self, plan: DayPlan, position: int) -> list[Setpoint]:
         """Setpoints for ``position`` from the last real-time plan (or none)."""

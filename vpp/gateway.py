@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ import pandas as pd
 import structlog
 
 from vpp._exceptions import ExchangeError, LookAheadError, MarketRuleError
+from vpp.timeutil import require_aware
 from vpp.types import Award, DayAheadBid
 from vpp.wire import WireError, award_from_json, bid_to_json
 
@@ -42,6 +43,10 @@ class HttpExchange:
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
+
+    def close(self) -> None:
+        """Close the injected client's connections."""
+        self.client.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         delay = self.backoff_s
@@ -111,6 +116,33 @@ class HttpExchange:
             return [award_from_json(a) for a in body["awards"]]
         except (KeyError, TypeError, WireError) as exc:
             raise ExchangeError(f"malformed awards from exchange: {exc}") from exc
+
+    def health(self) -> dict[str, Any]:
+        """The exchange's ``/v1/health`` answer (status, clock, speed in replay mode)."""
+        return self._raise_for(self._request("GET", "/v1/health"))
+
+    def history(
+        self, columns: Sequence[str] | None = None, start: dt.datetime | None = None
+    ) -> pd.DataFrame:
+        """Everything published by now (the operator's ``MarketData``); unpublished is NaN.
+
+        ``start`` (tz-aware) drops rows before it.
+        """
+        params: dict[str, str] = {}
+        if columns:
+            params["columns"] = ",".join(columns)
+        if start is not None:
+            require_aware(start, "start")
+            params["start"] = start.isoformat()
+        body = self._raise_for(self._request("GET", "/v1/history", params=params))
+        try:
+            index = pd.DatetimeIndex(
+                pd.to_datetime(body["index"], utc=True, format="ISO8601"), name="interval_start"
+            ).as_unit("ns")
+            frame = pd.DataFrame(body["values"], index=index, columns=list(body["columns"]))
+            return frame.astype(float)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExchangeError(f"malformed history from exchange: {exc}") from exc
 
     def get(self, column: str, start: dt.datetime, end: dt.datetime) -> pd.Series:
         params = {"column": column, "start": start.isoformat(), "end": end.isoformat()}

@@ -4,30 +4,60 @@
 reports from it); :class:`StoreRecorder` writes to the SQL store (the
 daemon), one short transaction per call so a crash loses at most the record
 being written.
+
+A day-ahead bid goes through these states in the store::
+
+    submitted --(exchange accepts, or answers duplicate_bid)--> accepted
+              --(exchange rejects a rule)---------------------> rejected
+              --(exchange unreachable until gate closure)-----> missed
+
+``submitted`` is written *before* the bid is sent (:meth:`record_plan`), so
+a crash while sending leaves a bid whose outcome is unknown; the daemon
+re-sends that same bid on restart and the exchange's idempotency (one bid
+per key) makes the second attempt either the first delivery or a
+``duplicate_bid`` answer that confirms the first.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import select
 
-from vpp.store import AwardRecord, BidRecord, SetpointRecord, Store, TelemetryRecord, utcnow
+from vpp.store import (
+    AwardRecord,
+    BidRecord,
+    DayPlanRecord,
+    SetpointRecord,
+    Store,
+    TelemetryRecord,
+    utcnow,
+)
 from vpp.types import Award, DayAheadBid, Health, Setpoint, Telemetry
-from vpp.wire import bid_to_json
+from vpp.wire import WireError, bid_from_json, bid_to_json
 
 
 @dataclass
 class MemoryRecorder:
     bids: list[tuple[DayAheadBid, str, str | None, str | None]] = field(default_factory=list)
+    plans: dict[str, Any] = field(default_factory=dict)
     awards: dict[str, list[Award]] = field(default_factory=dict)
     setpoints: list[Setpoint] = field(default_factory=list)
     telemetry: list[Telemetry] = field(default_factory=list)
 
     def has_bid(self, idempotency_key: str) -> bool:
-        return any(b.idempotency_key == idempotency_key for b, *_ in self.bids)
+        return any(
+            b.idempotency_key == idempotency_key and status == "accepted"
+            for b, status, *_ in self.bids
+        )
+
+    def record_plan(self, result: Any) -> None:
+        self.plans[result.bid.idempotency_key] = result
 
     def record_bid(
         self, bid: DayAheadBid, *, status: str, receipt: str | None, reason: str | None
@@ -51,14 +81,104 @@ class StoreRecorder:
         self.store = store
 
     def has_bid(self, idempotency_key: str) -> bool:
+        """True once the exchange accepted the bid (a ``submitted`` one may not have landed)."""
+        record = self.bid_record(idempotency_key)
+        return record is not None and record.status == "accepted"
+
+    def bid_record(self, idempotency_key: str) -> BidRecord | None:
         with self.store.session() as session:
-            found = session.exec(
-                select(BidRecord).where(
-                    BidRecord.idempotency_key == idempotency_key,
-                    BidRecord.status.in_(("accepted", "submitted")),  # type: ignore[attr-defined]
-                )
+            return session.exec(
+                select(BidRecord).where(BidRecord.idempotency_key == idempotency_key)
             ).first()
-        return found is not None
+
+    def bid(self, idempotency_key: str) -> DayAheadBid | None:
+        """The stored bid's curves, or None if none was stored (or a missed auction's)."""
+        record = self.bid_record(idempotency_key)
+        if record is None or not record.curves_json:
+            return None
+        try:
+            return bid_from_json(json.loads(record.curves_json))
+        except (ValueError, WireError):
+            return None
+
+    def record_plan(self, result: Any) -> None:
+        """Write ahead, in one transaction: the bid as ``submitted`` and the strategy's plan.
+
+        ``result`` is a :class:`strategies.DayAheadResult`. Called before
+        the bid is sent, so a restart can re-send the very same bid and
+        split its awards with the very same allocation.
+        """
+        bid: DayAheadBid = result.bid
+        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        now = utcnow()
+        with self.store.session() as session:
+            record = session.exec(
+                select(BidRecord).where(BidRecord.idempotency_key == bid.idempotency_key)
+            ).first()
+            if record is None or record.status != "accepted":
+                record = record or BidRecord(
+                    idempotency_key=bid.idempotency_key,
+                    market_id=bid.market_id,
+                    portfolio_id=bid.portfolio_id,
+                    kind="day_ahead",
+                    delivery_day=bid.delivery_day,
+                    submitted_at=now,
+                    status="submitted",
+                    curves_json="",
+                )
+                record.status = "submitted"
+                record.reason = None
+                record.submitted_at = now
+                record.curves_json = json.dumps(bid_to_json(bid))
+                session.add(record)
+            plan = session.get(DayPlanRecord, bid.idempotency_key) or DayPlanRecord(
+                idempotency_key=bid.idempotency_key,
+                market_id=bid.market_id,
+                delivery_day=bid.delivery_day,
+                created_at=now,
+                result_pickle=b"",
+            )
+            plan.created_at = now
+            plan.result_pickle = blob
+            session.add(plan)
+
+    def plan(self, idempotency_key: str) -> Any | None:
+        """The :class:`strategies.DayAheadResult` stored with a bid, or None."""
+        with self.store.session() as session:
+            record = session.get(DayPlanRecord, idempotency_key)
+        if record is None:
+            return None
+        try:
+            return pickle.loads(record.result_pickle)  # only ever written by this daemon
+        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError):
+            return None
+
+    def record_missed(
+        self,
+        idempotency_key: str,
+        *,
+        market_id: str,
+        portfolio_id: str,
+        delivery_day: dt.date,
+        reason: str,
+    ) -> None:
+        """Mark the day's auction as missed (keeping any curves already written)."""
+        with self.store.session() as session:
+            record = session.exec(
+                select(BidRecord).where(BidRecord.idempotency_key == idempotency_key)
+            ).first() or BidRecord(
+                idempotency_key=idempotency_key,
+                market_id=market_id,
+                portfolio_id=portfolio_id,
+                kind="day_ahead",
+                delivery_day=delivery_day,
+                submitted_at=utcnow(),
+                status="missed",
+                curves_json="",
+            )
+            record.status = "missed"
+            record.reason = reason
+            session.add(record)
 
     def record_bid(
         self, bid: DayAheadBid, *, status: str, receipt: str | None, reason: str | None
@@ -79,6 +199,8 @@ class StoreRecorder:
             )
             record.status = status
             record.reason = reason if receipt is None else f"receipt={receipt}"
+            if reason is not None and receipt is not None:
+                record.reason = f"receipt={receipt}; {reason}"
             record.submitted_at = utcnow()
             record.curves_json = json.dumps(bid_to_json(bid))
             session.add(record)
@@ -151,5 +273,6 @@ class StoreRecorder:
                         soc=r.soc,
                         available=r.health == Health.OK,
                         reason=r.reason,
+                        extra_json=json.dumps(r.extra) if r.extra else None,
                     )
                 )

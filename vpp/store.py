@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, DateTime, UniqueConstraint, event
+from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
@@ -132,6 +132,43 @@ class TelemetryRecord(SQLModel, table=True):
     soc: float | None
     available: bool
     reason: str | None = None
+    extra_json: str | None = None  # meter counters etc. (Telemetry.extra), JSON object
+
+
+class DayPlanRecord(SQLModel, table=True):
+    """What the strategy decided with a day-ahead bid, kept so a restart can dispatch it.
+
+    ``result_pickle`` is the strategy's :class:`strategies.DayAheadResult`
+    (bid curves, how awards split back to parks and assets, expected
+    schedule), written before the bid is sent. It is read back only by the
+    daemon that wrote it (trusted data); if it cannot be read after an
+    upgrade, the daemon falls back to the bid alone.
+    """
+
+    __tablename__ = "day_plans"
+
+    idempotency_key: str = Field(primary_key=True)
+    market_id: str = Field(index=True)
+    delivery_day: dt.date = Field(index=True)
+    created_at: dt.datetime = _utc_column(nullable=False)
+    result_pickle: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class DaemonStateRecord(SQLModel, table=True):
+    """The running daemon's heartbeat and job plan, for ``vpp status``."""
+
+    __tablename__ = "daemon_state"
+
+    id: str = Field(primary_key=True)  # "daemon"
+    mode: str  # "live" | "simulate"
+    pid: int
+    started_at: dt.datetime = _utc_column(nullable=False)
+    heartbeat_at: dt.datetime = _utc_column(nullable=False)  # wall clock
+    clock_now: dt.datetime = _utc_column(nullable=False)  # the daemon's clock (simulated or wall)
+    speed: float = 1.0
+    metrics_url: str | None = None
+    next_jobs_json: str = "[]"  # [{"run_at", "kind", "market", "delivery_day", "interval_start"}]
+    stopped_at: dt.datetime | None = _utc_column(nullable=True)
 
 
 class SettlementRecord(SQLModel, table=True):
@@ -170,8 +207,36 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             SQLModel.metadata.create_all(self.engine)
+            self._add_missing_columns()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {self.safe_url}: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Add nullable columns that newer versions introduced to tables that already exist.
+
+        ``create_all`` creates missing tables but never alters existing ones;
+        this is the only kind of schema change vpp makes in place (additive
+        and nullable), so an older ``var/vpp.db`` keeps working.
+        """
+        inspector = inspect(self.engine)
+        for table in SQLModel.metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                if not column.nullable:
+                    raise StoreError(
+                        f"store {self.safe_url}: table {table.name} lacks the required column "
+                        f"{column.name}; migrate the database or start with a new one"
+                    )
+                kind = column.type.compile(dialect=self.engine.dialect)
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                    )
+                log.info("store_column_added", table=table.name, column=column.name)
 
     @property
     def safe_url(self) -> str:

@@ -312,3 +312,13 @@ def test_ev_hub_tiny_charging_rate_does_not_overflow(clock: ManualClock) -> None
     clock.advance(hours=2)
     t = ev.read()
     assert t.extra["delivered_kwh"] == pytest.approx(2e-9)
+
+
+def test_process_resending_the_same_setpoint_changes_nothing(clock: ManualClock) -> None:
+    proc = SimulatedProcess("p", process(ramp=10), SIM, clock=clock, baseline_kw=series([600] * 8))
+    proc.connect()
+    clock.advance(minutes=10)
+    proc.write(sp("proc", -900, clock))  # +300 asked, 100 allowed after 10 min
+    clock.advance(minutes=1)
+    proc.write(sp("proc", -900, clock))  # the watchdog re-send: no extra ramp
+    assert proc.read().extra["shift_kw"] == pytest.approx(100)

@@ -12,6 +12,7 @@ import typer
 from vpp import __version__
 from vpp.cli import _adapters, _config, _plan
 from vpp.cli._backtest import backtest
+from vpp.cli._daemon import exchange_app, run, status
 from vpp.cli._data import data_app
 from vpp.cli._demo import demo
 from vpp.logging import configure_logging
@@ -46,6 +47,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(_adapters.app, name="adapters")
 app.command()(_plan.plan)
 app.command()(backtest)
+app.command()(run)
+app.command()(status)
+app.add_typer(exchange_app, name="exchange")
 
 
 def main() -> None:

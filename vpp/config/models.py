@@ -499,6 +499,34 @@ class DaemonSettings(Spec):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=1, le=65535)
     exchange_url: str | None = Field(None, description="Base URL of the exchange API")
+    exchange_timeout_s: float = Field(10.0, gt=0, le=120, description="HTTP timeout [s]")
+    exchange_retries: int = Field(
+        3, ge=0, le=10, description="Retries of one exchange call (transport errors, 5xx)"
+    )
+    exchange_backoff_s: float = Field(
+        0.5, ge=0, description="First backoff between retries, doubled each time [s]"
+    )
+    retry_s: float = Field(
+        60.0,
+        gt=0,
+        description="Re-try a bid (until gate closure), late awards or settlement this often [s]",
+    )
+    days_ahead: int = Field(1, ge=1, le=7, description="Plan jobs for this many days ahead")
+    strategy: str = Field("stochastic", description="Strategy name")
+    forecaster: str = Field("persistence", description="Price forecaster name")
+    scenarios: int = Field(5, ge=1, le=100, description="Price scenarios for day-ahead bids")
+    reoptimise_every: int = Field(
+        1, ge=1, le=96, description="Re-solve the real-time problem every N intervals"
+    )
+    deviation_penalty_per_mwh: float = Field(
+        1.0, ge=0, description="Cost per MWh of planned deviation from the award [currency/MWh]"
+    )
+    simulated_days: int = Field(
+        31,
+        ge=1,
+        le=366,
+        description="Live mode: days of profile data given to assets with a simulated adapter",
+    )
 
 
 class Settings(Spec):

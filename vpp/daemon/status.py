@@ -1,0 +1,155 @@
+"""What ``vpp status`` shows, read from the config and the store (no daemon needed).
+
+The running daemon writes its heartbeat, its clock (simulated time with
+``--simulate``) and its next jobs to the store (``daemon_state``); without
+one, the next jobs are computed from the market rules at the wall clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import httpx
+import pandas as pd
+from sqlmodel import func, select
+
+from vpp.config.loader import ConfigSet
+from vpp.daemon.timing import day_jobs
+from vpp.store import (
+    AwardRecord,
+    BidRecord,
+    DaemonStateRecord,
+    SettlementRecord,
+    Store,
+    TelemetryRecord,
+)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+def _probe(url: str | None) -> str:
+    if not url:
+        return "unknown"
+    try:
+        with httpx.Client(timeout=httpx.Timeout(1.0)) as client:
+            answer = client.get(f"{url}/healthz").json()
+    except (httpx.HTTPError, ValueError):
+        return "unreachable"
+    return str(answer.get("status", "unknown"))
+
+
+def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, Any]:
+    with store.session() as session:
+        state = session.get(DaemonStateRecord, "daemon")
+    now = state.clock_now if state is not None else dt.datetime.now(dt.UTC)
+    daemon = None
+    if state is not None:
+        daemon = {
+            "mode": state.mode,
+            "pid": state.pid,
+            "speed": state.speed,
+            "started_at": _iso(state.started_at),
+            "heartbeat_at": _iso(state.heartbeat_at),
+            "clock_now": _iso(state.clock_now),
+            "stopped_at": _iso(state.stopped_at),
+            "health": "stopped" if state.stopped_at else _probe(state.metrics_url),
+        }
+    markets = sorted({p.market for p in cfg.parks.values()})
+    bids: list[dict[str, Any]] = []
+    today_text = ""
+    with store.session() as session:
+        for market_id in markets:
+            market = cfg.markets[market_id]
+            today = pd.Timestamp(now).tz_convert(market.timezone).date()
+            today_text = today.isoformat()
+            for day in (today, today + dt.timedelta(days=1)):
+                record = session.exec(
+                    select(BidRecord).where(
+                        BidRecord.market_id == market_id, BidRecord.delivery_day == day
+                    )
+                ).first()
+                awards = []
+                if record is not None:
+                    awards = list(
+                        session.exec(select(AwardRecord).where(AwardRecord.bid_id == record.id))
+                    )
+                product_h = market.rules_on(day).day_ahead.interval_minutes / 60
+                settled = session.exec(
+                    select(func.sum(SettlementRecord.net_revenue)).where(
+                        SettlementRecord.market_id == market_id,
+                        SettlementRecord.delivery_day == day,
+                    )
+                ).one()
+                bids.append(
+                    {
+                        "market": market_id,
+                        "day": day.isoformat(),
+                        "status": record.status if record else "none",
+                        "submitted_at": _iso(record.submitted_at) if record else None,
+                        "reason": record.reason if record else None,
+                        "awards": len(awards),
+                        "award_mwh": sum(a.quantity_mw for a in awards) * product_h,
+                        "settled_net": settled,
+                    }
+                )
+        assets = []
+        for park in sorted(cfg.parks.values(), key=lambda p: p.id):
+            for asset in park.assets:
+                last = session.exec(
+                    select(TelemetryRecord)
+                    .where(TelemetryRecord.park_id == park.id, TelemetryRecord.asset_id == asset.id)
+                    .order_by(TelemetryRecord.measured_at.desc())  # type: ignore[attr-defined]
+                ).first()
+                assets.append(
+                    {
+                        "park": park.id,
+                        "asset": asset.id,
+                        "available": last.available if last else None,
+                        "reason": last.reason if last else None,
+                        "measured_at": _iso(last.measured_at) if last else None,
+                        "power_kw": last.power_kw if last else None,
+                        "soc": last.soc if last else None,
+                    }
+                )
+    if state is not None and state.stopped_at is None:
+        next_jobs = json.loads(state.next_jobs_json)[:jobs]
+        source = "as planned by the running daemon"
+    else:
+        next_jobs = _computed_jobs(cfg, markets, now)[:jobs]
+        source = "computed from the market rules; no daemon running"
+    return {
+        "now": _iso(now),
+        "today": today_text,
+        "daemon": daemon,
+        "bids": bids,
+        "assets": assets,
+        "next_jobs": next_jobs,
+        "jobs_source": source,
+    }
+
+
+def _computed_jobs(cfg: ConfigSet, markets: list[str], now: dt.datetime) -> list[dict[str, Any]]:
+    margin = dt.timedelta(minutes=cfg.settings.daemon.da_safety_margin_minutes)
+    out = []
+    for market_id in markets:
+        market = cfg.markets[market_id]
+        today = pd.Timestamp(now).tz_convert(market.timezone).date()
+        for day in (today, today + dt.timedelta(days=1), today + dt.timedelta(days=2)):
+            for job in day_jobs(market.rules_on(day), day, margin):
+                if job.run_at >= now:
+                    out.append(
+                        {
+                            "run_at": job.run_at.isoformat(),
+                            "kind": job.kind,
+                            "market": market_id,
+                            "delivery_day": day.isoformat(),
+                            "interval_start": job.interval_start.isoformat()
+                            if job.interval_start
+                            else None,
+                        }
+                    )
+    return sorted(out, key=lambda j: j["run_at"])

@@ -1,0 +1,109 @@
+"""The devices an operator dispatches: simulated physics or the park files' adapters.
+
+:func:`simulated_devices` is what the backtest and ``vpp run --simulate``
+use: every asset becomes a simulated device fed with the park's real
+profiles (PV availability, process baseline, EV sessions), driven by the
+injected clock. :func:`configured_devices` is what ``vpp run`` uses: the
+adapter each park file names (Modbus/SunSpec, OCPP, HTTP), with assets
+whose adapter is ``simulated`` simulated as above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from adapters import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv, create
+from vpp.config.models import (
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    PvSpec,
+    SimulatedAdapter,
+)
+from vpp.engine import AssetKey, MarketPortfolio
+from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from vpp.types import Clock, Device
+
+
+def simulated_devices(
+    portfolio: MarketPortfolio,
+    clock: Clock,
+    index: pd.DatetimeIndex,
+    soc: Mapping[AssetKey, float] | None = None,
+    *,
+    only: set[AssetKey] | None = None,
+) -> tuple[dict[AssetKey, Device], dict[AssetKey, pd.DataFrame]]:
+    """Connected simulated devices fed with the parks' real profiles over ``index``.
+
+    The series reach one interval past ``index`` so the closing meter
+    reading at its end is inside the data. ``soc`` gives batteries their
+    starting state of charge (else the configured ``soc_initial``); ``only``
+    restricts the result to some assets. Returns the devices and, per EV
+    hub, the sessions as the drivers stated them.
+    """
+    soc = soc or {}
+    devices: dict[AssetKey, Device] = {}
+    sessions: dict[AssetKey, pd.DataFrame] = {}
+    step = index[1] - index[0]
+    start = index[0].to_pydatetime()
+    end = (index[-1] + step).to_pydatetime()
+    index = index.append(pd.DatetimeIndex([index[-1] + step]))
+    for park in portfolio.parks:
+        folder = portfolio.config_dirs[park.id]
+        for asset in park.assets:
+            key = (park.id, asset.id)
+            if only is not None and key not in only:
+                continue
+            spec = (
+                asset.adapter if isinstance(asset.adapter, SimulatedAdapter) else SimulatedAdapter()
+            )
+            device: SimulatedBattery | SimulatedPv | SimulatedProcess | SimulatedEvHub
+            if isinstance(asset, BatterySpec):
+                device = SimulatedBattery(park.id, asset, spec, clock=clock, soc=soc.get(key))
+            elif isinstance(asset, PvSpec):
+                available = pv_available_kw(asset, folder, index, park.timezone)
+                device = SimulatedPv(park.id, asset, spec, clock=clock, available_kw=available)
+            elif isinstance(asset, FlexibleProcessSpec):
+                baseline = load_kw(asset, folder, index, park.timezone)
+                device = SimulatedProcess(park.id, asset, spec, clock=clock, baseline_kw=baseline)
+            elif isinstance(asset, EvChargingSpec):
+                frame = ev_sessions(asset, folder, start, end, park.timezone)
+                device = SimulatedEvHub(park.id, asset, spec, clock=clock, sessions=frame)
+                sessions[key] = frame
+            else:  # pragma: no cover - the config admits no other asset type
+                raise TypeError(type(asset).__name__)
+            device.connect()
+            devices[key] = device
+    return devices, sessions
+
+
+def configured_devices(
+    portfolio: MarketPortfolio,
+    clock: Clock,
+    index: pd.DatetimeIndex,
+    soc: Mapping[AssetKey, float] | None = None,
+) -> tuple[dict[AssetKey, Device], dict[AssetKey, pd.DataFrame]]:
+    """The adapters the park files name, connected; ``simulated`` ones as in :func:`simulated_devices`.
+
+    Protocol adapters never raise on connect for device faults: an
+    unreachable device is marked unavailable and reconnects in the
+    background (``docs/adapters.md``).
+    """
+    simulated = {
+        (p.id, a.id)
+        for p in portfolio.parks
+        for a in p.assets
+        if isinstance(a.adapter, SimulatedAdapter)
+    }
+    devices, sessions = simulated_devices(portfolio, clock, index, soc, only=simulated)
+    for park in portfolio.parks:
+        for asset in park.assets:
+            key = (park.id, asset.id)
+            if key in simulated:
+                continue
+            adapter = create(park, asset, clock=clock)
+            adapter.connect()
+            devices[key] = adapter
+    return devices, sessions
