@@ -24,8 +24,10 @@ charge across a gap and nothing is traded during it.
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,7 @@ class BacktestOptions:
     reoptimise_every: int = 1
     deviation_penalty_per_mwh: float = 1.0
     rt_forecaster: str | None = None
+    workers: int = 1
     safety_margin: dt.timedelta = dt.timedelta(minutes=30)
     baselines: bool = True
 
@@ -541,6 +544,27 @@ def on_schedule_grid(prices: PriceFrame, interval_minutes: int) -> PriceFrame:
     return PriceFrame(expanded, prices.market_id, prices.currency, interval_minutes)
 
 
+def _worker_logging() -> None:
+    """Workers log JSON lines to stderr, warnings and up (the main process shows progress)."""
+    from vpp.logging import configure_logging
+
+    configure_logging(json=True, level="WARNING")
+
+
+def _references(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    days: list[dt.date],
+    options: BacktestOptions,
+    strategies: list[str],
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, dict[str, RunResult]]:
+    """Perfect foresight and the baseline strategies (run in a worker process when possible)."""
+    bound = foresight(portfolio, prices, days, options)
+    runs = {name: simulate(portfolio, prices, days, options, name, progress) for name in strategies}
+    return bound, runs
+
+
 def run_backtest(
     portfolio: MarketPortfolio,
     prices: PriceFrame,
@@ -562,17 +586,26 @@ def run_backtest(
         )
     prices = on_schedule_grid(prices, grid.pop())
     start = time.perf_counter()
-    main = simulate(portfolio, prices, days, options, progress=progress)
-    pf = foresight(portfolio, prices, days, options)
+    others = [n for n in ("persistence", "idle") if options.baselines and n != options.strategy]
+    if options.workers > 1:
+        # The reference runs (perfect foresight, baselines) share nothing with the main
+        # simulation: run them in a second process while the main one runs here. "spawn"
+        # because HiGHS keeps threads, which do not survive a fork.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=context, initializer=_worker_logging
+        ) as pool:
+            side = pool.submit(_references, portfolio, prices, list(days), options, others)
+            main = simulate(portfolio, prices, days, options, progress=progress)
+            pf, runs = side.result()
+    else:
+        main = simulate(portfolio, prices, days, options, progress=progress)
+        pf, runs = _references(portfolio, prices, list(days), options, others, progress)
     if progress:
-        progress("perfect foresight", len(days), len(days))
-    baselines = {}
-    if options.baselines:
-        for name in ("persistence", "idle"):
-            if name != options.strategy:
-                baselines[name] = simulate(portfolio, prices, days, options, name, progress)
-            else:
-                baselines[name] = main
+        progress("perfect foresight and baselines", len(days), len(days))
+    baselines = dict(runs)
+    if options.baselines and options.strategy in ("persistence", "idle"):
+        baselines[options.strategy] = main
     result = BacktestResult(
         portfolio.market.id,
         prices.currency,

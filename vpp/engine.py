@@ -385,8 +385,14 @@ class Operator:
 
     # ----------------------------------------------------------------- real time
 
-    def measure(self) -> tuple[dict[str, dict[str, AssetState]], list[Telemetry]]:
-        """Read every device; return the parks' states and the readings."""
+    def measure(
+        self, *, sessions: bool = True
+    ) -> tuple[dict[str, dict[str, AssetState]], list[Telemetry]]:
+        """Read every device; return the parks' states and the readings.
+
+        ``sessions=False`` skips building the EV session tables (the costly
+        part) when no re-optimisation will read them; meters are read anyway.
+        """
         readings: list[Telemetry] = []
         states: dict[str, dict[str, AssetState]] = {p.id: {} for p in self.portfolio.parks}
         now = self.clock.now()
@@ -401,6 +407,8 @@ class Operator:
             if reading.health != Health.OK:
                 continue
             asset = self.portfolio.asset(key)
+            if not sessions and isinstance(asset, EvChargingSpec):
+                continue
             state = self._state_of(key, asset, device, reading, now)
             if state is not None:
                 states[park_id][asset_id] = state
@@ -445,14 +453,14 @@ class Operator:
         day = t.tz_convert(self.timezone).date()
         plan = self.day_plan(day)
         position = int(plan.index.get_loc(t))
-        states, _ = self.measure()
+        due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
+        states, _ = self.measure(sessions=due or plan.park_award_kw is None)
         self.prepare_dispatch(day)
         if plan.park_award_kw is None:
             # Awards not known (yet): hold the safe schedule until they arrive.
             self._log.warning("dispatch_without_awards", day=str(day), interval=t.isoformat())
             return self._send(self._safe_setpoints(plan, position, states))
         assert plan.dispatcher is not None
-        due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
         if due:
             award = {p: plan.park_award_kw[p].to_numpy(float) for p in plan.park_award_kw.columns}
             try:

@@ -229,3 +229,21 @@ def test_backtest_on_epex_day_ahead_only(shared_prices: Path, tmp_path: Path) ->
     summary = out.summary()
     assert summary["deviation_price"].startswith("da_price")
     assert summary["perfect_foresight_revenue"] >= out.main.net_revenue
+
+
+def test_reference_runs_in_a_worker_process_give_the_same_numbers(
+    cn_prices: PriceFrame, cn_portfolio: MarketPortfolio
+) -> None:
+    days = [dt.date(2025, 5, 11)]
+    options = BacktestOptions(reoptimise_every=8, scenarios=3, baselines=True)
+    serial = run_backtest(cn_portfolio, cn_prices, days, options).summary()
+    parallel = run_backtest(
+        cn_portfolio, cn_prices, days, BacktestOptions(**{**options.__dict__, "workers": 2})
+    ).summary()
+    for key in (
+        "net_revenue",
+        "perfect_foresight_revenue",
+        "baseline_revenue",
+        "no_flexibility_revenue",
+    ):
+        assert parallel[key] == pytest.approx(serial[key]), key

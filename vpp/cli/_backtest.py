@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -77,11 +78,7 @@ def backtest(
         deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
         rt_forecaster=settings.rt_forecaster,
         baselines=baselines,
-    )
-    runs = (
-        1
-        + (2 if baselines else 0)
-        - (1 if baselines and options.strategy in ("persistence", "idle") else 0)
+        workers=2 if (os.cpu_count() or 1) > 1 else 1,
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -91,7 +88,7 @@ def backtest(
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{options.strategy} on {portfolio.market.id}", total=len(days) * runs)
+        task = bar.add_task(f"{options.strategy} on {portfolio.market.id}", total=len(days) * 2)
         done: dict[str, int] = {}
 
         def progress(name: str, day: int, total: int) -> None:
