@@ -80,6 +80,48 @@ def _row(
     }
 
 
+def _year(reoptimise_every: int) -> int:
+    import os
+
+    from market_replay.backtest import run_backtest
+
+    shared = Path(os.environ.get("VPP_SHARED_DATA", REPO.parent / "shared" / "data"))
+    source = shared / "prices" / "entsoe_de_lu_day_ahead_2020-2022_hourly.csv"
+    market = load_market(REPO / "config" / "markets" / "epex-de-lu.toml")
+    prices = import_prices(source, "entsoe-day-ahead", market, policy="drop-day").prices
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = work / "config"
+        shutil.copytree(REPO / "config", config)
+        (work / "data").symlink_to(REPO / "data", target_is_directory=True)
+        for park in (config / "parks").glob("*.toml"):
+            text = (
+                park.read_text(encoding="utf-8")
+                .replace('market = "cn-province-a"', 'market = "epex-de-lu"')
+                .replace('timezone = "Asia/Shanghai"', 'timezone = "Europe/Berlin"')
+            )
+            park.write_text(text, encoding="utf-8")
+        portfolio = MarketPortfolio.from_config(load_config(config), "epex-de-lu")
+        days = [d for d in prices.days("Europe/Berlin") if d.year == 2021]
+        options = BacktestOptions(reoptimise_every=reoptimise_every, workers=2)
+        start = time.perf_counter()
+        result = run_backtest(portfolio, prices, days, options)
+        wall = time.perf_counter() - start
+    summary = result.summary()
+    print(
+        f"year benchmark: EPEX DE-LU 2021, {summary['days']} days, {summary['intervals']} intervals"
+    )
+    print(
+        f"wall time {wall:.0f} s ({wall / 60:.1f} min; target 10 min), "
+        f"{wall / summary['days']:.2f} s per simulated day incl. references"
+    )
+    print(
+        f"net {summary['net_revenue']:.0f} EUR, perfect foresight {summary['perfect_foresight_revenue']:.0f}, "
+        f"no flexibility {summary['no_flexibility_revenue']:.0f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench backtest", description=__doc__.splitlines()[0]
@@ -87,8 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", default="1,3,7", help="day counts, comma separated")
     parser.add_argument("--copies", default="1,2,4", help="portfolio copies, comma separated")
     parser.add_argument("--reoptimise-every", type=int, default=4)
+    parser.add_argument(
+        "--year",
+        action="store_true",
+        help="instead: the full-year target (35,040 quarter-hours) -- EPEX DE-LU 2021 from the "
+        "shared data, the example parks moved onto that market, with perfect foresight and the "
+        "baselines in a second process, as `vpp backtest` runs it",
+    )
     args = parser.parse_args(argv)
     configure_logging(json=True, level="ERROR")
+    if args.year:
+        return _year(args.reoptimise_every)
     market = load_market(REPO / "config" / "markets" / "cn-province-a.toml")
     prices = import_prices(
         REPO / "data" / "prices" / "cn_province_a_spot_2025-05_2025-06_15min.csv",

@@ -46,8 +46,11 @@ def run(config: Path, prices: Path, start: dt.date, end: dt.date) -> dict[str, A
         raise SystemExit(f"{prices}: no complete day between {start} and {end}")
     settings = cfg.settings.backtest
     options = BacktestOptions(
-        strategy=settings.strategy, forecaster=settings.forecaster, scenarios=settings.scenarios,
-        deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh, baselines=False,
+        strategy=settings.strategy,
+        forecaster=settings.forecaster,
+        scenarios=settings.scenarios,
+        deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
+        baselines=False,
     )
 
     steps: list[float] = []
@@ -96,7 +99,9 @@ def run(config: Path, prices: Path, start: dt.date, end: dt.date) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.replay", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--config", type=Path, default=Path("config"))
     parser.add_argument("--prices", type=Path, default=Path("var/prices/cn-province-a.csv"))
     parser.add_argument("--start", default="2025-05-02")
@@ -111,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     before = json.loads(args.compare.read_text()) if args.compare else None
     print(f"Real-time steps in simulate(), example portfolio, {start} to {end}")
     for key, value in row.items():
-        line = f"  {key:<20} {value:>10.3f}" if isinstance(value, float) else f"  {key:<20} {value:>10}"
+        line = (
+            f"  {key:<20} {value:>10.3f}"
+            if isinstance(value, float)
+            else f"  {key:<20} {value:>10}"
+        )
         if before is not None and key in before:
             old = before[key]
             line += f"   before {old:>10.3f}" if isinstance(old, float) else f"   before {old:>10}"
