@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -43,3 +45,12 @@ def config_copy(tmp_path: Path) -> Path:
 def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the developer's var/vpp.db from a test."""
     monkeypatch.setenv("VPP_DATABASE_URL", f"sqlite:///{tmp_path / 'test.db'}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """CLI tests configure structlog onto CliRunner's streams, which close after the run:
+    start and end every test from structlog's defaults so no test logs into a closed file."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -68,7 +68,12 @@ def test_shipped_config_loads_every_asset_type() -> None:
     [
         ("energy_kwh = 4000", "assets[0].energy_kwh", "-5", "must be > 0"),
         ("soc_min = 0.1", "assets[0].soc_min", "0.95", "must be <= soc_max (0.9)"),
-        ("soc_initial = 0.5", "assets[0].soc_initial", "0.05", "must lie within [soc_min, soc_max]"),
+        (
+            "soc_initial = 0.5",
+            "assets[0].soc_initial",
+            "0.05",
+            "must lie within [soc_min, soc_max]",
+        ),
         ("power_kw = 2000", "assets[0].power_kw", "0", "must be > 0"),
         ('timezone = "Asia/Shanghai"', "timezone", '"Mars/Olympus"', "unknown IANA time zone"),
         ('market = "cn-province-a"', "market", '"nowhere"', "unknown market"),
@@ -122,14 +127,19 @@ def test_duplicate_asset_ids(cfg_dir: Path) -> None:
 
 
 def test_secret_in_env_field_rejected(cfg_dir: Path) -> None:
-    body = GOOD_PARK + '\n[assets.adapter]\ntype = "http"\nbase_url = "http://x"\ntoken_env = "abc def!"\n'
+    body = (
+        GOOD_PARK
+        + '\n[assets.adapter]\ntype = "http"\nbase_url = "http://x"\ntoken_env = "abc def!"\n'
+    )
     path = _park(cfg_dir, body)
     with pytest.raises(ConfigError, match=r"token_env = 'abc def!': must be the NAME"):
         load_park(path)
 
 
 def test_missing_data_file_named(cfg_dir: Path) -> None:
-    body = GOOD_PARK + """
+    body = (
+        GOOD_PARK
+        + """
 [[assets]]
 id = "pv"
 type = "pv"
@@ -137,8 +147,11 @@ capacity_kwp = 100
 [assets.profile]
 path = "nope.csv"
 """
+    )
     path = _park(cfg_dir, body)
-    with pytest.raises(ConfigError, match=r"assets\[1\]\.profile\.path = 'nope.csv': file not found"):
+    with pytest.raises(
+        ConfigError, match=r"assets\[1\]\.profile\.path = 'nope.csv': file not found"
+    ):
         load_park(path)
 
 
@@ -163,7 +176,10 @@ def test_validate_single_file_uses_sibling_markets(cfg_dir: Path) -> None:
 
 def test_market_floor_above_cap(cfg_dir: Path) -> None:
     path = cfg_dir / "markets" / "cn-province-a.toml"
-    path.write_text(path.read_text(encoding="utf-8").replace("cap_per_mwh = 1500.0", "cap_per_mwh = -100.0"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("cap_per_mwh = 1500.0", "cap_per_mwh = -100.0"),
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError, match="floor_per_mwh must be < cap_per_mwh"):
         load_market(path)
 
@@ -195,3 +211,23 @@ def test_schema_is_json_schema() -> None:
     schema = json.loads(result.output)
     assert schema["additionalProperties"] is False
     assert "BatterySpec" in schema["$defs"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("settlement_interval_minutes = 60", "settlement_interval_minutes = 0"),
+        (
+            'interval_minutes = 60\nsource = "SDAC/Nord Pool',
+            'interval_minutes = -60\nsource = "SDAC/Nord Pool',
+        ),
+    ],
+)
+def test_older_rule_versions_are_validated_too(cfg_dir: Path, old: str, new: str) -> None:
+    path = cfg_dir / "markets" / "nordpool-dk1.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(cfg_dir)])
+    assert result.exit_code == 1
+    assert "must divide a day into whole intervals" in result.output

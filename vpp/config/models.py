@@ -46,6 +46,12 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _divides_day(value: int) -> int:
+    if value <= 0 or 1440 % value:
+        raise ValueError("must divide a day into whole intervals (5, 15, 30, 60, ...)")
+    return value
+
+
 def _check_env_name(value: str | None) -> str | None:
     if value is not None and not value.replace("_", "").isalnum():
         raise ValueError(
@@ -288,6 +294,11 @@ class DayAheadRule(Rule):
     publication_day_offset: int = Field(-1, le=0, ge=-7)
     interval_minutes: int = Field(description="Day-ahead product length [min]")
 
+    @field_validator("interval_minutes")
+    @classmethod
+    def _product_divides_day(cls, value: int) -> int:
+        return _divides_day(value)
+
     @model_validator(mode="after")
     def _publication_after_gate(self) -> DayAheadRule:
         gate = (self.gate_closure_day_offset, self.gate_closure_local)
@@ -299,6 +310,11 @@ class DayAheadRule(Rule):
 
 class RealTimeRule(Rule):
     settlement_interval_minutes: int = Field(description="Real-time settlement period [min]")
+
+    @field_validator("settlement_interval_minutes")
+    @classmethod
+    def _period_divides_day(cls, value: int) -> int:
+        return _divides_day(value)
 
 
 class PriceLimits(Rule):
@@ -350,10 +366,8 @@ class MarketConfig(Spec):
 
     @field_validator("interval_minutes")
     @classmethod
-    def _divides_day(cls, value: int) -> int:
-        if value <= 0 or 1440 % value:
-            raise ValueError("must divide a day into whole intervals (5, 15, 30, 60, ...)")
-        return value
+    def _market_interval_divides_day(cls, value: int) -> int:
+        return _divides_day(value)
 
     @field_validator("day_ahead", "real_time", "price_limits", "bidding", "settlement")
     @classmethod
