@@ -127,7 +127,9 @@ class ParkInputs:
         require_aware_index(self.index, "index")
         for name, series in (*self.pv_available_kw.items(), *self.baseline_kw.items()):
             if np.shape(series) != (len(self.index),):
-                raise ValueError(f"input for {name} has shape {np.shape(series)}, want ({len(self.index)},)")
+                raise ValueError(
+                    f"input for {name} has shape {np.shape(series)}, want ({len(self.index)},)"
+                )
 
     def window(self, start: int) -> ParkInputs:
         """The inputs from interval ``start`` to the end of the horizon."""
@@ -137,6 +139,10 @@ class ParkInputs:
             {k: np.asarray(v)[start:] for k, v in self.baseline_kw.items()},
             self.expected_sessions,
         )
+
+
+#: Days of past PV output averaged into the PV forecast (see :func:`load_inputs`).
+PV_FORECAST_DAYS = 7
 
 
 def load_inputs(
@@ -149,17 +155,40 @@ def load_inputs(
 ) -> ParkInputs:
     """PV forecast, process baselines and expected EV sessions from the park's profiles.
 
-    ``decision_time``: when given, expected EV sessions (see module doc) are
-    built for arrivals in ``[max(decision_time, index[0]), horizon end)``; when
-    ``None`` no expected sessions are added (perfect foresight passes the
-    realized sessions as state instead, see :func:`realized_sessions`).
+    ``decision_time``: when given, the inputs are a *forecast* made then:
+
+    * PV: the average output at the same time of day over the
+      ``PV_FORECAST_DAYS`` whole days before the decision day (weather is
+      not known in advance; the simulated plant runs on the realized
+      profile, so PV errors become real deviations);
+    * expected EV sessions (see module doc) for arrivals in
+      ``[max(decision_time, index[0]), horizon end)``;
+    * the process baseline is the plant's own production schedule, known to
+      its operator in advance, and used as is.
+
+    ``None`` gives the realized profiles and no expected sessions (perfect
+    foresight passes the realized sessions as state, see :func:`realized_sessions`).
     """
     require_aware_index(index, "index")
-    pv = {
-        a.id: pv_available_kw(a, config_dir, index, park.timezone).to_numpy(float)
-        for a in park.assets
-        if isinstance(a, PvSpec)
-    }
+    pv = {}
+    for a in park.assets:
+        if not isinstance(a, PvSpec):
+            continue
+        if decision_time is None:
+            pv[a.id] = pv_available_kw(a, config_dir, index, park.timezone).to_numpy(float)
+            continue
+        decided = pd.Timestamp(decision_time).tz_convert(park.timezone).date()
+        first = pd.Timestamp(index[0]).tz_convert(park.timezone).date()
+        lead = (first - decided).days
+        pv[a.id] = np.mean(
+            [
+                pv_available_kw(
+                    a, config_dir, index - pd.Timedelta(days=lead + k), park.timezone
+                ).to_numpy(float)
+                for k in range(1, PV_FORECAST_DAYS + 1)
+            ],
+            axis=0,
+        )
     base = {
         a.id: load_kw(a, config_dir, index, park.timezone).to_numpy(float)
         for a in park.assets
@@ -290,8 +319,19 @@ class SessionArrays:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in (
-            "session_id", "charger", "arrival_ns", "departure_ns", "remaining_kwh", "weight")))
+        return cls(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in (
+                    "session_id",
+                    "charger",
+                    "arrival_ns",
+                    "departure_ns",
+                    "remaining_kwh",
+                    "weight",
+                )
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -334,8 +374,19 @@ def window_sessions(
     inside = (np.minimum(departure, end) - open_ns).astype(np.float64)
     overdue = window <= 0
     keep = np.flatnonzero(~overdue & (inside > 0))
-    kept = SessionArrays(*(getattr(sessions, f)[keep] for f in (
-        "session_id", "charger", "arrival_ns", "departure_ns", "remaining_kwh", "weight")))
+    kept = SessionArrays(
+        *(
+            getattr(sessions, f)[keep]
+            for f in (
+                "session_id",
+                "charger",
+                "arrival_ns",
+                "departure_ns",
+                "remaining_kwh",
+                "weight",
+            )
+        )
+    )
     fraction = inside[keep] / window[keep]
     energy = kept.remaining_kwh * fraction * kept.weight
     share = availability_ns(open_ns[keep], departure[keep], starts, dt_h)
@@ -358,10 +409,12 @@ def session_table(
     energy_policy: EnergyPolicy = "cap",
 ) -> pd.DataFrame:
     """Rows for :func:`strategies.ev.add_ev_hubs`: known sessions (weight 1) and expected ones."""
-    sessions = SessionArrays.concat([
-        SessionArrays.from_frame(known, 1.0, hub.id),
-        SessionArrays.from_frame(expected, None, hub.id),
-    ])
+    sessions = SessionArrays.concat(
+        [
+            SessionArrays.from_frame(known, 1.0, hub.id),
+            SessionArrays.from_frame(expected, None, hub.id),
+        ]
+    )
     if not len(sessions):
         return pd.DataFrame(columns=list(SESSION_TABLE_COLUMNS))
     window = window_sessions(hub, sessions, index, dt_h, energy_policy=energy_policy)
