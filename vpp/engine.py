@@ -434,10 +434,10 @@ class Operator:
             shifted = reading.extra.get("shifted_kwh")
             if shifted is None:
                 return None
-            local = pd.Timestamp(now).tz_convert(self.timezone)
-            hours = (local - local.normalize()).total_seconds() / 3600
-            block = (local.toordinal(), math.floor(hours / asset.recovery_window_h + 1e-9))
-            block_id = block[0] * 1000 + block[1]
+            # Blocks start at local wall-clock multiples of the window in the PARK's time
+            # zone, exactly as strategies.process.block_starts cuts them (DST days included).
+            park_tz = next(p.timezone for p in self.portfolio.parks if p.id == key[0])
+            block_id = recovery_block(now, park_tz, asset.recovery_window_h)
             mark = self._block_marks.get(key)
             if mark is None or mark[0] != block_id:
                 mark = (block_id, shifted)
@@ -523,6 +523,17 @@ class Operator:
                 )
         self.recorder.record_setpoints(sent)
         return sent
+
+
+def recovery_block(when: dt.datetime, timezone: str, window_h: float) -> int:
+    """Id of the flexible-process recovery block holding ``when``.
+
+    Blocks start at local wall-clock multiples of the window from local
+    midnight, as :func:`strategies.process.block_starts` cuts them.
+    """
+    local = pd.Timestamp(when).tz_convert(timezone)
+    minutes = local.hour * 60 + local.minute
+    return local.toordinal() * 1000 + math.floor(minutes / (window_h * 60) + 1e-9)
 
 
 def award_series(
