@@ -93,21 +93,38 @@ def settle_parks(
     interval [currency]; ``prices`` indexed like the award.
     """
     index = prices.index
+    award_mw = {
+        park_id: (
+            park_award_kw[park_id].to_numpy(float) / KW_PER_MW
+            if park_award_kw is not None
+            else np.zeros(len(index))
+        )
+        for park_id in park_ids
+    }
+    actual_mw = {
+        park_id: np.asarray(park_energy_kwh[park_id], dtype=float) / dt_h / KW_PER_MW
+        for park_id in park_ids
+    }
+    # The portfolio is the market participant: its NET deviation sets the deviation price of
+    # each interval (linear under two-settlement, up/down under two-price), and every park's
+    # own deviation settles at that price, so the park rows add up to the portfolio's.
+    net_deviation = sum((actual_mw[p] - award_mw[p] for p in park_ids), np.zeros(len(index)))
+    portfolio = settle(
+        pd.Series(0.0, index=index), pd.Series(net_deviation, index=index), prices, rule, dt_h
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deviation_price = np.where(
+            np.abs(net_deviation) > 1e-12,
+            portfolio["rt_revenue"].to_numpy() / (net_deviation * dt_h),
+            _linear_price(prices, rule),
+        )
     rows: list[dict[str, Any]] = []
     for park_id in park_ids:
-        award_kw = (
-            park_award_kw[park_id] if park_award_kw is not None else pd.Series(0.0, index=index)
-        )
         energy = np.asarray(park_energy_kwh[park_id], dtype=float)
-        settled = settle(
-            award_kw / KW_PER_MW,
-            pd.Series(energy / dt_h / KW_PER_MW, index=index),
-            prices,
-            rule,
-            dt_h,
-        )
+        deviation_mwh = (actual_mw[park_id] - award_mw[park_id]) * dt_h
+        da = float(np.sum(award_mw[park_id] * dt_h * prices["da_price"].to_numpy(float)))
+        rt = float(np.sum(deviation_mwh * deviation_price))
         wear = float(np.sum(park_degradation[park_id]))
-        da, rt = float(settled["da_revenue"].sum()), float(settled["rt_revenue"].sum())
         rows.append(
             {
                 "day": day,
@@ -119,7 +136,16 @@ def settle_parks(
                 "rt_revenue": rt,
                 "degradation_cost": wear,
                 "net_revenue": da + rt - wear,
-                "imbalance_mwh": float(settled["imbalance_mwh"].abs().sum()),
+                "imbalance_mwh": float(np.abs(deviation_mwh).sum()),
             }
         )
     return rows
+
+
+def _linear_price(prices: pd.DataFrame, rule: str) -> np.ndarray:
+    """The deviation price when the portfolio is balanced (its parks' deviations cancel)."""
+    if rule == "two_settlement" and "rt_price" in prices:
+        return _column(prices, "rt_price")
+    if rule == "two_price_imbalance" and {"rt_price_up", "rt_price_down"} <= set(prices):
+        return (_column(prices, "rt_price_up") + _column(prices, "rt_price_down")) / 2
+    return _column(prices, "da_price")  # no deviation prices at all: nothing deviates net

@@ -101,3 +101,28 @@ def test_delivering_the_award_earns_exactly_the_day_ahead_value(
     assert out["da_revenue"].sum() == pytest.approx(
         float((award * 0.25 * prices["da_price"]).sum())
     )
+
+
+def test_park_rows_add_up_to_the_portfolio_under_two_price() -> None:
+    from market_replay.settlement import settle_parks
+
+    index = pd.date_range("2016-06-01", periods=2, freq="1h", tz="UTC")
+    prices = pd.DataFrame(
+        {"da_price": 100.0, "rt_price_up": 150.0, "rt_price_down": 60.0}, index=index
+    )
+    award_kw = pd.DataFrame({"a": [0.0, 0.0], "b": [0.0, 0.0]}, index=index)
+    # Hour 1: a is long 1 MWh, b short 1 MWh (the portfolio is balanced); hour 2: both long.
+    energy = {"a": np.array([1000.0, 500.0]), "b": np.array([-1000.0, 500.0])}
+    wear = {"a": np.zeros(2), "b": np.zeros(2)}
+    rows = settle_parks(
+        "2016-06-01", "m", ["a", "b"], award_kw, energy, wear, prices, "two_price_imbalance", 1.0
+    )
+    portfolio = settle(
+        pd.Series(0.0, index=index),
+        pd.Series([0.0, 1.0], index=index),
+        prices,
+        "two_price_imbalance",
+        1.0,
+    )
+    assert sum(r["rt_revenue"] for r in rows) == pytest.approx(portfolio["rt_revenue"].sum())
+    assert portfolio["rt_revenue"].sum() == pytest.approx(60.0)  # 1 MWh long at the down price
