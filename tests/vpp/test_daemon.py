@@ -49,6 +49,8 @@ MARGIN = dt.timedelta(minutes=30)
 
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:
+    """Earlier CLI tests may leave structlog writing to a closed runner stream."""
+    structlog.reset_defaults()
     yield
     structlog.reset_defaults()
 
@@ -235,7 +237,8 @@ def test_exchange_down_across_gate_closure_records_a_missed_auction(tmp_path: Pa
             health = daemon.health()
         finally:
             daemon.stop()
-    (record,) = store.session().__enter__().exec(select(BidRecord)).all()
+    with store.session() as session:
+        (record,) = session.exec(select(BidRecord)).all()
     assert record.status == "missed"
     assert "unreachable" in (record.reason or "")
     retries = [e for e in logs if e["event"] == "bid_retry_scheduled"]
@@ -325,8 +328,12 @@ def test_a_park_whose_solve_fails_falls_back_while_the_other_proceeds(tmp_path: 
     for row in rows:
         by_asset.setdefault((row.park_id, row.asset_id), []).append(row.power_kw)
     # Both parks got setpoints at every dispatch; the failing park holds its idle schedule
-    # (battery at rest), the other one is optimised (its battery works).
+    # (battery at rest), the other one's real-time problem was solved every time.
     assert {len(v) for v in by_asset.values()} == {len(by_asset[("jinan-north", "bess-1")])}
     assert all(p == 0.0 for p in by_asset[("jinan-north", "bess-1")])
-    assert any(abs(p) > 1.0 for p in by_asset[("qingdao-logistics", "bess-2")])
+    solved = [
+        e["park"] for e in logs if e["event"] == "solve_finished" and e["model"] == "real_time"
+    ]
+    assert solved.count("qingdao-logistics") >= 8
+    assert "jinan-north" not in solved
     assert not [e for e in logs if e["event"] == "job_failed"]
