@@ -352,14 +352,16 @@ class Operator:
     def prepare_dispatch(self, day: dt.date) -> None:
         """Build the day's real-time dispatcher ahead of its first interval.
 
-        The dispatcher's inputs are the same whenever it is built before the
-        day starts, so building it early only moves the work off the first
-        dispatch.
+        Its inputs (PV forecast, expected EV sessions) are the forecast as of
+        the day's gate closure -- the one the bid was built on -- so they are the
+        same whenever it is built (daemon: at awards; backtest: at the first
+        dispatch) and use nothing published later.
         """
         plan = self.day_plan(day)
         if plan.dispatcher is None:
+            as_of = plan.rules.gate_closure(day)
             plan.dispatcher = self.strategy.dispatcher(
-                self.portfolio.parks, self._inputs(plan.index, self.clock.now()), plan.rules
+                self.portfolio.parks, self._inputs(plan.index, as_of), plan.rules
             )
 
     def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> pd.DataFrame:
