@@ -484,10 +484,9 @@ class SolverSettings(Spec):
     time_limit_s: float = Field(60.0, gt=0)
 
 
-class BacktestSettings(Spec):
-    prices: Path | None = Field(None, description="Canonical price file, relative to vpp.toml")
-    start: dt.date | None = None
-    end: dt.date | None = None
+class StrategySettings(Spec):
+    """How bids and dispatch are decided; shared by the backtest and the daemon."""
+
     strategy: str = Field("stochastic", description="Strategy name")
     forecaster: str = Field("persistence", description="Price forecaster name")
     scenarios: int = Field(5, ge=1, le=100, description="Price scenarios for day-ahead bids")
@@ -501,10 +500,16 @@ class BacktestSettings(Spec):
         None,
         description="Forecaster of real-time prices; default: the published day-ahead price",
     )
+
+
+class BacktestSettings(StrategySettings):
+    prices: Path | None = Field(None, description="Canonical price file, relative to vpp.toml")
+    start: dt.date | None = None
+    end: dt.date | None = None
     out: Path = Field(Path("../out/backtest"), description="Output folder, relative to vpp.toml")
 
 
-class DaemonSettings(Spec):
+class DaemonSettings(StrategySettings):
     da_safety_margin_minutes: float = Field(
         30.0, ge=0, description="Submit day-ahead bids this long before gate closure [min]"
     )
@@ -526,15 +531,6 @@ class DaemonSettings(Spec):
         description="Re-try a bid (until gate closure), late awards or settlement this often [s]",
     )
     days_ahead: int = Field(1, ge=1, le=7, description="Plan jobs for this many days ahead")
-    strategy: str = Field("stochastic", description="Strategy name")
-    forecaster: str = Field("persistence", description="Price forecaster name")
-    scenarios: int = Field(5, ge=1, le=100, description="Price scenarios for day-ahead bids")
-    reoptimise_every: int = Field(
-        1, ge=1, le=96, description="Re-solve the real-time problem every N intervals"
-    )
-    deviation_penalty_per_mwh: float = Field(
-        1.0, ge=0, description="Cost per MWh of planned deviation from the award [currency/MWh]"
-    )
     simulated_days: int = Field(
         31,
         ge=1,

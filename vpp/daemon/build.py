@@ -59,6 +59,7 @@ def strategy_from(cfg: ConfigSet) -> Strategy:
         solver=cfg.settings.solver.name,
         time_limit_s=cfg.settings.solver.time_limit_s,
         deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
+        rt_forecaster=settings.rt_forecaster,
     )
 
 
