@@ -111,6 +111,7 @@ class SimulatedDevice(Adapter):
         self._rng = np.random.default_rng(spec.seed)
         self._t = clock.now()
         self._setpoint_kw: float | None = None
+        self._setpoint_start: dt.datetime | None = None
         self._connected = False
 
     def connect(self) -> None:
@@ -141,6 +142,7 @@ class SimulatedDevice(Adapter):
             status = self.health()
             raise DeviceFaultError(status.reason or Reason.NO_DATA, status.detail or "no data")
         self._setpoint_kw = setpoint.power_kw
+        self._setpoint_start = setpoint.interval_start
         self._on_setpoint()
 
     def _advance(self) -> Reading | None:
@@ -328,8 +330,9 @@ class SimulatedProcess(SimulatedDevice):
         self.baseline = _Profile(baseline_kw, f"{asset.id} baseline_kw")
         self.target_kw: float | None = None  # consumption asked for by the setpoint
         self.shift_kw = 0.0
-        self._applied_kw: float | None = None
-        self._last_setpoint_at = self._t
+        self._interval_start = self._t  # the setpoint interval the current step belongs to
+        self._shift_at_start = 0.0
+        self._room_kw = math.inf if asset.ramp_limit_kw_per_min is None else 0.0
         self.consumed_kwh = 0.0
         self.baseline_kwh = 0.0
 
@@ -359,17 +362,21 @@ class SimulatedProcess(SimulatedDevice):
         baseline = self.baseline.at(now)
         if baseline is None or self._setpoint_kw is None:
             return
-        if self._setpoint_kw == self._applied_kw:
-            return  # a re-send of the same setpoint (watchdog refresh) changes nothing
-        self._applied_kw = self._setpoint_kw
+        start = self._setpoint_start or now
+        if start != self._interval_start:
+            # A setpoint for a new interval: the plant had the time since the previous
+            # interval's setpoint to prepare the change. Re-sends and re-plans for the same
+            # interval share that one step (watchdog refreshes change nothing).
+            ramp = self.process.ramp_limit_kw_per_min
+            minutes = (start - self._interval_start).total_seconds() / 60.0
+            self._room_kw = math.inf if ramp is None else ramp * max(minutes, 0.0)
+            self._shift_at_start = self.shift_kw
+            self._interval_start = start
         low, high = self._band(baseline)
         target = min(max(-self._setpoint_kw, low), high) - self._base(baseline)
-        ramp = self.process.ramp_limit_kw_per_min
-        if ramp is not None:
-            room = ramp * (now - self._last_setpoint_at).total_seconds() / 60.0
-            target = min(max(target, self.shift_kw - room), self.shift_kw + room)
-        self.shift_kw = target
-        self._last_setpoint_at = now
+        self.shift_kw = min(
+            max(target, self._shift_at_start - self._room_kw), self._shift_at_start + self._room_kw
+        )
 
     def _integrate(self, start: dt.datetime, end: dt.datetime) -> None:
         for a, b, baseline in self.baseline.segments(start, end):

@@ -318,7 +318,8 @@ def test_process_resending_the_same_setpoint_changes_nothing(clock: ManualClock)
     proc = SimulatedProcess("p", process(ramp=10), SIM, clock=clock, baseline_kw=series([600] * 8))
     proc.connect()
     clock.advance(minutes=10)
-    proc.write(sp("proc", -900, clock))  # +300 asked, 100 allowed after 10 min
+    first = sp("proc", -900, clock)
+    proc.write(first)  # +300 asked, 100 allowed after 10 min
     clock.advance(minutes=1)
-    proc.write(sp("proc", -900, clock))  # the watchdog re-send: no extra ramp
+    proc.write(first)  # the watchdog re-send of the same interval's setpoint: no extra ramp
     assert proc.read().extra["shift_kw"] == pytest.approx(100)
