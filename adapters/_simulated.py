@@ -487,8 +487,10 @@ class SimulatedEvHub(SimulatedDevice):
                 horizon = min(horizon, self._pending[-1][0])
             for departure, remaining, *_ in self._plugged:
                 horizon = min(horizon, departure)
-                if rate > 0 and remaining > _EPS:
-                    horizon = min(horizon, t + dt.timedelta(hours=remaining / rate))
+                # Compare in hours first: a vanishing rate (a cap of ~0 kW) would make the
+                # time to full overflow a timedelta.
+                if rate > 0 and remaining > _EPS and remaining / rate < _hours(t, horizon):
+                    horizon = t + dt.timedelta(hours=remaining / rate)
             horizon = max(horizon, t + dt.timedelta(microseconds=1))
             horizon = min(horizon, end)
             dt_h = _hours(t, horizon)

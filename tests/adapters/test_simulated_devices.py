@@ -303,3 +303,15 @@ def test_ev_hub_reports_plugged_sessions_with_energy_received(clock: ManualClock
     assert plugged.to_dict() == pytest.approx({"a": 10.0, "b": 5.0})
     clock.advance(hours=1.5)
     assert ev.plugged_sessions()["session_id"].tolist() == ["b"]
+
+
+def test_ev_hub_with_a_vanishing_cap_does_not_overflow(clock: ManualClock) -> None:
+    # A real-time plan can leave a cap of a few picowatts: the time to full is then
+    # astronomically long and must not overflow a timedelta.
+    ev = SimulatedEvHub("p", hub(), SIM, clock=clock, sessions=sessions((0, 4, 30)))
+    ev.connect()
+    ev.write(Setpoint("p", "ev", T0, -1e-300))
+    clock.advance(hours=1)
+    reading = ev.read()
+    assert reading.health is Health.OK
+    assert reading.extra["delivered_kwh"] == pytest.approx(0.0)
