@@ -69,8 +69,6 @@ from vpp.types import Clock, Device, Setpoint
 
 log = structlog.get_logger(__name__)
 
-JOB_KINDS = ("day_ahead", "awards", "dispatch", "close")
-
 # Settlement waits this long after a day's end for its real-time prices, then gives up (logged).
 SETTLEMENT_PATIENCE = dt.timedelta(days=2)
 
