@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd

@@ -323,3 +323,15 @@ def test_process_resending_the_same_setpoint_changes_nothing(clock: ManualClock)
     clock.advance(minutes=1)
     proc.write(first)  # the watchdog re-send of the same interval's setpoint: no extra ramp
     assert proc.read().extra["shift_kw"] == pytest.approx(100)
+
+
+def test_ev_hub_with_a_vanishing_cap_does_not_overflow(clock: ManualClock) -> None:
+    # A real-time plan can leave a cap of a few picowatts: the time to full is then
+    # astronomically long and must not overflow a timedelta.
+    ev = SimulatedEvHub("p", hub(), SIM, clock=clock, sessions=sessions((0, 4, 30)))
+    ev.connect()
+    ev.write(Setpoint("p", "ev", T0, -1e-300))
+    clock.advance(hours=1)
+    reading = ev.read()
+    assert reading.health is Health.OK
+    assert reading.extra["delivered_kwh"] == pytest.approx(0.0)

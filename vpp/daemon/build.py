@@ -127,10 +127,17 @@ def default_window(
     first_day = first or available[1]
     if first_day not in available:
         raise ValueError(f"{first_day} is not a complete day of the price file")
-    later = [d for d in available if d >= first_day]
-    last_day = later[-1] if days is None else first_day + dt.timedelta(days=days - 1)
-    if last_day > later[-1]:
-        raise ValueError(f"the price file ends on {later[-1]}; fewer than {days} day(s) from {first_day}")
+    run = [first_day]  # the consecutive days from first_day (a dropped day ends the run)
+    while run[-1] + dt.timedelta(days=1) in available:
+        run.append(run[-1] + dt.timedelta(days=1))
+    last_day = run[-1] if days is None else first_day + dt.timedelta(days=days - 1)
+    if last_day > run[-1]:
+        after = run[-1] + dt.timedelta(days=1)
+        reason = "the file ends" if after > available[-1] else f"{after} is not in the file"
+        raise ValueError(
+            f"only {len(run)} consecutive day(s) from {first_day} ({reason}); "
+            f"asked for {days}: choose fewer --days or another --first-day"
+        )
     jobs = day_jobs(portfolio.market.rules_on(first_day), first_day, safety_margin)
     return jobs[0].run_at - dt.timedelta(minutes=1), first_day, last_day
 

@@ -69,7 +69,8 @@ from vpp.types import Clock, Device, Setpoint
 
 log = structlog.get_logger(__name__)
 
-JOB_KINDS = ("day_ahead", "awards", "dispatch", "close")
+# Settlement waits this long after a day's end for its real-time prices, then gives up (logged).
+SETTLEMENT_PATIENCE = dt.timedelta(days=2)
 
 # Creates an operator's devices when its first dispatch runs (simulation, as in the backtest).
 DeviceFactory = Callable[[Operator], tuple[dict[AssetKey, Device], dict[AssetKey, pd.DataFrame]]]
@@ -151,6 +152,7 @@ class Daemon:
         self._current: dict[str, list[Setpoint]] = {m: [] for m in self.operators}
         self._lock = threading.Lock()
         self._unavailable: set[AssetKey] = set()
+        self._heartbeat_lock = threading.Lock()  # jobs of several markets and stop() write it
         self.device_factory = device_factory
         executors = {_executor(m): ThreadPoolExecutor(max_workers=1) for m in self.operators}
         executors["default"] = ThreadPoolExecutor(max_workers=1)
@@ -545,14 +547,13 @@ class Daemon:
         operator.measure()  # the closing meter reading of the day
         try:
             rows = settle_day(operator, self.store, day)
-        except LookAheadError as exc:
+        except (LookAheadError, ExchangeError) as exc:
+            if isinstance(exc, ExchangeError):
+                self.metrics.inc("vpp_exchange_errors_total", market=market_id, call="prices")
             retry_at = self.clock.now() + dt.timedelta(seconds=self.options.retry_s)
-            log.warning("settlement_waiting", market=market_id, day=str(day), reason=str(exc))
-            self._retry(market_id, job, retry_at)
-            return
-        except ExchangeError as exc:
-            retry_at = self.clock.now() + dt.timedelta(seconds=self.options.retry_s)
-            self.metrics.inc("vpp_exchange_errors_total", market=market_id, call="prices")
+            if retry_at - job.run_at > SETTLEMENT_PATIENCE:
+                log.error("settlement_failed", market=market_id, day=str(day), reason=str(exc))
+                return
             log.warning("settlement_waiting", market=market_id, day=str(day), reason=str(exc))
             self._retry(market_id, job, retry_at)
             return
@@ -699,7 +700,7 @@ class Daemon:
         now = self.clock.now()
         self.metrics.set("vpp_clock_timestamp_seconds", now.timestamp())
         try:
-            with self.store.session() as session:
+            with self._heartbeat_lock, self.store.session() as session:
                 record = session.get(DaemonStateRecord, "daemon") or DaemonStateRecord(
                     id="daemon",
                     mode=self.mode,
