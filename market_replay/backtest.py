@@ -261,7 +261,6 @@ def _settlement_prices(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
     frame = frame.copy()
     for column in missing:
         frame[column] = frame["da_price"]
-    log.warning("deviation_settled_at_day_ahead_price", missing=missing)
     return frame
 
 
@@ -405,6 +404,7 @@ def _account(
     portfolio_frame.attrs["equivalent_cycles"] = cycles_kwh / capacity_kwh if capacity_kwh else 0.0
     if not any(c in prices.frame for c in ("rt_price", "rt_price_up")):
         portfolio_frame.attrs["deviation_price"] = DEVIATION_PRICE_NOTE
+        log.warning("deviation_settled_at_day_ahead_price", strategy=name, days=len(days))
     assets = pd.DataFrame(
         asset_rows,
         columns=[

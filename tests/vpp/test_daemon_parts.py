@@ -227,3 +227,15 @@ def test_simulation_clock_waits_holds_and_never_goes_back() -> None:
     assert later >= due
     with clock.hold(start) as held:  # an older due instant: never back in time
         assert held >= due
+
+
+def test_power_readings_become_a_meter_when_a_device_has_no_energy_register() -> None:
+    import pandas as pd
+
+    from vpp.daemon.settlement import integrate_power, interval_energy
+
+    stamps = pd.date_range("2025-05-01 16:00", periods=5, freq="7min30s", tz="UTC")
+    counter = integrate_power(pd.Series([100.0, 100.0, 300.0, 300.0, 300.0], index=stamps))
+    boundaries = pd.DatetimeIndex([stamps[0], stamps[2], stamps[4]])
+    # First quarter-hour: 100 kW for 7.5 min, then a ramp to 300 over 7.5 min: 12.5 + 25 kWh.
+    assert interval_energy(counter, boundaries).tolist() == pytest.approx([12.5 + 25.0, 75.0])

@@ -51,12 +51,12 @@ def _counters(
                 TelemetryRecord.park_id.in_(parks),  # type: ignore[attr-defined]
                 TelemetryRecord.measured_at >= start,
                 TelemetryRecord.measured_at <= end,
-                TelemetryRecord.extra_json.is_not(None),  # type: ignore[union-attr]
             )
             .order_by(TelemetryRecord.measured_at)  # type: ignore[arg-type]
         ).all()
     exported: dict[AssetKey, dict[pd.Timestamp, float]] = {}
     throughput: dict[AssetKey, dict[pd.Timestamp, float]] = {}
+    power: dict[AssetKey, dict[pd.Timestamp, float]] = {}
     known = {(p.id, a.id) for p in operator.portfolio.parks for a in p.assets}
     for record in records:
         key = (record.park_id, record.asset_id)
@@ -76,12 +76,32 @@ def _counters(
         value = exported_kwh(operator.portfolio.asset(key), reading)
         if value is not None:
             exported.setdefault(key, {})[stamp] = value
+        elif record.power_kw is not None:
+            power.setdefault(key, {})[stamp] = record.power_kw
         if "charged_kwh" in extra and "discharged_kwh" in extra:
             throughput.setdefault(key, {})[stamp] = extra["charged_kwh"] + extra["discharged_kwh"]
+    for key, readings in power.items():
+        if key not in exported and len(readings) > 1:
+            # A device without an energy register (e.g. a SunSpec battery without WH
+            # counters, an HTTP controller): meter it by integrating its power readings.
+            log.info("meter_from_power_readings", park=key[0], asset=key[1], readings=len(readings))
+            exported[key] = integrate_power(pd.Series(readings).sort_index()).to_dict()
     return (
         {k: pd.Series(v).sort_index() for k, v in exported.items()},
         {k: pd.Series(v).sort_index() for k, v in throughput.items()},
     )
+
+
+def integrate_power(power_kw: pd.Series) -> pd.Series:
+    """A cumulative energy counter [kWh] from power readings [kW] (trapezoid rule).
+
+    Between two readings the power is taken to change linearly; the result
+    is read like a meter's register by :func:`interval_energy`.
+    """
+    hours = np.diff(power_kw.index.as_unit("ns").asi8) / 3.6e12
+    values = power_kw.to_numpy(float)
+    steps = (values[1:] + values[:-1]) / 2 * hours
+    return pd.Series(np.concatenate([[0.0], np.cumsum(steps)]), index=power_kw.index)
 
 
 def interval_energy(counter: pd.Series, boundaries: pd.DatetimeIndex) -> np.ndarray:
