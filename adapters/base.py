@@ -131,6 +131,9 @@ class HealthStatus:
         return self.health is Health.OK
 
 
+_CLAMP_LOG_TOLERANCE_KW = 1e-3
+
+
 @dataclass(frozen=True)
 class Reading:
     """One decoded reading, before health is attached. Power in vpp sign [kW]."""
@@ -248,7 +251,8 @@ class Adapter(abc.ABC):
             raise ReadOnlyError(f"{self.park_id}/{self.asset_id} is read-only; nothing was sent")
         low, high = self.limits_kw()
         power_kw = min(max(setpoint.power_kw, low), high)
-        if power_kw != setpoint.power_kw:
+        # Solver round-off (1e-9 kW) is clamped silently; a real excess is a warning.
+        if abs(power_kw - setpoint.power_kw) > _CLAMP_LOG_TOLERANCE_KW:
             self.log.warning(
                 "setpoint_clamped",
                 requested_kw=setpoint.power_kw,
