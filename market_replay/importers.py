@@ -26,7 +26,7 @@ import bisect
 import csv
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -681,23 +681,7 @@ def _analyse(
                 detail="a whole local day of exact zeros: missing data coded as 0",
             )
         if is_price_column(column):
-            floors = np.array([rules[d].price_limits.floor_per_mwh for d in local_days.tolist()])
-            caps = np.array([rules[d].price_limits.cap_per_mwh for d in local_days.tolist()])
-            vals = series.to_numpy()
-            outside = (vals < floors) | (vals > caps)
-            idx = np.flatnonzero(outside)
-            out.add(
-                "out_of_range",
-                column=column,
-                count=len(idx),
-                examples=[
-                    f"{_local_text(frame.index[i], tz)}: {vals[i]:g} not in "
-                    f"[{floors[i]:g}, {caps[i]:g}]"
-                    for i in idx
-                ],
-                intervals=frame.index[idx],
-                detail="price outside the market's floor/cap in force that day",
-            )
+            _check_range(out, column, series, frame.index, local_days, rules, tz)
     note = _dst_days(frame, tz, parsed.step_minutes, out.source)
     if note is not None:
         out.issues.append(note)
@@ -926,6 +910,33 @@ def _join(
 # --------------------------------------------------------------------------- canonical check
 
 
+def _check_range(
+    out: _Collector,
+    column: str,
+    series: pd.Series,
+    index: pd.DatetimeIndex,
+    local_days: np.ndarray,
+    rules: Mapping[date, MarketRules],
+    tz: str,
+) -> None:
+    """Report prices outside the floor/cap in force on each value's local day."""
+    floors = np.array([rules[d].price_limits.floor_per_mwh for d in local_days.tolist()])
+    caps = np.array([rules[d].price_limits.cap_per_mwh for d in local_days.tolist()])
+    vals = series.to_numpy()
+    idx = np.flatnonzero((vals < floors) | (vals > caps))
+    out.add(
+        "out_of_range",
+        column=column,
+        count=len(idx),
+        examples=[
+            f"{_local_text(index[i], tz)}: {vals[i]:g} not in [{floors[i]:g}, {caps[i]:g}]"
+            for i in idx
+        ],
+        intervals=index[idx],
+        detail="price outside the market's floor/cap in force that day",
+    )
+
+
 def check_prices(
     prices: PriceFrame, market: MarketConfig | None = None, *, source: str = ""
 ) -> list[QualityIssue]:
@@ -982,21 +993,7 @@ def check_prices(
             days=zero_days,
         )
         if rules and is_price_column(column):
-            floors = np.array([rules[d].price_limits.floor_per_mwh for d in local_days.tolist()])
-            caps = np.array([rules[d].price_limits.cap_per_mwh for d in local_days.tolist()])
-            vals = series.to_numpy()
-            idx = np.flatnonzero((vals < floors) | (vals > caps))
-            out.add(
-                "out_of_range",
-                column=column,
-                count=len(idx),
-                examples=[
-                    f"{_local_text(frame.index[i], tz)}: {vals[i]:g} not in "
-                    f"[{floors[i]:g}, {caps[i]:g}]"
-                    for i in idx
-                ],
-                intervals=frame.index[idx],
-            )
+            _check_range(out, column, series, frame.index, local_days, rules, tz)
     for column in frame.columns:
         if column.startswith(FLAG_PREFIX):
             mask = frame[column].to_numpy()
