@@ -531,6 +531,15 @@ def on_schedule_grid(prices: PriceFrame, interval_minutes: int) -> PriceFrame:
             f"price file has {prices.interval_minutes}-min intervals; the market schedules "
             f"{interval_minutes}-min intervals, which do not divide them"
         )
+    realtime = [c for c in ("rt_price", "rt_price_up", "rt_price_down") if c in prices.frame]
+    if realtime:
+        # An hourly real-time price copied onto quarter-hours would be published when the
+        # first quarter ends, 45 minutes before it was known: refuse rather than leak.
+        raise ValueError(
+            f"price file has {prices.interval_minutes}-min real-time prices ({', '.join(realtime)}) "
+            f"but the market settles {interval_minutes}-min intervals; import real-time prices "
+            "at the settlement resolution"
+        )
     parts = prices.interval_minutes // interval_minutes
     frame = prices.frame
     index = frame.index.repeat(parts) + pd.to_timedelta(

@@ -247,3 +247,18 @@ def test_reference_runs_in_a_worker_process_give_the_same_numbers(
         "no_flexibility_revenue",
     ):
         assert parallel[key] == pytest.approx(serial[key]), key
+
+
+def test_hourly_real_time_prices_are_not_spread_onto_quarter_hours() -> None:
+    from market_replay.backtest import on_schedule_grid
+
+    index = pd.date_range(
+        "2021-06-14 22:00", periods=48, freq="1h", tz="UTC", name="interval_start"
+    )
+    hourly = PriceFrame(
+        pd.DataFrame({"da_price": 50.0, "rt_price": 55.0}, index=index), "epex-de-lu", "EUR", 60
+    )
+    with pytest.raises(ValueError, match="real-time prices"):
+        on_schedule_grid(hourly, 15)
+    day_ahead_only = PriceFrame(hourly.frame[["da_price"]], "epex-de-lu", "EUR", 60)
+    assert len(on_schedule_grid(day_ahead_only, 15).frame) == 48 * 4
