@@ -48,6 +48,7 @@ from strategies import (
     realized_states,
 )
 from vpp.config.models import BatterySpec, MarketRules, ParkConfig
+from vpp.daemon.settlement import interval_energy
 from vpp.daemon.timing import day_jobs
 from vpp.devices import simulated_devices
 from vpp.engine import AssetKey, MarketPortfolio, Operator, award_series, exported_kwh
@@ -337,10 +338,11 @@ def _account(
         park_energy = {p.id: np.zeros(len(index)) for p in portfolio.parks}
         park_degradation = {p.id: np.zeros(len(index)) for p in portfolio.parks}
         frame = _settlement_prices(prices.frame.reindex(index), plan.rules.settlement.rule)
+        boundaries = index.append(pd.DatetimeIndex([ends[-1]]))
         for key, series in counters.items():
-            start_vals = np.array([series.get(t, np.nan) for t in index])
-            end_vals = np.array([series.get(t, np.nan) for t in ends])
-            energy = end_vals - start_vals
+            # Interpolating the cumulative register spreads the energy across a missed
+            # reading instead of losing it; only intervals outside all readings stay unknown.
+            energy = interval_energy(pd.Series(series).sort_index(), boundaries)
             if not np.isfinite(energy).all():
                 missing = index[~np.isfinite(energy)][0]
                 log.warning(
@@ -350,9 +352,9 @@ def _account(
             park_energy[key[0]] += energy
             wear = np.zeros(len(index))
             if key in throughput:
-                t0 = np.array([throughput[key].get(t, np.nan) for t in index])
-                t1 = np.array([throughput[key].get(t, np.nan) for t in ends])
-                moved = np.nan_to_num(t1 - t0)
+                moved = np.nan_to_num(
+                    interval_energy(pd.Series(throughput[key]).sort_index(), boundaries)
+                )
                 cycles_kwh += float(moved.sum()) / 2
                 wear = moved / KWH_PER_MWH * degradation[key]
                 park_degradation[key[0]] += wear
