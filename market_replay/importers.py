@@ -657,15 +657,7 @@ def _analyse(
                     detail="resolution differs from the market's product interval",
                 )
         series = frame[column]
-        nan = series.isna().to_numpy()
-        out.add(
-            "nan",
-            column=column,
-            count=int(nan.sum()),
-            examples=[_local_text(t, tz) for t in frame.index[nan][:MAX_EXAMPLES]],
-            intervals=frame.index[nan],
-            detail="empty or NaN value in the source",
-        )
+        _check_nan(out, column, series, tz)
         zero_days = _zero_days(series, local_days, tz, parsed.step_minutes)
         if zero_days:
             mask = np.isin(local_days, np.array(zero_days, dtype=object))
@@ -910,6 +902,19 @@ def _join(
 # --------------------------------------------------------------------------- canonical check
 
 
+def _check_nan(out: _Collector, column: str, series: pd.Series, tz: str) -> None:
+    """Report empty or NaN values of one column."""
+    nan = series.isna().to_numpy()
+    out.add(
+        "nan",
+        column=column,
+        count=int(nan.sum()),
+        examples=[_local_text(t, tz) for t in series.index[nan][:MAX_EXAMPLES]],
+        intervals=series.index[nan],
+        detail="empty or NaN value in the source",
+    )
+
+
 def _check_range(
     out: _Collector,
     column: str,
@@ -976,14 +981,7 @@ def check_prices(
         if column == QUALITY_FLAG or column.startswith(FLAG_PREFIX):
             continue
         series = frame[column]
-        nan = series.isna().to_numpy()
-        out.add(
-            "nan",
-            column=column,
-            count=int(nan.sum()),
-            examples=[_local_text(t, tz) for t in frame.index[nan][:MAX_EXAMPLES]],
-            intervals=frame.index[nan],
-        )
+        _check_nan(out, column, series, tz)
         zero_days = _zero_days(series, local_days, tz, prices.interval_minutes)
         out.add(
             "zero_day",
