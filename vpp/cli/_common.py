@@ -73,6 +73,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def fail_on(exc: VppError) -> NoReturn:
+    if isinstance(exc, ConfigError) and len(exc.issues) == 1:
+        fail(str(exc.issues[0]))
     if isinstance(exc, ConfigError):
         for issue in exc.issues:
             err_console.print(str(issue), markup=False, highlight=False, soft_wrap=True)
@@ -151,10 +153,15 @@ def check_range(first: dt.date | None, last: dt.date | None, names: tuple[str, s
 
 def load(config: Path | None) -> ConfigSet:
     path = config_path(config)
-    if not path.exists() and not path.is_symlink():
+    if not path.exists():
         source = "--config" if config is not None else (
             "$VPP_CONFIG" if "VPP_CONFIG" in os.environ else "the default config folder"
         )
+        try:
+            path.stat()  # a symlink loop or a dangling link says so
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                fail(f"config ({source}) {describe_os_error(exc)}")
         fail(f"{path}: config folder not found ({source}); pass --config DIR or set VPP_CONFIG")
     try:
         return load_config(path)
@@ -163,7 +170,13 @@ def load(config: Path | None) -> ConfigSet:
 
 
 def open_store(cfg: ConfigSet) -> Store:
+    url = cfg.settings.store.resolved_url(cfg.project_root)
     try:
-        return Store(cfg.settings.store.resolved_url(cfg.project_root))
+        return Store(url)
     except VppError as exc:
         fail_on(exc)
+    except OSError as exc:  # the folder of a SQLite file cannot be created
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(url).render_as_string(hide_password=True)
+        fail(f"cannot open store {shown}: {describe_os_error(exc)}; check [store] url or VPP_DATABASE_URL")
