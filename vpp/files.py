@@ -104,8 +104,36 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def _resolved(folder: Path) -> Path:
-    # os.path.realpath never raises on a symlink loop (Path.resolve does on 3.11).
-    return Path(os.path.realpath(folder)) if folder.is_symlink() else folder
+    # Absolute, so "." has a real name and parent; os.path.realpath never raises on a
+    # symlink loop (Path.resolve does on 3.11).
+    return Path(os.path.realpath(folder)) if folder.is_symlink() else folder.absolute()
+
+
+def check_output_file(path: Path) -> None:
+    """Raise :class:`OutputError` now if ``path`` clearly cannot be written as a file.
+
+    A folder at ``path``, a file where a parent folder should be, or a parent
+    folder where no file can be created. A device or FIFO is accepted (it is
+    written directly by :func:`atomic_write`).
+    """
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{path}: {ancestor} is a file, not a folder; choose another path")
+    if path.exists() and not path.is_file():
+        return
+    try:
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        Path(probe).unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot create files in {ancestor} ({exc.strerror or exc}); "
+            "choose a writable location"
+        ) from exc
 
 
 def check_output_folder(folder: Path, names: Collection[str]) -> Path:

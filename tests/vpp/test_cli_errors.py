@@ -402,3 +402,56 @@ def test_backtest_report_is_replaced_whole_or_not_at_all(
     report.write_backtest(result, out)
     assert json.loads((out / "summary.json").read_text())["wall_time_s"] == 12345.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file: no way to deny it")
+def test_unreadable_file_is_one_line(tmp_path: Path, price_file: Path) -> None:
+    locked = tmp_path / "locked.csv"
+    locked.write_bytes(price_file.read_bytes())
+    locked.chmod(0)
+    try:
+        result = _invoke(["data", "check", str(locked)])
+    finally:
+        locked.chmod(0o600)
+    assert result.exit_code == 1
+    assert re.search(r"locked.csv: permission denied", one_error_line(result.stderr))
+
+
+@pytest.mark.parametrize(
+    ("output", "pattern"),
+    [
+        (lambda t: t, r"work: is a folder; give a file name"),
+        (lambda t: _file(t) / "out.csv", r"plain.txt is a file, not a folder"),
+        (lambda t: Path("/proc/vpp-out.csv"), r"/proc/vpp-out.csv: cannot create files in /proc"),
+    ],
+    ids=["folder", "under-a-file", "unwritable"],
+)
+def test_import_output_checked_before_reading(
+    tmp_path: Path, output: Callable[[Path], Path], pattern: str
+) -> None:
+    """``-o`` is checked first: the input given does not even exist, yet the error is ``-o``."""
+    work = tmp_path / "work"
+    work.mkdir()
+    target = output(work)
+    before = _snapshot(work)
+    result = _invoke(["data", "import", "-c", C, "-f", "cn-spot-96", str(work / "none.csv"),
+                      "-o", str(target)])
+    assert result.exit_code == 1
+    assert re.search(pattern, one_error_line(result.stderr))
+    assert _snapshot(work) == before
+
+
+def test_every_command_runs_inside_the_error_mapping() -> None:
+    """A command added later without the mapping would print tracebacks again."""
+    import typer
+
+    def commands(typer_app: typer.Typer) -> list[object]:
+        found: list[object] = [info.callback for info in typer_app.registered_commands]
+        for group in typer_app.registered_groups:
+            assert group.typer_instance is not None
+            found += commands(group.typer_instance)
+        return found
+
+    callbacks = commands(app)
+    assert len(callbacks) >= 14  # the README's command table
+    assert all(getattr(c, "vpp_guarded", False) for c in callbacks)

@@ -103,13 +103,14 @@ def guarded(command: F) -> F:
             log.debug("command_failed", command=command.__name__, exc_info=True)
             fail(str(exc) or type(exc).__name__)
 
+    run.vpp_guarded = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
 
 
 def guard_app(app: typer.Typer) -> None:
     """Wrap every command of ``app`` and its sub-apps in :func:`guarded` (once)."""
     for info in app.registered_commands:
-        if info.callback is not None and not hasattr(info.callback, "__wrapped__"):
+        if info.callback is not None and not getattr(info.callback, "vpp_guarded", False):
             info.callback = guarded(info.callback)
     for group in app.registered_groups:
         if group.typer_instance is not None:

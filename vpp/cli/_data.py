@@ -14,7 +14,7 @@ from vpp import __version__
 from vpp._exceptions import ConfigError, DataQualityError
 from vpp.cli._common import config_path, console, fail, fail_on, load
 from vpp.config import ConfigSet, MarketConfig
-from vpp.files import describe_os_error
+from vpp.files import check_output_file, describe_os_error
 
 if TYPE_CHECKING:  # market_replay loads pandas; imported lazily so `vpp --help` stays fast
     from market_replay import PriceFrame, QualityReport
@@ -102,6 +102,7 @@ def import_(
         # realpath, not Path.resolve: it never raises on a symlink loop (reading reports it)
         if source is not None and os.path.realpath(source) == os.path.realpath(output):
             fail(f"{output}: output would overwrite the input; choose another -o")
+    check_output_file(output)  # before the import: an unwritable -o fails in a second
     cfg = load(config)
     market = _market(cfg, market_id or spec.default_market)
     try:
