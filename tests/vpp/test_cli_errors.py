@@ -455,3 +455,26 @@ def test_every_command_runs_inside_the_error_mapping() -> None:
     callbacks = commands(app)
     assert len(callbacks) >= 14  # the README's command table
     assert all(getattr(c, "vpp_guarded", False) for c in callbacks)
+
+
+def test_metrics_port_in_use_is_one_line(tmp_path: Path, price_file: Path) -> None:
+    """``vpp run``: the metrics port taken by another process: one line, exit 1, no bid sent."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _process(
+            ["run", "-c", C, "--simulate", "--prices", str(price_file), "--days", "1",
+             "--metrics-port", str(port), "--log-level", "ERROR"],
+            env={"VPP_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}"},
+        )
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result.stderr)
+    assert f"metrics server 127.0.0.1:{port}: address already in use" in line
+    from sqlmodel import select
+
+    from vpp.store import BidRecord, Store
+
+    store = Store(f"sqlite:///{tmp_path / 'run.db'}")
+    with store.session() as session:
+        assert session.exec(select(BidRecord)).first() is None  # no bid went out
