@@ -55,6 +55,7 @@ import pandas as pd
 import structlog
 
 from market_replay._errors import InputFormatError
+from vpp import files
 from vpp._exceptions import DataQualityError
 from vpp.timeutil import day_bounds_utc, require_aware, zone
 
@@ -329,6 +330,10 @@ def write_prices(
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A device or FIFO (/dev/stdout): write through; a rename would replace it with a file.
+        files.atomic_write(path, lambda target: target.write_text(text, encoding="utf-8"))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

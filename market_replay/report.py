@@ -1,7 +1,8 @@
 """Backtest outputs: summary.json, intervals.csv, settlement.csv, PNG plots, report.html.
 
-Every file is written to a temporary name and renamed into place, so an
-interrupted run never leaves a half-written report next to complete ones.
+The whole folder is written into a temporary sibling and swapped into
+place (:func:`vpp.files.replace_folder`), so a failed or interrupted run
+leaves the previous complete report, never a mix of old and new files.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,22 +22,33 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from vpp import files
+
 if TYPE_CHECKING:
     from market_replay.backtest import BacktestResult
 
 
+REPORT_FILES = (
+    "summary.json",
+    "intervals.csv",
+    "portfolio.csv",
+    "settlement.csv",
+    "prices_dispatch.png",
+    "soc.png",
+    "cumulative_revenue.png",
+    "report.html",
+)
+"""The files of a backtest report; an output folder holding anything else is refused."""
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` then move ``tmp`` onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Call ``write(tmp)`` then move ``tmp`` onto ``path`` (see :func:`vpp.files.atomic_write`)."""
+    files.atomic_write(path, write)
+
+
+def check_out(out: Path) -> Path:
+    """Raise ``OutputError`` now, before a backtest runs, if ``out`` cannot take a report."""
+    return files.check_output_folder(out, REPORT_FILES)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -155,8 +165,17 @@ def _fmt(value: Any) -> str:
 
 
 def write_backtest(result: BacktestResult, out: Path) -> list[Path]:
-    """Write every backtest output into ``out``; return the files written."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write every backtest output into ``out``, replacing it whole; return the files written.
+
+    Raises ``OutputError`` (and leaves the previous report) if ``out`` cannot
+    be written or holds files that are not part of a report.
+    """
+    with files.replace_folder(out, REPORT_FILES) as tmp:
+        written = _write_report(result, tmp)
+    return [out / p.name for p in written]
+
+
+def _write_report(result: BacktestResult, out: Path) -> list[Path]:
     summary = result.summary()
     main = result.main
     tz = result.timezone

@@ -3,7 +3,8 @@
 :func:`plan_day` works on a plain price frame (UTC ``interval_start`` index,
 a ``da_price`` column by default), so it is usable -- and tested -- without
 any file format; the CLI reads the canonical price file and calls it.
-:func:`write_plan` writes ``assets.csv``, ``parks.csv`` and ``plan.json``.
+:func:`write_plan` writes ``assets.csv``, ``parks.csv`` and ``plan.json``,
+replacing the output folder whole (a failed write keeps the previous plan).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from strategies.foresight import perfect_foresight, realized_states
 from strategies.park import interval_hours
 from strategies.schedule import Schedule, idle_schedule
 from strategies.state import load_inputs
+from vpp import files
 from vpp._exceptions import InfeasibleError, SolverError
 from vpp.config.loader import ConfigSet
 from vpp.timeutil import day_intervals_utc, require_aware_index
@@ -126,9 +128,27 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return round(float(value), digits)
 
 
+PLAN_FILES = ("assets.csv", "parks.csv", "plan.json")
+"""The files of a plan folder; an output folder holding anything else is refused."""
+
+
+def check_plan_out(out_dir: Path) -> Path:
+    """Raise ``OutputError`` now, before solving, if ``out_dir`` cannot take a plan."""
+    return files.check_output_folder(out_dir, PLAN_FILES)
+
+
 def write_plan(plan: PlanResult, out_dir: Path) -> list[Path]:
-    """Write ``assets.csv``, ``parks.csv`` and ``plan.json`` into ``out_dir``; return the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``assets.csv``, ``parks.csv`` and ``plan.json`` into ``out_dir``; return the paths.
+
+    The folder is built aside and swapped in whole (``OutputError`` and the
+    previous plan kept on failure).
+    """
+    with files.replace_folder(out_dir, PLAN_FILES) as tmp:
+        _write_plan_files(plan, tmp)
+    return [out_dir / name for name in PLAN_FILES]
+
+
+def _write_plan_files(plan: PlanResult, out_dir: Path) -> None:
     schedule = plan.schedule
     local = schedule.index.tz_convert(plan.timezone)
     stamps = pd.DataFrame(
@@ -185,4 +205,3 @@ def write_plan(plan: PlanResult, out_dir: Path) -> list[Path]:
         "sign_convention": "power_kw > 0 flows into the grid (sold); < 0 is drawn (bought)",
     }
     json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return [assets_path, parks_path, json_path]

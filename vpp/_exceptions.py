@@ -90,3 +90,7 @@ class InfeasibleError(SolverError):
 
 class StoreError(VppError):
     """The store could not complete a transaction; nothing was written."""
+
+
+class OutputError(VppError):
+    """An output file or folder cannot be written where asked; what was there is unchanged."""

@@ -1,6 +1,8 @@
 """The ``vpp`` command line.
 
-Each command group lives in its own module and is registered here.
+Each command group lives in its own module and is registered here; every
+command then runs inside one error mapping (:func:`vpp.cli._common.guarded`):
+one line on stderr, exit 1 for errors, 2 for usage, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import typer
 from vpp import __version__
 from vpp.cli import _adapters, _config, _plan
 from vpp.cli._backtest import backtest
+from vpp.cli._common import check_log_level, guard_app
 from vpp.cli._daemon import exchange_app, run, status
 from vpp.cli._data import data_app
 from vpp.cli._demo import demo
@@ -35,7 +38,7 @@ def _root(
     if version:
         typer.echo(__version__)
         raise typer.Exit()
-    configure_logging(json=True if log_json else None, level=log_level.upper())
+    configure_logging(json=True if log_json else None, level=check_log_level(log_level))
 
 
 app.command()(_config.validate)
@@ -50,6 +53,7 @@ app.command()(backtest)
 app.command()(run)
 app.command()(status)
 app.add_typer(exchange_app, name="exchange")
+guard_app(app)
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vpp._exceptions import VppError
-from vpp.cli._common import console, fail, fail_on, load
+from vpp.cli._common import (
+    check_name,
+    check_range,
+    console,
+    fail,
+    fail_on,
+    load,
+    parse_day,
+)
 
 
 def backtest(
@@ -30,6 +37,10 @@ def backtest(
     forecaster: Annotated[
         str | None, typer.Option(help="persistence, weekly, rolling_median or regression")
     ] = None,
+    rt_forecaster: Annotated[
+        str | None,
+        typer.Option(help="Forecaster of real-time prices [default: [backtest] rt_forecaster]"),
+    ] = None,
     solver: Annotated[str | None, typer.Option(help="HIGHS, ECOS or CLARABEL")] = None,
     reoptimise_every: Annotated[
         int | None, typer.Option(help="Re-solve real time every N intervals")
@@ -42,20 +53,39 @@ def backtest(
     """Backtest a strategy on a canonical price file; write summary, CSVs, plots and report.html."""
     from market_replay.backtest import BacktestOptions, run_backtest
     from market_replay.canonical import read_prices
-    from market_replay.report import write_backtest
+    from market_replay.report import check_out, write_backtest
+    from strategies import FORECASTERS, SOLVERS, STRATEGIES
     from vpp.engine import MarketPortfolio
 
     cfg = load(config)
     settings = cfg.settings.backtest
+    # Every name, date and the output folder first: nothing is read, solved or written
+    # before they are right, so a typo fails in a second, not after the backtest.
+    strategy_name = check_name(
+        "--strategy" if strategy else "[backtest] strategy", strategy or settings.strategy,
+        STRATEGIES,
+    )
+    forecaster_name = check_name(
+        "--forecaster" if forecaster else "[backtest] forecaster",
+        forecaster or settings.forecaster, FORECASTERS,
+    )
+    rt_name = rt_forecaster or settings.rt_forecaster
+    if rt_name is not None:
+        check_name(
+            "--rt-forecaster" if rt_forecaster else "[backtest] rt_forecaster", rt_name,
+            FORECASTERS,
+        )
+    solver_name = (solver or cfg.settings.solver.name).upper()
+    if solver_name not in SOLVERS:
+        check_name("--solver", solver or solver_name, SOLVERS)
+    first = parse_day(start, "--start") if start else settings.start
+    last = parse_day(end, "--end") if end else settings.end
+    check_range(first, last, ("--start", "--end"))
     price_path = prices or (cfg.root / settings.prices if settings.prices else None)
     if price_path is None:
         fail("no price file: pass --prices or set [backtest] prices in vpp.toml")
     out_dir = out or (cfg.root / settings.out)
-    try:
-        first = dt.date.fromisoformat(start) if start else settings.start
-        last = dt.date.fromisoformat(end) if end else settings.end
-    except ValueError as exc:
-        fail(f"--start/--end: {exc} (use YYYY-MM-DD)")
+    check_out(out_dir)
     try:
         frame = read_prices(price_path)
         portfolio = MarketPortfolio.from_config(cfg, frame.market_id)
@@ -69,14 +99,14 @@ def backtest(
     if not days:
         fail(f"{price_path}: no complete day between {first} and {last}")
     options = BacktestOptions(
-        strategy=strategy or settings.strategy,
-        forecaster=forecaster or settings.forecaster,
+        strategy=strategy_name,
+        forecaster=forecaster_name,
         scenarios=settings.scenarios,
-        solver=solver or cfg.settings.solver.name,
+        solver=solver_name,
         time_limit_s=cfg.settings.solver.time_limit_s,
         reoptimise_every=reoptimise_every or settings.reoptimise_every,
         deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
-        rt_forecaster=settings.rt_forecaster,
+        rt_forecaster=rt_name,
         baselines=baselines,
         workers=2 if (os.cpu_count() or 1) > 1 else 1,
     )

@@ -1,19 +1,48 @@
-"""Shared CLI plumbing: the console, config discovery, error exit."""
+"""Shared CLI plumbing: the console, config discovery, error exit.
+
+Every command runs inside :func:`guarded` (applied once, in ``vpp.cli``), the
+one place that turns an exception into one line on stderr and an exit code:
+
+- ``VppError`` -> its message (``ConfigError``: one line per issue, then a
+  count), exit 1;
+- ``OSError`` a user can cause -> ``path: what happened (strerror); what to
+  do`` (:func:`vpp.files.describe_os_error`), exit 1;
+- ``ValueError`` (a value a library refused, already worded for people) ->
+  its message, exit 1;
+- ``KeyboardInterrupt`` -> exit 130, quietly;
+- click usage errors (unknown option, missing argument, wrong type) stay
+  click's, exit 2.
+
+No traceback is printed; with ``--log-level DEBUG`` it goes to the log.
+Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
+import functools
 import os
 import sys
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar, overload
 
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from vpp._exceptions import ConfigError, VppError
 from vpp.config import ConfigSet, load_config
+from vpp.files import describe_os_error
 from vpp.store import Store
+
+log = structlog.get_logger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Wide enough for tables when output goes to a file or a CI log (no terminal to measure).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -29,12 +58,23 @@ def config_path(value: Path | None) -> Path:
     return Path(os.environ.get("VPP_CONFIG", str(DEFAULT_CONFIG)))
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: library messages may carry a second, technical line."""
+    lines = [line.strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith("(Background on this error")]
+    return " ".join(kept)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
 def fail_on(exc: VppError) -> NoReturn:
+    if isinstance(exc, ConfigError) and len(exc.issues) == 1:
+        fail(str(exc.issues[0]))
     if isinstance(exc, ConfigError):
         for issue in exc.issues:
             err_console.print(str(issue), markup=False, highlight=False, soft_wrap=True)
@@ -42,15 +82,102 @@ def fail_on(exc: VppError) -> NoReturn:
     fail(str(exc))
 
 
-def load(config: Path | None) -> ConfigSet:
+def guarded(command: F) -> F:
+    """``command`` with the error mapping described in this module's docstring."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except VppError as exc:
+            log.debug("command_failed", command=command.__name__, exc_info=True)
+            fail_on(exc)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # stdout closed by `| head`: click exits quietly
+                raise
+            log.debug("command_failed", command=command.__name__, exc_info=True)
+            fail(describe_os_error(exc))
+        except ValueError as exc:
+            log.debug("command_failed", command=command.__name__, exc_info=True)
+            fail(str(exc) or type(exc).__name__)
+
+    run.vpp_guarded = True  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]
+
+
+def guard_app(app: typer.Typer) -> None:
+    """Wrap every command of ``app`` and its sub-apps in :func:`guarded` (once)."""
+    for info in app.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "vpp_guarded", False):
+            info.callback = guarded(info.callback)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            guard_app(group.typer_instance)
+
+
+def check_log_level(value: str) -> str:
+    """``value`` upper-cased if it is a log level, else exit 1 naming the choices."""
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        fail(f"--log-level {value!r}: must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def check_name(option: str, value: str, allowed: Collection[str]) -> str:
+    """``value`` if it is one of ``allowed``, else exit 1 naming the option and the choices."""
+    if value not in allowed:
+        fail(f"{option} {value!r}: unknown; choose one of {', '.join(allowed)}")
+    return value
+
+
+@overload
+def parse_day(value: str, option: str) -> dt.date: ...
+@overload
+def parse_day(value: str | None, option: str) -> dt.date | None: ...
+def parse_day(value: str | None, option: str) -> dt.date | None:
+    """A ``YYYY-MM-DD`` option value, or exit 1 naming the option and the value."""
+    if value is None:
+        return None
     try:
-        return load_config(config_path(config))
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        fail(f"{option} {value!r}: {exc}; use a date YYYY-MM-DD")
+
+
+def check_range(first: dt.date | None, last: dt.date | None, names: tuple[str, str]) -> None:
+    """Exit 1 if ``first`` is after ``last``."""
+    if first is not None and last is not None and first > last:
+        fail(f"{names[0]} {first} is after {names[1]} {last}; give {names[0]} <= {names[1]}")
+
+
+def load(config: Path | None) -> ConfigSet:
+    path = config_path(config)
+    if not path.exists():
+        source = "--config" if config is not None else (
+            "$VPP_CONFIG" if "VPP_CONFIG" in os.environ else "the default config folder"
+        )
+        try:
+            path.stat()  # a symlink loop or a dangling link says so
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                fail(f"config ({source}) {describe_os_error(exc)}")
+        fail(f"{path}: config folder not found ({source}); pass --config DIR or set VPP_CONFIG")
+    try:
+        return load_config(path)
     except VppError as exc:
         fail_on(exc)
 
 
 def open_store(cfg: ConfigSet) -> Store:
+    url = cfg.settings.store.resolved_url(cfg.project_root)
     try:
-        return Store(cfg.settings.store.resolved_url(cfg.project_root))
+        return Store(url)
     except VppError as exc:
         fail_on(exc)
+    except OSError as exc:  # the folder of a SQLite file cannot be created
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(url).render_as_string(hide_password=True)
+        fail(f"cannot open store {shown}: {describe_os_error(exc)}; check [store] url or VPP_DATABASE_URL")

@@ -15,8 +15,17 @@ import typer
 from rich.table import Table
 
 from vpp._exceptions import VppError
-from vpp.cli._common import console, fail, fail_on, load, open_store
+from vpp.cli._common import (
+    check_log_level,
+    console,
+    fail,
+    fail_on,
+    load,
+    open_store,
+    parse_day,
+)
 from vpp.config.loader import ConfigSet
+from vpp.files import describe_os_error
 from vpp.logging import configure_logging
 
 exchange_app = typer.Typer(help="The replay exchange over HTTP.", no_args_is_help=True)
@@ -110,7 +119,8 @@ def run(
     )
     from vpp.daemon.service import Daemon
 
-    configure_logging(json=True, level=log_level.upper())
+    configure_logging(json=True, level=check_log_level(log_level))
+    first = parse_day(first_day, "--first-day")
     # APScheduler reports coalesced runs of the periodic jobs at WARNING; they are expected.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     cfg = load(config)
@@ -121,7 +131,6 @@ def run(
         if not simulate:
             daemon = live_daemon(cfg, store)
         elif exchange_url:
-            first = dt.date.fromisoformat(first_day) if first_day else None
             last = first + dt.timedelta(days=days - 1) if first and days else None
             daemon = remote_simulated_daemon(cfg, store, exchange_url, first_day=first, last_day=last)
         else:
@@ -131,7 +140,6 @@ def run(
             frame = read_prices(_prices_path(cfg, prices))
             portfolio = MarketPortfolio.from_config(cfg, frame.market_id)
             margin = dt.timedelta(minutes=cfg.settings.daemon.da_safety_margin_minutes)
-            first = dt.date.fromisoformat(first_day) if first_day else None
             begin, first_trading, last_trading = default_window(
                 portfolio, frame, margin, first, days
             )
@@ -151,7 +159,12 @@ def run(
         fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
     settings = cfg.settings.daemon
     port = settings.metrics_port if metrics_port is None else metrics_port
-    metrics_server = serve_metrics(daemon, settings.metrics_host, port)
+    try:
+        metrics_server = serve_metrics(daemon, settings.metrics_host, port)
+    except OSError as exc:
+        if world is not None:
+            world.close()
+        fail(describe_os_error(exc, f"metrics server {settings.metrics_host}:{port}"))
     stop = threading.Event()
     restore = _on_signals(stop)
     daemon.start()
@@ -268,7 +281,9 @@ def serve(
         begin = _parse_time(start, "--start") or default_window(portfolio, frame, margin)[0]
         clock = AcceleratedClock(begin, speed)
         server = ExchangeServer(ReplayExchange(frame.frame, portfolio.market, clock), host, port)
-    except (VppError, ValueError, OSError) as exc:
+    except OSError as exc:  # a file names itself; a bind (port in use) names nothing
+        fail(describe_os_error(exc, None if exc.filename else f"exchange server {host}:{port}"))
+    except (VppError, ValueError) as exc:
         fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
     stop = threading.Event()
     restore = _on_signals(stop)

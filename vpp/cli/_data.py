@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,6 +14,7 @@ from vpp import __version__
 from vpp._exceptions import ConfigError, DataQualityError
 from vpp.cli._common import config_path, console, fail, fail_on, load
 from vpp.config import ConfigSet, MarketConfig
+from vpp.files import check_output_file, describe_os_error
 
 if TYPE_CHECKING:  # market_replay loads pandas; imported lazily so `vpp --help` stays fast
     from market_replay import PriceFrame, QualityReport
@@ -97,8 +99,10 @@ def import_(
     except ConfigError as exc:
         fail_on(exc)
     for source in (input_file, rt):
-        if source is not None and source.resolve() == output.resolve():
+        # realpath, not Path.resolve: it never raises on a symlink loop (reading reports it)
+        if source is not None and os.path.realpath(source) == os.path.realpath(output):
             fail(f"{output}: output would overwrite the input; choose another -o")
+    check_output_file(output)  # before the import: an unwritable -o fails in a second
     cfg = load(config)
     market = _market(cfg, market_id or spec.default_market)
     try:
@@ -134,7 +138,7 @@ def import_(
             extra={"quality_policy": on_missing, "quality": report.summary()},
         )
     except OSError as exc:
-        fail(f"{output}: cannot write: {exc.strerror}")
+        fail(f"cannot write {describe_os_error(exc, output)}")
     days = result.prices.days(market.timezone)
     dropped = (
         f", {len(report.days_dropped)} day(s) with problems left out" if report.days_dropped else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vpp._exceptions import VppError
-from vpp.cli._common import console, fail, fail_on, load
+from vpp.cli._common import console, fail, fail_on, load, parse_day
 
 
 def plan(
@@ -36,17 +35,15 @@ def plan(
     """Write the optimal schedule for DAY: per asset and per park (CSV) and plan.json."""
     from market_replay import read_prices
     from strategies._solver import check_solver
-    from strategies.plan import plan_day, write_plan
+    from strategies.plan import check_plan_out, plan_day, write_plan
 
-    try:
-        delivery_day = dt.date.fromisoformat(day)
-    except ValueError:
-        fail(f"--day {day!r}: must be a date YYYY-MM-DD")
+    delivery_day = parse_day(day, "--day")
     if solver is not None:
         try:
             solver = check_solver(solver)
         except ValueError as exc:
             fail(f"--solver: {exc}")
+    check_plan_out(out)  # before the solve: an unwritable --out fails in a second
     cfg = load(config)
     try:
         frame = read_prices(prices)
