@@ -36,9 +36,17 @@ Id = Annotated[
 
 
 class Spec(BaseModel):
-    """Base of every config spec: unknown keys are rejected."""
+    """Base of every config spec: unknown keys are rejected, numbers must be finite.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    ``inf``/``-inf``/``nan`` (which TOML accepts) are refused in every numeric
+    field: no field means "unlimited" by an infinite value. Where a limit is
+    optional, leaving it out (``None``) is the documented way to say "no limit"
+    or "the default", as each field's description states.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 def _check_timezone(value: str) -> str:
@@ -232,7 +240,10 @@ class FlexibleProcessSpec(AssetBase):
         gt=0, le=24, description="Energy shifted must be recovered within this window [h]"
     )
     ramp_limit_kw_per_min: float | None = Field(
-        None, gt=0, description="Largest change of consumption per minute [kW/min]"
+        None,
+        gt=0,
+        description="Largest change of consumption per minute; leave out for no ramp limit "
+        "(unlimited) [kW/min]",
     )
 
 
