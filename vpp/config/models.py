@@ -331,6 +331,13 @@ class RealTimeRule(Rule):
 class PriceLimits(Rule):
     floor_per_mwh: float = Field(description="Lowest allowed bid/clearing price [currency/MWh]")
     cap_per_mwh: float = Field(description="Highest allowed bid/clearing price [currency/MWh]")
+    applies_to: list[Literal["day_ahead", "real_time"]] = Field(
+        ["day_ahead", "real_time"],
+        min_length=1,
+        description="Price columns this floor/cap bounds in price files: day_ahead (da_*) "
+        "and/or real_time (rt_*); leave real_time out where real-time prices may "
+        "legitimately go beyond the day-ahead limits",
+    )
 
     @model_validator(mode="after")
     def _floor_below_cap(self) -> PriceLimits:
@@ -518,6 +525,11 @@ class BacktestSettings(StrategySettings):
     start: dt.date | None = None
     end: dt.date | None = None
     out: Path = Field(Path("../out/backtest"), description="Output folder, relative to vpp.toml")
+    allow_out_of_rule_prices: bool = Field(
+        False,
+        description="Backtest a price file holding prices beyond the market's floor/cap in "
+        "force (refused by default); the run is then flagged in summary.json and the report",
+    )
 
 
 class DaemonSettings(StrategySettings):
