@@ -415,3 +415,19 @@ def test_flag_columns_are_not_in_the_forecast_history(flagged: Path) -> None:
     assert not [c for c in history.columns if c.startswith("flag") or c == "quality_flag"]
     flags = exchange.history(["da_price", "quality_flag"])
     assert flags["quality_flag"].dropna().isin([0.0, 1.0]).all()
+
+
+def test_backtest_refuses_a_price_file_in_another_currency(project: Path, tmp_path: Path) -> None:
+    from market_replay.backtest import BacktestOptions, run_backtest
+    from vpp import DataQualityError
+    from vpp.config import load_config
+    from vpp.engine import MarketPortfolio
+
+    drop = tmp_path / "drop.csv"
+    _import(project, PRICES, drop, "drop-day")
+    prices = read_prices(drop)
+    usd = PriceFrame(prices.frame, prices.market_id, "USD", prices.interval_minutes)
+    portfolio = MarketPortfolio.from_config(load_config(project), prices.market_id)
+    options = BacktestOptions(price_file=str(drop), baselines=False)
+    with pytest.raises(DataQualityError, match=r"currency USD but market cn-province-a settles"):
+        run_backtest(portfolio, usd, [dt.date(2025, 5, 6)], options)
