@@ -39,6 +39,7 @@ from adapters import SimulatedBattery, SimulatedEvHub
 from market_replay.canonical import PriceFrame
 from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
+from market_replay.importers import price_rule_breaks
 from market_replay.settlement import settle, settle_parks
 from strategies import (
     get_strategy,
@@ -47,6 +48,7 @@ from strategies import (
     perfect_foresight,
     realized_states,
 )
+from vpp._exceptions import DataQualityError
 from vpp.config.models import BatterySpec, MarketRules, ParkConfig
 from vpp.daemon.settlement import interval_energy
 from vpp.daemon.timing import day_jobs
@@ -74,6 +76,10 @@ class BacktestOptions:
     workers: int = 1
     safety_margin: dt.timedelta = dt.timedelta(minutes=30)
     baselines: bool = True
+    #: Backtest prices beyond the market's floor/cap (refused by default); flagged in the summary.
+    allow_out_of_rule_prices: bool = False
+    #: The price file's name, for messages.
+    price_file: str = "price file"
 
 
 @dataclass
@@ -105,6 +111,8 @@ class BacktestResult:
     foresight: pd.DataFrame  # per day: objective, status
     baselines: dict[str, RunResult] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    #: Set when the file breaks the market's price limits and the run was allowed anyway.
+    out_of_rule_prices: str | None = None
 
     def summary(self) -> dict[str, object]:
         p = self.main.portfolio
@@ -144,6 +152,11 @@ class BacktestResult:
             "solve_time_s": round(self.main.solve_time_s, 3),
             "wall_time_s": round(self.wall_time_s, 3),
         }
+        if self.out_of_rule_prices is not None:
+            out["warning"] = (
+                "OUT-OF-RULE PRICES: revenue is computed on prices the market does not allow: "
+                + self.out_of_rule_prices
+            )
         return out
 
 
@@ -576,6 +589,61 @@ def _references(
     return bound, runs
 
 
+def _check_inputs(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    days: Sequence[dt.date],
+    options: BacktestOptions,
+) -> str | None:
+    """Refuse, with one line, inputs that would run but give wrong numbers.
+
+    * the file's currency must be the market's;
+    * every price must lie within the floor/cap in force on its day
+      (``price_limits``); with ``allow_out_of_rule_prices`` the run goes on
+      and the returned description is put in the summary as a warning;
+    * the first day needs published day-ahead history before it (the
+      forecasters have no honest guess without one).
+    """
+    file = options.price_file
+    market = portfolio.market
+    if prices.currency != market.currency:
+        raise DataQualityError(
+            f"{file}: currency {prices.currency} but market {market.id} settles in "
+            f"{market.currency}; import the file for the right market"
+        )
+    breaks = price_rule_breaks(prices, market)
+    described = breaks.describe(file) if breaks is not None else None
+    if described is not None:
+        if not options.allow_out_of_rule_prices:
+            raise DataQualityError(
+                f"{described}; re-import with --on-missing drop-day, or set [backtest] "
+                "allow_out_of_rule_prices = true to run anyway (flagged in the summary)"
+            )
+        log.warning("backtest_out_of_rule_prices", file=file, count=breaks.count if breaks else 0)
+    needs_history = options.strategy != "idle" or options.baselines
+    if needs_history:
+        first_start = day_intervals_utc(days[0], market.timezone, 60)[0]
+        before = prices.frame.loc[prices.frame.index < first_start, "da_price"]
+        if not before.notna().any():
+            later = [d for d in days if d > days[0]]
+            suggestion = (
+                f"start on {days[0] + dt.timedelta(days=1)} or later"
+                if later
+                else "choose a later --start with the day before it in the file"
+            )
+            file_first = prices.frame.index[0].tz_convert(market.timezone).date()
+            what = (
+                "is the price file's first day"
+                if file_first >= days[0]
+                else "has no day-ahead price before it in the price file"
+            )
+            raise DataQualityError(
+                f"{file}: --start {days[0]} {what}; the {options.forecaster} forecaster needs "
+                f"1 day of history: {suggestion}"
+            )
+    return described
+
+
 def run_backtest(
     portfolio: MarketPortfolio,
     prices: PriceFrame,
@@ -590,6 +658,7 @@ def run_backtest(
         )
     if not days:
         raise ValueError("no complete days to backtest in the chosen range")
+    out_of_rule = _check_inputs(portfolio, prices, days, options)
     grid = {portfolio.market.rules_on(d).interval_minutes for d in days}
     if len(grid) != 1:
         raise ValueError(
@@ -627,6 +696,7 @@ def run_backtest(
         baselines,
     )
     result.wall_time_s = time.perf_counter() - start
+    result.out_of_rule_prices = out_of_rule
     log.info(
         "backtest_finished",
         **{k: v for k, v in result.summary().items() if k != "market"},

@@ -548,6 +548,13 @@ def _parse_floats(file: str, name: str, text: pd.Series, row_of: Callable[[int],
             raise InputFormatError(
                 file, f"cannot parse {cell!r} as a number", row=row_of(i), column=name
             ) from None
+        if np.isnan(floats[i]):
+            raise InputFormatError(
+                file,
+                f"{cell!r} is not a number; a missing value is an empty cell",
+                row=row_of(i),
+                column=name,
+            )
         if np.isinf(floats[i]):
             raise InputFormatError(file, "infinite value", row=row_of(i), column=name)
     return pd.Series(floats, index=text.index, dtype="float64")

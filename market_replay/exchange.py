@@ -218,13 +218,20 @@ class ReplayExchange:
     def history(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """All rows with at least one value published by now; unpublished values are NaN.
 
-        This is the only frame a forecaster receives.
+        This is the only frame a forecaster receives. By default it holds the
+        value columns (prices, fundamentals); the quality-flag columns of a
+        file imported with ``--on-missing flag`` are left out (a flagged value
+        that was missing is already NaN). Asked for by name, a flag column
+        comes back as float 1.0/0.0, NaN while unpublished.
         """
-        columns = list(columns or self.prices.columns)
-        now = _ns(self.clock.now())
-        frame = self.prices[columns].copy()
+        if columns is None:
+            columns = [c for c in self.prices.columns if not _is_flag(c)]
+        columns = list(columns)
         for column in columns:
             self._check_column(column)
+        now = _ns(self.clock.now())
+        frame = self.prices[columns].astype("float64")
+        for column in columns:
             frame.loc[self._published_ns[column] > now, column] = np.nan
         return frame.dropna(how="all")
 
@@ -307,6 +314,10 @@ class ReplayExchange:
         if len(values) == 0 or not np.isfinite(values).all():
             raise KeyError(f"no day-ahead price for the product starting {start.isoformat()}")
         return float(values.mean())
+
+
+def _is_flag(column: str) -> bool:
+    return column == "quality_flag" or column.startswith("flag_")
 
 
 def _ns(when: dt.datetime) -> int:

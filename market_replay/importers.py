@@ -53,7 +53,7 @@ from market_replay.quality import (
     QualityReport,
 )
 from vpp._exceptions import DataQualityError
-from vpp.config.models import MarketConfig, MarketRules
+from vpp.config.models import MarketConfig, MarketRules, PriceLimits
 from vpp.timeutil import day_bounds_utc
 
 log = structlog.get_logger(__name__)
@@ -175,9 +175,24 @@ def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
 
     position = {name: i for i, name in enumerate(header)}
     needed = [t.column, t.date_column, t.dst_flag_column, *required.values()]
+    read = {n for n in (*needed, *optional.values()) if n is not None}
+    for i, name in enumerate(header):
+        if name in read and header.index(name) != i:
+            raise InputFormatError(
+                file,
+                f"column appears twice in the header (fields {header.index(name) + 1} and "
+                f"{i + 1}); which one holds the data is ambiguous: remove or rename one",
+                row=header_row,
+                column=name,
+            )
     for name in needed:
         if name is not None and name not in position:
             hint = f"the header has: {', '.join(header)}"
+            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                hint = (
+                    f"the header is one field {header[0]!r}: the file is not comma-separated "
+                    "(this reader expects ',')"
+                )
             if name in required.values() and spec.uses_zone:
                 zones = spec.zones_in(header)
                 chosen = zone_name or spec.default_zone
@@ -924,11 +939,10 @@ def _check_range(
     rules: Mapping[date, MarketRules],
     tz: str,
 ) -> None:
-    """Report prices outside the floor/cap in force on each value's local day."""
-    floors = np.array([rules[d].price_limits.floor_per_mwh for d in local_days.tolist()])
-    caps = np.array([rules[d].price_limits.cap_per_mwh for d in local_days.tolist()])
+    """Report prices outside the floor/cap in force on each value's local day (only where
+    that day's ``price_limits.applies_to`` covers the column's kind)."""
+    idx, floors, caps = _out_of_limits(column, series.to_numpy(), local_days, rules)
     vals = series.to_numpy()
-    idx = np.flatnonzero((vals < floors) | (vals > caps))
     out.add(
         "out_of_range",
         column=column,
@@ -938,8 +952,84 @@ def _check_range(
             for i in idx
         ],
         intervals=index[idx],
-        detail="price outside the market's floor/cap in force that day",
+        detail="price outside the market's floor/cap in force that day (price_limits)",
     )
+
+
+def _price_kind(column: str) -> str:
+    return "day_ahead" if column.startswith("da_") else "real_time"
+
+
+def _out_of_limits(
+    column: str, values: np.ndarray, local_days: np.ndarray, rules: Mapping[date, MarketRules]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of values beyond the floor/cap in force on their day, floors and caps."""
+    kind = _price_kind(column)
+    limits = [rules[d].price_limits for d in local_days.tolist()]
+    floors = np.array([p.floor_per_mwh if kind in p.applies_to else -np.inf for p in limits])
+    caps = np.array([p.cap_per_mwh if kind in p.applies_to else np.inf for p in limits])
+    with np.errstate(invalid="ignore"):
+        idx = np.flatnonzero((values < floors) | (values > caps))
+    return idx, floors, caps
+
+
+@dataclass(frozen=True)
+class PriceRuleBreaks:
+    """Prices beyond the market's floor/cap in force on their day (see :func:`price_rule_breaks`)."""
+
+    count: int
+    column: str
+    interval_start: pd.Timestamp
+    value: float
+    market_id: str
+    limits: PriceLimits
+    timezone: str
+    currency: str
+
+    def describe(self, file: str) -> str:
+        """One line naming the file, the first offending interval, value and rule."""
+        limits = self.limits
+        more = f"; {self.count} value(s) in all" if self.count > 1 else ""
+        return (
+            f"{file}: {self.column} = {self.value:g} {self.currency}/MWh at "
+            f"{_local_text(self.interval_start, self.timezone)} is outside the {self.market_id} "
+            f"price limits [{limits.floor_per_mwh:g}, {limits.cap_per_mwh:g}] in force since "
+            f"{limits.effective_date} ({limits.source}){more}"
+        )
+
+
+def price_rule_breaks(prices: PriceFrame, market: MarketConfig) -> PriceRuleBreaks | None:
+    """Every price beyond the floor/cap in force on its local market day, or None.
+
+    Each value is checked against the rule version of its own day (ERCOT's cap
+    of 9,000 before 2022-01-01 and 5,000 after) and only for the column kinds the
+    version's ``applies_to`` names. Raises :class:`DataQualityError` for a day no
+    rule covers.
+    """
+    frame = prices.frame
+    if frame.empty:
+        return None
+    tz = market.timezone
+    local_days = np.asarray(frame.index.tz_convert(tz).date)
+    rules: dict[date, MarketRules] = {}
+    for day in sorted(set(local_days.tolist())):
+        try:
+            rules[day] = market.rules_on(day)
+        except ValueError as exc:
+            raise DataQualityError(str(exc)) from None
+    first: tuple[pd.Timestamp, str, float, PriceLimits] | None = None
+    count = 0
+    for column in prices.price_columns:
+        values = frame[column].to_numpy(float)
+        idx, _, _ = _out_of_limits(column, values, local_days, rules)
+        count += len(idx)
+        if len(idx) and (first is None or frame.index[idx[0]] < first[0]):
+            i = int(idx[0])
+            first = (frame.index[i], column, float(values[i]), rules[local_days[i]].price_limits)
+    if first is None:
+        return None
+    stamp, column, value, limits = first
+    return PriceRuleBreaks(count, column, stamp, value, market.id, limits, tz, prices.currency)
 
 
 def check_prices(

@@ -21,7 +21,10 @@ History is handled per market-local day and time of day (``timezone``), so
 local day, also across DST (92/100-interval days). Missing values (NaN, or a
 whole local day of exact zeros -- how the Chinese source codes missing days)
 are never filled silently: each forecaster has an explicit fallback and logs
-``forecast_fallback``.
+``forecast_fallback``. With no published value at all to fall back on (a
+delivery day on the price data's first day), the forecaster raises
+:class:`~vpp.DataQualityError` in one line rather than guess; the backtest
+refuses such a start up front (see ``docs/strategy.md``).
 
 Forecasters:
 
@@ -57,7 +60,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp._exceptions import LookAheadError
+from vpp._exceptions import DataQualityError, LookAheadError
 from vpp.timeutil import require_aware_index, zone
 
 log = structlog.get_logger(__name__)
@@ -227,7 +230,10 @@ class Forecaster(abc.ABC):
         past = history.loc[~ahead].copy()
         past[self.column] = _zero_days_missing(past[self.column], self.timezone)
         if past[self.column].notna().sum() == 0:
-            raise ValueError(f"history has no {self.column} values before {index[0]}")
+            raise DataQualityError(
+                f"{self.name} forecaster: no {self.column} published before {index[0]} "
+                f"(the price data starts too late); it needs at least 1 day of history"
+            )
         table = _DayTable(past[self.column], self.timezone)
         context = _Context(past, features, index, self.timezone)
         days, slots = _local_days_and_slots(index, self.timezone)
@@ -236,8 +242,9 @@ class Forecaster(abc.ABC):
             mask = np.asarray(days == day)
             point[mask] = self._values_at(table, day, context, slots[mask], target=True)
         if not np.isfinite(point).all():
-            raise ValueError(
-                f"{self.name}: no usable {self.column} history for some of {index[0]}..{index[-1]}"
+            raise DataQualityError(
+                f"{self.name} forecaster: no usable {self.column} history for some of "
+                f"{index[0]}..{index[-1]} (nothing within {self.max_lookback_days} days before)"
             )
         errors = self._error_profiles(table, context, days.unique()[0])
         return self._with_scenarios(point, errors, index, days, slots, table.slots)

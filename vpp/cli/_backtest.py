@@ -108,6 +108,8 @@ def backtest(
         deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
         rt_forecaster=rt_name,
         baselines=baselines,
+        allow_out_of_rule_prices=settings.allow_out_of_rule_prices,
+        price_file=str(price_path),
         workers=2 if (os.cpu_count() or 1) > 1 else 1,
     )
     with Progress(

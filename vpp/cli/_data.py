@@ -177,13 +177,18 @@ def check(
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Validate a canonical price file and report holes, NaN, zero days, flags, limits."""
-    from market_replay.importers import check_prices
+    """Validate a canonical price file and report holes, NaN, zero days, flags, limits.
+
+    Exits 1 when a price breaks the market's floor/cap in force on its day (a rule, not a
+    quality finding); other findings exit 1 only with --strict.
+    """
+    from market_replay.importers import check_prices, price_rule_breaks
 
     prices = _read(file)
     market = _market_if_known(config, prices.market_id)
     try:
         issues = check_prices(prices, market, source=file.name)
+        breaks = price_rule_breaks(prices, market) if market is not None else None
     except DataQualityError as exc:
         fail(str(exc))
     table = Table(title=f"Check: {file}", title_justify="left")
@@ -205,6 +210,8 @@ def check(
     )
     if issues:
         console.print(table)
+        if breaks is not None:
+            fail(breaks.describe(str(file)))
         if strict:
             fail(f"{len(issues)} finding(s) in {file}")
     else:

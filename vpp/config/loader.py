@@ -8,6 +8,7 @@ first.
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from vpp.config.models import (
     PvSpec,
     Settings,
 )
+from vpp.timeutil import zone
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,6 +62,7 @@ def _message(error: Any) -> str:
         "too_short": "must have at least {min_length} item(s)",
         "float_parsing": "must be a number",
         "float_type": "must be a number",
+        "finite_number": "must be a finite number (inf and nan are not allowed)",
         "int_parsing": "must be an integer",
         "int_type": "must be an integer",
         "int_from_float": "must be an integer",
@@ -206,8 +209,53 @@ def resolve_path(config_dir: Path, path: Path) -> Path:
     return path if path.is_absolute() else (config_dir / path).resolve()
 
 
-def load_park(path: Path, markets: dict[str, MarketConfig] | None = None) -> ParkConfig:
-    """Load one park file; with ``markets``, also check its market exists."""
+def _offset_difference(park_tz: str, market_tz: str) -> tuple[dt.datetime, str, str] | None:
+    """The first sampled instant at which two zones' clocks differ, or None.
+
+    Samples noon UTC of every day of 2015-2030 (covers DST rules on both sides).
+    """
+    first = dt.datetime(2015, 1, 1, 12, tzinfo=dt.UTC)
+    park_zone, market_zone = zone(park_tz), zone(market_tz)
+    for days in range(16 * 366):
+        when = first + dt.timedelta(days=days)
+        a, b = when.astimezone(park_zone).utcoffset(), when.astimezone(market_zone).utcoffset()
+        if a != b:
+            return (
+                when,
+                when.astimezone(park_zone).strftime("%z"),
+                when.astimezone(market_zone).strftime("%z"),
+            )
+    return None
+
+
+def _park_market_issues(
+    file: str, park: ParkConfig, market: MarketConfig, market_file: Path | None
+) -> Iterator[ConfigIssue]:
+    """What a park file and its market file must agree on (both files are named)."""
+    where = f"market {market.id} ({market_file})" if market_file else f"market {market.id}"
+    if park.timezone != market.timezone:
+        differ = _offset_difference(park.timezone, market.timezone)
+        if differ is not None:
+            when, park_offset, market_offset = differ
+            yield ConfigIssue(
+                file,
+                "timezone",
+                park.timezone,
+                f"differs from {where} timezone {market.timezone!r} (UTC{park_offset} vs "
+                f"UTC{market_offset} on {when.date()}): delivery days are in the market's "
+                "zone and profiles would be shifted; use the market's zone or one with the "
+                "same clock",
+            )
+
+
+def load_park(
+    path: Path,
+    markets: dict[str, MarketConfig] | None = None,
+    market_files: dict[str, Path] | None = None,
+) -> ParkConfig:
+    """Load one park file; with ``markets``, also check its market exists and agrees with it
+    (same clock as the market's time zone). ``market_files`` names the market files in
+    messages."""
     park = _parse(ParkConfig, path, read_toml(path))
     issues = list(_park_cross_issues(str(path), park, path.parent))
     if markets is not None and park.market not in markets:
@@ -215,9 +263,32 @@ def load_park(path: Path, markets: dict[str, MarketConfig] | None = None) -> Par
         issues.append(
             ConfigIssue(str(path), "market", park.market, f"unknown market; known: {known}")
         )
+    elif markets is not None:
+        market_file = (market_files or {}).get(park.market)
+        issues += _park_market_issues(str(path), park, markets[park.market], market_file)
     if issues:
         raise ConfigError(issues)
     return park
+
+
+def _market_portfolio_issues(config: ConfigSet) -> Iterator[ConfigIssue]:
+    """A market's parks together must be able to bid at least one lot."""
+    for market_id, market in config.markets.items():
+        parks = config.parks_in(market_id)
+        if not parks:
+            continue
+        lot_kw = market.bidding[-1].min_lot_mw * 1000.0
+        reach_kw = sum(max(p.grid.import_limit_kw, p.grid.export_limit_kw) for p in parks)
+        if reach_kw < lot_kw:
+            park = parks[0]
+            yield ConfigIssue(
+                str(config.park_files[park.id]),
+                "grid.import_limit_kw",
+                park.grid.import_limit_kw,
+                f"the parks of market {market_id} reach at most {reach_kw:g} kW, less than one "
+                f"bid lot of {lot_kw:g} kW (bidding.min_lot_mw in "
+                f"{config.market_files.get(market_id, market_id)}): no bid could ever be awarded",
+            )
 
 
 def load_settings(path: Path) -> Settings:
@@ -233,6 +304,7 @@ class ConfigSet:
     markets: dict[str, MarketConfig] = field(default_factory=dict)
     parks: dict[str, ParkConfig] = field(default_factory=dict)
     park_files: dict[str, Path] = field(default_factory=dict)
+    market_files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def project_root(self) -> Path:
@@ -275,9 +347,10 @@ def load_config(root: Path | str) -> ConfigSet:
         if market.id in config.markets:
             issues.append(ConfigIssue(str(path), "id", market.id, "duplicate market id"))
         config.markets[market.id] = market
+        config.market_files[market.id] = path
     for path in _toml_files(parks_dir):
         try:
-            park = load_park(path, config.markets)
+            park = load_park(path, config.markets, config.market_files)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
@@ -294,6 +367,7 @@ def load_config(root: Path | str) -> ConfigSet:
         config.park_files[park.id] = path
     if not config.markets and not issues:
         issues.append(ConfigIssue(str(markets_dir), "", None, "no market files found"))
+    issues += _market_portfolio_issues(config)
     if issues:
         raise ConfigError(issues)
     return config
@@ -344,15 +418,17 @@ def validate_paths(paths: Iterable[Path]) -> tuple[int, list[ConfigIssue]]:
                 else:
                     markets_dir = file.parent.parent / "markets"
                     markets = None
+                    market_files: dict[str, Path] = {}
                     if markets_dir.is_dir():
                         markets = {}
                         for m in _toml_files(markets_dir):
                             try:
                                 loaded = load_market(m)
                                 markets[loaded.id] = loaded
+                                market_files[loaded.id] = m
                             except ConfigError:
                                 continue
-                    load_park(file, markets)
+                    load_park(file, markets, market_files)
             except ConfigError as exc:
                 issues.extend(exc.issues)
     return count, issues

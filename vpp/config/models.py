@@ -36,9 +36,17 @@ Id = Annotated[
 
 
 class Spec(BaseModel):
-    """Base of every config spec: unknown keys are rejected."""
+    """Base of every config spec: unknown keys are rejected, numbers must be finite.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    ``inf``/``-inf``/``nan`` (which TOML accepts) are refused in every numeric
+    field: no field means "unlimited" by an infinite value. Where a limit is
+    optional, leaving it out (``None``) is the documented way to say "no limit"
+    or "the default", as each field's description states.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 def _check_timezone(value: str) -> str:
@@ -232,7 +240,10 @@ class FlexibleProcessSpec(AssetBase):
         gt=0, le=24, description="Energy shifted must be recovered within this window [h]"
     )
     ramp_limit_kw_per_min: float | None = Field(
-        None, gt=0, description="Largest change of consumption per minute [kW/min]"
+        None,
+        gt=0,
+        description="Largest change of consumption per minute; leave out for no ramp limit "
+        "(unlimited) [kW/min]",
     )
 
 
@@ -320,6 +331,13 @@ class RealTimeRule(Rule):
 class PriceLimits(Rule):
     floor_per_mwh: float = Field(description="Lowest allowed bid/clearing price [currency/MWh]")
     cap_per_mwh: float = Field(description="Highest allowed bid/clearing price [currency/MWh]")
+    applies_to: list[Literal["day_ahead", "real_time"]] = Field(
+        ["day_ahead", "real_time"],
+        min_length=1,
+        description="Price columns this floor/cap bounds in price files: day_ahead (da_*) "
+        "and/or real_time (rt_*); leave real_time out where real-time prices may "
+        "legitimately go beyond the day-ahead limits",
+    )
 
     @model_validator(mode="after")
     def _floor_below_cap(self) -> PriceLimits:
@@ -507,6 +525,11 @@ class BacktestSettings(StrategySettings):
     start: dt.date | None = None
     end: dt.date | None = None
     out: Path = Field(Path("../out/backtest"), description="Output folder, relative to vpp.toml")
+    allow_out_of_rule_prices: bool = Field(
+        False,
+        description="Backtest a price file holding prices beyond the market's floor/cap in "
+        "force (refused by default); the run is then flagged in summary.json and the report",
+    )
 
 
 class DaemonSettings(StrategySettings):
