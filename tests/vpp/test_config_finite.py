@@ -286,9 +286,10 @@ def test_inf_power_no_longer_reaches_vpp_parks(tmp_path: Path) -> None:
     _write_project(tmp_path, ("parks/test-park.toml", ("assets", 0, "power_kw"), math.inf))
     result = runner.invoke(app, ["parks", "--config", str(tmp_path)])
     assert result.exit_code == 1, result.output
-    assert f"{tmp_path / 'parks/test-park.toml'}: assets[0].power_kw = inf: {FINITE}" in (
-        result.output.splitlines()
-    )
+    # One error, so the CLI prints it as its one `error:` line.
+    assert result.output.splitlines() == [
+        f"error: {tmp_path / 'parks/test-park.toml'}: assets[0].power_kw = inf: {FINITE}"
+    ]
     assert "Traceback" not in result.output
 
 
