@@ -2,6 +2,7 @@
 
 from vpp._exceptions import (
     AdapterError,
+    BidConflictError,
     ConfigError,
     ConfigIssue,
     DataQualityError,
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SIGN_CONVENTION",
     "AdapterError",
+    "BidConflictError",
     "ConfigError",
     "ConfigIssue",
     "DataQualityError",

@@ -9,6 +9,7 @@
     ├── MarketRuleError      a bid breaks a market rule (names the rule)
     ├── AdapterError         a device could not be reached or answered nonsense
     ├── ExchangeError        the market gateway could not be reached or answered nonsense
+    │   └── BidConflictError the exchange holds a bid/awards for us that we did not send
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
     └── StoreError           the database could not be read or written
@@ -90,3 +91,7 @@ class InfeasibleError(SolverError):
 
 class StoreError(VppError):
     """The store could not complete a transaction; nothing was written."""
+
+
+class BidConflictError(ExchangeError):
+    """The exchange holds a bid or awards for our portfolio that are not what we sent."""
