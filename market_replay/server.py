@@ -222,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Framing errors of http.server (bad request line, headers, method) as JSON."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # garbage request line: answer with a status line
+            self.request_version = "HTTP/1.0"
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:

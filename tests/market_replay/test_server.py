@@ -17,7 +17,6 @@ from tests.market_replay.test_exchange import CN, DAY, RULES, _bid, _prices
 from vpp import ExchangeError, LookAheadError, MarketRuleError
 from vpp.gateway import HttpExchange
 
-
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

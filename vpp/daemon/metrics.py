@@ -105,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed request lines, headers or methods: a one-line JSON error, then close."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # garbage request line: answer with a status line
+            self.request_version = "HTTP/1.0"
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:
