@@ -80,7 +80,8 @@ from vpp.daemon.timing import Job, TimeMap, day_jobs
 from vpp.engine import AssetKey, Operator
 from vpp.recording import StoreRecorder
 from vpp.store import DaemonStateRecord, SettlementRecord, utcnow
-from vpp.types import Clock, Device, Setpoint
+from vpp.types import Clock, DayAheadBid, Device, Setpoint
+from vpp.units import KW_PER_MW
 from vpp.wire import bid_content_hash
 
 log = structlog.get_logger(__name__)
@@ -447,18 +448,25 @@ class Daemon:
                 continue
             theirs = bid_content_hash(held)
             ours = self.recorder.bid(key) if record is not None else None
+            reason = None
             if ours is not None and bid_content_hash(ours) != theirs:
                 reason = (
                     f"conflict: the exchange holds a different bid (held sha256 {theirs}, "
                     f"ours {bid_content_hash(ours)})"
                 )
-                self.recorder.record_bid(ours, status="conflict", receipt=None, reason=reason)
+            elif (beyond := _beyond_grid(operator, held)) is not None:
+                reason = f"conflict: the exchange holds a bid we cannot have sent ({beyond})"
+            if reason is not None:
+                self.recorder.record_bid(
+                    ours or held, status="conflict", receipt=None, reason=reason
+                )
                 log.error(
                     "bid_conflict",
                     market=market_id,
                     day=str(day),
                     held_hash=theirs,
-                    our_hash=bid_content_hash(ours),
+                    our_hash=bid_content_hash(ours) if ours is not None else None,
+                    reason=reason,
                     alert=True,
                 )
                 self._conflict(market_id, operator, day, "bid", reason)
@@ -594,7 +602,7 @@ class Daemon:
         except BidConflictError as exc:
             if plan.result is not None:
                 self.recorder.record_bid(
-                    plan.result.bid, status="conflict", receipt=None, reason=str(exc)
+                    plan.result.bid, status="conflict", receipt=None, reason=f"conflict: {exc}"
                 )
             self._conflict(market_id, operator, day, "awards", str(exc))
             return
@@ -841,6 +849,22 @@ class Daemon:
                 session.add(record)
         except StoreError as exc:
             log.warning("heartbeat_failed", reason=str(exc))
+
+
+def _beyond_grid(operator: Operator, bid: DayAheadBid) -> str | None:
+    """Why ``bid`` exceeds what the portfolio's grid connections can carry, or None."""
+    parks = operator.portfolio.parks
+    export_mw = sum(p.grid.export_limit_kw for p in parks) / KW_PER_MW
+    import_mw = sum(p.grid.import_limit_kw for p in parks) / KW_PER_MW
+    lot = operator.market.rules_on(bid.delivery_day).bidding.min_lot_mw
+    for curve in bid.curves:
+        for point in curve.points:
+            if not -import_mw - lot <= point.quantity_mw <= export_mw + lot:
+                return (
+                    f"{curve.interval_start.isoformat()}: {point.quantity_mw:g} MW outside the "
+                    f"grid connections' [{-import_mw:g}, {export_mw:g}] MW"
+                )
+    return None
 
 
 def _executor(market_id: str) -> str:
