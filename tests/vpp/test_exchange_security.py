@@ -352,3 +352,31 @@ def test_awards_outside_the_bid_are_alerted_and_not_followed(tmp_path: Path) -> 
         (record,) = session.exec(select(BidRecord)).all()
     assert "awards inconsistent" in (record.reason or "")
     _assert_idle_and_unfollowed(store, logs)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        ("", "VPP_EXCHANGE_TOKENS holds no tokens"),
+        ("pf=short", "VPP_EXCHANGE_TOKENS: token pair 1 (pf): the token has 5 characters"),
+        ("justatokenwithoutportfolio", "token pair 1: expected portfolio_id=token"),
+    ],
+)
+def test_exchange_serve_refuses_to_start_without_valid_tokens(
+    tmp_path: Path, tokens: str, expected: str
+) -> None:
+    from market_replay.canonical import write_prices
+
+    config = make_config(tmp_path)
+    price_file = tmp_path / "prices.csv"
+    write_prices(prices(load(config)), price_file)
+    result = CliRunner().invoke(
+        app,
+        ["exchange", "serve", "--config", str(config), "--prices", str(price_file)],
+        env={"VPP_EXCHANGE_TOKENS": tokens},
+    )
+    assert result.exit_code != 0
+    assert expected in result.output
+    if tokens:
+        assert tokens.split("=")[-1] not in result.output  # the secret is never echoed
+    assert "Traceback" not in result.output
