@@ -284,6 +284,16 @@ class ReplayExchange:
         )
         return bid_id
 
+    def day_ahead_bid(
+        self, market_id: str, portfolio_id: str, delivery_day: dt.date
+    ) -> DayAheadBid | None:
+        """The bid held for a portfolio's delivery day, or None (lets a bidder verify it)."""
+        return self._bids.get(f"{market_id}/{delivery_day.isoformat()}/{portfolio_id}/day_ahead")
+
+    def receipt(self, idempotency_key: str) -> str | None:
+        """The bid id given when the bid with this idempotency key was accepted."""
+        return self._bid_ids.get(idempotency_key)
+
     def day_ahead_awards(
         self, market_id: str, portfolio_id: str, delivery_day: dt.date
     ) -> list[Award]:

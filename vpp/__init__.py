@@ -2,6 +2,7 @@
 
 from vpp._exceptions import (
     AdapterError,
+    BidConflictError,
     ConfigError,
     ConfigIssue,
     DataQualityError,
@@ -9,6 +10,7 @@ from vpp._exceptions import (
     InfeasibleError,
     LookAheadError,
     MarketRuleError,
+    OutputError,
     SolverError,
     StoreError,
     VppError,
@@ -20,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SIGN_CONVENTION",
     "AdapterError",
+    "BidConflictError",
     "ConfigError",
     "ConfigIssue",
     "DataQualityError",
@@ -27,6 +30,7 @@ __all__ = [
     "InfeasibleError",
     "LookAheadError",
     "MarketRuleError",
+    "OutputError",
     "SolverError",
     "StoreError",
     "VppError",

@@ -9,9 +9,11 @@
     ├── MarketRuleError      a bid breaks a market rule (names the rule)
     ├── AdapterError         a device could not be reached or answered nonsense
     ├── ExchangeError        the market gateway could not be reached or answered nonsense
+    │   └── BidConflictError the exchange holds a bid/awards for us that we did not send
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
-    └── StoreError           the database could not be read or written
+    ├── StoreError           the database could not be read or written
+    └── OutputError          an output file or folder cannot be written where asked
 
 Catch the specific class; never ``except Exception`` in library code.
 """
@@ -94,3 +96,7 @@ class StoreError(VppError):
 
 class OutputError(VppError):
     """An output file or folder cannot be written where asked; what was there is unchanged."""
+
+
+class BidConflictError(ExchangeError):
+    """The exchange holds a bid or awards for our portfolio that are not what we sent."""

@@ -41,7 +41,13 @@ from strategies import (
 )
 from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
-from vpp._exceptions import AdapterError, LookAheadError, MarketRuleError
+from vpp._exceptions import (
+    AdapterError,
+    BidConflictError,
+    ExchangeError,
+    LookAheadError,
+    MarketRuleError,
+)
 from vpp.config.loader import ConfigSet
 from vpp.config.models import (
     BatterySpec,
@@ -55,6 +61,7 @@ from vpp.config.models import (
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry
 from vpp.units import KW_PER_MW
+from vpp.wire import award_issues, bid_content_hash
 
 log = structlog.get_logger(__name__)
 
@@ -296,7 +303,9 @@ class Operator:
                 )
                 self._log.error("bid_rejected", day=str(day), rule=exc.rule, reason=str(exc))
                 return result
-            # An earlier attempt landed but its answer was lost: the exchange has our bid.
+            # An earlier attempt landed but its answer was lost -- or someone else bid
+            # under our portfolio id first. Only the held bid's content can tell.
+            self._verify_held(result.bid)
             self._log.warning("bid_confirmed_by_duplicate", day=str(day), key=key)
             receipt = None
         self.recorder.record_bid(
@@ -314,12 +323,76 @@ class Operator:
         )
         return result
 
+    def _verify_held(self, bid: DayAheadBid) -> None:
+        """After ``duplicate_bid``: the exchange's bid must hash like ours.
+
+        Raises :class:`~vpp.BidConflictError` (after recording the bid as
+        ``conflict``) when it does not; an exchange that cannot show its bid
+        keeps the old behaviour (the duplicate confirms).
+        """
+        held_bid = getattr(self.exchange, "day_ahead_bid", None)
+        if held_bid is None:
+            return
+        held = held_bid(bid.market_id, bid.portfolio_id, bid.delivery_day)
+        if held is None:
+            raise ExchangeError(
+                f"exchange answered duplicate_bid for {bid.idempotency_key} but holds no bid"
+            )
+        ours, theirs = bid_content_hash(bid), bid_content_hash(held)
+        if ours == theirs:
+            return
+        reason = f"conflict: the exchange holds a different bid (held sha256 {theirs}, ours {ours})"
+        self.recorder.record_bid(bid, status="conflict", receipt=None, reason=reason)
+        self._log.error(
+            "bid_conflict",
+            day=str(bid.delivery_day),
+            held_hash=theirs,
+            our_hash=ours,
+            alert=True,
+        )
+        raise BidConflictError(f"{bid.idempotency_key}: {reason}")
+
+    def adopt_bid(self, bid: DayAheadBid) -> DayAheadResult:
+        """A stand-in plan for a bid found at the exchange when the store lost ours.
+
+        The strategy's allocation is gone; the day's awards are split to the
+        parks on their idle schedule (forecast as of gate closure) with the
+        residual spread equally, and real-time dispatch re-optimises towards
+        them. Never a zero position when awards exist.
+        """
+        plan = self.day_plan(bid.delivery_day)
+        as_of = plan.rules.gate_closure(bid.delivery_day)
+        idle = IdleStrategy().day_ahead(
+            self.portfolio.parks,
+            self._inputs(plan.index, as_of),
+            None,
+            plan.rules,
+            pd.DataFrame(),
+            index=plan.index,
+            portfolio_id=self.portfolio.portfolio_id,
+            created_at=bid.created_at,
+        )
+        plan.result = DayAheadResult(bid, None, idle.expected_schedule, None)
+        return plan.result
+
     def collect_awards(self, day: dt.date) -> list[Award]:
-        """Fetch the day's awards and split them to parks (LookAheadError before publication)."""
+        """Fetch the day's awards and split them to parks (LookAheadError before publication).
+
+        Awards that cannot come from the day's bid (products not bid, a
+        quantity outside its curve's range) raise :class:`~vpp.BidConflictError`
+        and are not followed.
+        """
         plan = self.day_plan(day)
         awards = list(
             self.exchange.day_ahead_awards(self.market.id, self.portfolio.portfolio_id, day)
         )
+        if plan.result is not None and awards:
+            issues = award_issues(plan.result.bid, awards)
+            if issues:
+                self._log.error(
+                    "awards_inconsistent", day=str(day), issues=issues, alert=True
+                )
+                raise BidConflictError(f"{self.bid_key(day)}: awards inconsistent: {issues[0]}")
         self._set_awards(plan, awards)
         if plan.result is not None and awards:
             self.recorder.record_awards(plan.result.bid, awards)

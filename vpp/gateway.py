@@ -7,6 +7,13 @@ are retried a bounded number of times with exponential backoff, then raise
 :class:`~vpp.ExchangeError`. Rule violations raise
 :class:`~vpp.MarketRuleError` (never retried) and unpublished data
 :class:`~vpp.LookAheadError`.
+
+``token`` is sent as ``Authorization: Bearer <token>`` on every request (the
+daemon reads it from the env variable named in ``[daemon]
+exchange_token_env``); it is never logged. 401 and 403 answers raise
+:class:`~vpp.ExchangeError` at once (never retried).
+:meth:`HttpExchange.day_ahead_bid` returns the bid the exchange holds, so
+the daemon can compare its :func:`~vpp.wire.bid_content_hash` with its own.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import structlog
 from vpp._exceptions import ExchangeError, LookAheadError, MarketRuleError
 from vpp.timeutil import require_aware
 from vpp.types import Award, DayAheadBid
-from vpp.wire import WireError, award_from_json, bid_to_json
+from vpp.wire import WireError, award_from_json, bid_content_hash, bid_from_json, bid_to_json
 
 log = structlog.get_logger(__name__)
 
@@ -36,10 +43,12 @@ class HttpExchange:
         retries: int = 3,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        token: str | None = None,
     ) -> None:
         if client.timeout.read is None or client.timeout.connect is None:
             raise ValueError("the httpx client needs an explicit timeout (never timeout=None)")
         self.client = client
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -53,7 +62,7 @@ class HttpExchange:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
-                response = self.client.request(method, path, **kwargs)
+                response = self.client.request(method, path, headers=self._headers, **kwargs)
             except httpx.TransportError as exc:
                 last = exc
                 log.warning(
@@ -92,6 +101,11 @@ class HttpExchange:
             raise MarketRuleError(str(body.get("rule") or "unknown"), str(body.get("message")))
         if response.status_code == 425:
             raise LookAheadError(str(body.get("message")))
+        if response.status_code in (401, 403):
+            raise ExchangeError(
+                f"exchange refused the token ({response.status_code}): {body.get('message')}; "
+                "check the env variable named in [daemon] exchange_token_env"
+            )
         if response.status_code >= 400:
             raise ExchangeError(
                 f"exchange refused the request ({response.status_code}): {body.get('message')}"
@@ -116,6 +130,28 @@ class HttpExchange:
             return [award_from_json(a) for a in body["awards"]]
         except (KeyError, TypeError, WireError) as exc:
             raise ExchangeError(f"malformed awards from exchange: {exc}") from exc
+
+    def day_ahead_bid(
+        self, market_id: str, portfolio_id: str, delivery_day: dt.date
+    ) -> DayAheadBid | None:
+        """The bid the exchange holds for the portfolio's day, or None if it holds none."""
+        params = {"portfolio_id": portfolio_id, "delivery_day": delivery_day.isoformat()}
+        response = self._request("GET", "/v1/day-ahead/bids", params=params)
+        if response.status_code == 404:
+            return None
+        body = self._raise_for(response)
+        try:
+            bid = bid_from_json(body["bid"])
+        except (KeyError, WireError) as exc:
+            raise ExchangeError(f"malformed bid from exchange: {exc}") from exc
+        if bid.market_id != market_id or bid.portfolio_id != portfolio_id:
+            raise ExchangeError(
+                f"exchange answered a bid for {bid.market_id}/{bid.portfolio_id}, "
+                f"asked for {market_id}/{portfolio_id}"
+            )
+        if body.get("content_hash") not in (None, bid_content_hash(bid)):
+            raise ExchangeError("exchange sent a bid whose content_hash does not match its content")
+        return bid
 
     def health(self) -> dict[str, Any]:
         """The exchange's ``/v1/health`` answer (status, clock, speed in replay mode)."""

@@ -17,16 +17,21 @@ from tests.market_replay.test_exchange import CN, DAY, RULES, _bid, _prices
 from vpp import ExchangeError, LookAheadError, MarketRuleError
 from vpp.gateway import HttpExchange
 
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 
 @pytest.fixture
 def served() -> Iterator[tuple[ReplayClock, HttpExchange, ExchangeServer]]:
     clock = ReplayClock(RULES.gate_closure(DAY) - dt.timedelta(hours=1))
-    server = ExchangeServer(ReplayExchange(_prices(), CN, clock))
+    server = ExchangeServer(
+        ReplayExchange(_prices(), CN, clock), tokens={TOKEN: frozenset({"pf", "p"})}
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     client = httpx.Client(base_url=server.url, timeout=httpx.Timeout(5.0))
     try:
-        yield clock, HttpExchange(client, retries=0), server
+        yield clock, HttpExchange(client, retries=0, token=TOKEN), server
     finally:
         client.close()
         server.shutdown()
@@ -82,7 +87,9 @@ def test_malformed_bid_is_a_bad_request(
     served: tuple[ReplayClock, HttpExchange, ExchangeServer],
 ) -> None:
     _, _, server = served
-    response = httpx.post(f"{server.url}/v1/day-ahead/bids", content=b"{not json", timeout=5)
+    response = httpx.post(
+        f"{server.url}/v1/day-ahead/bids", content=b"{not json", headers=AUTH, timeout=5
+    )
     assert response.status_code == 400
     naive = {
         "market_id": "cn-province-a",
@@ -91,7 +98,7 @@ def test_malformed_bid_is_a_bad_request(
         "created_at": "2025-05-01T00:00:00",
         "curves": [],
     }
-    response = httpx.post(f"{server.url}/v1/day-ahead/bids", json=naive, timeout=5)
+    response = httpx.post(f"{server.url}/v1/day-ahead/bids", json=naive, headers=AUTH, timeout=5)
     assert response.status_code == 400
     assert "no UTC offset" in response.json()["message"]
 

@@ -43,6 +43,7 @@ from vpp.store import (
     TelemetryRecord,
 )
 
+TOKEN = "daemon-test-token-0123456789"
 SPEED = 40_000.0  # a market day in ~2 s of free-running time; jobs hold the clock (vpp.daemon.clock)
 MARGIN = dt.timedelta(minutes=30)
 
@@ -210,7 +211,7 @@ def _daemon_against(cfg, store: Store, url: str, clock: SimulationClock) -> Daem
         cfg,
         store,
         [portfolio],
-        http_exchange(cfg, url, clock.speed),
+        http_exchange(cfg, url, clock.speed, token=TOKEN),
         clock,
         TimeMap(clock.now(), dt.datetime.now(dt.UTC), clock.speed),
         options,
@@ -273,7 +274,11 @@ def test_exchange_back_before_gate_closure_gets_the_bid_in(tmp_path: Path) -> No
                 30,
                 "a failed first attempt",
             )
-            server = ExchangeServer(ReplayExchange(frame.frame, portfolio.market, clock), port=port)
+            server = ExchangeServer(
+                ReplayExchange(frame.frame, portfolio.market, clock),
+                port=port,
+                tokens={TOKEN: frozenset({portfolio.portfolio_id})},
+            )
             threading.Thread(target=server.serve_forever, daemon=True).start()
             wait_for(
                 lambda: _count(store, BidRecord, BidRecord.status == "accepted") == 1,

@@ -109,15 +109,23 @@ def test_run_simulate_stops_cleanly_on_sigterm_and_status_shows_it(tmp_path: Pat
     assert "computed from the market rules" in result.output
 
 
-def test_exchange_serve_answers_a_simulated_daemon_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_exchange_serve_answers_a_simulated_daemon_and_stops_on_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, price_file, url = _setup(tmp_path)
     cfg = load(config)
+    from vpp.engine import MarketPortfolio
+
+    portfolio_id = MarketPortfolio.from_config(cfg, "cn-province-a").portfolio_id
+    token = "serve-test-token-0123456789"
+    monkeypatch.setenv("VPP_EXCHANGE_TOKEN", token)
     gate = cfg.markets["cn-province-a"].rules_on(DAY).gate_closure(DAY)
     start = gate - dt.timedelta(minutes=31)
     exchange = subprocess.Popen(
         [*VPP, "exchange", "serve", "--config", str(config), "--prices", str(price_file),
          "--port", "0", "--speed", "120", "--start", start.isoformat()],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "VPP_EXCHANGE_TOKENS": f"{portfolio_id}={token}"},
     )
     out: queue.Queue[str] = queue.Queue()
     pump = _lines(exchange.stdout, out)

@@ -161,9 +161,12 @@ def test_history_over_http_is_what_the_exchange_has_published(tmp_path: Path) ->
     rules = market.rules_on(DAY)
     clock = ReplayClock(rules.gate_closure(DAY) - MARGIN)
     replay = ReplayExchange(prices(cfg).frame, market, clock)
-    server = ExchangeServer(replay)
+    token = "parts-test-token-0123456789"
+    server = ExchangeServer(replay, tokens={token: frozenset({"any"})})
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    gateway = HttpExchange(httpx.Client(base_url=server.url, timeout=httpx.Timeout(5.0)))
+    gateway = HttpExchange(
+        httpx.Client(base_url=server.url, timeout=httpx.Timeout(5.0)), token=token
+    )
     try:
         before = gateway.history()
         pd.testing.assert_frame_equal(before, replay.history(), check_freq=False)

@@ -264,23 +264,59 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Listen address (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port (0: any free port)")] = 8480,
+    tokens_env: Annotated[
+        str,
+        typer.Option(
+            help="Env variable holding the accepted tokens: portfolio_id=token pairs, comma-separated"
+        ),
+    ] = "VPP_EXCHANGE_TOKENS",
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve without authentication (anyone reaching the port may bid for any portfolio)",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the replay exchange over HTTP (bids, awards, published prices; gate closure enforced)."""
+    """Serve the replay exchange over HTTP (bids, awards, published prices; gate closure enforced).
+
+    Every route but /v1/health needs a bearer token from --tokens-env; see
+    docs/exchange-api.md.
+    """
+    import os
+
     from market_replay.canonical import read_prices
     from market_replay.clock import AcceleratedClock
     from market_replay.exchange import ReplayExchange
-    from market_replay.server import ExchangeServer
+    from market_replay.server import ExchangeServer, TokenError, parse_tokens
     from vpp.daemon.build import default_window
     from vpp.engine import MarketPortfolio
 
+    configure_logging(json=True)
     cfg = load(config)
+    try:
+        tokens = parse_tokens(os.environ.get(tokens_env, ""))
+    except TokenError as exc:
+        fail(f"{tokens_env}: {exc}")
+    if not tokens and not insecure_no_auth:
+        fail(
+            f"{tokens_env} holds no tokens: export portfolio_id=token pairs in it "
+            "(e.g. my-portfolio=$(python -c 'import secrets; print(secrets.token_urlsafe())')), "
+            "or pass --insecure-no-auth"
+        )
     try:
         frame = read_prices(prices)
         portfolio = MarketPortfolio.from_config(cfg, frame.market_id)
         margin = dt.timedelta(minutes=cfg.settings.daemon.da_safety_margin_minutes)
         begin = _parse_time(start, "--start") or default_window(portfolio, frame, margin)[0]
         clock = AcceleratedClock(begin, speed)
-        server = ExchangeServer(ReplayExchange(frame.frame, portfolio.market, clock), host, port)
+        server = ExchangeServer(
+            ReplayExchange(frame.frame, portfolio.market, clock),
+            host,
+            port,
+            tokens=tokens,
+            insecure_no_auth=insecure_no_auth,
+        )
     except OSError as exc:  # a file names itself; a bind (port in use) names nothing
         fail(describe_os_error(exc, None if exc.filename else f"exchange server {host}:{port}"))
     except (VppError, ValueError) as exc:

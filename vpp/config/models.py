@@ -541,6 +541,10 @@ class DaemonSettings(StrategySettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=1, le=65535)
     exchange_url: str | None = Field(None, description="Base URL of the exchange API")
+    exchange_token_env: str | None = Field(
+        "VPP_EXCHANGE_TOKEN",
+        description="Env var holding the daemon's bearer token for the exchange (none: no token)",
+    )
     exchange_timeout_s: float = Field(10.0, gt=0, le=120, description="HTTP timeout [s]")
     exchange_retries: int = Field(
         3, ge=0, le=10, description="Retries of one exchange call (transport errors, 5xx)"
@@ -560,6 +564,8 @@ class DaemonSettings(StrategySettings):
         le=366,
         description="Live mode: days of profile data given to assets with a simulated adapter",
     )
+
+    _token_env = field_validator("exchange_token_env")(_check_env_name)
 
 
 class Settings(Spec):

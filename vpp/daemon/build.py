@@ -10,12 +10,20 @@ crash) and a new one recover against the same exchange and devices.
 With ``--exchange-url`` the simulated daemon follows an exchange served
 elsewhere (``vpp exchange serve``): it takes the exchange's clock and speed
 from ``/v1/health`` and simulates the devices itself.
+
+Authentication: the simulation world's exchange accepts one random token
+(``secrets.token_urlsafe``) made for the run and handed to the daemon, so
+``--simulate`` is authenticated like a live run. A daemon talking to a
+remote exchange reads its token from the env variable named in ``[daemon]
+exchange_token_env``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +40,7 @@ from market_replay.clock import AcceleratedClock
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from strategies import Strategy, get_strategy
+from vpp._exceptions import ConfigError, ConfigIssue
 from vpp.config.loader import ConfigSet
 from vpp.config.models import BatterySpec
 from vpp.daemon.clock import SimulationClock
@@ -151,6 +160,7 @@ class SimulationWorld:
     server: ExchangeServer
     first_day: dt.date
     last_day: dt.date
+    token: str = field(default="", repr=False)
     _devices: dict[AssetKey, Device] = field(default_factory=dict)
     _sessions: dict[AssetKey, pd.DataFrame] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -169,10 +179,16 @@ class SimulationWorld:
         port: int = 0,
     ) -> SimulationWorld:
         clock = SimulationClock(start, speed)
-        server = ExchangeServer(ReplayExchange(prices.frame, portfolio.market, clock), host, port)
+        token = secrets.token_urlsafe(32)
+        server = ExchangeServer(
+            ReplayExchange(prices.frame, portfolio.market, clock),
+            host,
+            port,
+            tokens={token: frozenset({portfolio.portfolio_id})},
+        )
         threading.Thread(target=server.serve_forever, name="vpp-exchange", daemon=True).start()
         log.info("exchange_serving", url=server.url, market=portfolio.market.id, speed=speed)
-        return cls(portfolio, clock, server, first_day, last_day)
+        return cls(portfolio, clock, server, first_day, last_day, token)
 
     @property
     def url(self) -> str:
@@ -207,14 +223,45 @@ def _scaled_sleep(speed: float) -> Callable[[float], None]:
     return sleep
 
 
-def http_exchange(cfg: ConfigSet, url: str, speed: float = 1.0) -> HttpExchange:
+def exchange_token(cfg: ConfigSet) -> str | None:
+    """The daemon's bearer token from the env variable named in ``[daemon] exchange_token_env``.
+
+    A :class:`~vpp.ConfigError` naming the variable when it is empty or
+    missing from the environment. (None only if the setting is None, which
+    the Python API allows: then no token is sent.)
+    """
+    name = cfg.settings.daemon.exchange_token_env
+    if name is None:
+        return None
+    token = os.environ.get(name, "").strip()
+    if not token:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "vpp.toml",
+                    "daemon.exchange_token_env",
+                    name,
+                    f"environment variable {name} is not set: export the daemon's exchange "
+                    "token in it (vpp never reads secrets from files)",
+                )
+            ]
+        )
+    return token
+
+
+def http_exchange(
+    cfg: ConfigSet, url: str, speed: float = 1.0, *, token: str | None = None
+) -> HttpExchange:
+    """The daemon's exchange client; ``token`` defaults to :func:`exchange_token`."""
     settings = cfg.settings.daemon
+    bearer = token if token is not None else exchange_token(cfg)
     client = httpx.Client(base_url=url, timeout=httpx.Timeout(settings.exchange_timeout_s))
     return HttpExchange(
         client,
         retries=settings.exchange_retries,
         backoff_s=settings.exchange_backoff_s,
         sleep=_scaled_sleep(speed),
+        token=bearer,
     )
 
 
@@ -279,7 +326,7 @@ def simulated_daemon(
     """A daemon on the world's clock, talking HTTP to the world's exchange."""
     clock = world.clock
     time_map = _time_map(clock)
-    exchange = http_exchange(cfg, world.url, clock.speed)
+    exchange = http_exchange(cfg, world.url, clock.speed, token=world.token)
     options = options_from(cfg, world.first_day, world.last_day)
     if safety_margin is not None:
         options = dataclasses.replace(options, safety_margin=safety_margin)
@@ -310,7 +357,8 @@ def remote_simulated_daemon(
     metrics_url: str | None = None,
 ) -> Daemon:
     """A simulated daemon following an exchange served elsewhere (``vpp exchange serve``)."""
-    probe = http_exchange(cfg, url)
+    token = exchange_token(cfg)
+    probe = http_exchange(cfg, url, token=token)
     health = probe.health()
     speed = float(health.get("speed", 1.0))
     market_id = str(health["market_id"])
@@ -334,7 +382,7 @@ def remote_simulated_daemon(
         cfg,
         store,
         [portfolio],
-        http_exchange(cfg, url, speed),
+        http_exchange(cfg, url, speed, token=token),
         clock,
         _time_map(clock),
         options_from(cfg, first_day, last_day),
@@ -356,6 +404,7 @@ def live_daemon(
     url = cfg.settings.daemon.exchange_url
     if not url:
         raise ValueError("[daemon] exchange_url is not set in vpp.toml; or run with --simulate")
+    exchange = http_exchange(cfg, url)  # first: a missing token fails before devices connect
     clock = SystemClock()
     markets = sorted({p.market for p in cfg.parks.values()})
     portfolios = [MarketPortfolio.from_config(cfg, m) for m in markets]
@@ -376,7 +425,7 @@ def live_daemon(
         cfg,
         store,
         portfolios,
-        http_exchange(cfg, url),
+        exchange,
         clock,
         TimeMap(now, now, 1.0),
         options_from(cfg),

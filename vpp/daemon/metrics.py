@@ -4,6 +4,11 @@
 ``GET /metrics`` the text exposition format (version 0.0.4). Metric names
 follow Prometheus conventions: ``vpp_bids_submitted_total``,
 ``vpp_asset_available{park,asset}``, ...
+
+The server binds ``[daemon] metrics_host`` (loopback by default; any other
+address is logged as ``metrics_bound_non_loopback``). Malformed requests get
+a JSON 400 (never a traceback), a connection that stalls for
+:data:`SOCKET_TIMEOUT_S` is closed, and only GET is served.
 """
 
 from __future__ import annotations
@@ -14,6 +19,15 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from vpp.wire import is_loopback
+
+log = structlog.get_logger(__name__)
+
+SOCKET_TIMEOUT_S = 10.0
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -71,6 +85,8 @@ class MetricsServer(ThreadingHTTPServer):
         self.metrics = metrics
         self.health = health
         super().__init__((host, port), _Handler)
+        if not is_loopback(host):
+            log.warning("metrics_bound_non_loopback", host=host, port=self.server_address[1])
 
     @property
     def url(self) -> str:
@@ -80,16 +96,42 @@ class MetricsServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
+    timeout = SOCKET_TIMEOUT_S
+    error_content_type = "application/json"
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed request lines, headers or methods: a one-line JSON error, then close."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # garbage request line: answer with a status line
+            self.request_version = "HTTP/1.0"
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        body = json.dumps(
+            {"error": "bad_request" if code < 500 else "server_error", "message": message or phrase}
+        ).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET /metrics and GET /healthz")
+
     def do_GET(self) -> None:
-        if self.path == "/metrics":
+        path = urlsplit(self.path).path
+        if path == "/metrics":
             body = self.server.metrics.render().encode()
             content_type = "text/plain; version=0.0.4"
             status = HTTPStatus.OK
-        elif self.path == "/healthz":
+        elif path == "/healthz":
             health = self.server.health()
             body = json.dumps(health, default=str).encode()
             content_type = "application/json"

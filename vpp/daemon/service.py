@@ -32,7 +32,16 @@ days' plans from the store (bids, the strategy's allocation, awards), never
 re-sends an accepted bid (idempotency key per market/day/portfolio),
 re-sends a bid whose outcome is unknown (the exchange answers
 ``duplicate_bid`` if it had it), fetches awards that are due, runs the
-current interval's dispatch at once and settles finished days.
+current interval's dispatch at once and settles finished days. Before that,
+:meth:`Daemon._reconcile` asks the exchange for today's and tomorrow's bids
+the store does not know as accepted (a lost or stale store) and adopts the
+ones it holds for our portfolio (see ``docs/daemon.md``).
+
+Verification: a ``duplicate_bid`` answer is only a confirmation if the bid
+the exchange holds hashes like ours, and awards are only followed if they
+can come from our bid; otherwise the day is recorded ``conflict``, alerted
+(``bid_conflict`` / ``awards_inconsistent``, metric
+``vpp_bid_conflicts_total``) and dispatch holds the safe (idle) schedule.
 """
 
 from __future__ import annotations
@@ -58,14 +67,22 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlmodel import select
 
-from vpp._exceptions import AdapterError, ExchangeError, LookAheadError, StoreError
+from vpp._exceptions import (
+    AdapterError,
+    BidConflictError,
+    ExchangeError,
+    LookAheadError,
+    StoreError,
+)
 from vpp.daemon.metrics import Metrics
 from vpp.daemon.settlement import settle_day
 from vpp.daemon.timing import Job, TimeMap, day_jobs
 from vpp.engine import AssetKey, Operator
 from vpp.recording import StoreRecorder
 from vpp.store import DaemonStateRecord, SettlementRecord, utcnow
-from vpp.types import Clock, Device, Setpoint
+from vpp.types import Clock, DayAheadBid, Device, Setpoint
+from vpp.units import KW_PER_MW
+from vpp.wire import bid_content_hash
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +116,8 @@ def _describe(metrics: Metrics) -> None:
         ("vpp_bids_rejected_total", "counter", "Day-ahead bids rejected by a market rule"),
         ("vpp_auctions_missed_total", "counter", "Auctions missed (no bid by gate closure)"),
         ("vpp_exchange_errors_total", "counter", "Exchange calls that failed after retries"),
+        ("vpp_bid_conflicts_total", "counter", "Bids or awards at the exchange that are not ours"),
+        ("vpp_bids_reconciled_total", "counter", "Bids adopted from the exchange at start-up"),
         ("vpp_awards_received_total", "counter", "Day-ahead award sets received"),
         ("vpp_awards_pending", "gauge", "1 while a day's awards are due but not received"),
         ("vpp_dispatch_total", "counter", "Dispatch jobs run"),
@@ -175,6 +194,7 @@ class Daemon:
             self.time_map = TimeMap(self.clock.now(), dt.datetime.now(dt.UTC), self.time_map.speed)
         now = self.clock.now()
         for market_id, operator in self.operators.items():
+            self._reconcile(market_id, operator, now)
             self._recover(market_id, operator, now)
             self._plan(market_id, now, recovering=True)
             self._schedule_periodic(market_id, "telemetry", now)
@@ -291,7 +311,7 @@ class Daemon:
         key = operator.bid_key(day)
         record = self.recorder.bid_record(key)
         if job.kind == "day_ahead":
-            if record is not None and record.status in ("accepted", "rejected", "missed"):
+            if record is not None and record.status in ("accepted", "rejected", "missed", "conflict"):
                 return False
             if now < operator.market.rules_on(day).gate_closure(day):
                 return True
@@ -380,6 +400,9 @@ class Daemon:
             awards = self.recorder.awards_for(key)
             if record.status == "accepted":
                 operator.restore(day, result, awards or None)
+            elif record.status == "conflict":
+                operator.restore(day, result, None)  # never follow: hold the safe schedule
+                awards = []
             elif record.status == "submitted":
                 operator.restore(day, result, None)  # outcome unknown: re-send the same bid
             else:  # rejected or missed: no position for this day
@@ -394,6 +417,92 @@ class Daemon:
                 plan=result is not None,
                 awards=len(awards),
             )
+
+    def _reconcile(self, market_id: str, operator: Operator, now: dt.datetime) -> None:
+        """Adopt today's and tomorrow's bids the exchange holds but the store does not
+        know as accepted (the store was lost, or the daemon died before the answer).
+
+        A held bid for our portfolio was placed with our token, so it is ours
+        -- unless the store still has the curves we sent and they hash
+        differently (then ``conflict``). The stored plan is kept when it is
+        the held bid's; otherwise :meth:`Operator.adopt_bid` makes a stand-in.
+        """
+        held_bid = getattr(operator.exchange, "day_ahead_bid", None)
+        if held_bid is None:
+            return
+        today = pd.Timestamp(now).tz_convert(operator.timezone).date()
+        for day in self._days(operator, now):
+            if day < today:
+                continue
+            key = operator.bid_key(day)
+            record = self.recorder.bid_record(key)
+            if record is not None and record.status not in ("submitted", "missed"):
+                continue
+            try:
+                held = held_bid(market_id, operator.portfolio.portfolio_id, day)
+            except ExchangeError as exc:
+                self.metrics.inc("vpp_exchange_errors_total", market=market_id, call="reconcile")
+                log.warning("reconcile_failed", market=market_id, day=str(day), reason=str(exc))
+                continue
+            if held is None:
+                continue
+            theirs = bid_content_hash(held)
+            ours = self.recorder.bid(key) if record is not None else None
+            reason = None
+            if ours is not None and bid_content_hash(ours) != theirs:
+                reason = (
+                    f"conflict: the exchange holds a different bid (held sha256 {theirs}, "
+                    f"ours {bid_content_hash(ours)})"
+                )
+            elif (beyond := _beyond_grid(operator, held)) is not None:
+                reason = f"conflict: the exchange holds a bid we cannot have sent ({beyond})"
+            if reason is not None:
+                self.recorder.record_bid(
+                    ours or held, status="conflict", receipt=None, reason=reason
+                )
+                log.error(
+                    "bid_conflict",
+                    market=market_id,
+                    day=str(day),
+                    held_hash=theirs,
+                    our_hash=bid_content_hash(ours) if ours is not None else None,
+                    reason=reason,
+                    alert=True,
+                )
+                self._conflict(market_id, operator, day, "bid", reason)
+                continue
+            result = self.recorder.plan(key)
+            stored = result is not None and bid_content_hash(result.bid) == theirs
+            if not stored:
+                result = operator.adopt_bid(held)
+            self.recorder.record_plan(result)
+            self.recorder.record_bid(
+                held, status="accepted", receipt=None, reason="reconciled from the exchange"
+            )
+            self.metrics.inc("vpp_bids_reconciled_total", market=market_id)
+            log.warning(
+                "bid_reconciled",
+                market=market_id,
+                day=str(day),
+                content_hash=theirs,
+                previous_status=record.status if record is not None else None,
+                plan="stored" if stored else "stand-in",
+            )
+
+    def _conflict(
+        self, market_id: str, operator: Operator, day: dt.date, kind: str, reason: str
+    ) -> None:
+        """Alert and hold the safe (idle) schedule for ``day``: its position is not ours."""
+        plan = operator.day_plan(day)
+        operator.restore(day, plan.result, None)
+        plan.awards, plan.park_award_kw = None, None
+        plan.last_plan, plan.last_position = None, -1
+        self.metrics.inc("vpp_bid_conflicts_total", market=market_id, kind=kind)
+        self.metrics.set("vpp_awards_pending", 0, market=market_id)
+        log.error(
+            "position_not_followed", market=market_id, day=str(day), kind=kind, reason=reason,
+            alert=True,
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -433,7 +542,8 @@ class Daemon:
         operator = self.operators[market_id]
         day = job.delivery_day
         key = operator.bid_key(day)
-        if self.recorder.has_bid(key):
+        record = self.recorder.bid_record(key)
+        if record is not None and record.status in ("accepted", "conflict"):
             return
         gate = operator.market.rules_on(day).gate_closure(day)
         now = self.clock.now()
@@ -442,6 +552,9 @@ class Daemon:
             return
         try:
             operator.submit_day_ahead(day)
+        except BidConflictError as exc:
+            self._conflict(market_id, operator, day, "bid", str(exc))
+            return
         except ExchangeError as exc:
             self.metrics.inc("vpp_exchange_errors_total", market=market_id, call="submit")
             retry_at = self.clock.now() + dt.timedelta(seconds=self.options.retry_s)
@@ -472,6 +585,9 @@ class Daemon:
         if plan.awards is not None:
             return
         record = self.recorder.bid_record(operator.bid_key(day))
+        if record is not None and record.status == "conflict":
+            log.warning("awards_not_followed", market=market_id, day=str(day), reason=record.reason)
+            return  # plan.awards stays None: dispatch holds the safe schedule
         if record is None or record.status not in ("accepted", "submitted"):
             operator.restore(day, plan.result, [])
             log.warning(
@@ -483,6 +599,13 @@ class Daemon:
             return
         try:
             awards = operator.collect_awards(day)
+        except BidConflictError as exc:
+            if plan.result is not None:
+                self.recorder.record_bid(
+                    plan.result.bid, status="conflict", receipt=None, reason=f"conflict: {exc}"
+                )
+            self._conflict(market_id, operator, day, "awards", str(exc))
+            return
         except (LookAheadError, ExchangeError) as exc:
             self.metrics.set("vpp_awards_pending", 1, market=market_id)
             if isinstance(exc, ExchangeError):
@@ -684,6 +807,11 @@ class Daemon:
                 reasons.append(f"{market_id}: awards overdue")
             if self.metrics.get("vpp_auctions_missed_total", market=market_id):
                 reasons.append(f"{market_id}: auction missed")
+            if any(
+                self.metrics.get("vpp_bid_conflicts_total", market=market_id, kind=kind)
+                for kind in ("bid", "awards")
+            ):
+                reasons.append(f"{market_id}: exchange holds a position that is not ours")
         for market_id, operator in self.operators.items():
             for key in operator.devices:
                 if key in self._unavailable:
@@ -721,6 +849,22 @@ class Daemon:
                 session.add(record)
         except StoreError as exc:
             log.warning("heartbeat_failed", reason=str(exc))
+
+
+def _beyond_grid(operator: Operator, bid: DayAheadBid) -> str | None:
+    """Why ``bid`` exceeds what the portfolio's grid connections can carry, or None."""
+    parks = operator.portfolio.parks
+    export_mw = sum(p.grid.export_limit_kw for p in parks) / KW_PER_MW
+    import_mw = sum(p.grid.import_limit_kw for p in parks) / KW_PER_MW
+    lot = operator.market.rules_on(bid.delivery_day).bidding.min_lot_mw
+    for curve in bid.curves:
+        for point in curve.points:
+            if not -import_mw - lot <= point.quantity_mw <= export_mw + lot:
+                return (
+                    f"{curve.interval_start.isoformat()}: {point.quantity_mw:g} MW outside the "
+                    f"grid connections' [{-import_mw:g}, {export_mw:g}] MW"
+                )
+    return None
 
 
 def _executor(market_id: str) -> str:
