@@ -302,7 +302,8 @@ def test_port_in_use_is_one_line(price_file: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = _process(["exchange", "serve", "-c", C, "--prices", str(price_file),
-                           "--port", str(port)])
+                           "--port", str(port)],
+                          env={"VPP_EXCHANGE_TOKENS": "portfolio=" + "t" * 32})
     assert result.returncode == 1, result.stderr
     line = one_error_line(result.stderr)
     assert f"exchange server 127.0.0.1:{port}: address already in use" in line
