@@ -11,6 +11,7 @@ from vpp._exceptions import (
     MarketRuleError,
     SolverError,
     StoreError,
+    StoreLockedError,
     VppError,
 )
 from vpp.units import SIGN_CONVENTION
@@ -29,6 +30,7 @@ __all__ = [
     "MarketRuleError",
     "SolverError",
     "StoreError",
+    "StoreLockedError",
     "VppError",
     "__version__",
 ]

@@ -12,6 +12,7 @@
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
     └── StoreError           the database could not be read or written
+        └── StoreLockedError another daemon holds the store's single-writer lock
 
 Catch the specific class; never ``except Exception`` in library code.
 """
@@ -90,3 +91,7 @@ class InfeasibleError(SolverError):
 
 class StoreError(VppError):
     """The store could not complete a transaction; nothing was written."""
+
+
+class StoreLockedError(StoreError):
+    """Another daemon holds the store's single-writer lock; the message names it."""
