@@ -402,6 +402,7 @@ class StoreLock:
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self.started_at = utcnow()
+        self.held = False
 
     def holder(self) -> DaemonLockRecord | None:
         with self.store.session() as session:
@@ -436,6 +437,7 @@ class StoreLock:
             with self.store.engine.begin() as connection:
                 connection.execute(table.insert().values(id=self.name, **mine))
             self.started_at = now
+            self.held = True
             log.info("store_lock_acquired", store=self.store.safe_url, instance=self.instance_id)
             return
         except IntegrityError:
@@ -465,6 +467,7 @@ class StoreLock:
             current = self.holder()
             raise StoreLockedError(self.describe(current or record))
         self.started_at = now
+        self.held = True
         log.warning(
             "store_lock_taken_over",
             store=self.store.safe_url,
@@ -490,6 +493,8 @@ class StoreLock:
 
     def release(self) -> None:
         """Give the lease up (clean stop); a lease held by another daemon is left alone."""
+        if not self.held:
+            return
         table = DaemonLockRecord.__table__  # type: ignore[attr-defined]
         try:
             with self.store.engine.begin() as connection:
@@ -501,4 +506,6 @@ class StoreLock:
         except SQLAlchemyError as exc:
             log.warning("store_lock_release_failed", store=self.store.safe_url, reason=str(exc))
             return
+        finally:
+            self.held = False
         log.info("store_lock_released", store=self.store.safe_url, instance=self.instance_id)

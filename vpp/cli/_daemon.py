@@ -98,7 +98,9 @@ def run(
     """Run the daemon: bid, collect awards, dispatch and settle on schedule (JSON logs).
 
     Stops cleanly on SIGTERM/SIGINT: the running job finishes its write and
-    devices are released to their own (safe) control.
+    devices are released to their own (safe) control. Exits 1 if another
+    daemon holds the store, 3 if the store failed while running (dispatch
+    stopped, devices released).
     """
     from vpp.daemon.build import (
         SimulationWorld,
@@ -109,12 +111,19 @@ def run(
         simulated_daemon,
     )
     from vpp.daemon.service import Daemon
+    from vpp.store import StoreLock
 
     configure_logging(json=True, level=log_level.upper())
     # APScheduler reports coalesced runs of the periodic jobs at WARNING; they are expected.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     cfg = load(config)
     store = open_store(cfg)
+    # The single-writer lock comes first: building the daemon already writes (enrols parks).
+    lock = StoreLock(store)
+    try:
+        lock.acquire()
+    except VppError as exc:
+        fail_on(exc)
     world: SimulationWorld | None = None
     daemon: Daemon
     try:
@@ -148,13 +157,24 @@ def run(
     except (VppError, ValueError) as exc:
         if world is not None:
             world.close()
+        lock.release()
         fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
+    lock.ttl_s = daemon.options.lock_ttl_s
+    daemon.store_lock = lock
     settings = cfg.settings.daemon
     port = settings.metrics_port if metrics_port is None else metrics_port
     metrics_server = serve_metrics(daemon, settings.metrics_host, port)
     stop = threading.Event()
     restore = _on_signals(stop)
-    daemon.start()
+    try:
+        daemon.start()
+    except VppError as exc:  # another daemon holds the store, or the store cannot be read
+        metrics_server.shutdown()
+        metrics_server.server_close()
+        if world is not None:
+            world.close()
+        restore()
+        fail_on(exc)
     try:
         while not stop.is_set() and not daemon.finished.is_set():
             stop.wait(0.2)
@@ -167,6 +187,12 @@ def run(
         if world is not None:
             world.close()
         restore()
+    if daemon.failure is not None:
+        fail(
+            f"store failed, dispatch stopped and devices released to their own control: "
+            f"{daemon.failure}",
+            code=daemon.exit_code,
+        )
 
 
 def status(
@@ -190,9 +216,13 @@ def status(
     if daemon is None:
         console.print("daemon: [yellow]never started[/] against this store")
     else:
-        state = "stopped" if daemon["stopped_at"] else daemon["health"]
+        state = daemon["health"]
+        detail = ""
+        if daemon["state"] == "dead":
+            state = "[red]dead[/]"
+            detail = " (it did not stop cleanly and holds no live lock on the store)"
         console.print(
-            f"daemon: [bold]{state}[/] ({daemon['mode']}, pid {daemon['pid']}, "
+            f"daemon: [bold]{state}[/]{detail} ({daemon['mode']}, pid {daemon['pid']}, "
             f"speed {daemon['speed']:g}); clock {daemon['clock_now']}; "
             f"last heartbeat {daemon['heartbeat_at']}",
             highlight=False,
@@ -216,9 +246,12 @@ def status(
     for column in ("park", "asset", "health", "measured at", "power kW", "SoC"):
         table.add_column(column, justify="right" if column in ("power kW", "SoC") else "left")
     for row in report["assets"]:
-        health = "ok" if row["available"] else f"[red]unavailable[/] {row['reason'] or ''}"
-        if row["measured_at"] is None:
-            health = "[yellow]no telemetry[/]"
+        health = {
+            "ok": "ok",
+            "unavailable": f"[red]unavailable[/] {row['reason'] or ''}",
+            "unknown": f"[yellow]unknown[/] (last seen {row['measured_at']})",
+            "no telemetry": "[yellow]no telemetry[/]",
+        }[row["health"]]
         table.add_row(
             row["park"],
             row["asset"],
