@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import structlog
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from vpp._exceptions import StoreError
@@ -53,13 +53,17 @@ R = TypeVar("R")
 
 
 def _transient(exc: StoreError) -> bool:
-    """A failure of the database itself (I/O, lock, corruption), worth another try."""
-    cause = exc.__cause__
-    return isinstance(cause, DatabaseError) and not isinstance(cause, IntegrityError)
+    """A failure that may pass (lock contention, I/O, a dropped connection): worth another try.
+
+    Corruption (SQLite's "database disk image is malformed", a plain
+    ``DatabaseError``) is not retried: a store that reported a bad page is not
+    trusted again, even if a later write happens to succeed.
+    """
+    return isinstance(exc.__cause__, OperationalError)
 
 
 def _retrying(method: Callable[P, R]) -> Callable[P, R]:
-    """Retry a one-transaction recorder call on database failures, with backoff.
+    """Retry a one-transaction recorder call on transient database failures, with backoff.
 
     Each call is one transaction, rolled back on error, so running it again
     cannot half-write anything. After ``attempts`` the :class:`StoreError`

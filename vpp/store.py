@@ -233,7 +233,7 @@ class Store:
             SQLModel.metadata.create_all(self.engine)
             self._add_missing_columns()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open store {self.safe_url}: {exc}") from exc
+            raise StoreError(f"cannot open store {self.safe_url}: {_one_line(exc)}") from exc
 
     def _drop_pickled_plans(self) -> None:
         """Stores written before plans were JSON hold them as pickles: drop them unread.
@@ -443,7 +443,7 @@ class StoreLock:
         except IntegrityError:
             pass  # a row is there: is its holder alive?
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.store.safe_url}: cannot take the daemon lock: {exc}") from exc
+            raise StoreError(f"store {self.store.safe_url}: cannot take the daemon lock: {_one_line(exc)}") from exc
         record = self.holder()
         if record is None:  # released in between: try once more from the start
             self.acquire()
@@ -462,7 +462,7 @@ class StoreLock:
                     .values(**mine)
                 ).rowcount
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.store.safe_url}: cannot take the daemon lock: {exc}") from exc
+            raise StoreError(f"store {self.store.safe_url}: cannot take the daemon lock: {_one_line(exc)}") from exc
         if taken != 1:  # another daemon renewed or took it meanwhile
             current = self.holder()
             raise StoreLockedError(self.describe(current or record))
@@ -488,7 +488,7 @@ class StoreLock:
                     .values(heartbeat_at=utcnow())
                 ).rowcount
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.store.safe_url}: cannot renew the daemon lock: {exc}") from exc
+            raise StoreError(f"store {self.store.safe_url}: cannot renew the daemon lock: {_one_line(exc)}") from exc
         return bool(renewed == 1)
 
     def release(self) -> None:
@@ -504,7 +504,7 @@ class StoreLock:
                     )
                 )
         except SQLAlchemyError as exc:
-            log.warning("store_lock_release_failed", store=self.store.safe_url, reason=str(exc))
+            log.warning("store_lock_release_failed", store=self.store.safe_url, reason=_one_line(exc))
             return
         finally:
             self.held = False

@@ -158,6 +158,7 @@ class Daemon:
         self._lock = threading.Lock()
         self._unavailable: set[AssetKey] = set()
         self._heartbeat_lock = threading.Lock()  # jobs of several markets and stop() write it
+        self._heartbeat_failures = 0  # consecutive; a failing store fails the daemon
         self.device_factory = device_factory
         self.store_lock = StoreLock(self.store, ttl_s=self.options.lock_ttl_s)
         self.failure: str | None = None  # why the daemon stopped itself (the store failed)
@@ -824,7 +825,12 @@ class Daemon:
                 record.stopped_at = utcnow() if stopped else None
                 session.add(record)
         except StoreError as exc:
-            log.warning("heartbeat_failed", reason=str(exc))
+            self._heartbeat_failures += 1
+            log.warning("heartbeat_failed", attempt=self._heartbeat_failures, reason=str(exc))
+            if not stopped and self._heartbeat_failures >= self.recorder.attempts:
+                self._store_failed(str(exc))  # the daemon's own record fails job after job
+            return
+        self._heartbeat_failures = 0
 
 
 def _executor(market_id: str) -> str:
