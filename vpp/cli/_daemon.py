@@ -169,6 +169,7 @@ def run(
     try:
         daemon.start()
     except VppError as exc:  # another daemon holds the store, or the store cannot be read
+        daemon.abort()  # nothing was sent yet; gives the lease up
         metrics_server.shutdown()
         metrics_server.server_close()
         if world is not None:

@@ -179,28 +179,8 @@ class Daemon:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Take the store's lock, recover from the store, schedule every job, start the scheduler.
-
-        Raises :class:`~vpp.StoreLockedError` (naming the holder) if another
-        live daemon holds the store, and :class:`~vpp.StoreError` if the store
-        cannot be read; nothing has been sent to a device or the exchange then.
-        """
-        if not self.store_lock.held:  # `vpp run` takes it before building (which enrolls parks)
-            self.store_lock.acquire()
-        elif not self.store_lock.renew():  # taken over while building (took over the TTL)
-            self.store_lock.held = False
-            self.store_lock.acquire()  # raises StoreLockedError naming the new holder
-        try:
-            self._start()
-        except BaseException:
-            self._abandon_lease()
-            raise
-        self._lease_thread = threading.Thread(
-            target=self._keep_lease, name="vpp-store-lease", daemon=True
-        )
-        self._lease_thread.start()
-
-    def _start(self) -> None:
+        """Recover from the store, schedule every job, start the scheduler."""
+        self._take_lease()  # raises StoreLockedError before anything is sent or written
         run = getattr(self.clock, "run", None)
         if run is not None:  # a simulation clock waits for the daemon; map its time from now on
             run()
@@ -768,6 +748,18 @@ class Daemon:
         log.error("store_failed", store=self.store.safe_url, reason=reason, alert=True)
         if not stopping:
             threading.Thread(target=self.stop, name="vpp-daemon-store-failed", daemon=True).start()
+
+    def _take_lease(self) -> None:
+        """Hold the store's single-writer lease and keep renewing it (see ``docs/daemon.md``)."""
+        if not self.store_lock.held:  # `vpp run` takes it before building (which enrolls parks)
+            self.store_lock.acquire()
+        elif not self.store_lock.renew():  # taken over while building (beyond the TTL)
+            self.store_lock.held = False
+            self.store_lock.acquire()  # raises StoreLockedError naming the new holder
+        self._lease_thread = threading.Thread(
+            target=self._keep_lease, name="vpp-store-lease", daemon=True
+        )
+        self._lease_thread.start()
 
     def _keep_lease(self) -> None:
         """Renew the store lock every ``lock_renew_s`` of wall time until the daemon stops."""
