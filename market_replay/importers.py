@@ -176,14 +176,14 @@ def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
     position = {name: i for i, name in enumerate(header)}
     needed = [t.column, t.date_column, t.dst_flag_column, *required.values()]
     read = {n for n in (*needed, *optional.values()) if n is not None}
-    for i, name in enumerate(header):
-        if name in read and header.index(name) != i:
+    for i, field in enumerate(header):
+        if field in read and header.index(field) != i:
             raise InputFormatError(
                 file,
-                f"column appears twice in the header (fields {header.index(name) + 1} and "
+                f"column appears twice in the header (fields {header.index(field) + 1} and "
                 f"{i + 1}); which one holds the data is ambiguous: remove or rename one",
                 row=header_row,
-                column=name,
+                column=field,
             )
     for name in needed:
         if name is not None and name not in position:

@@ -13,6 +13,7 @@ from vpp._exceptions import (
     OutputError,
     SolverError,
     StoreError,
+    StoreLockedError,
     VppError,
 )
 from vpp.units import SIGN_CONVENTION
@@ -33,6 +34,7 @@ __all__ = [
     "OutputError",
     "SolverError",
     "StoreError",
+    "StoreLockedError",
     "VppError",
     "__version__",
 ]

@@ -13,6 +13,7 @@
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
     ├── StoreError           the database could not be read or written
+    │   └── StoreLockedError another daemon holds the store's single-writer lock
     └── OutputError          an output file or folder cannot be written where asked
 
 Catch the specific class; never ``except Exception`` in library code.
@@ -100,3 +101,7 @@ class OutputError(VppError):
 
 class BidConflictError(ExchangeError):
     """The exchange holds a bid or awards for our portfolio that are not what we sent."""
+
+
+class StoreLockedError(StoreError):
+    """Another daemon holds the store's single-writer lock; the message names it."""

@@ -21,14 +21,19 @@ per key) makes the second attempt either the first delivery or a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-import pickle
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import structlog
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from vpp._exceptions import StoreError
+from vpp._plan_json import PlanFormatError, plan_from_json, plan_to_json
 from vpp.store import (
     AwardRecord,
     BidRecord,
@@ -40,6 +45,53 @@ from vpp.store import (
 )
 from vpp.types import Award, DayAheadBid, Health, Setpoint, Telemetry
 from vpp.wire import WireError, bid_from_json, bid_to_json
+
+log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _transient(exc: StoreError) -> bool:
+    """A failure that may pass (lock contention, I/O, a dropped connection): worth another try.
+
+    Corruption (SQLite's "database disk image is malformed", a plain
+    ``DatabaseError``) is not retried: a store that reported a bad page is not
+    trusted again, even if a later write happens to succeed.
+    """
+    return isinstance(exc.__cause__, OperationalError)
+
+
+def _retrying(method: Callable[P, R]) -> Callable[P, R]:
+    """Retry a one-transaction recorder call on transient database failures, with backoff.
+
+    Each call is one transaction, rolled back on error, so running it again
+    cannot half-write anything. After ``attempts`` the :class:`StoreError`
+    propagates: the daemon then stops dispatch (see ``docs/daemon.md``).
+    """
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        recorder = args[0]
+        assert isinstance(recorder, StoreRecorder)
+        for attempt in range(1, recorder.attempts + 1):
+            try:
+                return method(*args, **kwargs)
+            except StoreError as exc:
+                if not _transient(exc) or attempt == recorder.attempts:
+                    raise
+                delay = recorder.backoff_s * 2 ** (attempt - 1)
+                log.warning(
+                    "store_write_retry",
+                    operation=method.__name__,
+                    attempt=attempt,
+                    retry_in_s=delay,
+                    reason=str(exc),
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
 
 
 @dataclass
@@ -75,16 +127,23 @@ class MemoryRecorder:
 
 
 class StoreRecorder:
-    """Records into the SQL store; the bid's idempotency key is unique there."""
+    """Records into the SQL store; the bid's idempotency key is unique there.
 
-    def __init__(self, store: Store) -> None:
+    Every call is one transaction, tried up to ``attempts`` times with
+    exponential backoff from ``backoff_s`` [s] when the database fails.
+    """
+
+    def __init__(self, store: Store, *, attempts: int = 3, backoff_s: float = 0.2) -> None:
         self.store = store
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
 
     def has_bid(self, idempotency_key: str) -> bool:
         """True once the exchange accepted the bid (a ``submitted`` one may not have landed)."""
         record = self.bid_record(idempotency_key)
         return record is not None and record.status == "accepted"
 
+    @_retrying
     def bid_record(self, idempotency_key: str) -> BidRecord | None:
         with self.store.session() as session:
             return session.exec(
@@ -104,12 +163,22 @@ class StoreRecorder:
     def record_plan(self, result: Any) -> None:
         """Write ahead, in one transaction: the bid as ``submitted`` and the strategy's plan.
 
-        ``result`` is a :class:`strategies.DayAheadResult`. Called before
-        the bid is sent, so a restart can re-send the very same bid and
-        split its awards with the very same allocation.
+        ``result`` is a :class:`strategies.DayAheadResult`, stored as JSON
+        (:mod:`vpp._plan_json`). Called before the bid is sent, so a restart
+        can re-send the very same bid and split its awards with the very
+        same allocation.
         """
         bid: DayAheadBid = result.bid
-        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            document = plan_to_json(result)
+        except PlanFormatError as exc:  # a plan that cannot be read back is not written
+            raise StoreError(
+                f"day_plans[{bid.idempotency_key}]: {exc}; the plan was not stored"
+            ) from exc
+        self._record_plan(bid, document)
+
+    @_retrying
+    def _record_plan(self, bid: DayAheadBid, document: str) -> None:
         now = utcnow()
         with self.store.session() as session:
             record = session.exec(
@@ -136,23 +205,39 @@ class StoreRecorder:
                 market_id=bid.market_id,
                 delivery_day=bid.delivery_day,
                 created_at=now,
-                result_pickle=b"",
+                plan_json="",
             )
             plan.created_at = now
-            plan.result_pickle = blob
+            plan.plan_json = document
             session.add(plan)
 
+    @_retrying
     def plan(self, idempotency_key: str) -> Any | None:
-        """The :class:`strategies.DayAheadResult` stored with a bid, or None."""
+        """The :class:`strategies.DayAheadResult` stored with a bid, or None if there is none.
+
+        The row is parsed strictly as data; one that does not parse (tampered,
+        truncated, a pickle from an old version, another schema version) is a
+        :class:`~vpp.StoreError` naming the table, the row and the field.
+        """
         with self.store.session() as session:
             record = session.get(DayPlanRecord, idempotency_key)
         if record is None:
             return None
         try:
-            return pickle.loads(record.result_pickle)  # only ever written by this daemon
-        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError):
-            return None
+            result = plan_from_json(record.plan_json)
+        except PlanFormatError as exc:
+            raise StoreError(
+                f"day_plans[{idempotency_key}]: field {exc.field}: "
+                f"{str(exc).removeprefix(exc.field + ': ')}; the plan is refused"
+            ) from exc
+        if result.bid.idempotency_key != idempotency_key:
+            raise StoreError(
+                f"day_plans[{idempotency_key}]: field bid: belongs to "
+                f"{result.bid.idempotency_key!r}; the plan is refused"
+            )
+        return result
 
+    @_retrying
     def record_missed(
         self,
         idempotency_key: str,
@@ -180,6 +265,7 @@ class StoreRecorder:
             record.reason = reason
             session.add(record)
 
+    @_retrying
     def record_bid(
         self, bid: DayAheadBid, *, status: str, receipt: str | None, reason: str | None
     ) -> None:
@@ -205,6 +291,7 @@ class StoreRecorder:
             record.curves_json = json.dumps(bid_to_json(bid))
             session.add(record)
 
+    @_retrying
     def record_awards(self, bid: DayAheadBid, awards: Sequence[Award]) -> None:
         with self.store.session() as session:
             record = session.exec(
@@ -229,6 +316,7 @@ class StoreRecorder:
                     )
                 )
 
+    @_retrying
     def awards_for(self, idempotency_key: str) -> list[Award]:
         with self.store.session() as session:
             record = session.exec(
@@ -243,6 +331,7 @@ class StoreRecorder:
             )
             return [Award(r.interval_start, r.quantity_mw, r.price_per_mwh) for r in rows]
 
+    @_retrying
     def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None:
         if not setpoints:
             return
@@ -259,6 +348,7 @@ class StoreRecorder:
                     )
                 )
 
+    @_retrying
     def record_telemetry(self, readings: Sequence[Telemetry]) -> None:
         if not readings:
             return

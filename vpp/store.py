@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint, event, inspect, text
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
 
-from vpp._exceptions import StoreError
+from vpp._exceptions import StoreError, StoreLockedError
 from vpp.config.models import ParkConfig
 
 log = structlog.get_logger(__name__)
@@ -138,11 +141,11 @@ class TelemetryRecord(SQLModel, table=True):
 class DayPlanRecord(SQLModel, table=True):
     """What the strategy decided with a day-ahead bid, kept so a restart can dispatch it.
 
-    ``result_pickle`` is the strategy's :class:`strategies.DayAheadResult`
-    (bid curves, how awards split back to parks and assets, expected
-    schedule), written before the bid is sent. It is read back only by the
-    daemon that wrote it (trusted data); if it cannot be read after an
-    upgrade, the daemon falls back to the bid alone.
+    ``plan_json`` is the strategy's :class:`strategies.DayAheadResult` (bid
+    curves, how awards split back to parks and assets, expected schedule) as
+    versioned JSON (:mod:`vpp._plan_json`), written before the bid is sent.
+    It is data, never code: a row that does not parse strictly is refused
+    and the daemon treats the day's plan as missing (see ``docs/daemon.md``).
     """
 
     __tablename__ = "day_plans"
@@ -151,7 +154,20 @@ class DayPlanRecord(SQLModel, table=True):
     market_id: str = Field(index=True)
     delivery_day: dt.date = Field(index=True)
     created_at: dt.datetime = _utc_column(nullable=False)
-    result_pickle: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    plan_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class DaemonLockRecord(SQLModel, table=True):
+    """The single-writer lease: at most one daemon writes a store (see :class:`StoreLock`)."""
+
+    __tablename__ = "daemon_lock"
+
+    id: str = Field(primary_key=True)  # "daemon"
+    instance_id: str  # random per daemon start; the lease's identity
+    hostname: str
+    pid: int
+    started_at: dt.datetime = _utc_column(nullable=False)
+    heartbeat_at: dt.datetime = _utc_column(nullable=False)  # wall clock, renewed by the holder
 
 
 class DaemonStateRecord(SQLModel, table=True):
@@ -189,6 +205,13 @@ class SettlementRecord(SQLModel, table=True):
 # --------------------------------------------------------------------------- store
 
 
+def _one_line(exc: SQLAlchemyError) -> str:
+    """The database's own message, without SQLAlchemy's statement dump and help link."""
+    orig = getattr(exc, "orig", None)
+    text_ = f"{type(orig).__name__}: {orig}" if orig is not None else str(exc).split("\n")[0]
+    return " ".join(text_.split())
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -206,10 +229,29 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
+            self._drop_pickled_plans()
             SQLModel.metadata.create_all(self.engine)
             self._add_missing_columns()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open store {self.safe_url}: {exc}") from exc
+            raise StoreError(f"cannot open store {self.safe_url}: {_one_line(exc)}") from exc
+
+    def _drop_pickled_plans(self) -> None:
+        """Stores written before plans were JSON hold them as pickles: drop them unread.
+
+        A pickle runs code when loaded, so they are never unpickled, not even
+        to convert them. The plans are derived data: a day whose plan is
+        missing falls back as documented in ``docs/daemon.md`` (the bid is
+        kept in ``bids``).
+        """
+        inspector = inspect(self.engine)
+        if not inspector.has_table("day_plans"):
+            return
+        if "result_pickle" not in {c["name"] for c in inspector.get_columns("day_plans")}:
+            return
+        with self.engine.begin() as connection:
+            rows = connection.execute(text('SELECT COUNT(*) FROM "day_plans"')).scalar_one()
+            connection.execute(text('DROP TABLE "day_plans"'))
+        log.warning("store_pickled_plans_dropped", table="day_plans", rows=rows)
 
     def _add_missing_columns(self) -> None:
         """Add nullable columns that newer versions introduced to tables that already exist.
@@ -255,7 +297,9 @@ class Store:
                 session.commit()
             except SQLAlchemyError as exc:
                 session.rollback()
-                raise StoreError(f"store transaction failed: {exc}") from exc
+                raise StoreError(
+                    f"store {self.safe_url}: transaction failed: {_one_line(exc)}"
+                ) from exc
             except BaseException:
                 session.rollback()
                 raise
@@ -323,3 +367,145 @@ class Store:
         if record is None:
             raise StoreError(f"park {park_id!r} is not enrolled")
         return ParkConfig.model_validate(json.loads(record.spec_json))
+
+
+# --------------------------------------------------------------------------- single-writer lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+class StoreLock:
+    """A lease row (``daemon_lock``) that lets one daemon at a time write a store.
+
+    Acquisition is a compare-and-swap in one transaction, so it works the
+    same on SQLite and PostgreSQL: insert the row, or, if a holder's row is
+    there and *stale*, update it ``WHERE`` the holder and heartbeat are still
+    the ones read (rowcount 1 means this daemon won). A holder is stale when
+    its heartbeat is older than ``ttl_s``, or at once when it ran on this
+    host and its pid is gone (``kill -9``). The holder renews the heartbeat
+    (:meth:`renew`, every few seconds) and deletes the row on a clean stop.
+    """
+
+    def __init__(self, store: Store, *, ttl_s: float = 30.0, name: str = "daemon") -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.name = name
+        self.instance_id = uuid.uuid4().hex
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at = utcnow()
+        self.held = False
+
+    def holder(self) -> DaemonLockRecord | None:
+        with self.store.session() as session:
+            return session.get(DaemonLockRecord, self.name)
+
+    def is_stale(self, record: DaemonLockRecord, now: dt.datetime | None = None) -> bool:
+        now = now or utcnow()
+        if now - record.heartbeat_at > dt.timedelta(seconds=self.ttl_s):
+            return True
+        return record.hostname == self.hostname and not _pid_alive(record.pid)
+
+    def describe(self, record: DaemonLockRecord) -> str:
+        return (
+            f"store {self.store.safe_url} is held by daemon pid {record.pid} on host "
+            f"{record.hostname} since {record.started_at.isoformat(timespec='seconds')} "
+            f"(last heartbeat {record.heartbeat_at.isoformat(timespec='seconds')}); "
+            f"stop it or wait {self.ttl_s:g} s after it died"
+        )
+
+    def acquire(self) -> None:
+        """Take the lease or raise :class:`StoreLockedError` naming the holder."""
+        now = utcnow()
+        mine = {
+            "instance_id": self.instance_id,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        table = DaemonLockRecord.__table__  # type: ignore[attr-defined]
+        try:
+            with self.store.engine.begin() as connection:
+                connection.execute(table.insert().values(id=self.name, **mine))
+            self.started_at = now
+            self.held = True
+            log.info("store_lock_acquired", store=self.store.safe_url, instance=self.instance_id)
+            return
+        except IntegrityError:
+            pass  # a row is there: is its holder alive?
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.store.safe_url}: cannot take the daemon lock: {_one_line(exc)}") from exc
+        record = self.holder()
+        if record is None:  # released in between: try once more from the start
+            self.acquire()
+            return
+        if not self.is_stale(record, now):
+            raise StoreLockedError(self.describe(record))
+        try:
+            with self.store.engine.begin() as connection:
+                taken = connection.execute(
+                    table.update()
+                    .where(
+                        table.c.id == self.name,
+                        table.c.instance_id == record.instance_id,
+                        table.c.heartbeat_at == record.heartbeat_at,
+                    )
+                    .values(**mine)
+                ).rowcount
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.store.safe_url}: cannot take the daemon lock: {_one_line(exc)}") from exc
+        if taken != 1:  # another daemon renewed or took it meanwhile
+            current = self.holder()
+            raise StoreLockedError(self.describe(current or record))
+        self.started_at = now
+        self.held = True
+        log.warning(
+            "store_lock_taken_over",
+            store=self.store.safe_url,
+            previous_pid=record.pid,
+            previous_host=record.hostname,
+            previous_heartbeat=record.heartbeat_at.isoformat(),
+            instance=self.instance_id,
+        )
+
+    def renew(self) -> bool:
+        """Move the heartbeat on; False if this daemon no longer holds the lease."""
+        table = DaemonLockRecord.__table__  # type: ignore[attr-defined]
+        try:
+            with self.store.engine.begin() as connection:
+                renewed = connection.execute(
+                    table.update()
+                    .where(table.c.id == self.name, table.c.instance_id == self.instance_id)
+                    .values(heartbeat_at=utcnow())
+                ).rowcount
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {self.store.safe_url}: cannot renew the daemon lock: {_one_line(exc)}") from exc
+        return bool(renewed == 1)
+
+    def release(self) -> None:
+        """Give the lease up (clean stop); a lease held by another daemon is left alone."""
+        if not self.held:
+            return
+        table = DaemonLockRecord.__table__  # type: ignore[attr-defined]
+        try:
+            with self.store.engine.begin() as connection:
+                connection.execute(
+                    table.delete().where(
+                        table.c.id == self.name, table.c.instance_id == self.instance_id
+                    )
+                )
+        except SQLAlchemyError as exc:
+            log.warning("store_lock_release_failed", store=self.store.safe_url, reason=_one_line(exc))
+            return
+        finally:
+            self.held = False
+        log.info("store_lock_released", store=self.store.safe_url, instance=self.instance_id)

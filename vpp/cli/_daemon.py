@@ -107,7 +107,9 @@ def run(
     """Run the daemon: bid, collect awards, dispatch and settle on schedule (JSON logs).
 
     Stops cleanly on SIGTERM/SIGINT: the running job finishes its write and
-    devices are released to their own (safe) control.
+    devices are released to their own (safe) control. Exits 1 if another
+    daemon holds the store, 3 if the store failed while running (dispatch
+    stopped, devices released).
     """
     from vpp.daemon.build import (
         SimulationWorld,
@@ -118,6 +120,7 @@ def run(
         simulated_daemon,
     )
     from vpp.daemon.service import Daemon
+    from vpp.store import StoreLock
 
     configure_logging(json=True, level=check_log_level(log_level))
     first = parse_day(first_day, "--first-day")
@@ -125,6 +128,12 @@ def run(
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     cfg = load(config)
     store = open_store(cfg)
+    # The single-writer lock comes first: building the daemon already writes (enrols parks).
+    lock = StoreLock(store)
+    try:
+        lock.acquire()
+    except VppError as exc:
+        fail_on(exc)
     world: SimulationWorld | None = None
     daemon: Daemon
     try:
@@ -156,7 +165,10 @@ def run(
     except (VppError, ValueError) as exc:
         if world is not None:
             world.close()
+        lock.release()
         fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
+    lock.ttl_s = daemon.options.lock_ttl_s
+    daemon.store_lock = lock
     settings = cfg.settings.daemon
     port = settings.metrics_port if metrics_port is None else metrics_port
     try:
@@ -167,7 +179,16 @@ def run(
         fail(describe_os_error(exc, f"metrics server {settings.metrics_host}:{port}"))
     stop = threading.Event()
     restore = _on_signals(stop)
-    daemon.start()
+    try:
+        daemon.start()
+    except VppError as exc:  # another daemon holds the store, or the store cannot be read
+        daemon.abort()  # nothing was sent yet; gives the lease up
+        metrics_server.shutdown()
+        metrics_server.server_close()
+        if world is not None:
+            world.close()
+        restore()
+        fail_on(exc)
     try:
         while not stop.is_set() and not daemon.finished.is_set():
             stop.wait(0.2)
@@ -180,6 +201,12 @@ def run(
         if world is not None:
             world.close()
         restore()
+    if daemon.failure is not None:
+        fail(
+            f"store failed, dispatch stopped and devices released to their own control: "
+            f"{daemon.failure}",
+            code=daemon.exit_code,
+        )
 
 
 def status(
@@ -203,9 +230,13 @@ def status(
     if daemon is None:
         console.print("daemon: [yellow]never started[/] against this store")
     else:
-        state = "stopped" if daemon["stopped_at"] else daemon["health"]
+        state = daemon["health"]
+        detail = ""
+        if daemon["state"] == "dead":
+            state = "[red]dead[/]"
+            detail = " (it did not stop cleanly and holds no live lock on the store)"
         console.print(
-            f"daemon: [bold]{state}[/] ({daemon['mode']}, pid {daemon['pid']}, "
+            f"daemon: [bold]{state}[/]{detail} ({daemon['mode']}, pid {daemon['pid']}, "
             f"speed {daemon['speed']:g}); clock {daemon['clock_now']}; "
             f"last heartbeat {daemon['heartbeat_at']}",
             highlight=False,
@@ -229,9 +260,12 @@ def status(
     for column in ("park", "asset", "health", "measured at", "power kW", "SoC"):
         table.add_column(column, justify="right" if column in ("power kW", "SoC") else "left")
     for row in report["assets"]:
-        health = "ok" if row["available"] else f"[red]unavailable[/] {row['reason'] or ''}"
-        if row["measured_at"] is None:
-            health = "[yellow]no telemetry[/]"
+        health = {
+            "ok": "ok",
+            "unavailable": f"[red]unavailable[/] {row['reason'] or ''}",
+            "unknown": f"[yellow]unknown[/] (last seen {row['measured_at']})",
+            "no telemetry": "[yellow]no telemetry[/]",
+        }[row["health"]]
         table.add_row(
             row["park"],
             row["asset"],

@@ -65,6 +65,7 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from vpp._exceptions import (
@@ -79,7 +80,7 @@ from vpp.daemon.settlement import settle_day
 from vpp.daemon.timing import Job, TimeMap, day_jobs
 from vpp.engine import AssetKey, Operator
 from vpp.recording import StoreRecorder
-from vpp.store import DaemonStateRecord, SettlementRecord, utcnow
+from vpp.store import DaemonStateRecord, SettlementRecord, StoreLock, utcnow
 from vpp.types import Clock, DayAheadBid, Device, Setpoint
 from vpp.units import KW_PER_MW
 from vpp.wire import bid_content_hash
@@ -108,6 +109,10 @@ class DaemonOptions:
     # Only trade delivery days in [first_day, last_day]; stop by itself after settling last_day.
     first_day: dt.date | None = None
     last_day: dt.date | None = None
+    # Single-writer lease on the store, in wall seconds: renewed every lock_renew_s; a holder
+    # silent for lock_ttl_s (or whose pid is gone on this host) may be taken over.
+    lock_renew_s: float = 5.0
+    lock_ttl_s: float = 30.0
 
 
 def _describe(metrics: Metrics) -> None:
@@ -172,7 +177,13 @@ class Daemon:
         self._lock = threading.Lock()
         self._unavailable: set[AssetKey] = set()
         self._heartbeat_lock = threading.Lock()  # jobs of several markets and stop() write it
+        self._heartbeat_failures = 0  # consecutive; a failing store fails the daemon
         self.device_factory = device_factory
+        self.store_lock = StoreLock(self.store, ttl_s=self.options.lock_ttl_s)
+        self.failure: str | None = None  # why the daemon stopped itself (the store failed)
+        self._failure_lock = threading.Lock()
+        self._lease_stop = threading.Event()
+        self._lease_thread: threading.Thread | None = None
         executors = {_executor(m): ThreadPoolExecutor(max_workers=1) for m in self.operators}
         executors["default"] = ThreadPoolExecutor(max_workers=1)
         self.scheduler = BackgroundScheduler(
@@ -188,6 +199,7 @@ class Daemon:
 
     def start(self) -> None:
         """Recover from the store, schedule every job, start the scheduler."""
+        self._take_lease()  # raises StoreLockedError before anything is sent or written
         run = getattr(self.clock, "run", None)
         if run is not None:  # a simulation clock waits for the daemon; map its time from now on
             run()
@@ -234,8 +246,9 @@ class Daemon:
                     log.info("device_released", park=key[0], asset=key[1])
         self._close_exchanges()
         self._heartbeat(stopped=True)
+        self._abandon_lease()
         self.finished.set()
-        log.info("daemon_stopped", mode=self.mode)
+        log.info("daemon_stopped", mode=self.mode, failure=self.failure)
 
     def _close_exchanges(self) -> None:
         for exchange in {id(op.exchange): op.exchange for op in self.operators.values()}.values():
@@ -257,6 +270,9 @@ class Daemon:
         for executor in self.scheduler._executors.values():  # drain: queued jobs are no-ops
             executor.shutdown(wait=True)
         self._close_exchanges()  # the sockets a dead process leaves are closed by the OS
+        # A dead process stops renewing its lease and its successor on this host sees its pid
+        # gone; in one process the pid lives on, so the lease is given up here instead.
+        self._abandon_lease()
         self.finished.set()
 
     # ------------------------------------------------------------------ planning
@@ -396,9 +412,13 @@ class Daemon:
             record = self.recorder.bid_record(key)
             if record is None:
                 continue
-            result = self.recorder.plan(key)
+            result = self._stored_plan(market_id, day, key)
             awards = self.recorder.awards_for(key)
             if record.status == "accepted":
+                if result is None and (bid := self.recorder.bid(key)) is not None:
+                    # The plan was refused or lost: the reconciliation's stand-in split of the
+                    # awards (idle schedule + equal residual), never a zero share.
+                    result = operator.adopt_bid(bid)
                 operator.restore(day, result, awards or None)
             elif record.status == "conflict":
                 operator.restore(day, result, None)  # never follow: hold the safe schedule
@@ -471,7 +491,7 @@ class Daemon:
                 )
                 self._conflict(market_id, operator, day, "bid", reason)
                 continue
-            result = self.recorder.plan(key)
+            result = self._stored_plan(market_id, day, key)
             stored = result is not None and bid_content_hash(result.bid) == theirs
             if not stored:
                 result = operator.adopt_bid(held)
@@ -504,6 +524,16 @@ class Daemon:
             alert=True,
         )
 
+    def _stored_plan(self, market_id: str, day: dt.date, key: str) -> Any | None:
+        """The stored plan, or None (as if missing) if its row is refused; store failures raise."""
+        try:
+            return self.recorder.plan(key)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, SQLAlchemyError):
+                raise
+            log.error("day_plan_refused", market=market_id, day=str(day), reason=str(exc), alert=True)
+            return None
+
     # ------------------------------------------------------------------ jobs
 
     def _guard(self, func: Callable[..., None]) -> Callable[..., None]:
@@ -514,11 +544,17 @@ class Daemon:
             if self._stopping:
                 return
             hold = getattr(self.clock, "hold", None)
-            if hold is None:
-                func(market_id, what, at)
-            else:
-                with hold(at):
+            try:
+                if hold is None:
                     func(market_id, what, at)
+                else:
+                    with hold(at):
+                        func(market_id, what, at)
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, SQLAlchemyError):
+                    raise
+                self._store_failed(str(exc))  # recording failed after its retries
+                return
             if not self._aborted:
                 self._heartbeat()  # also after the job that triggered stop (records the plan)
 
@@ -800,6 +836,8 @@ class Daemon:
         """``/healthz``: ``ok`` unless the scheduler stopped, an auction was missed,
         awards are overdue or an asset is unavailable (then ``degraded``, with reasons)."""
         reasons: list[str] = []
+        if self.failure is not None:
+            reasons.append(f"store failed: {self.failure}")
         if not self.scheduler.running:
             reasons.append("scheduler not running")
         for market_id in self.operators:
@@ -817,12 +855,75 @@ class Daemon:
                 if key in self._unavailable:
                     reasons.append(f"{market_id}: {key[0]}/{key[1]} unavailable")
         return {
-            "status": "degraded" if reasons else "ok",
+            "status": "failed" if self.failure else "degraded" if reasons else "ok",
             "reasons": reasons,
             "mode": self.mode,
             "clock": self.clock.now().isoformat(),
             "markets": sorted(self.operators),
         }
+
+    # ------------------------------------------------------------------ store trust
+
+    def _store_failed(self, reason: str) -> None:
+        """Recording failed after its retries: stop dispatch, release devices, exit non-zero.
+
+        Nothing more is sent that cannot be recorded: no job runs any more
+        (queued ones return at once), devices are closed like at a clean stop
+        (they revert to their own control when their revert timer runs out),
+        ``/healthz`` answers ``failed`` (503) and ``vpp run`` exits with 3.
+        """
+        with self._failure_lock:
+            if self.failure is not None:
+                return
+            self.failure = reason
+            stopping, self._stopping = self._stopping, True
+        log.error("store_failed", store=self.store.safe_url, reason=reason, alert=True)
+        if not stopping:
+            threading.Thread(target=self.stop, name="vpp-daemon-store-failed", daemon=True).start()
+
+    def _take_lease(self) -> None:
+        """Hold the store's single-writer lease and keep renewing it (see ``docs/daemon.md``)."""
+        if not self.store_lock.held:  # `vpp run` takes it before building (which enrolls parks)
+            self.store_lock.acquire()
+        elif not self.store_lock.renew():  # taken over while building (beyond the TTL)
+            self.store_lock.held = False
+            self.store_lock.acquire()  # raises StoreLockedError naming the new holder
+        self._lease_thread = threading.Thread(
+            target=self._keep_lease, name="vpp-store-lease", daemon=True
+        )
+        self._lease_thread.start()
+
+    def _keep_lease(self) -> None:
+        """Renew the store lock every ``lock_renew_s`` of wall time until the daemon stops."""
+        failures = 0
+        while not self._lease_stop.wait(self.options.lock_renew_s):
+            try:
+                held = self.store_lock.renew()
+            except StoreError as exc:
+                failures += 1
+                log.warning("store_lock_renew_failed", attempt=failures, reason=str(exc))
+                if failures >= self.recorder.attempts:
+                    self._store_failed(f"cannot renew the daemon lock: {exc}")
+                    return
+                continue
+            failures = 0
+            if not held:
+                self._store_failed(
+                    "the daemon lock was taken over by another daemon (this one stalled "
+                    f"beyond {self.options.lock_ttl_s:g} s)"
+                )
+                return
+
+    def _abandon_lease(self) -> None:
+        self._lease_stop.set()
+        if self._lease_thread is not None and self._lease_thread is not threading.current_thread():
+            self._lease_thread.join(timeout=5)
+        self.store_lock.release()
+
+    @property
+    def exit_code(self) -> int:
+        """0 after a clean stop, 3 after the daemon stopped itself because the store failed."""
+        return 3 if self.failure is not None else 0
 
     def _heartbeat(self, *, stopped: bool = False) -> None:
         now = self.clock.now()
@@ -848,7 +949,12 @@ class Daemon:
                 record.stopped_at = utcnow() if stopped else None
                 session.add(record)
         except StoreError as exc:
-            log.warning("heartbeat_failed", reason=str(exc))
+            self._heartbeat_failures += 1
+            log.warning("heartbeat_failed", attempt=self._heartbeat_failures, reason=str(exc))
+            if not stopped and self._heartbeat_failures >= self.recorder.attempts:
+                self._store_failed(str(exc))  # the daemon's own record fails job after job
+            return
+        self._heartbeat_failures = 0
 
 
 def _beyond_grid(operator: Operator, bid: DayAheadBid) -> str | None:

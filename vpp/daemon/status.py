@@ -3,6 +3,13 @@
 The running daemon writes its heartbeat, its clock (simulated time with
 ``--simulate``) and its next jobs to the store (``daemon_state``); without
 one, the next jobs are computed from the market rules at the wall clock.
+
+The daemon counts as running only while it holds the store's lock
+(``daemon_lock``, :class:`vpp.store.StoreLock`) with a fresh heartbeat and,
+on this host, a live pid. A daemon that died without stopping (``kill -9``,
+a crash, a power cut) is shown ``dead``: its assets' health is ``unknown``
+(with when they were last seen) and its planned jobs are not shown as
+scheduled.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from vpp.daemon.timing import day_jobs
 from vpp.store import (
     AwardRecord,
     BidRecord,
+    DaemonLockRecord,
     DaemonStateRecord,
     SettlementRecord,
     Store,
+    StoreLock,
     TelemetryRecord,
 )
 
@@ -42,12 +51,26 @@ def _probe(url: str | None) -> str:
     return str(answer.get("status", "unknown"))
 
 
+def _liveness(state: DaemonStateRecord, lease: DaemonLockRecord | None, lock: StoreLock) -> str:
+    """``stopped`` (clean stop), ``running`` (lease held and fresh) or ``dead``."""
+    if state.stopped_at is not None:
+        return "stopped"
+    if lease is None or lease.pid != state.pid or lock.is_stale(lease):
+        return "dead"
+    return "running"
+
+
 def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, Any]:
+    lock = StoreLock(store)
     with store.session() as session:
         state = session.get(DaemonStateRecord, "daemon")
+        lease = session.get(DaemonLockRecord, lock.name)
     now = state.clock_now if state is not None else dt.datetime.now(dt.UTC)
     daemon = None
+    liveness = "never started"
     if state is not None:
+        liveness = _liveness(state, lease, lock)
+        health = {"stopped": "stopped", "dead": "dead"}.get(liveness) or _probe(state.metrics_url)
         daemon = {
             "mode": state.mode,
             "pid": state.pid,
@@ -56,8 +79,12 @@ def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, 
             "heartbeat_at": _iso(state.heartbeat_at),
             "clock_now": _iso(state.clock_now),
             "stopped_at": _iso(state.stopped_at),
-            "health": "stopped" if state.stopped_at else _probe(state.metrics_url),
+            "state": liveness,
+            "health": health,
+            "lock_host": lease.hostname if lease is not None else None,
+            "lock_heartbeat_at": _iso(lease.heartbeat_at) if lease is not None else None,
         }
+    running = liveness == "running"
     markets = sorted({p.market for p in cfg.parks.values()})
     bids: list[dict[str, Any]] = []
     today_text = ""
@@ -104,10 +131,17 @@ def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, 
                     .where(TelemetryRecord.park_id == park.id, TelemetryRecord.asset_id == asset.id)
                     .order_by(TelemetryRecord.measured_at.desc())  # type: ignore[attr-defined]
                 ).first()
+                if last is None:
+                    health = "no telemetry"
+                elif not running:  # nobody is watching it: its last reading says nothing now
+                    health = "unknown"
+                else:
+                    health = "ok" if last.available else "unavailable"
                 assets.append(
                     {
                         "park": park.id,
                         "asset": asset.id,
+                        "health": health,
                         "available": last.available if last else None,
                         "reason": last.reason if last else None,
                         "measured_at": _iso(last.measured_at) if last else None,
@@ -115,18 +149,19 @@ def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, 
                         "soc": last.soc if last else None,
                     }
                 )
-    if state is not None and state.stopped_at is None:
+    if state is not None and running:
         next_jobs = json.loads(state.next_jobs_json)[:jobs]
         source = "as planned by the running daemon"
     else:
         next_jobs = _computed_jobs(cfg, markets, now)[:jobs]
-        source = "computed from the market rules; no daemon running"
+        source = "not scheduled: daemon not running; computed from the market rules"
     return {
         "now": _iso(now),
         "today": today_text,
         "daemon": daemon,
         "bids": bids,
         "assets": assets,
+        "daemon_running": running,
         "next_jobs": next_jobs,
         "jobs_source": source,
     }
