@@ -330,9 +330,19 @@ def test_daemon_restart_refuses_a_pickled_plan_row_and_dispatches_without_it(
     _one_line(refused["reason"])
     assert refused["reason"].startswith(f"day_plans[{key}]: field (document): is not UTF-8 text")
     (recovered,) = [e for e in logs if e["event"] == "day_recovered"]
-    assert recovered["plan"] is False  # treated as missing: the documented fallback
+    # Treated as missing: the documented fallback splits the stored awards by the stand-in
+    # (idle schedule + equal residual), never a zero share.
+    assert recovered["plan"] is True
+    assert recovered["plan_source"] == "stand-in"
     assert recovered["bid_status"] == "accepted"
     assert recovered["awards"] == 96
+    plan = second.operators[MARKET].day_plan(DAY)
+    assert plan.park_award_kw is not None
+    award_kw = sum(a.quantity_mw for a in plan.awards) * 1000.0 if plan.awards else 0.0
+    split_kw = float(plan.park_award_kw.to_numpy().sum())
+    # The parks' shares add up to the award (96 products on 96 intervals), and it is not zero.
+    assert split_kw == pytest.approx(award_kw * len(plan.park_award_kw) / len(plan.awards), rel=1e-9)
+    assert abs(split_kw) > 1.0
     assert "job_failed" not in [e["event"] for e in logs]
     after = _snapshot(store)
     assert after["bids"] == before["bids"]  # the accepted bid is kept, not re-sent

@@ -413,12 +413,13 @@ class Daemon:
             if record is None:
                 continue
             result = self._stored_plan(market_id, day, key)
+            source = "stored" if result is not None else None
             awards = self.recorder.awards_for(key)
             if record.status == "accepted":
                 if result is None and (bid := self.recorder.bid(key)) is not None:
                     # The plan was refused or lost: the reconciliation's stand-in split of the
                     # awards (idle schedule + equal residual), never a zero share.
-                    result = operator.adopt_bid(bid)
+                    result, source = operator.adopt_bid(bid), "stand-in"
                 operator.restore(day, result, awards or None)
             elif record.status == "conflict":
                 operator.restore(day, result, None)  # never follow: hold the safe schedule
@@ -434,7 +435,8 @@ class Daemon:
                 market=market_id,
                 day=str(day),
                 bid_status=record.status,
-                plan=result is not None,
+                plan=source is not None,
+                plan_source=source,
                 awards=len(awards),
             )
 
