@@ -1,0 +1,249 @@
+"""Meter registers that restart at zero, jump or pause: settled energy stays what flowed.
+
+The unit tests pin :func:`vpp.daemon.settlement.clean_register` on known values and
+with hypothesis properties; the end-to-end test runs a real simulated daemon day
+(SQLite store, replay exchange over HTTP on loopback) in which a battery restarts
+and its registers start again at zero, and compares the settlement with the
+backtest of the same day (where nothing restarts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import select
+from structlog.testing import capture_logs
+
+from adapters._simulated import SimulatedProcess
+from market_replay.backtest import BacktestOptions, simulate
+from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
+from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
+from vpp.daemon.settlement import clean_register
+from vpp.engine import MarketPortfolio
+from vpp.store import SettlementRecord, Store, TelemetryRecord
+
+MARGIN = dt.timedelta(minutes=30)
+T0 = pd.Timestamp("2025-05-08 00:00", tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+def _register(values: list[float], step_s: float = 3600.0) -> pd.Series:
+    index = T0 + pd.to_timedelta(np.arange(len(values)) * step_s, unit="s")
+    return pd.Series(values, index=index, dtype=float)
+
+
+def _steps(counter: pd.Series) -> np.ndarray:
+    return np.diff(counter.to_numpy(float))
+
+
+# --------------------------------------------------------------------------- known values
+
+
+def test_a_register_that_restarts_at_zero_books_only_what_it_counted_since() -> None:
+    counter, check = clean_register(_register([100.0, 101.0, 102.0, 0.5, 1.5]), 10.0)
+    assert _steps(counter) == pytest.approx([1.0, 1.0, 0.5, 1.0])
+    assert check.resets == 1
+    assert check.first_reset == T0 + pd.Timedelta(hours=3)
+    assert check.faults == 0
+
+
+def test_an_implausible_upward_jump_is_a_fault_not_energy() -> None:
+    # 10 kW nameplate, 1 h steps: at most 15 kWh per step; +1000 kWh is a fault.
+    counter, check = clean_register(_register([0.0, 1.0, 1001.0, 1002.0]), 10.0)
+    assert _steps(counter) == pytest.approx([1.0, 0.0, 1.0])
+    assert check.faults == 1
+    assert check.resets == 0
+
+
+def test_a_register_that_drops_to_an_implausible_value_is_a_fault() -> None:
+    # 105 -> 90: a reset, but 90 kWh since the restart cannot have flowed in one hour at 10 kW.
+    counter, check = clean_register(_register([100.0, 105.0, 90.0, 91.0]), 10.0)
+    assert _steps(counter) == pytest.approx([5.0, 0.0, 1.0])
+    assert (check.resets, check.faults) == (1, 1)
+
+
+def test_a_gap_without_reset_keeps_the_register_difference_and_is_reported() -> None:
+    index = T0 + pd.to_timedelta([0, 10, 20, 30, 30 + 3600, 3640], unit="s")
+    register = pd.Series([0.0, 0.01, 0.02, 0.03, 3.03, 3.04], index=index)
+    counter, check = clean_register(register, 10.0)
+    assert counter.iloc[-1] - counter.iloc[0] == pytest.approx(3.04)
+    assert check.gaps == 1
+    assert check.longest_gap_h == pytest.approx(1.0)
+    assert (check.resets, check.faults) == (0, 0)
+
+
+# --------------------------------------------------------------------------- properties
+
+_MAX_KW = 50.0
+
+
+@st.composite
+def _meter(draw: st.DrawFn) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """A register read at random instants with true increments and random restarts.
+
+    A restart happens right after a reading: the next reading counts from zero.
+    """
+    n = draw(st.integers(2, 40))
+    gaps_s = np.array(draw(st.lists(st.floats(1.0, 7200.0), min_size=n - 1, max_size=n - 1)))
+    load = np.array(draw(st.lists(st.floats(0.0, 1.0), min_size=n - 1, max_size=n - 1)))
+    restart = np.array(draw(st.lists(st.booleans(), min_size=n - 1, max_size=n - 1)))
+    increments = load * _MAX_KW * gaps_s / 3600.0
+    values = [draw(st.floats(0.0, 1e6))]
+    for inc, again in zip(increments, restart, strict=True):
+        values.append((0.0 if again else values[-1]) + inc)
+    index = T0 + pd.to_timedelta(np.concatenate([[0.0], np.cumsum(gaps_s)]), unit="s")
+    return pd.Series(values, index=index), increments, restart
+
+
+@settings(max_examples=200, deadline=None)
+@given(_meter())
+def test_property_booked_energy_is_never_negative_and_never_phantom(
+    meter: tuple[pd.Series, np.ndarray, np.ndarray],
+) -> None:
+    register, increments, restart = meter
+    counter, _ = clean_register(register, _MAX_KW)
+    steps = _steps(counter)
+    assert (steps >= 0).all()
+    assert (steps <= increments + 1e-6).all()  # never more than flowed
+    # Where the register did not restart, every step is exactly what flowed.
+    assert steps[~restart] == pytest.approx(increments[~restart], abs=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=40),
+    st.floats(0.1, 1e4),
+)
+def test_property_any_register_books_bounded_non_negative_steps(
+    values: list[float], max_kw: float
+) -> None:
+    counter, _ = clean_register(_register(values, 60.0), max_kw)
+    steps = _steps(counter)
+    assert (steps >= 0).all()
+    assert (steps <= 1.5 * max_kw / 60.0 + 1e-5).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 10.0), min_size=1, max_size=40))
+def test_property_without_resets_the_total_is_the_sum_of_increments(
+    increments: list[float],
+) -> None:
+    values = np.concatenate([[5.0], 5.0 + np.cumsum(increments)])
+    counter, check = clean_register(_register(list(values)), 10.0)
+    assert check.resets == check.faults == 0
+    assert counter.iloc[-1] - counter.iloc[0] == pytest.approx(sum(increments), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _settlement(store: Store) -> pd.DataFrame:
+    with store.session() as session:
+        rows = [r.model_dump() for r in session.exec(select(SettlementRecord))]
+    return pd.DataFrame(rows).set_index("park_id").sort_index()
+
+
+def _restart_process_at(
+    monkeypatch: pytest.MonkeyPatch, asset_id: str, at: dt.datetime
+) -> dict[str, Any]:
+    """Restart the process controller ``asset_id`` right after its first reading at or after ``at``.
+
+    The restart runs in the daemon's thread, inside the read, so no reading races it.
+    """
+    seen: dict[str, Any] = {"before": None, "at": None}
+    original = SimulatedProcess.read
+
+    def read(self: SimulatedProcess) -> Any:
+        telemetry = original(self)
+        if self.asset_id == asset_id and seen["before"] is None and telemetry.measured_at >= at:
+            seen["before"] = self.restart_meter()
+            seen["at"] = telemetry.measured_at
+        return telemetry
+
+    monkeypatch.setattr(SimulatedProcess, "read", read)
+    return seen
+
+
+def test_a_process_meter_restart_mid_day_settles_what_flowed_and_keeps_the_raw_telemetry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's settlement equals the backtest's (no restart there) within 1e-6.
+
+    The restart happens right after a reading, so the register's next reading
+    holds exactly the energy since: nothing is unknown and the settlement must
+    match. A meter that trusted the raw counter would book the registers'
+    value before the restart as energy in one interval.
+    """
+    cfg = load(make_config(tmp_path, daemon={"reoptimise_every": 4}))
+    frame = prices(cfg)
+    portfolio = MarketPortfolio.from_config(cfg, MARKET)
+    start, first, last = default_window(portfolio, frame, MARGIN, DAY, 1)
+    world = SimulationWorld.start(
+        portfolio, frame, speed=40_000.0, start=start, first_day=first, last_day=last
+    )
+    store = Store(f"sqlite:///{tmp_path / 'daemon.db'}")
+    noon = dt.datetime(2025, 5, 8, 4, 0, tzinfo=dt.UTC)  # 12:00 in Asia/Shanghai
+    seen = _restart_process_at(monkeypatch, "arc-furnace", noon)
+    try:
+        with capture_logs() as logs:
+            daemon = simulated_daemon(cfg, store, world)
+            daemon.start()
+            assert daemon.finished.wait(120), "the simulated day did not finish in 120 s"
+    finally:
+        world.close()
+    assert seen["before"] is not None, "the furnace was not restarted during the day"
+    assert seen["at"] - noon < dt.timedelta(minutes=5)
+    # A meter trusting the raw register would book this much phantom export at noon.
+    assert seen["before"]["consumed_kwh"] > 1000
+
+    monkeypatch.undo()
+    backtest = simulate(
+        world.portfolio,
+        frame,
+        [DAY],
+        BacktestOptions(reoptimise_every=4, safety_margin=MARGIN, baselines=False),
+    )
+    expected = backtest.settlement.set_index("park_id").sort_index()
+    got = _settlement(store)
+    assert list(got.index) == ["jinan-north", "qingdao-logistics"]
+    for column in ("da_revenue", "rt_revenue", "degradation_cost", "net_revenue", "imbalance_mwh"):
+        assert got[column].to_numpy() == pytest.approx(
+            expected[column].to_numpy(), rel=1e-6, abs=1e-6
+        ), column
+
+    resets = [e for e in logs if e["event"] == "meter_reset"]
+    assert [(e["park"], e["asset"], e["register"]) for e in resets] == [
+        ("jinan-north", "arc-furnace", "consumed_kwh")
+    ]
+    assert not [e for e in logs if e["event"] == "meter_fault"]
+
+    # The stored telemetry is not rewritten: the raw drop of the registers is still there.
+    with store.session() as session:
+        records = session.exec(
+            select(TelemetryRecord)
+            .where(TelemetryRecord.asset_id == "arc-furnace")
+            .order_by(TelemetryRecord.measured_at)  # type: ignore[arg-type]
+        ).all()
+    consumed = np.array(
+        [json.loads(r.extra_json or "{}").get("consumed_kwh", np.nan) for r in records]
+    )
+    consumed = consumed[np.isfinite(consumed)]
+    drops = np.flatnonzero(np.diff(consumed) < -1000)
+    assert len(drops) == 1
+    assert consumed[drops[0]] == pytest.approx(seen["before"]["consumed_kwh"], abs=1e-6)
