@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from vpp._exceptions import ConfigError, ConfigIssue
+from vpp.config._warnings import review_config
 from vpp.config.models import (
     ADAPTER_TYPES,
     ASSET_TYPES,
@@ -296,6 +297,7 @@ def load_config(root: Path | str) -> ConfigSet:
         issues.append(ConfigIssue(str(markets_dir), "", None, "no market files found"))
     if issues:
         raise ConfigError(issues)
+    review_config(config)  # registers secret values, logs config_warning (vpp.config._warnings)
     return config
 
 
