@@ -28,9 +28,10 @@ from adapters._simulated import SimulatedProcess
 from market_replay.backtest import BacktestOptions, simulate
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
 from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
-from vpp.daemon.settlement import clean_register
+from vpp.daemon.settlement import clean_register, interval_energy, meter_counters
 from vpp.engine import MarketPortfolio
 from vpp.store import SettlementRecord, Store, TelemetryRecord
+from vpp.types import Health, Telemetry
 
 MARGIN = dt.timedelta(minutes=30)
 T0 = pd.Timestamp("2025-05-08 00:00", tz="UTC")
@@ -148,6 +149,63 @@ def test_property_without_resets_the_total_is_the_sum_of_increments(
     counter, check = clean_register(_register(list(values)), 10.0)
     assert check.resets == check.faults == 0
     assert counter.iloc[-1] - counter.iloc[0] == pytest.approx(sum(increments), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- meter_counters
+
+
+def test_a_battery_restart_books_the_net_export_and_throughput_since_the_restart(
+    tmp_path: Path,
+) -> None:
+    """Registers are cleaned one by one, then combined: the net export never jumps."""
+    portfolio = MarketPortfolio.from_config(load(make_config(tmp_path)), MARKET)
+    charged = [0.0, 0.0, 100.0, 0.0, 0.0]  # restart after the 3rd reading, then discharging
+    discharged = [400.0, 500.0, 500.0, 50.0, 150.0]
+    readings = [
+        Telemetry(
+            "jinan-north",
+            "bess-1",
+            (T0 + pd.Timedelta(minutes=15 * i)).to_pydatetime(),
+            0.0,
+            0.5,
+            Health.OK,
+            extra={"charged_kwh": c, "discharged_kwh": d},
+        )
+        for i, (c, d) in enumerate(zip(charged, discharged, strict=True))
+    ]
+    with capture_logs() as logs:
+        meters = meter_counters(portfolio, readings)
+    key = ("jinan-north", "bess-1")
+    boundaries = pd.DatetimeIndex([T0 + pd.Timedelta(minutes=15 * i) for i in range(5)])
+    # What flowed: +100, -100, then (charged reset to 0 and discharged 0 -> 50) +50, +100.
+    assert interval_energy(meters.exported[key], boundaries) == pytest.approx(
+        [100.0, -100.0, 50.0, 100.0]
+    )
+    assert interval_energy(meters.throughput[key], boundaries) == pytest.approx(
+        [100.0, 100.0, 50.0, 100.0]
+    )
+    assert meters.resets == {key: 2}
+    assert sorted(e["register"] for e in logs if e["event"] == "meter_reset") == [
+        "charged_kwh",
+        "discharged_kwh",
+    ]
+
+
+def test_a_gap_in_power_readings_is_reported(tmp_path: Path) -> None:
+    portfolio = MarketPortfolio.from_config(load(make_config(tmp_path)), MARKET)
+    offsets_min = [0, 1, 2, 3, 63, 64]  # the daemon was down for an hour
+    readings = [
+        Telemetry(
+            "jinan-north", "arc-furnace", (T0 + pd.Timedelta(minutes=m)).to_pydatetime(), -600.0
+        )
+        for m in offsets_min
+    ]
+    with capture_logs() as logs:
+        meters = meter_counters(portfolio, readings)
+    counter = meters.exported[("jinan-north", "arc-furnace")]
+    assert counter.iloc[-1] == pytest.approx(-600.0 * 64 / 60)
+    [gap] = [e for e in logs if e["event"] == "meter_gap"]
+    assert (gap["register"], gap["gaps"], gap["longest_h"]) == ("power_kw", 1, 1.0)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -172,6 +172,11 @@ def meter_counters(portfolio: MarketPortfolio, readings: Iterable[Telemetry]) ->
                     "meter_from_power_readings", park=key[0], asset=key[1], readings=len(power)
                 )
                 meters.exported[key] = integrate_power(power)
+                hours = np.diff(power.index.as_unit("ns").asi8) / 3.6e12
+                gap = hours > GAP_FACTOR * np.median(hours)
+                if gap.any():  # the trapezoid across a gap is a guess: say so
+                    check = RegisterCheck(gaps=int(gap.sum()), longest_gap_h=float(hours.max()))
+                    _report(key, "power_kw", check, meters)
         if "charged_kwh" in columns and "discharged_kwh" in columns:
             moved = pd.Series(columns["charged_kwh"] + columns["discharged_kwh"], index=frame.index)
             meters.throughput[key] = moved.dropna()
