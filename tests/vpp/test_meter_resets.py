@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ from structlog.testing import capture_logs
 from adapters._simulated import SimulatedProcess
 from market_replay.backtest import BacktestOptions, simulate
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
+from vpp.daemon import service
 from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
-from vpp.daemon.settlement import clean_register, interval_energy, meter_counters
+from vpp.daemon.settlement import clean_register, interval_energy, meter_counters, settle_day
 from vpp.engine import MarketPortfolio
 from vpp.store import SettlementRecord, Store, TelemetryRecord
 from vpp.types import Health, Telemetry
@@ -305,3 +307,105 @@ def test_a_process_meter_restart_mid_day_settles_what_flowed_and_keeps_the_raw_t
     drops = np.flatnonzero(np.diff(consumed) < -1000)
     assert len(drops) == 1
     assert consumed[drops[0]] == pytest.approx(seen["before"]["consumed_kwh"], abs=1e-6)
+
+
+def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_kill_and_restart_with_a_device_restart_books_no_phantom_energy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut: the furnace controller restarts and the daemon is killed with it.
+
+    The furnace's register starts again at zero (its load runs on) right after a
+    reading at 08:00 UTC; the daemon is aborted (kill -9) at once and a second one
+    finishes the day. Booked: what the register counted before the restart plus
+    what it counted since -- nothing of the pre-restart total a second time, so no
+    phantom export, and the stored telemetry is all still there.
+    """
+    cfg = load(make_config(tmp_path, daemon={"reoptimise_every": 4}))
+    frame = prices(cfg)
+    portfolio = MarketPortfolio.from_config(cfg, MARKET)
+    start, first, last = default_window(portfolio, frame, MARGIN, DAY, 1)
+    world = SimulationWorld.start(
+        portfolio, frame, speed=10_000.0, start=start, first_day=first, last_day=last
+    )
+    store = Store(f"sqlite:///{tmp_path / 'daemon.db'}")
+    settled: list[dict[str, Any]] = []
+
+    def settle_and_keep(*args: Any) -> list[dict[str, Any]]:
+        rows = settle_day(*args)  # the real settlement; the test keeps its rows
+        settled.extend(rows)
+        return rows
+
+    monkeypatch.setattr(service, "settle_day", settle_and_keep)
+    power_cut = dt.datetime(2025, 5, 8, 8, 0, tzinfo=dt.UTC)
+    seen = _restart_process_at(monkeypatch, "arc-furnace", power_cut)
+    try:
+        daemon = simulated_daemon(cfg, store, world)
+        daemon.start()
+        _wait_for(lambda: seen["before"] is not None, 60, "the power cut")
+        daemon.abort()  # kill -9: no cleanup
+        with store.session() as session:
+            telemetry_before = {t.id for t in session.exec(select(TelemetryRecord))}
+        with capture_logs() as logs:
+            second = simulated_daemon(cfg, store, world)
+            second.start()
+            assert second.finished.wait(120), "the restarted daemon did not finish the day"
+    finally:
+        world.close()
+
+    with store.session() as session:
+        records = session.exec(
+            select(TelemetryRecord).order_by(TelemetryRecord.measured_at)  # type: ignore[arg-type]
+        ).all()
+    assert telemetry_before <= {r.id for r in records}, "stored telemetry was lost"
+    furnace = [r for r in records if r.asset_id == "arc-furnace" and r.available]
+    raw = np.array([json.loads(r.extra_json or "{}")["consumed_kwh"] for r in furnace])
+    [drop] = np.flatnonzero(np.diff(raw) < 0) + 1
+    # The restart came right after a reading; if the killed daemon did not get to store
+    # it, what flowed since the last stored one is unseen, bounded by the nameplate.
+    unseen_kwh = seen["before"]["consumed_kwh"] - raw[drop - 1]
+    max_kw = portfolio.asset(("jinan-north", "arc-furnace")).max_power_kw
+    elapsed_h = (seen["at"] - furnace[drop - 1].measured_at).total_seconds() / 3600
+    assert 0 <= unseen_kwh <= max_kw * elapsed_h + 1e-6
+    assert raw[drop - 1] > 5000, "a meter trusting the raw register would sell this much"
+
+    readings = [
+        Telemetry(
+            r.park_id,
+            r.asset_id,
+            r.measured_at,
+            r.power_kw,
+            r.soc,
+            Health.OK,
+            extra=json.loads(r.extra_json or "{}"),
+        )
+        for r in records
+        if r.available
+    ]
+    meters = meter_counters(portfolio, readings)
+    counter = meters.exported[("jinan-north", "arc-furnace")]
+    # Booked = what the register counted before the restart + what it counted since:
+    # what really flowed, less the unseen part (0 when the last reading was stored).
+    flowed_kwh = seen["before"]["consumed_kwh"] - raw[0] + raw[-1]
+    booked_kwh = -(counter.iloc[-1] - counter.iloc[0])
+    assert booked_kwh == pytest.approx(flowed_kwh - unseen_kwh, abs=1e-6)
+    assert meters.resets == {("jinan-north", "arc-furnace"): 1}
+
+    # The day's settlement: the park sells at most what its PV and battery put out.
+    rows = {r["park_id"]: r for r in settled}
+    assert set(rows) == {"jinan-north", "qingdao-logistics"}
+    # (Neither register of those restarted: their last readings are their totals.)
+    put_out_kwh = sum(
+        max(json.loads(r.extra_json or "{}").get(name, 0.0) for r in records if r.asset_id == a)
+        for a, name in (("pv-roof", "produced_kwh"), ("bess-1", "discharged_kwh"))
+    )
+    assert rows["jinan-north"]["energy_sold_mwh"] * 1000 <= put_out_kwh + 1e-6
+    assert rows["jinan-north"]["meter_resets"] == 1
+    assert rows["jinan-north"]["meter_faults"] == 0
+    assert any(e["event"] == "meter_reset" and e["asset"] == "arc-furnace" for e in logs)
