@@ -32,6 +32,7 @@ import httpx
 
 from adapters.base import DeviceFaultError, PolledAdapter, Reading, Reason, ReconnectPolicy
 from vpp.config.models import FlexibleProcessSpec, HttpAdapter
+from vpp.logging import register_secret
 from vpp.types import Clock, Setpoint
 
 PLAUSIBLE_POWER_FACTOR = 1.5
@@ -124,6 +125,7 @@ class HttpProcessController(PolledAdapter):
                     Reason.CREDENTIALS_MISSING,
                     f"environment variable {self.spec.token_env} (token_env) is not set",
                 )
+            register_secret(token)  # a controller echoing it back is masked everywhere
             self._headers["Authorization"] = f"Bearer {token}"
 
     def _close_transport(self) -> None:

@@ -56,6 +56,7 @@ from websockets.http11 import Request, Response
 from adapters._loop import LoopThread
 from adapters.base import Adapter, DeviceFaultError, Reading, Reason, ReconnectPolicy
 from vpp.config.models import EvChargingSpec, OcppAdapter
+from vpp.logging import register_secret
 from vpp.types import Clock, Health, Setpoint, Telemetry
 
 SUBPROTOCOL = "ocpp1.6"
@@ -318,7 +319,9 @@ class OcppHub(Adapter):
                 "central system without authentication",
             )
         user = self._environ[self.spec.username_env] if self.spec.username_env else None
-        return user, self._environ[self.spec.password_env]
+        password = self._environ[self.spec.password_env]
+        register_secret(password)  # masked in every log line, whatever a charge point echoes
+        return user, password
 
     # ------------------------------------------------------------------ server (loop thread)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import math
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -103,6 +104,8 @@ class SimulatedDevice(Adapter):
     """Base of the simulated devices: lazy, exact integration up to ``clock.now()``."""
 
     protocol = "simulated"
+    # The cumulative energy registers [kWh] a subclass reports in its readings.
+    registers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, park_id: str, asset: object, spec: SimulatedAdapter, *, clock: Clock
@@ -164,6 +167,19 @@ class SimulatedDevice(Adapter):
             self._mark_available()
         return reading
 
+    def restart_meter(self) -> dict[str, float]:
+        """Model a device restart: its energy registers start again at zero.
+
+        The physics (state of charge, plugged cars, the held setpoint) runs on;
+        only the counters are lost, like a meter without non-volatile registers.
+        Returns the register values just before the restart [kWh].
+        """
+        self._advance()
+        before = {name: float(getattr(self, name)) for name in self.registers}
+        for name in self.registers:
+            setattr(self, name, 0.0)
+        return before
+
     def _on_setpoint(self) -> None:
         """React at once to a new setpoint (e.g. recompute the present power)."""
 
@@ -187,6 +203,8 @@ class SimulatedBattery(SimulatedDevice):
     limit, power drops to 0 at that instant (the setpoint stays; it resumes
     if reversed).
     """
+
+    registers = ("charged_kwh", "discharged_kwh")
 
     def __init__(
         self,
@@ -259,6 +277,8 @@ class SimulatedBattery(SimulatedDevice):
 class SimulatedPv(SimulatedDevice):
     """A PV plant following its available AC power, capped by a curtailment setpoint."""
 
+    registers = ("produced_kwh", "curtailed_kwh")
+
     def __init__(
         self,
         park_id: str,
@@ -316,6 +336,8 @@ class SimulatedProcess(SimulatedDevice):
     the interval before it, the same discrete ramp the optimiser plans with.
     The baseline itself is what the plant does anyway and is followed at once.
     """
+
+    registers = ("consumed_kwh", "baseline_kwh")
 
     def __init__(
         self,
@@ -417,6 +439,8 @@ class SimulatedEvHub(SimulatedDevice):
     ``charger_power_kw``. A car leaving before it is full leaves its
     remaining need as ``unserved_kwh``.
     """
+
+    registers = ("delivered_kwh", "unserved_kwh")
 
     def __init__(
         self,

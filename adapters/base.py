@@ -43,6 +43,7 @@ import structlog
 
 from vpp._exceptions import AdapterError
 from vpp.config.models import AssetSpec
+from vpp.logging import redact_text
 from vpp.types import Clock, Health, Setpoint, Telemetry
 
 __all__ = [
@@ -77,10 +78,16 @@ class Reason(enum.StrEnum):
 
 
 class DeviceFaultError(AdapterError):
-    """A device fault with a machine-readable :class:`Reason`. Never carries secrets."""
+    """A device fault with a machine-readable :class:`Reason`. Never carries secrets.
+
+    ``detail`` often quotes what a device sent; registered secret values in
+    it are replaced by ``***`` (:func:`vpp.logging.redact_text`) before it
+    reaches a log line, a health status or an error message.
+    """
 
     def __init__(self, reason: Reason, detail: str) -> None:
         self.reason = reason
+        detail = redact_text(detail)
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
 

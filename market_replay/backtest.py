@@ -50,10 +50,10 @@ from strategies import (
 )
 from vpp._exceptions import DataQualityError
 from vpp.config.models import BatterySpec, MarketRules, ParkConfig
-from vpp.daemon.settlement import interval_energy
+from vpp.daemon.settlement import interval_energy, meter_counters
 from vpp.daemon.timing import day_jobs
 from vpp.devices import simulated_devices
-from vpp.engine import AssetKey, MarketPortfolio, Operator, award_series, exported_kwh
+from vpp.engine import AssetKey, MarketPortfolio, Operator, award_series
 from vpp.recording import MemoryRecorder
 from vpp.timeutil import day_intervals_utc
 from vpp.units import KW_PER_MW, KWH_PER_MWH
@@ -290,21 +290,15 @@ def _account(
     """Turn telemetry counters, awards and prices into settled intervals."""
     market = portfolio.market
     # Meter counters at every dispatch (interval start) and at each segment's end.
-    counters: dict[AssetKey, dict[pd.Timestamp, float]] = {}
+    # The daemon's meter cleaning (register resets and faults), then interpolation.
+    meters = meter_counters(portfolio, recorder.telemetry)
+    counters, throughput = meters.exported, meters.throughput
     socs: dict[AssetKey, dict[pd.Timestamp, float]] = {}
-    throughput: dict[AssetKey, dict[pd.Timestamp, float]] = {}
     for reading in recorder.telemetry:
         key = (reading.park_id, reading.asset_id)
         stamp = pd.Timestamp(reading.measured_at).as_unit("ns")
-        value = exported_kwh(portfolio.asset(key), reading)
-        if value is not None:
-            counters.setdefault(key, {})[stamp] = value
         if reading.soc is not None:
             socs.setdefault(key, {})[stamp] = reading.soc
-        if "charged_kwh" in reading.extra:
-            throughput.setdefault(key, {})[stamp] = (
-                reading.extra["charged_kwh"] + reading.extra["discharged_kwh"]
-            )
     setpoints = {
         (sp.park_id, sp.asset_id, pd.Timestamp(sp.interval_start).as_unit("ns")): sp.power_kw
         for sp in recorder.setpoints
@@ -355,7 +349,7 @@ def _account(
         for key, series in counters.items():
             # Interpolating the cumulative register spreads the energy across a missed
             # reading instead of losing it; only intervals outside all readings stay unknown.
-            energy = interval_energy(pd.Series(series).sort_index(), boundaries)
+            energy = interval_energy(series, boundaries)
             if not np.isfinite(energy).all():
                 missing = index[~np.isfinite(energy)][0]
                 log.warning(
@@ -365,9 +359,7 @@ def _account(
             park_energy[key[0]] += energy
             wear = np.zeros(len(index))
             if key in throughput:
-                moved = np.nan_to_num(
-                    interval_energy(pd.Series(throughput[key]).sort_index(), boundaries)
-                )
+                moved = np.nan_to_num(interval_energy(throughput[key], boundaries))
                 cycles_kwh += float(moved.sum()) / 2
                 wear = moved / KWH_PER_MWH * degradation[key]
                 park_degradation[key[0]] += wear

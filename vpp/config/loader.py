@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from vpp._exceptions import ConfigError, ConfigIssue
+from vpp.config._warnings import review_config
 from vpp.config.models import (
     ADAPTER_TYPES,
     ASSET_TYPES,
@@ -370,6 +371,7 @@ def load_config(root: Path | str) -> ConfigSet:
     issues += _market_portfolio_issues(config)
     if issues:
         raise ConfigError(issues)
+    review_config(config)  # registers secret values, logs config_warning (vpp.config._warnings)
     return config
 
 

@@ -10,13 +10,21 @@ the two readings around each boundary (a counter is exact at its readings
 and the power between two readings is what the device held). An interval
 not bracketed by readings (device unavailable) counts zero energy and is
 logged as ``meter_reading_missing`` -- the backtest's policy.
+
+Registers are not trusted blindly (:func:`clean_register`, shared with the
+backtest through :func:`meter_counters`): a register that goes *down* was
+reset (device restart, wrap) and books only what it counted since, a step
+beyond the nameplate power is a fault booked as 0, a long gap is reported.
+Never a negative step, never phantom energy from a restart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +34,8 @@ from sqlmodel import select
 from market_replay.settlement import settle_parks
 from vpp._exceptions import LookAheadError
 from vpp.config.models import BatterySpec
-from vpp.engine import AssetKey, Operator, exported_kwh
+from vpp.engine import AssetKey, MarketPortfolio, Operator, exported_kwh
+from vpp.portfolio import capability
 from vpp.store import SettlementRecord, Store, TelemetryRecord
 from vpp.types import Health, Telemetry
 from vpp.units import KWH_PER_MWH
@@ -39,10 +48,179 @@ _PRICES = {
 }
 
 
-def _counters(
-    store: Store, operator: Operator, start: dt.datetime, end: dt.datetime
-) -> tuple[dict[AssetKey, pd.Series], dict[AssetKey, pd.Series]]:
-    """Per asset: the export counter [kWh] and, for batteries, the throughput counter [kWh]."""
+# The one-way cumulative registers that :func:`vpp.engine.exported_kwh` settles from (and the
+# battery's throughput): they only ever count up while the device runs.
+REGISTERS = ("charged_kwh", "discharged_kwh", "produced_kwh", "consumed_kwh", "delivered_kwh")
+# A register step above this many times the asset's nameplate power x elapsed time is a fault.
+PLAUSIBLE_RATE_FACTOR = 1.5
+# A step between readings longer than this many times the median spacing is a gap.
+GAP_FACTOR = 5.0
+# Float noise of a register [kWh]: a smaller decrease is no reset, a smaller excess no fault.
+REGISTER_TOLERANCE_KWH = 1e-6
+
+
+@dataclass(frozen=True)
+class RegisterCheck:
+    """What :func:`clean_register` found: steps booked from a restart, as unknown, or over a gap."""
+
+    resets: int = 0
+    faults: int = 0
+    gaps: int = 0
+    first_reset: pd.Timestamp | None = None
+    first_fault: pd.Timestamp | None = None
+    longest_gap_h: float = 0.0
+
+
+def clean_register(register: pd.Series, max_power_kw: float) -> tuple[pd.Series, RegisterCheck]:
+    """A one-way cumulative register [kWh] with restarts and faults taken out.
+
+    ``register`` holds raw readings (finite, sorted by time); the result is a
+    counter with the same index whose steps are the energy booked between
+    readings, never negative:
+
+    * a step that *decreases* is a reset (device restart, register wrap): the
+      device counted from zero since it restarted, so the step books the new
+      reading (a lower bound: whatever flowed between the previous reading and
+      the restart is unknown and not booked);
+    * a step (or a post-reset reading) above ``PLAUSIBLE_RATE_FACTOR x
+      max_power_kw x elapsed time`` is a fault, not energy: booked as 0;
+    * a step longer than ``GAP_FACTOR`` x the median spacing is a gap; without
+      a reset the register counted through it, so its step stands (reported only).
+    """
+    values = register.to_numpy(float)
+    stamps = register.index.as_unit("ns").asi8
+    hours = np.diff(stamps) / 3.6e12
+    step = np.diff(values)
+    reset = step < -REGISTER_TOLERANCE_KWH
+    increment = np.where(reset, values[1:], np.maximum(step, 0.0))
+    bound = PLAUSIBLE_RATE_FACTOR * max_power_kw * hours + REGISTER_TOLERANCE_KWH
+    fault = (increment > bound) | (increment < 0)
+    increment = np.where(fault, 0.0, increment)
+    gap = hours > GAP_FACTOR * np.median(hours) if len(hours) else np.zeros(0, bool)
+    counter = pd.Series(
+        values[0] + np.concatenate([[0.0], np.cumsum(increment)]), index=register.index
+    )
+    at = register.index[1:]
+    check = RegisterCheck(
+        resets=int(reset.sum()),
+        faults=int(fault.sum()),
+        gaps=int(gap.sum()),
+        first_reset=at[reset][0] if reset.any() else None,
+        first_fault=at[fault][0] if fault.any() else None,
+        longest_gap_h=float(hours[gap].max()) if gap.any() else 0.0,
+    )
+    return counter, check
+
+
+@dataclass
+class Meters:
+    """Per asset: the export counter [kWh] and, for batteries, the throughput counter [kWh].
+
+    ``resets``/``faults``/``gaps`` count what :func:`clean_register` found, per asset.
+    """
+
+    exported: dict[AssetKey, pd.Series] = field(default_factory=dict)
+    throughput: dict[AssetKey, pd.Series] = field(default_factory=dict)
+    resets: dict[AssetKey, int] = field(default_factory=dict)
+    faults: dict[AssetKey, int] = field(default_factory=dict)
+    gaps: dict[AssetKey, int] = field(default_factory=dict)
+
+
+def meter_counters(portfolio: MarketPortfolio, readings: Iterable[Telemetry]) -> Meters:
+    """The counters that settle, from available telemetry (the daemon's and the backtest's).
+
+    Each register of :data:`REGISTERS` is cleaned by :func:`clean_register`
+    (logged as ``meter_reset``, ``meter_fault``, ``meter_gap``); a device
+    without registers is metered by integrating its power readings.
+    """
+    rows: dict[AssetKey, list[dict[str, Any]]] = {}
+    for reading in readings:
+        if reading.health is not Health.OK:
+            continue
+        row = {k: v for k, v in reading.extra.items() if k in REGISTERS}
+        row["at"] = pd.Timestamp(reading.measured_at).as_unit("ns")
+        row["power_kw"] = np.nan if reading.power_kw is None else reading.power_kw
+        rows.setdefault((reading.park_id, reading.asset_id), []).append(row)
+    meters = Meters()
+    for key, asset_rows in rows.items():
+        asset = portfolio.asset(key)
+        frame = pd.DataFrame(asset_rows).groupby("at").last().sort_index()
+        nameplate = capability(key[0], asset)
+        max_power_kw = max(nameplate.max_export_kw, nameplate.max_import_kw)
+        columns: dict[str, np.ndarray] = {}
+        for name in (c for c in frame.columns if c in REGISTERS):
+            raw = frame[name].astype(float)
+            raw = raw[np.isfinite(raw)]
+            if raw.empty:
+                continue
+            counter, check = clean_register(raw, max_power_kw)
+            columns[name] = counter.reindex(frame.index).to_numpy(float)
+            _report(key, name, check, meters)
+        # exported_kwh is linear in the registers: apply it to whole columns at once.
+        reading = Telemetry(key[0], key[1], frame.index[0], None, extra=cast(Any, columns))
+        exported = exported_kwh(asset, reading)
+        if exported is not None:
+            series = pd.Series(exported, index=frame.index).dropna()
+            if len(series):
+                meters.exported[key] = series
+        else:
+            power = frame["power_kw"].dropna()
+            if len(power) > 1:
+                # A device without an energy register (e.g. a SunSpec battery without WH
+                # counters, an HTTP controller): meter it by integrating its power readings.
+                log.info(
+                    "meter_from_power_readings", park=key[0], asset=key[1], readings=len(power)
+                )
+                meters.exported[key] = integrate_power(power)
+                hours = np.diff(power.index.as_unit("ns").asi8) / 3.6e12
+                gap = hours > GAP_FACTOR * np.median(hours)
+                if gap.any():  # the trapezoid across a gap is a guess: say so
+                    check = RegisterCheck(gaps=int(gap.sum()), longest_gap_h=float(hours.max()))
+                    _report(key, "power_kw", check, meters)
+        if "charged_kwh" in columns and "discharged_kwh" in columns:
+            moved = pd.Series(columns["charged_kwh"] + columns["discharged_kwh"], index=frame.index)
+            meters.throughput[key] = moved.dropna()
+    return meters
+
+
+def _report(key: AssetKey, register: str, check: RegisterCheck, meters: Meters) -> None:
+    park, asset = key
+    if check.resets:
+        meters.resets[key] = meters.resets.get(key, 0) + check.resets
+        log.warning(
+            "meter_reset",
+            park=park,
+            asset=asset,
+            register=register,
+            resets=check.resets,
+            first_at=str(check.first_reset),
+            booked="the reading after the reset, counted from zero",
+        )
+    if check.faults:
+        meters.faults[key] = meters.faults.get(key, 0) + check.faults
+        log.warning(
+            "meter_fault",
+            park=park,
+            asset=asset,
+            register=register,
+            faults=check.faults,
+            first_at=str(check.first_fault),
+            booked="0 kWh: a step beyond the nameplate power x elapsed time",
+        )
+    if check.gaps:
+        meters.gaps[key] = meters.gaps.get(key, 0) + check.gaps
+        log.info(
+            "meter_gap",
+            park=park,
+            asset=asset,
+            register=register,
+            gaps=check.gaps,
+            longest_h=round(check.longest_gap_h, 3),
+        )
+
+
+def _counters(store: Store, operator: Operator, start: dt.datetime, end: dt.datetime) -> Meters:
+    """:func:`meter_counters` of the telemetry stored between ``start`` and ``end``."""
     parks = [p.id for p in operator.portfolio.parks]
     with store.session() as session:
         records = session.exec(
@@ -54,42 +232,21 @@ def _counters(
             )
             .order_by(TelemetryRecord.measured_at)  # type: ignore[arg-type]
         ).all()
-    exported: dict[AssetKey, dict[pd.Timestamp, float]] = {}
-    throughput: dict[AssetKey, dict[pd.Timestamp, float]] = {}
-    power: dict[AssetKey, dict[pd.Timestamp, float]] = {}
     known = {(p.id, a.id) for p in operator.portfolio.parks for a in p.assets}
-    for record in records:
-        key = (record.park_id, record.asset_id)
-        if key not in known or not record.available:
-            continue
-        extra = json.loads(record.extra_json or "{}")
-        reading = Telemetry(
+    readings = [
+        Telemetry(
             record.park_id,
             record.asset_id,
             record.measured_at,
             record.power_kw,
             record.soc,
             Health.OK,
-            extra=extra,
+            extra=json.loads(record.extra_json or "{}"),
         )
-        stamp = pd.Timestamp(record.measured_at)
-        value = exported_kwh(operator.portfolio.asset(key), reading)
-        if value is not None:
-            exported.setdefault(key, {})[stamp] = value
-        elif record.power_kw is not None:
-            power.setdefault(key, {})[stamp] = record.power_kw
-        if "charged_kwh" in extra and "discharged_kwh" in extra:
-            throughput.setdefault(key, {})[stamp] = extra["charged_kwh"] + extra["discharged_kwh"]
-    for key, readings in power.items():
-        if key not in exported and len(readings) > 1:
-            # A device without an energy register (e.g. a SunSpec battery without WH
-            # counters, an HTTP controller): meter it by integrating its power readings.
-            log.info("meter_from_power_readings", park=key[0], asset=key[1], readings=len(readings))
-            exported[key] = integrate_power(pd.Series(readings).sort_index()).to_dict()
-    return (
-        {k: pd.Series(v).sort_index() for k, v in exported.items()},
-        {k: pd.Series(v).sort_index() for k, v in throughput.items()},
-    )
+        for record in records
+        if record.available and (record.park_id, record.asset_id) in known
+    ]
+    return meter_counters(operator.portfolio, readings)
 
 
 def integrate_power(power_kw: pd.Series) -> pd.Series:
@@ -139,9 +296,10 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
         )
     boundaries = index.append(pd.DatetimeIndex([index[-1] + step]))
     slack = dt.timedelta(hours=2)
-    exported, throughput = _counters(
+    meters = _counters(
         store, operator, index[0].to_pydatetime() - slack, boundaries[-1].to_pydatetime() + slack
     )
+    exported, throughput = meters.exported, meters.throughput
     parks = [p.id for p in operator.portfolio.parks]
     park_energy = {p: np.zeros(len(index)) for p in parks}
     park_wear = {p: np.zeros(len(index)) for p in parks}
@@ -174,6 +332,9 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
         rules.settlement.rule,
         dt_h,
     )
+    for row in rows:  # what the meters needed (also logged): none on a healthy day
+        row["meter_resets"] = sum(n for k, n in meters.resets.items() if k[0] == row["park_id"])
+        row["meter_faults"] = sum(n for k, n in meters.faults.items() if k[0] == row["park_id"])
     with store.session() as session:
         for row in rows:
             record = session.exec(
