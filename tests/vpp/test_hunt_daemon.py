@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -453,3 +454,62 @@ def test_tampered_telemetry_rows_are_refused_not_a_crash(tmp_path: Path) -> None
     assert {e["reason"] for e in refused} == {"extra_json is not a JSON object"}
     assert meters.exported[("jinan-north", "bess-1")].iloc[-1] == pytest.approx(100.0)
     assert _count(store, TelemetryRecord) == 9  # nothing stored was dropped
+
+
+# --------------------------------------------------------------------------- vpp status
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("clock_now", "garbage-time", "daemon_state/daemon_lock: Invalid isoformat string"),
+        ("next_jobs_json", "not json", "daemon_state.next_jobs_json: not a JSON list of jobs"),
+        ("next_jobs_json", "[1, 2]", "daemon_state.next_jobs_json: not a JSON list of jobs"),
+        ("speed", "fast", "daemon_state.speed = 'fast': expected a number"),
+    ],
+)
+def test_status_with_a_tampered_daemon_row_shows_the_daemon_unknown_not_an_error(
+    tmp_path: Path, column: str, value: str, reason: str
+) -> None:
+    # Before: 'error: Invalid isoformat string' / 'Expecting value: line 1 column 1' /
+    # "'int' object is not subscriptable" / "Unknown format code 'g'" -- exit 1, no table
+    # named, and nothing else of the store shown.
+    from typer.testing import CliRunner
+
+    from vpp.cli import app
+
+    config = make_config(tmp_path)
+    db = tmp_path / "daemon.db"
+    store = Store(f"sqlite:///{db}")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    jobs = json.dumps([{"run_at": now, "kind": "dispatch", "market": MARKET,
+                        "delivery_day": "2099-01-01", "interval_start": None}])
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO daemon_state (id, mode, pid, started_at, heartbeat_at, clock_now, "
+                "speed, next_jobs_json) VALUES ('daemon', 'live', :pid, :now, :now, :now, 1.0, :jobs)"
+            ),
+            {"pid": os.getpid(), "now": now, "jobs": jobs},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO daemon_lock (id, instance_id, hostname, pid, started_at, heartbeat_at)"
+                " VALUES ('daemon', 'x', :host, :pid, :now, :now)"
+            ),
+            {"host": socket.gethostname(), "pid": os.getpid(), "now": now},
+        )
+        connection.execute(text(f"UPDATE daemon_state SET {column} = :value"), {"value": value})
+    store.engine.dispose()
+    result = CliRunner().invoke(
+        app, ["status", "--config", str(config)], env={"VPP_DATABASE_URL": f"sqlite:///{db}"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("daemon:")]
+    assert len(lines) == 1
+    assert lines[0].startswith("daemon: unknown: its state row is unreadable (")
+    assert reason in lines[0]
+    assert lines[0].endswith("shown as not running")
+    assert "not scheduled: daemon not running" in result.output
+    assert "2099-01-01" not in result.output  # the row's planned jobs are not shown
