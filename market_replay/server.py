@@ -100,9 +100,12 @@ def parse_tokens(text: str) -> dict[str, frozenset[str]]:
         except WireError as exc:
             raise TokenError(str(exc)) from exc
         if len(token) < _MIN_TOKEN_CHARS:
+            # A left side long enough to be a token may be one (a reversed pair): never echo it.
+            shown = f" ({portfolio})" if len(portfolio) < _MIN_TOKEN_CHARS else ""
+            hint = "" if shown else " (is the pair reversed? write portfolio_id=token)"
             raise TokenError(
-                f"token pair {number} ({portfolio}): the token has {len(token)} characters, "
-                f"at least {_MIN_TOKEN_CHARS} required"
+                f"token pair {number}{shown}: the token has {len(token)} characters, "
+                f"at least {_MIN_TOKEN_CHARS} required{hint}"
             )
         out.setdefault(token, set()).add(portfolio)
     return {token: frozenset(portfolios) for token, portfolios in out.items()}

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import structlog
+import typer
 from sqlalchemy import text
 from sqlmodel import func, select
 from structlog.testing import capture_logs
@@ -513,3 +514,75 @@ def test_status_with_a_tampered_daemon_row_shows_the_daemon_unknown_not_an_error
     assert lines[0].endswith("shown as not running")
     assert "not scheduled: daemon not running" in result.output
     assert "2099-01-01" not in result.output  # the row's planned jobs are not shown
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_a_reversed_token_pair_never_echoes_the_token(tmp_path: Path) -> None:
+    # Before: 'token pair 1 (<the token>): the token has 2 characters' -- the secret on stderr.
+    from typer.testing import CliRunner
+
+    from market_replay.canonical import write_prices
+    from vpp.cli import app
+
+    config = make_config(tmp_path)
+    price_file = tmp_path / "prices.csv"
+    write_prices(prices(load(config)), price_file)
+    secret = "s3cr3t-reversed-token-0123456789"
+    result = CliRunner().invoke(
+        app,
+        ["exchange", "serve", "--config", str(config), "--prices", str(price_file)],
+        env={"VPP_EXCHANGE_TOKENS": f"{secret}=pf"},
+    )
+    assert result.exit_code == 1
+    assert secret not in result.output
+    (line,) = [x for x in result.output.splitlines() if "token pair 1" in x]
+    assert line.endswith(
+        "token pair 1: the token has 2 characters, at least 16 required (is the pair reversed? "
+        "write portfolio_id=token)"
+    )
+
+
+def test_a_secret_echoed_into_an_error_is_masked_on_the_cli_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before: the CLI printed the one-line error as is; only the logs masked secret values.
+    # The real path: an exchange quoting our token in its 401 answer, over HTTP on loopback.
+    from vpp.cli._common import fail_on
+    from vpp.logging import forget_secrets, register_secret
+
+    token = "echoed-bearer-token-0123456789"
+
+    class Echo(_Broken):
+        def _answer(self) -> None:
+            payload = json.dumps(
+                {"error": "unauthorized", "message": f"unknown {self.headers['Authorization']}"}
+            ).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    client = HttpExchange(
+        httpx.Client(base_url=f"http://{host!s}:{port}", timeout=5), token=token, retries=0
+    )
+    register_secret(token)
+    try:
+        with pytest.raises(ExchangeError) as caught:
+            client.now()
+        assert token in str(caught.value)  # the peer did echo it
+        with pytest.raises(typer.Exit):
+            fail_on(caught.value)
+    finally:
+        forget_secrets()
+        client.close()
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert token not in err
+    assert "exchange refused the token (401): unknown Bearer ***" in err
