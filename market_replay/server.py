@@ -100,9 +100,12 @@ def parse_tokens(text: str) -> dict[str, frozenset[str]]:
         except WireError as exc:
             raise TokenError(str(exc)) from exc
         if len(token) < _MIN_TOKEN_CHARS:
+            # A left side long enough to be a token may be one (a reversed pair): never echo it.
+            shown = f" ({portfolio})" if len(portfolio) < _MIN_TOKEN_CHARS else ""
+            hint = "" if shown else " (is the pair reversed? write portfolio_id=token)"
             raise TokenError(
-                f"token pair {number} ({portfolio}): the token has {len(token)} characters, "
-                f"at least {_MIN_TOKEN_CHARS} required"
+                f"token pair {number}{shown}: the token has {len(token)} characters, "
+                f"at least {_MIN_TOKEN_CHARS} required{hint}"
             )
         out.setdefault(token, set()).add(portfolio)
     return {token: frozenset(portfolios) for token, portfolios in out.items()}
@@ -151,10 +154,14 @@ class ExchangeServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     def portfolios_of(self, header: str | None) -> frozenset[str] | None:
-        """The portfolios a request's ``Authorization`` header grants; None if not authenticated."""
-        if not header or not header.startswith("Bearer "):
+        """The portfolios a request's ``Authorization`` header grants; None if not authenticated.
+
+        The scheme is case-insensitive (RFC 9110), the token is not.
+        """
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
             return None
-        presented = header[len("Bearer ") :].strip().encode()
+        presented = credentials.strip().encode()
         granted: frozenset[str] | None = None
         for token, portfolios in self.tokens.items():  # compare with every token: constant time
             if hmac.compare_digest(presented, token.encode()):
@@ -224,6 +231,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.request_version == "HTTP/0.9":  # garbage request line: answer with a status line
             self.request_version = "HTTP/1.0"
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:  # HEAD, PUT, OPTIONS...
+            self._error(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"method {self.command[:20]!r} is not allowed: use GET or POST",
+                headers={"Allow": "GET, POST"},
+            )
+            return
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:
@@ -258,7 +273,16 @@ class _Handler(BaseHTTPRequestHandler):
         """The portfolios this request may use; None after answering 401."""
         if self.server.insecure_no_auth:
             return frozenset({"*"})
-        granted = self.server.portfolios_of(self.headers.get("Authorization"))
+        headers = self.headers.get_all("Authorization") or []
+        if len(headers) > 1:  # which one counts is ambiguous (proxies disagree): refuse
+            self.close_connection = True
+            self._error(
+                HTTPStatus.BAD_REQUEST,
+                "bad_request",
+                f"{len(headers)} Authorization headers: exactly one is allowed",
+            )
+            return None
+        granted = self.server.portfolios_of(headers[0] if headers else None)
         if granted is None:
             self.close_connection = True
             self._error(
@@ -293,10 +317,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             granted = found
         try:
-            query = {k: v[0] for k, v in parse_qs(url.query, strict_parsing=False).items()}
+            parsed = parse_qs(url.query, strict_parsing=False)
+            for name, values in parsed.items():
+                if len(values) > 1:  # which one counts is ambiguous: refuse
+                    raise ValueError(f"{name[:40]!r} given {len(values)} times, once allowed")
+            query = {k: v[0] for k, v in parsed.items()}
             if url.path in ("/v1/day-ahead/awards", "/v1/day-ahead/bids"):
                 portfolio_id = check_id(query.get("portfolio_id"), "portfolio_id")
-                day = dt.date.fromisoformat(query["delivery_day"][:10])
+                text = query["delivery_day"]
+                if len(text) != 10:
+                    raise ValueError(f"delivery_day = {text[:30]!r}: expected YYYY-MM-DD")
+                day = dt.date.fromisoformat(text)
                 if not self._allowed(granted, portfolio_id):
                     return
             with self.server.lock:

@@ -115,10 +115,19 @@ class HttpExchange:
     def now(self) -> dt.datetime:
         """The exchange's clock (the simulated time in replay mode)."""
         body = self._raise_for(self._request("GET", "/v1/time"))
-        return dt.datetime.fromisoformat(body["now"])
+        try:
+            now = dt.datetime.fromisoformat(body["now"])
+            require_aware(now, "now")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExchangeError(f"malformed time from exchange: now = {body.get('now')!r:.60}") from exc
+        return now
 
     def submit_day_ahead(self, bid: DayAheadBid) -> str:
         body = self._raise_for(self._request("POST", "/v1/day-ahead/bids", json=bid_to_json(bid)))
+        if not isinstance(body.get("bid_id"), str | int) or isinstance(body["bid_id"], bool):
+            raise ExchangeError(
+                f"malformed answer from exchange to a bid: bid_id = {body.get('bid_id')!r:.60}"
+            )
         return str(body["bid_id"])
 
     def day_ahead_awards(

@@ -299,12 +299,22 @@ class StoreRecorder:
             ).one()
             assert record.id is not None
             known = {
-                a.interval_start
+                a.interval_start: a
                 for a in session.exec(select(AwardRecord).where(AwardRecord.bid_id == record.id))
             }
             now = utcnow()
             for award in awards:
-                if award.interval_start in known:
+                row = known.get(award.interval_start)
+                if row is not None:
+                    # The awards were verified against the bid: a stored row that differs
+                    # (tampered, or half-written) is replaced, never kept.
+                    if (row.quantity_mw, row.price_per_mwh) != (
+                        award.quantity_mw,
+                        award.price_per_mwh,
+                    ):
+                        row.quantity_mw, row.price_per_mwh = award.quantity_mw, award.price_per_mwh
+                        row.received_at = now
+                        session.add(row)
                     continue
                 session.add(
                     AwardRecord(

@@ -49,7 +49,7 @@ def _show(value: Any) -> str:
 
 
 def loads_limited(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse a JSON body: UTF-8, nesting at most ``max_depth``, no NaN/Infinity."""
+    """Parse a JSON body: UTF-8, nesting at most ``max_depth``, no NaN/Infinity, no repeated key."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -67,8 +67,17 @@ def loads_limited(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     def constant(name: str) -> Any:
         raise WireError(f"body: {name} is not a JSON number")
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # Two values for one key are ambiguous (parsers disagree which wins): refuse them.
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise WireError(f"body: key {_show(key)} appears twice in one object")
+            out[key] = value
+        return out
+
     try:
-        return json.loads(text, parse_constant=constant)
+        return json.loads(text, parse_constant=constant, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise WireError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
 
@@ -211,12 +220,20 @@ def award_issues(
 ) -> list[str]:
     """Why ``awards`` cannot be the result of ``bid`` (empty if they can).
 
-    The products must be the bid's, and each award's quantity must lie in
-    its curve's quantity range (a cleared curve never leaves it).
+    The products must be the bid's, each at most once, and each award's
+    quantity must lie in its curve's quantity range (a cleared curve never
+    leaves it; a non-finite quantity never lies in it).
     """
     curves = {c.interval_start.astimezone(dt.UTC): c for c in bid.curves}
-    seen = {a.interval_start.astimezone(dt.UTC) for a in awards}
+    starts = [a.interval_start.astimezone(dt.UTC) for a in awards]
+    seen = set(starts)
     issues = []
+    if len(seen) != len(starts):
+        repeated = sorted({t for t in starts if starts.count(t) > 1})
+        issues.append(
+            f"{len(starts) - len(seen)} repeated award(s) for one product, first "
+            f"{repeated[0].isoformat()}"
+        )
     extra = sorted(seen - set(curves))
     if extra:
         issues.append(f"{len(extra)} award(s) for products not in the bid, first {extra[0].isoformat()}")

@@ -36,6 +36,7 @@ from rich.markup import escape
 from vpp._exceptions import ConfigError, VppError
 from vpp.config import ConfigSet, load_config
 from vpp.files import describe_os_error
+from vpp.logging import redact_text
 from vpp.store import Store
 
 log = structlog.get_logger(__name__)
@@ -66,8 +67,12 @@ def one_line(message: str) -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    # A peer may echo a secret into the message (a device or exchange quoting our token):
+    # the registered secret values are masked here as in the logs.
     err_console.print(
-        f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True
+        f"[bold red]error:[/] {escape(redact_text(one_line(message)))}",
+        highlight=False,
+        soft_wrap=True,
     )
     raise typer.Exit(code)
 
@@ -77,7 +82,9 @@ def fail_on(exc: VppError) -> NoReturn:
         fail(str(exc.issues[0]))
     if isinstance(exc, ConfigError):
         for issue in exc.issues:
-            err_console.print(str(issue), markup=False, highlight=False, soft_wrap=True)
+            err_console.print(
+                redact_text(str(issue)), markup=False, highlight=False, soft_wrap=True
+            )
         fail(f"{len(exc.issues)} config error(s)")
     fail(str(exc))
 

@@ -14,6 +14,7 @@ from vpp._exceptions import ConfigError, VppError
 from vpp.cli._common import config_path, console, err_console, fail, fail_on, load, open_store
 from vpp.config import ParkConfig, load_park, validate_paths
 from vpp.config.models import MarketConfig, Settings
+from vpp.logging import redact_text
 from vpp.portfolio import park_capability
 
 ConfigOption = Annotated[
@@ -29,7 +30,7 @@ def validate(
     targets = paths or [config_path(None)]
     count, issues = validate_paths(targets)
     for issue in issues:
-        err_console.print(str(issue), markup=False, highlight=False, soft_wrap=True)
+        err_console.print(redact_text(str(issue)), markup=False, highlight=False, soft_wrap=True)
     if issues:
         fail(f"{len(issues)} error(s) in {count} file(s)")
     console.print(f"[green]ok[/]: {count} file(s) valid")

@@ -229,6 +229,12 @@ def status(
     daemon = report["daemon"]
     if daemon is None:
         console.print("daemon: [yellow]never started[/] against this store")
+    elif daemon["state"] == "unreadable":
+        console.print(
+            f"daemon: [red]unknown[/]: its state row is unreadable ({daemon['reason']}); "
+            "shown as not running",
+            highlight=False,
+        )
     else:
         state = daemon["health"]
         detail = ""

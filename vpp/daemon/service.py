@@ -83,7 +83,7 @@ from vpp.recording import StoreRecorder
 from vpp.store import DaemonStateRecord, SettlementRecord, StoreLock, utcnow
 from vpp.types import Clock, DayAheadBid, Device, Setpoint
 from vpp.units import KW_PER_MW
-from vpp.wire import bid_content_hash
+from vpp.wire import award_issues, bid_content_hash
 
 log = structlog.get_logger(__name__)
 
@@ -420,6 +420,17 @@ class Daemon:
                     # The plan was refused or lost: the reconciliation's stand-in split of the
                     # awards (idle schedule + equal residual), never a zero share.
                     result, source = operator.adopt_bid(bid), "stand-in"
+                if awards and result is not None and (issues := award_issues(result.bid, awards)):
+                    # Stored awards are trusted only when they can come from the bid: otherwise
+                    # they are fetched (and verified) again from the exchange.
+                    log.error(
+                        "stored_awards_refused",
+                        market=market_id,
+                        day=str(day),
+                        issues=issues,
+                        alert=True,
+                    )
+                    awards = []
                 operator.restore(day, result, awards or None)
             elif record.status == "conflict":
                 operator.restore(day, result, None)  # never follow: hold the safe schedule

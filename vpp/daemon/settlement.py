@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -137,9 +138,13 @@ def meter_counters(portfolio: MarketPortfolio, readings: Iterable[Telemetry]) ->
     for reading in readings:
         if reading.health is not Health.OK:
             continue
-        row = {k: v for k, v in reading.extra.items() if k in REGISTERS}
+        # A register or power that is not a finite number (NaN, inf, text in a tampered
+        # row) is no reading: NaN, then dropped below.
+        row: dict[str, Any] = {
+            k: _finite(v) for k, v in reading.extra.items() if k in REGISTERS
+        }
         row["at"] = pd.Timestamp(reading.measured_at).as_unit("ns")
-        row["power_kw"] = np.nan if reading.power_kw is None else reading.power_kw
+        row["power_kw"] = _finite(reading.power_kw)
         rows.setdefault((reading.park_id, reading.asset_id), []).append(row)
     meters = Meters()
     for key, asset_rows in rows.items():
@@ -181,6 +186,33 @@ def meter_counters(portfolio: MarketPortfolio, readings: Iterable[Telemetry]) ->
             moved = pd.Series(columns["charged_kwh"] + columns["discharged_kwh"], index=frame.index)
             meters.throughput[key] = moved.dropna()
     return meters
+
+
+def _finite(value: Any) -> float:
+    """``value`` as a float if it is a finite real number, else NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("nan")
+    number = float(value)
+    return number if math.isfinite(number) else float("nan")
+
+
+def _extra(record: TelemetryRecord) -> dict[str, Any] | None:
+    """A stored reading's ``extra_json`` as an object; None (logged) if it is not one."""
+    try:
+        value = json.loads(record.extra_json or "{}")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        log.warning(
+            "telemetry_row_refused",
+            park=record.park_id,
+            asset=record.asset_id,
+            measured_at=str(record.measured_at),
+            id=record.id,
+            reason="extra_json is not a JSON object",
+        )
+        return None
+    return value
 
 
 def _report(key: AssetKey, register: str, check: RegisterCheck, meters: Meters) -> None:
@@ -233,19 +265,24 @@ def _counters(store: Store, operator: Operator, start: dt.datetime, end: dt.date
             .order_by(TelemetryRecord.measured_at)  # type: ignore[arg-type]
         ).all()
     known = {(p.id, a.id) for p in operator.portfolio.parks for a in p.assets}
-    readings = [
-        Telemetry(
-            record.park_id,
-            record.asset_id,
-            record.measured_at,
-            record.power_kw,
-            record.soc,
-            Health.OK,
-            extra=json.loads(record.extra_json or "{}"),
+    readings = []
+    for record in records:
+        if not record.available or (record.park_id, record.asset_id) not in known:
+            continue
+        extra = _extra(record)
+        if extra is None:
+            continue
+        readings.append(
+            Telemetry(
+                record.park_id,
+                record.asset_id,
+                record.measured_at,
+                record.power_kw,
+                record.soc,
+                Health.OK,
+                extra=extra,
+            )
         )
-        for record in records
-        if record.available and (record.park_id, record.asset_id) in known
-    ]
     return meter_counters(operator.portfolio, readings)
 
 

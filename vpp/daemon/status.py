@@ -60,14 +60,47 @@ def _liveness(state: DaemonStateRecord, lease: DaemonLockRecord | None, lock: St
     return "running"
 
 
+_JOB_FIELDS = ("run_at", "kind", "market", "delivery_day")
+
+
+def _state_problem(state: DaemonStateRecord) -> str | None:
+    """Why the daemon's state row cannot be shown (a tampered or half-written row), or None."""
+    if isinstance(state.speed, bool) or not isinstance(state.speed, int | float):
+        return f"daemon_state.speed = {str(state.speed)[:40]!r}: expected a number"
+    if not isinstance(state.pid, int) or isinstance(state.pid, bool):
+        return f"daemon_state.pid = {str(state.pid)[:40]!r}: expected an integer"
+    try:
+        planned = json.loads(state.next_jobs_json)
+    except (TypeError, ValueError):
+        planned = None
+    if not isinstance(planned, list) or not all(
+        isinstance(job, dict)
+        and all(isinstance(job.get(k), str) for k in _JOB_FIELDS)
+        and isinstance(job.get("interval_start"), str | None)
+        for job in planned
+    ):
+        return "daemon_state.next_jobs_json: not a JSON list of jobs"
+    return None
+
+
 def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, Any]:
     lock = StoreLock(store)
-    with store.session() as session:
-        state = session.get(DaemonStateRecord, "daemon")
-        lease = session.get(DaemonLockRecord, lock.name)
+    problem = None
+    try:
+        with store.session() as session:
+            state = session.get(DaemonStateRecord, "daemon")
+            lease = session.get(DaemonLockRecord, lock.name)
+        problem = _state_problem(state) if state is not None else None
+    except (ValueError, TypeError) as exc:  # a column that does not parse (a tampered row)
+        state, lease, problem = None, None, f"daemon_state/daemon_lock: {str(exc)[:120]}"
+    if problem is not None:
+        state = None  # nothing of the row is shown; the daemon rewrites it when it starts
     now = state.clock_now if state is not None else dt.datetime.now(dt.UTC)
-    daemon = None
+    daemon: dict[str, Any] | None = None
     liveness = "never started"
+    if problem is not None:
+        liveness = "unreadable"
+        daemon = {"state": liveness, "health": "unknown", "reason": problem}
     if state is not None:
         liveness = _liveness(state, lease, lock)
         health = {"stopped": "stopped", "dead": "dead"}.get(liveness) or _probe(state.metrics_url)
