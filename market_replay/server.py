@@ -384,8 +384,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if start.tzinfo is None or end.tzinfo is None:
                         raise ValueError("start and end need a UTC offset")
                     series = exchange.get(query["column"], start, end)
-                    values = [[t.isoformat(), float(v)] for t, v in series.items()]
-                    self._send(HTTPStatus.OK, {"column": query["column"], "values": values})
+                    points = [[t.isoformat(), float(v)] for t, v in series.items()]
+                    self._send(HTTPStatus.OK, {"column": query["column"], "values": points})
                 else:
                     self._error(HTTPStatus.NOT_FOUND, "not_found", f"no route {url.path[:100]}")
         except LookAheadError as exc:
