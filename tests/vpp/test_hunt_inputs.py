@@ -1,0 +1,108 @@
+"""Re-test of issue #10's input classes with new cases: config entries that are not
+regular files, a byte order mark, wrong types in numeric fields.
+
+A park file that cannot be read (a folder, a broken link, a link loop under a ``*.toml``
+name) used to be skipped silently: ``vpp validate`` said ok and the park was simply not
+there. Each case now fails validation naming the entry, and nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.vpp.test_config_finite import _write_project
+from vpp.cli import app
+
+runner = CliRunner()
+PARK = "parks/test-park.toml"
+
+
+def _invoke(args: list[str]):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["--log-level", "ERROR", *args])
+
+
+def _one_error(output: str) -> str:
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: "), output
+    return lines[0]
+
+
+def _folder(park: Path) -> None:
+    park.unlink()
+    park.mkdir()
+
+
+def _broken_link(park: Path) -> None:
+    park.unlink()
+    park.symlink_to(park.parent / "nowhere.toml")
+
+
+def _loop(park: Path) -> None:
+    park.unlink()
+    other = park.parent / "other.toml"
+    other.symlink_to(park)
+    park.symlink_to(other)
+
+
+# (make the park entry bad, the message expected for it)
+UNREADABLE = {
+    "folder": (_folder, "cannot read (Is a directory); give a TOML file"),
+    "broken-link": (_broken_link, "broken symlink (its target does not exist)"),
+    "link-loop": (_loop, "cannot read (Too many levels of symbolic links); give a TOML file"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_park_entry_that_is_not_a_file_fails_validate(tmp_path: Path, case: str) -> None:
+    _write_project(tmp_path)
+    make_bad, message = UNREADABLE[case]
+    make_bad(tmp_path / PARK)
+    result = _invoke(["validate", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / PARK}: {message}" in result.output.splitlines(), result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_park_folder_stops_every_command_not_only_validate(tmp_path: Path) -> None:
+    """`vpp enroll` would have enrolled the other parks without this one."""
+    _write_project(tmp_path)
+    _folder(tmp_path / PARK)
+    result = _invoke(["enroll", "--config", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    line = _one_error(result.output)
+    assert line == f"error: {tmp_path / PARK}: cannot read (Is a directory); give a TOML file"
+    assert not (tmp_path.parent / "var").exists()
+    assert not list(tmp_path.parent.glob("var/*.db"))
+
+
+def test_a_folder_named_vpp_toml_is_not_taken_for_default_settings(tmp_path: Path) -> None:
+    _write_project(tmp_path)
+    (tmp_path / "vpp.toml").unlink()
+    (tmp_path / "vpp.toml").mkdir()
+    result = _invoke(["validate", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert (
+        f"{tmp_path / 'vpp.toml'}: cannot read (Is a directory); give a TOML file"
+        in result.output.splitlines()
+    ), result.output
+
+
+def test_an_absent_vpp_toml_still_means_the_defaults(tmp_path: Path) -> None:
+    _write_project(tmp_path)
+    (tmp_path / "vpp.toml").unlink()
+    result = _invoke(["validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("file", ["vpp.toml", "markets/test-market.toml", PARK])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path, file: str) -> None:
+    """Windows editors write one; tomllib said 'Invalid statement (at line 1, column 1)'."""
+    _write_project(tmp_path)
+    path = tmp_path / file
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = _invoke(["validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output
