@@ -52,7 +52,6 @@ def _loop(park: Path) -> None:
 UNREADABLE = {
     "folder": (_folder, "cannot read (Is a directory); give a TOML file"),
     "broken-link": (_broken_link, "broken symlink (its target does not exist)"),
-    "link-loop": (_loop, "cannot read (Too many levels of symbolic links); give a TOML file"),
 }
 
 
@@ -65,6 +64,16 @@ def test_a_park_entry_that_is_not_a_file_fails_validate(tmp_path: Path, case: st
     assert result.exit_code == 1, result.output
     assert f"{tmp_path / PARK}: {message}" in result.output.splitlines(), result.output
     assert "Traceback" not in result.output
+
+
+def test_a_park_link_loop_fails_validate_in_one_line(tmp_path: Path) -> None:
+    _write_project(tmp_path)
+    _loop(tmp_path / PARK)
+    result = _invoke(["validate", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    line = _one_error(result.output)
+    assert line.startswith(f"error: {tmp_path / 'parks'}/"), line
+    assert line.endswith(": symlink loop (Too many levels of symbolic links); fix or remove the symbolic link"), line
 
 
 def test_a_park_folder_stops_every_command_not_only_validate(tmp_path: Path) -> None:
@@ -106,3 +115,46 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path, file: str) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     result = _invoke(["validate", str(tmp_path)])
     assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------------------- store URL
+
+STORE_URLS = {
+    # (url, the one line expected); each was a traceback from create_engine before.
+    "driver-not-installed": (
+        "postgresql+psycopg://vpp:s3cret-pw@127.0.0.1:1/vpp",
+        "error: cannot open store postgresql+psycopg://vpp:***@127.0.0.1:1/vpp: database driver "
+        "'psycopg' is not installed; install it (pip install psycopg) or use another store URL",
+    ),
+    "unknown-kind": (
+        "nonsense://x",
+        "error: cannot open store nonsense://x: Can't load plugin: sqlalchemy.dialects:nonsense; "
+        "check [store] url or VPP_DATABASE_URL (e.g. sqlite:///var/vpp.db)",
+    ),
+    "not-a-url": (
+        "not a url at all",
+        "error: cannot open store (unparseable URL): Could not parse SQLAlchemy URL from given "
+        "URL string; check [store] url or VPP_DATABASE_URL (e.g. sqlite:///var/vpp.db)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STORE_URLS))
+@pytest.mark.parametrize("command", [["parks"], ["enroll"], ["status"]])
+def test_a_bad_store_url_is_one_line(tmp_path: Path, case: str, command: list[str]) -> None:
+    url, expected = STORE_URLS[case]
+    if case == "driver-not-installed":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            pytest.skip("psycopg is installed here")
+    _write_project(tmp_path)
+    result = runner.invoke(
+        app, ["--log-level", "ERROR", *command, "--config", str(tmp_path)],
+        env={"VPP_DATABASE_URL": url},
+    )
+    assert result.exit_code == 1, result.output
+    assert _one_error(result.output) == expected
+    assert "s3cret-pw" not in result.output

@@ -120,7 +120,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         what = "broken symlink (its target does not exist)" if path.is_symlink() else "file not found"
         raise ConfigError([ConfigIssue(str(path), "", None, what)]) from exc
-    except OSError as exc:  # a folder, a symlink loop, no permission
+    except IsADirectoryError as exc:  # other OS errors (a link loop) go to the CLI's mapping
         raise ConfigError(
             [ConfigIssue(str(path), "", None, f"cannot read ({exc.strerror}); give a TOML file")]
         ) from exc
