@@ -8,11 +8,12 @@ there. Each case now fails validation naming the entry, and nothing is written."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.vpp.test_config_finite import _write_project
+from tests.vpp.test_config_finite import CASES, _dotted, _write_project
 from vpp.cli import app
 
 runner = CliRunner()
@@ -158,3 +159,23 @@ def test_a_bad_store_url_is_one_line(tmp_path: Path, case: str, command: list[st
     assert result.exit_code == 1, result.output
     assert _one_error(result.output) == expected
     assert "s3cret-pw" not in result.output
+
+
+# --------------------------------------------------------------------------- wrong types
+
+TEXT = "must be a number written without quotes, not "
+
+
+@pytest.mark.parametrize(("file", "path"), CASES, ids=[f"{f}:{_dotted(p)}" for f, p in CASES])
+def test_true_or_a_quoted_number_is_refused_in_every_numeric_field(
+    tmp_path: Path, file: str, path: tuple[Any, ...]
+) -> None:
+    """pydantic's lax mode took `power_kw = true` as a 1 kW battery and `"2000"` as 2000."""
+    for value, kind in ((True, "true/false"), ("2", "a quoted string")):
+        root = tmp_path / kind.replace("/", "-").replace(" ", "-")
+        _write_project(root, (file, path, value))  # type: ignore[arg-type]
+        result = _invoke(["validate", str(root)])
+        assert result.exit_code == 1, result.output
+        expected = f"{root / file}: {_dotted(path)} = {value!r}: {TEXT}{kind}"
+        assert expected in result.output.splitlines(), result.output
+        assert "Traceback" not in result.output

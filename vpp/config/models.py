@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -23,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from vpp.timeutil import zone
 
@@ -47,6 +49,38 @@ class Spec(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_written_as_numbers(cls, data: Any) -> Any:
+        """``power_kw = true`` (1 kW) or ``power_kw = "2000"`` is a mistake, not a number.
+
+        pydantic's lax mode would convert both; a numeric field takes a TOML number.
+        """
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(name, str) else None
+            if (
+                isinstance(value, bool | str)
+                and field is not None
+                and _numeric_only(field.annotation)
+            ):
+                kind = "true/false" if isinstance(value, bool) else "a quoted string"
+                raise PydanticCustomError(
+                    "number_written_as_text",
+                    "must be a number written without quotes, not {kind}",
+                    {"kind": kind, "field": name, "value": value},
+                )
+        return data
+
+
+def _numeric_only(annotation: Any) -> bool:
+    """True if ``annotation`` is int or float, optionally ``| None``."""
+    members = [m for m in get_args(annotation) if m is not type(None)] if get_origin(
+        annotation
+    ) in (Union, UnionType) else [annotation]
+    return bool(members) and all(m in (int, float) for m in members)
 
 
 def _check_timezone(value: str) -> str:
