@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.vpp.test_config_finite import CASES, _dotted, _write_project
+from tests.vpp.test_config_finite import (
+    BASES,
+    CASES,
+    _dotted,
+    _members,
+    _numeric_paths,
+    _write_project,
+)
 from vpp.cli import app
 
 runner = CliRunner()
@@ -179,3 +186,32 @@ def test_true_or_a_quoted_number_is_refused_in_every_numeric_field(
         expected = f"{root / file}: {_dotted(path)} = {value!r}: {TEXT}{kind}"
         assert expected in result.output.splitlines(), result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("file", "path"), CASES, ids=[f"{f}:{_dotted(p)}" for f, p in CASES])
+def test_a_huge_number_is_refused_in_every_float_field(
+    tmp_path: Path, file: str, path: tuple[Any, ...]
+) -> None:
+    """`power_kw = 1e300` validated and planned a battery at the grid limit; now refused."""
+    field = _field_of(file, path)
+    if float not in _members(field.annotation):
+        pytest.skip("an integer field (seed, port, count) keeps its own bounds")
+    for value in (1e300, -1e10, 10**20):
+        root = tmp_path / str(value)
+        _write_project(root, (file, path, value))
+        result = _invoke(["validate", str(root)])
+        assert result.exit_code == 1, result.output
+        expected = (
+            f"{root / file}: {_dotted(path)} = {value!r}: "
+            "must be within ±1e9: a number this large is a typo or a wrong unit"
+        )
+        assert expected in result.output.splitlines(), result.output
+
+
+def _field_of(file: str, path: tuple[Any, ...]):  # type: ignore[no-untyped-def]
+    """The pydantic field that ``path`` reaches in ``file``'s base document."""
+    model, base = BASES[file]
+    for dotted, owner, name in _numeric_paths(model, base()):
+        if dotted == path:
+            return owner.model_fields[name]
+    raise AssertionError(path)

@@ -103,7 +103,7 @@ def _issues_from_validation(file: str, exc: ValidationError) -> list[ConfigIssue
             tag = error.get("ctx", {}).get("discriminator", "'type'").strip("'")
             loc.append(tag)
             value = value.get(tag) if isinstance(value, dict) else value
-        if error["type"] == "number_written_as_text":  # raised for the table, names its field
+        if error["type"] in ("number_written_as_text", "number_too_large"):  # raised for the table, names its field
             loc.append(error["ctx"]["field"])
             value = error["ctx"]["value"]
         if isinstance(value, dict):

@@ -12,6 +12,7 @@ magnitudes.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from pathlib import Path
 from types import UnionType
@@ -72,15 +73,33 @@ class Spec(BaseModel):
                     "must be a number written without quotes, not {kind}",
                     {"kind": kind, "field": name, "value": value},
                 )
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and field is not None
+                and _numeric_only(field.annotation, float)
+                and LARGEST_NUMBER < abs(value) < math.inf  # inf/nan: "must be finite"
+            ):
+                raise PydanticCustomError(
+                    "number_too_large",
+                    "must be within ±1e9: a number this large is a typo or a wrong unit",
+                    {"field": name, "value": value},
+                )
         return data
 
 
-def _numeric_only(annotation: Any) -> bool:
-    """True if ``annotation`` is int or float, optionally ``| None``."""
+LARGEST_NUMBER = 1e9
+"""Bound on every float config field: 1e9 kW, kWh, s or per MWh is beyond any park or market,
+and values past it (``power_kw = 1e300``) wreck the solver's scaling."""
+
+
+def _numeric_only(annotation: Any, needs: type | None = None) -> bool:
+    """True if ``annotation`` is int or float, optionally ``| None`` (and includes ``needs``)."""
     members = [m for m in get_args(annotation) if m is not type(None)] if get_origin(
         annotation
     ) in (Union, UnionType) else [annotation]
-    return bool(members) and all(m in (int, float) for m in members)
+    numeric = bool(members) and all(m in (int, float) for m in members)
+    return numeric and (needs is None or needs in members)
 
 
 def _check_timezone(value: str) -> str:
