@@ -215,3 +215,27 @@ def _field_of(file: str, path: tuple[Any, ...]):  # type: ignore[no-untyped-def]
         if dotted == path:
             return owner.model_fields[name]
     raise AssertionError(path)
+
+
+# --------------------------------------------------------------------------- vpp run options
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--speed", "inf"], "--speed"),  # was OverflowError: cannot convert float infinity
+        (["--speed", "nan"], "--speed"),
+        (["--days", "0"], "--days"),  # ran a daemon with no jobs until killed
+        (["--days", "-1"], "--days"),
+    ],
+    ids=["speed-inf", "speed-nan", "days-0", "days-negative"],
+)
+def test_run_simulate_refuses_impossible_speed_and_days(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    _write_project(tmp_path)
+    result = _invoke(["run", "--simulate", "--config", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path.parent / "var").exists()  # no store opened
