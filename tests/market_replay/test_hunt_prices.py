@@ -120,3 +120,23 @@ def test_empty_cells_are_still_missing_values_not_truncation(good: Path, tmp_pat
     path, _ = _edit(good, tmp_path, edit)
     frame = read_prices(path)
     assert frame.frame["da_price"].isna().sum() == 1
+
+
+def test_check_of_a_file_for_a_market_not_in_the_config_says_so_plainly(
+    good: Path, tmp_path: Path
+) -> None:
+    """It printed 'checked without (market not in config) market limits'."""
+
+    def edit(lines: list[str]) -> None:
+        lines[:] = [
+            "# market_id=nowhere" if line.startswith("# market_id=") else line for line in lines
+        ]
+
+    path, _ = _edit(good, tmp_path, edit)
+    result = runner.invoke(app, ["--log-level", "ERROR", "data", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    first = " ".join(result.output.split("\n")[0:2])
+    assert (
+        "checked without market limits (market 'nowhere' is not in the config)"
+        in " ".join(first.split())
+    ), result.output
