@@ -41,6 +41,7 @@ On disk
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import os
 import re
@@ -417,10 +418,26 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
         )
     if not body or not body[0].strip():
         raise InputFormatError(file, "no column header after the '#' lines", row=first_row)
-    raw = pd.read_csv(
-        io.StringIO("\n".join(body)), dtype=str, keep_default_na=False, na_filter=False
-    )
-    columns = list(raw.columns)
+    # The csv module, not pandas, reads the cells: pandas renames a repeated column
+    # ('da_price.1') and pads a short row with NaN, which would hide both problems.
+    cells = [(first_row + k, row) for k, row in enumerate(csv.reader(body)) if row]
+    columns = cells[0][1] if cells else []
+    for line_number, row in cells[1:]:
+        if len(row) != len(columns):
+            raise InputFormatError(
+                file,
+                f"{len(row)} cells but the column header has {len(columns)}; "
+                "a truncated or overlong row (or another delimiter than ',')",
+                row=line_number,
+            )
+    raw = pd.DataFrame([row for _, row in cells[1:]], columns=columns, dtype=str)
+    other = next((d for d in (";", "\t", "|") if columns and d in columns[0]), None)
+    if other is not None and len(columns) == 1:
+        raise InputFormatError(
+            file,
+            f"cells are separated by {other!r}; a canonical price file separates them by ','",
+            row=first_row,
+        )
     if not columns or columns[0] != INDEX_NAME:
         raise InputFormatError(
             file,

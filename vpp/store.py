@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Column, DateTime, Text, UniqueConstraint, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
@@ -212,6 +212,14 @@ def _one_line(exc: SQLAlchemyError) -> str:
     return " ".join(text_.split())
 
 
+def _shown_url(url: str) -> str:
+    """``url`` with its password hidden, or a stand-in if it does not even parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "(unparseable URL)"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -225,7 +233,18 @@ class Store:
         self.url = url
         if url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
+        try:
+            self.engine: Engine = create_engine(url)
+        except SQLAlchemyError as exc:  # not a URL, or an unknown database kind
+            raise StoreError(
+                f"cannot open store {_shown_url(url)}: {_one_line(exc)}; "
+                "check [store] url or VPP_DATABASE_URL (e.g. sqlite:///var/vpp.db)"
+            ) from None
+        except ImportError as exc:  # the URL names a driver that is not installed
+            raise StoreError(
+                f"cannot open store {_shown_url(url)}: database driver {exc.name!r} is not "
+                f"installed; install it (pip install {exc.name}) or use another store URL"
+            ) from None
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

@@ -82,7 +82,8 @@ def run(
         typer.Option(help="--simulate: canonical price file [default: [backtest] prices]"),
     ] = None,
     speed: Annotated[
-        float, typer.Option(help="--simulate: simulated seconds per wall second", min=1.0)
+        float,
+        typer.Option(help="--simulate: simulated seconds per wall second", min=1.0, max=1e6),
     ] = 1440.0,
     start: Annotated[
         str | None,
@@ -93,7 +94,9 @@ def run(
     ] = None,
     days: Annotated[
         int | None,
-        typer.Option(help="--simulate: delivery days to run, then stop [default: to the file's end]"),
+        typer.Option(
+            help="--simulate: delivery days to run, then stop [default: to the file's end]", min=1
+        ),
     ] = None,
     exchange_url: Annotated[
         str | None,

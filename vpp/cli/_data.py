@@ -202,11 +202,14 @@ def check(
             issue.days_text(),
             "\n".join(issue.examples),
         )
-    limits = "with" if market is not None else "without (market not in config)"
+    limits = (
+        "with market limits"
+        if market is not None
+        else f"without market limits (market {prices.market_id!r} is not in the config)"
+    )
     console.print(
         f"[green]valid[/] canonical file: {prices.market_id}, {prices.currency}, "
-        f"{len(prices):,} intervals of {prices.interval_minutes} min; checked {limits} "
-        "market limits"
+        f"{len(prices):,} intervals of {prices.interval_minutes} min; checked {limits}"
     )
     if issues:
         console.print(table)

@@ -103,6 +103,9 @@ def _issues_from_validation(file: str, exc: ValidationError) -> list[ConfigIssue
             tag = error.get("ctx", {}).get("discriminator", "'type'").strip("'")
             loc.append(tag)
             value = value.get(tag) if isinstance(value, dict) else value
+        if error["type"] in ("number_written_as_text", "number_too_large"):  # raised for the table, names its field
+            loc.append(error["ctx"]["field"])
+            value = error["ctx"]["value"]
         if isinstance(value, dict):
             value = "{...}"
         if error["type"] == "missing":
@@ -114,10 +117,16 @@ def _issues_from_validation(file: str, exc: ValidationError) -> list[ConfigIssue
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML file or raise :class:`ConfigError` naming it."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        raw = path.read_bytes()
+        # An editor's UTF-8 byte order mark is not content (tomllib refuses it).
+        return tomllib.loads(raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError([ConfigIssue(str(path), "", None, "file not found")]) from exc
+        what = "broken symlink (its target does not exist)" if path.is_symlink() else "file not found"
+        raise ConfigError([ConfigIssue(str(path), "", None, what)]) from exc
+    except IsADirectoryError as exc:  # other OS errors (a link loop) go to the CLI's mapping
+        raise ConfigError(
+            [ConfigIssue(str(path), "", None, f"cannot read ({exc.strerror}); give a TOML file")]
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigIssue(str(path), "", None, f"invalid TOML: {exc}")]) from exc
     except UnicodeDecodeError as exc:
@@ -317,7 +326,9 @@ class ConfigSet:
 
 
 def _toml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.toml") if p.is_file())
+    """Every ``*.toml`` entry of ``folder``: a folder, broken link or link loop under that
+    name is kept, so reading it reports it instead of a park silently going missing."""
+    return sorted(folder.glob("*.toml"))
 
 
 def load_config(root: Path | str) -> ConfigSet:
@@ -331,7 +342,7 @@ def load_config(root: Path | str) -> ConfigSet:
     root = settings_file.parent
     issues: list[ConfigIssue] = []
     settings = Settings()
-    if settings_file.is_file():
+    if settings_file.is_file() or settings_file.exists() or settings_file.is_symlink():
         try:
             settings = load_settings(settings_file)
         except ConfigError as exc:
@@ -394,8 +405,8 @@ def validate_paths(paths: Iterable[Path]) -> tuple[int, list[ConfigIssue]]:
     issues: list[ConfigIssue] = []
     count = 0
     for path in paths:
-        if path.is_dir() and ((path / "vpp.toml").is_file() or (path / "markets").is_dir()):
-            files = [path / "vpp.toml"] if (path / "vpp.toml").is_file() else []
+        if path.is_dir() and ((path / "vpp.toml").exists() or (path / "markets").is_dir()):
+            files = [path / "vpp.toml"] if (path / "vpp.toml").exists() else []
             try:
                 cfg = load_config(path)
                 files += _toml_files(path / cfg.settings.paths.markets)
