@@ -518,8 +518,8 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
     for name in columns[1:]:
         text = raw[name]
         if is_flag_column(name):
-            cells = [c.strip() for c in text.tolist()]
-            unknown = [i for i, c in enumerate(cells) if c not in _TRUE]
+            cells = [str(cell).strip() for cell in text.tolist()]
+            unknown = [i for i, cell in enumerate(cells) if cell not in _TRUE]
             if unknown:
                 i = unknown[0]
                 raise InputFormatError(
@@ -528,7 +528,7 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
                     row=row_of(i),
                     column=name,
                 )
-            data[name] = np.array([_TRUE[c] for c in cells], dtype=bool)
+            data[name] = np.array([_TRUE[cell] for cell in cells], dtype=bool)
             continue
         data[name] = _parse_floats(file, name, text, row_of).to_numpy()
     frame = pd.DataFrame(data, index=index)
