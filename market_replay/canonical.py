@@ -518,17 +518,17 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
     for name in columns[1:]:
         text = raw[name]
         if is_flag_column(name):
-            cells = [str(cell).strip() for cell in text.tolist()]
-            unknown = [i for i, cell in enumerate(cells) if cell not in _TRUE]
+            flags = [str(cell).strip() for cell in text.tolist()]
+            unknown = [i for i, cell in enumerate(flags) if cell not in _TRUE]
             if unknown:
                 i = unknown[0]
                 raise InputFormatError(
                     file,
-                    f"flag must be true or false, got {cells[i]!r}",
+                    f"flag must be true or false, got {flags[i]!r}",
                     row=row_of(i),
                     column=name,
                 )
-            data[name] = np.array([_TRUE[cell] for cell in cells], dtype=bool)
+            data[name] = np.array([_TRUE[cell] for cell in flags], dtype=bool)
             continue
         data[name] = _parse_floats(file, name, text, row_of).to_numpy()
     frame = pd.DataFrame(data, index=index)
