@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlmodel import func, select
+
 from market_replay import import_prices
 from market_replay.canonical import PriceFrame
 from vpp.config import ConfigSet, load_config
+from vpp.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 PRICES = REPO / "tests" / "data" / "cn_province_a_2025-05-01_2025-05-28.csv"
@@ -60,3 +63,9 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+def count_rows(store: Store, table: type, *where: object) -> int:
+    """Rows of ``table`` in ``store`` matching ``where``."""
+    with store.session() as session:
+        return int(session.exec(select(func.count()).select_from(table).where(*where)).one())

@@ -11,11 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from tests.vpp.daemon_support import REPO, load, make_config
@@ -23,13 +21,6 @@ from vpp.config._warnings import config_warnings, is_loopback
 
 HOUSTON_HTTP = 'base_url = "http://127.0.0.1:18080/api"'
 HOUSTON_OCPP = 'password_env = "VPP_OCPP_PASSWORD"'
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)

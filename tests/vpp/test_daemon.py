@@ -6,20 +6,19 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-import structlog
-from sqlmodel import func, select
+from sqlmodel import select
 from structlog.testing import capture_logs
 
 from market_replay.backtest import BacktestOptions, simulate
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
+from tests.vpp.daemon_support import count_rows as _count
 from vpp.daemon.build import (
     SimulationWorld,
     build_daemon,
@@ -48,25 +47,12 @@ SPEED = 40_000.0  # a market day in ~2 s of free-running time; jobs hold the clo
 MARGIN = dt.timedelta(minutes=30)
 
 
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """Earlier CLI tests may leave structlog writing to a closed runner stream."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
-
-
 def _world(cfg, frame, speed: float = SPEED) -> SimulationWorld:  # type: ignore[no-untyped-def]
     portfolio = MarketPortfolio.from_config(cfg, MARKET)
     start, first, last = default_window(portfolio, frame, MARGIN, DAY, 1)
     return SimulationWorld.start(
         portfolio, frame, speed=speed, start=start, first_day=first, last_day=last
     )
-
-
-def _count(store: Store, table: type, *where: object) -> int:
-    with store.session() as session:
-        return int(session.exec(select(func.count()).select_from(table).where(*where)).one())
 
 
 def _settlement(store: Store) -> pd.DataFrame:

@@ -11,11 +11,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -26,14 +24,6 @@ from vpp.daemon.build import remote_simulated_daemon
 from vpp.store import BidRecord, DaemonStateRecord, Store
 
 VPP = [sys.executable, "-c", "from vpp.cli import main; main()"]
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """Earlier CLI tests may leave structlog writing to a closed runner stream."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def _lines(stream: object, into: queue.Queue[str]) -> threading.Thread:

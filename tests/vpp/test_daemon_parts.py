@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import structlog
 from sqlalchemy import create_engine, text
 from structlog.testing import capture_logs
 
@@ -34,14 +32,6 @@ from vpp.store import Store
 from vpp.types import DayAheadBid, Telemetry
 
 MARGIN = dt.timedelta(minutes=30)
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """Earlier CLI tests may leave structlog writing to a closed runner stream."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 class _AnswerLost:

@@ -13,19 +13,18 @@ import datetime as dt
 import json
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import structlog
-from sqlmodel import func, select
+from sqlmodel import select
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
+from tests.vpp.daemon_support import count_rows as _count
 from vpp.cli import app
 from vpp.daemon.build import SimulationWorld, default_window, serve_metrics, simulated_daemon
 from vpp.daemon.clock import SimulationClock
@@ -41,24 +40,12 @@ MARGIN = dt.timedelta(minutes=30)
 ATTACKER = "attacker-token-0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
-
-
 def _world(cfg, frame, speed: float, early: dt.timedelta = dt.timedelta(0)) -> SimulationWorld:  # type: ignore[no-untyped-def]
     portfolio = MarketPortfolio.from_config(cfg, MARKET)
     start, first, last = default_window(portfolio, frame, MARGIN, DAY, 1)
     return SimulationWorld.start(
         portfolio, frame, speed=speed, start=start - early, first_day=first, last_day=last
     )
-
-
-def _count(store: Store, table: type, *where: object) -> int:
-    with store.session() as session:
-        return int(session.exec(select(func.count()).select_from(table).where(*where)).one())
 
 
 def _attack(world: SimulationWorld, quantity_mw: float) -> DayAheadBid:

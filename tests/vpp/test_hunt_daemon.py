@@ -22,10 +22,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import structlog
 import typer
 from sqlalchemy import text
-from sqlmodel import func, select
+from sqlmodel import select
 from structlog.testing import capture_logs
 
 from market_replay.clock import ReplayClock
@@ -34,6 +33,7 @@ from market_replay.server import ExchangeServer
 from tests.market_replay.test_exchange import CN, RULES, _bid, _prices
 from tests.market_replay.test_exchange import DAY as CN_DAY
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
+from tests.vpp.daemon_support import count_rows as _count
 from vpp import ExchangeError
 from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
 from vpp.daemon.clock import SimulationClock
@@ -48,18 +48,6 @@ from vpp.wire import WireError, award_issues, bid_to_json, loads_limited
 MARGIN = dt.timedelta(minutes=30)
 OURS = "ours-token-0123456789abcdef"
 OTHER = "other-token-0123456789abcdef"
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
-
-
-def _count(store: Store, table: type, *where: object) -> int:
-    with store.session() as session:
-        return int(session.exec(select(func.count()).select_from(table).where(*where)).one())
 
 
 def _one_line(message: str) -> None:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
@@ -37,13 +35,6 @@ from vpp.types import Health, Telemetry
 
 MARGIN = dt.timedelta(minutes=30)
 T0 = pd.Timestamp("2025-05-08 00:00", tz="UTC")
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def _register(values: list[float], step_s: float = 3600.0) -> pd.Series:

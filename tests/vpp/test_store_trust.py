@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import numpy as np
 import pytest
 import structlog
 from sqlalchemy import create_engine, inspect, text
-from sqlmodel import func, select
+from sqlmodel import select
 from structlog.testing import LogCapture, capture_logs
 from typer.testing import CliRunner
 
@@ -37,6 +36,7 @@ from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
 from strategies import DayAheadResult, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
+from tests.vpp.daemon_support import count_rows as _count
 from vpp import StoreError, StoreLockedError
 from vpp.cli import app
 from vpp.config import ConfigSet
@@ -62,20 +62,7 @@ MARGIN = dt.timedelta(minutes=30)
 HOST = socket.gethostname()
 
 
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """Earlier CLI tests may leave structlog writing to a closed runner stream."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _count(store: Store, table: type, *where: object) -> int:
-    with store.session() as session:
-        return int(session.exec(select(func.count()).select_from(table).where(*where)).one())
 
 
 def _operator(cfg: ConfigSet, exchange: ReplayExchange, clock: ReplayClock, store: Store) -> Operator:
