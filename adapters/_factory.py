@@ -12,7 +12,6 @@ from adapters._modbus import ModbusSunSpecDevice
 from adapters._ocpp import OcppHub
 from adapters._simulated import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv
 from adapters.base import Adapter, HealthStatus, ReconnectPolicy
-from vpp._exceptions import AdapterError
 from vpp.config.models import (
     AssetSpec,
     BatterySpec,
@@ -25,6 +24,7 @@ from vpp.config.models import (
     PvSpec,
     SimulatedAdapter,
 )
+from vpp.errors import AdapterError
 from vpp.portfolio import AssetCapability
 from vpp.types import Clock, Telemetry
 

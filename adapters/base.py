@@ -41,8 +41,8 @@ from typing import ClassVar, Literal, Self
 
 import structlog
 
-from vpp._exceptions import AdapterError
 from vpp.config.models import AssetSpec
+from vpp.errors import AdapterError
 from vpp.logging import redact_text
 from vpp.types import Clock, Health, Setpoint, Telemetry
 

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 from market_replay import import_prices
-from market_replay.backtest import BacktestOptions, foresight, simulate
+from vpp.backtest.run import BacktestOptions, foresight, simulate
 from vpp.config import load_config, load_market
-from vpp.engine import MarketPortfolio
 from vpp.logging import configure_logging
+from vpp.runtime.operator import MarketPortfolio
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_DAY = dt.date(2025, 5, 10)
@@ -83,7 +83,7 @@ def _row(
 def _year(reoptimise_every: int) -> int:
     import os
 
-    from market_replay.backtest import run_backtest
+    from vpp.backtest.run import run_backtest
 
     shared = Path(os.environ.get("VPP_SHARED_DATA", REPO.parent / "shared" / "data"))
     source = shared / "prices" / "entsoe_de_lu_day_ahead_2020-2022_hourly.csv"

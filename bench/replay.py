@@ -7,7 +7,7 @@ var/prices/cn-province-a.csv``). Options: ``--config config``, ``--prices
 FILE``, ``--start``/``--end`` (delivery days), ``--save FILE.json`` to keep
 the numbers, ``--compare FILE.json`` to print ratios against saved ones.
 
-It runs :func:`market_replay.backtest.simulate` (the chosen strategy only, no
+It runs :func:`vpp.backtest.run.simulate` (the chosen strategy only, no
 baselines) and times every :meth:`strategies.real_time.RealTimePark.solve`
 call -- one per park and interval, each a full real-time step (session
 table, parameters, re-solve, results) -- plus the whole ``simulate``. It
@@ -33,10 +33,10 @@ from strategies import real_time
 
 
 def run(config: Path, prices: Path, start: dt.date, end: dt.date) -> dict[str, Any]:
-    from market_replay.backtest import BacktestOptions, simulate
     from market_replay.canonical import read_prices
+    from vpp.backtest.run import BacktestOptions, simulate
     from vpp.config.loader import load_config
-    from vpp.engine import MarketPortfolio
+    from vpp.runtime.operator import MarketPortfolio
 
     cfg = load_config(config)
     frame = read_prices(prices)

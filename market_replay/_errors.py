@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vpp._exceptions import DataQualityError
+from vpp.errors import DataQualityError
 
 if TYPE_CHECKING:
     from market_replay.quality import QualityReport

@@ -57,7 +57,7 @@ import structlog
 
 from market_replay._errors import InputFormatError
 from vpp import files
-from vpp._exceptions import DataQualityError
+from vpp.errors import DataQualityError
 from vpp.timeutil import day_bounds_utc, require_aware, zone
 
 log = structlog.get_logger(__name__)

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp._exceptions import LookAheadError, MarketRuleError
 from vpp.config.models import MarketConfig, MarketRules
+from vpp.errors import LookAheadError, MarketRuleError
 from vpp.timeutil import day_intervals_utc, zone
 from vpp.types import Award, BidCurve, Clock, DayAheadBid
 

@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from market_replay.canonical import _column_kind, is_price_column
-from vpp._exceptions import ConfigError, ConfigIssue
+from vpp.errors import ConfigError, ConfigIssue
 from vpp.timeutil import zone
 
 

@@ -52,8 +52,8 @@ from market_replay.quality import (
     QualityIssue,
     QualityReport,
 )
-from vpp._exceptions import DataQualityError
 from vpp.config.models import MarketConfig, MarketRules, PriceLimits
+from vpp.errors import DataQualityError
 from vpp.timeutil import day_bounds_utc
 
 log = structlog.get_logger(__name__)

@@ -55,7 +55,7 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from market_replay.exchange import ReplayExchange
-from vpp._exceptions import LookAheadError, MarketRuleError
+from vpp.errors import LookAheadError, MarketRuleError
 from vpp.wire import (
     WireError,
     award_to_json,

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 import structlog
 
 from strategies._model import ModelBuilder
-from vpp._exceptions import InfeasibleError, SolverError
+from vpp.errors import InfeasibleError, SolverError
 
 log = structlog.get_logger(__name__)
 

@@ -69,8 +69,8 @@ from strategies.schedule import (
     schedule_from_models,
 )
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
-from vpp._exceptions import MarketRuleError, SolverError
 from vpp.config.models import MarketRules, ParkConfig
+from vpp.errors import MarketRuleError, SolverError
 from vpp.types import AssetShare, Award, BidCurve, BidPoint, DayAheadBid
 from vpp.units import KW_PER_MW
 

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp._exceptions import DataQualityError, LookAheadError
+from vpp.errors import DataQualityError, LookAheadError
 from vpp.timeutil import require_aware_index, zone
 
 log = structlog.get_logger(__name__)

@@ -26,8 +26,8 @@ from strategies.park import interval_hours
 from strategies.schedule import Schedule, idle_schedule
 from strategies.state import load_inputs
 from vpp import files
-from vpp._exceptions import InfeasibleError, SolverError
 from vpp.config.loader import ConfigSet
+from vpp.errors import InfeasibleError, SolverError
 from vpp.timeutil import day_intervals_utc, require_aware_index
 
 log = structlog.get_logger(__name__)

@@ -84,8 +84,8 @@ from strategies.state import (
     state_of,
     window_sessions,
 )
-from vpp._exceptions import SolverError
 from vpp.config.models import BatterySpec, EvChargingSpec, ParkConfig
+from vpp.errors import SolverError
 from vpp.types import Setpoint
 from vpp.units import KW_PER_MW, KWH_PER_MWH
 

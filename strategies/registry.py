@@ -47,8 +47,8 @@ from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimeResult
 from strategies.schedule import idle_power_kw
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
-from vpp._exceptions import LookAheadError
 from vpp.config.models import MarketRules, ParkConfig
+from vpp.errors import LookAheadError
 from vpp.types import BidCurve, BidPoint, DayAheadBid, Setpoint
 from vpp.units import KW_PER_MW
 

@@ -28,7 +28,6 @@ from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
 from strategies.ev import availability
 from strategies.park import ParkModel, build_park_model
 from strategies.state import EnergyPolicy, ParkInputs, ParkState, session_table, state_of
-from vpp._exceptions import SolverError
 from vpp.config.models import (
     BatterySpec,
     EvChargingSpec,
@@ -36,6 +35,7 @@ from vpp.config.models import (
     ParkConfig,
     PvSpec,
 )
+from vpp.errors import SolverError
 from vpp.types import Setpoint
 from vpp.units import KWH_PER_MWH
 

@@ -1,6 +1,6 @@
 """vpp: a virtual power plant aggregator for zero-carbon industrial parks."""
 
-from vpp._exceptions import (
+from vpp.errors import (
     AdapterError,
     BidConflictError,
     ConfigError,

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
-from vpp._exceptions import OutputError
+from vpp.errors import OutputError
 
 # errno -> (what happened, what to do)
 _OS_ERRORS: dict[int, tuple[str, str]] = {

@@ -27,7 +27,7 @@ import httpx
 import pandas as pd
 import structlog
 
-from vpp._exceptions import ExchangeError, LookAheadError, MarketRuleError
+from vpp.errors import ExchangeError, LookAheadError, MarketRuleError
 from vpp.timeutil import require_aware
 from vpp.types import Award, DayAheadBid
 from vpp.wire import WireError, award_from_json, bid_content_hash, bid_from_json, bid_to_json

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp._exceptions import DataQualityError
 from vpp.config.loader import resolve_path
 from vpp.config.models import EvChargingSpec, FileSource, FlexibleProcessSpec, PvSpec
+from vpp.errors import DataQualityError
 from vpp.timeutil import require_aware_index
 
 log = structlog.get_logger(__name__)

@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
 
-from vpp._exceptions import StoreError, StoreLockedError
 from vpp.config.models import ParkConfig
+from vpp.errors import StoreError, StoreLockedError
 
 log = structlog.get_logger(__name__)
 

@@ -153,11 +153,6 @@ class Clock(Protocol):
         ...
 
 
-class SystemClock:
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-
 @runtime_checkable
 class Exchange(Protocol):
     """A market gateway: the replay exchange or an HTTP client for a real one."""

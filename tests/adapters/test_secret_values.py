@@ -32,7 +32,7 @@ from vpp.logging import (
     redact_text,
     register_secret,
 )
-from vpp.recording import StoreRecorder
+from vpp.runtime.recording import StoreRecorder
 from vpp.store import Store, TelemetryRecord
 from vpp.types import Health
 

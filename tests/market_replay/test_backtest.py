@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 
 from market_replay import import_prices
-from market_replay.backtest import BacktestOptions, foresight, run_backtest, simulate
 from market_replay.canonical import PriceFrame
-from market_replay.report import write_backtest
 from strategies.registry import StochasticStrategy
 from tests.market_replay._support import CN, ENTSOE, ERCOT_DAM, ERCOT_RTM, NORDPOOL, REPO, market
 from vpp import LookAheadError
+from vpp.backtest.report import write_backtest
+from vpp.backtest.run import BacktestOptions, foresight, run_backtest, simulate
 from vpp.config import load_config
-from vpp.engine import MarketPortfolio
+from vpp.runtime.operator import MarketPortfolio
 
 FAST = BacktestOptions(reoptimise_every=8, baselines=False, scenarios=3)
 
@@ -86,7 +86,7 @@ class _Peeker(StochasticStrategy):
 def test_strategy_only_sees_published_data(
     cn_prices: PriceFrame, cn_portfolio: MarketPortfolio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import market_replay.backtest as backtest
+    import vpp.backtest.run as backtest
 
     spies: list[_Spy] = []
 
@@ -111,7 +111,7 @@ def test_strategy_only_sees_published_data(
 def test_a_peeking_strategy_fails_the_run(
     cn_prices: PriceFrame, cn_portfolio: MarketPortfolio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import market_replay.backtest as backtest
+    import vpp.backtest.run as backtest
 
     monkeypatch.setattr(backtest, "get_strategy", lambda name, **kw: _Peeker(**kw))
     with pytest.raises(LookAheadError, match="not in the history"):
@@ -250,7 +250,7 @@ def test_reference_runs_in_a_worker_process_give_the_same_numbers(
 
 
 def test_hourly_real_time_prices_are_not_spread_onto_quarter_hours() -> None:
-    from market_replay.backtest import on_schedule_grid
+    from vpp.backtest.run import on_schedule_grid
 
     index = pd.date_range(
         "2021-06-14 22:00", periods=48, freq="1h", tz="UTC", name="interval_start"

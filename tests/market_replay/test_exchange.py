@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange, clear_curve, validate_curve
 from vpp import LookAheadError, MarketRuleError
 from vpp.config import load_market
+from vpp.runtime.clock import ReplayClock
 from vpp.timeutil import day_intervals_utc
 from vpp.types import BidCurve, BidPoint, DayAheadBid
 

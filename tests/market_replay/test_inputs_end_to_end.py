@@ -405,8 +405,8 @@ def test_canonical_file_with_a_non_finite_text_cell_is_refused(
 
 
 def test_flag_columns_are_not_in_the_forecast_history(flagged: Path) -> None:
-    from market_replay.clock import ReplayClock
     from market_replay.exchange import ReplayExchange
+    from vpp.runtime.clock import ReplayClock
 
     prices = read_prices(flagged)
     clock = ReplayClock(dt.datetime(2025, 5, 12, tzinfo=dt.UTC))
@@ -418,10 +418,10 @@ def test_flag_columns_are_not_in_the_forecast_history(flagged: Path) -> None:
 
 
 def test_backtest_refuses_a_price_file_in_another_currency(project: Path, tmp_path: Path) -> None:
-    from market_replay.backtest import BacktestOptions, run_backtest
     from vpp import DataQualityError
+    from vpp.backtest.run import BacktestOptions, run_backtest
     from vpp.config import load_config
-    from vpp.engine import MarketPortfolio
+    from vpp.runtime.operator import MarketPortfolio
 
     drop = tmp_path / "drop.csv"
     _import(project, PRICES, drop, "drop-day")

@@ -10,12 +10,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from market_replay.clock import AcceleratedClock, ReplayClock
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from tests.market_replay.test_exchange import CN, DAY, RULES, _bid, _prices
 from vpp import ExchangeError, LookAheadError, MarketRuleError
 from vpp.gateway import HttpExchange
+from vpp.runtime.clock import AcceleratedClock, ReplayClock
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

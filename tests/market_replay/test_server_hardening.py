@@ -20,12 +20,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from market_replay import server as server_module
-from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer, TokenError, parse_tokens
 from tests.market_replay.test_exchange import CN, DAY, RULES, _bid, _prices
 from vpp import ExchangeError
 from vpp.gateway import HttpExchange
+from vpp.runtime.clock import ReplayClock
 from vpp.wire import bid_content_hash, bid_to_json
 
 OURS = "ours-token-0123456789abcdef"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market_replay.settlement import settle
+from vpp.runtime.settlement import settle
 from vpp.timeutil import day_intervals_utc
 
 
@@ -104,7 +104,7 @@ def test_delivering_the_award_earns_exactly_the_day_ahead_value(
 
 
 def test_park_rows_add_up_to_the_portfolio_under_two_price() -> None:
-    from market_replay.settlement import settle_parks
+    from vpp.runtime.settlement import settle_parks
 
     index = pd.date_range("2016-06-01", periods=2, freq="1h", tz="UTC")
     prices = pd.DataFrame(

@@ -11,7 +11,7 @@ import pytest
 from strategies import build_day_ahead_bid, check_bid, get_forecaster
 from strategies.day_ahead import _optimal_partition, merge_groups, price_groups
 from strategies.state import initial_state, load_inputs
-from vpp._exceptions import MarketRuleError
+from vpp.errors import MarketRuleError
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, BidCurve, BidPoint, DayAheadBid
 

@@ -13,7 +13,7 @@ from strategies.park import interval_hours
 from strategies.schedule import idle_schedule, solve_park
 from strategies.state import AssetState, ParkInputs
 from tests.strategies.conftest import battery, ev_hub, make_park, process, pv, sessions, utc_index
-from vpp._exceptions import InfeasibleError
+from vpp.errors import InfeasibleError
 
 INDEX = utc_index(4)
 # 30 kWh before departure at 10 kW over 2 hours is impossible.

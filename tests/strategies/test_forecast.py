@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from strategies.forecast import FORECASTERS, Forecast, get_forecaster
-from vpp._exceptions import LookAheadError
+from vpp.errors import LookAheadError
 from vpp.timeutil import day_intervals_utc
 
 TZ = "Asia/Shanghai"

@@ -17,7 +17,7 @@ from strategies.real_time import RealTimePark, soft_penalty_per_mwh
 from strategies.schedule import solve_park
 from strategies.state import AssetState, ParkInputs
 from tests.strategies.conftest import battery, ev_hub, make_park, process, sessions, utc_index
-from vpp._exceptions import InfeasibleError
+from vpp.errors import InfeasibleError
 
 INDEX = utc_index(6)
 DT = interval_hours(INDEX, 60)

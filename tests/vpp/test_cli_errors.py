@@ -374,12 +374,12 @@ def test_backtest_report_is_replaced_whole_or_not_at_all(
 ) -> None:
     import datetime as dt
 
-    import market_replay.report as report
+    import vpp.backtest.report as report
     from market_replay import import_prices
-    from market_replay.backtest import BacktestOptions, run_backtest
-    from vpp._exceptions import OutputError
+    from vpp.backtest.run import BacktestOptions, run_backtest
     from vpp.config import load_config
-    from vpp.engine import MarketPortfolio
+    from vpp.errors import OutputError
+    from vpp.runtime.operator import MarketPortfolio
 
     cfg = load_config(CONFIG)
     prices = import_prices(SHIPPED, "cn-spot-96", cfg.markets["cn-province-a"],

@@ -14,11 +14,11 @@ import pytest
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from market_replay.backtest import BacktestOptions, simulate
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
 from tests.vpp.daemon_support import count_rows as _count
+from vpp.backtest.run import BacktestOptions, simulate
 from vpp.daemon.build import (
     SimulationWorld,
     build_daemon,
@@ -28,10 +28,10 @@ from vpp.daemon.build import (
     serve_metrics,
     simulated_daemon,
 )
-from vpp.daemon.clock import SimulationClock
 from vpp.daemon.service import Daemon
-from vpp.daemon.timing import TimeMap
-from vpp.engine import MarketPortfolio
+from vpp.runtime.clock import SimulationClock
+from vpp.runtime.jobs import TimeMap
+from vpp.runtime.operator import MarketPortfolio
 from vpp.store import (
     AwardRecord,
     BidRecord,
@@ -43,7 +43,7 @@ from vpp.store import (
 )
 
 TOKEN = "daemon-test-token-0123456789"
-SPEED = 40_000.0  # a market day in ~2 s of free-running time; jobs hold the clock (vpp.daemon.clock)
+SPEED = 40_000.0  # a market day in ~2 s of free-running time; jobs hold the clock (vpp.runtime.clock)
 MARGIN = dt.timedelta(minutes=30)
 
 

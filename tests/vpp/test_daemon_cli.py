@@ -104,7 +104,7 @@ def test_exchange_serve_answers_a_simulated_daemon_and_stops_on_sigterm(
 ) -> None:
     config, price_file, url = _setup(tmp_path)
     cfg = load(config)
-    from vpp.engine import MarketPortfolio
+    from vpp.runtime.operator import MarketPortfolio
 
     portfolio_id = MarketPortfolio.from_config(cfg, "cn-province-a").portfolio_id
     token = "serve-test-token-0123456789"

@@ -14,20 +14,19 @@ import pytest
 from sqlalchemy import create_engine, text
 from structlog.testing import capture_logs
 
-from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from strategies import get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
-from vpp._exceptions import ExchangeError
 from vpp.config import ConfigSet
-from vpp.daemon.clock import SimulationClock
-from vpp.daemon.settlement import interval_energy
-from vpp.daemon.timing import day_jobs
-from vpp.devices import simulated_devices
-from vpp.engine import MarketPortfolio, Operator
+from vpp.errors import ExchangeError
 from vpp.gateway import HttpExchange
-from vpp.recording import StoreRecorder
+from vpp.runtime.clock import ReplayClock, SimulationClock
+from vpp.runtime.devices import simulated_devices
+from vpp.runtime.jobs import day_jobs
+from vpp.runtime.metering import interval_energy
+from vpp.runtime.operator import MarketPortfolio, Operator
+from vpp.runtime.recording import StoreRecorder
 from vpp.store import Store
 from vpp.types import DayAheadBid, Telemetry
 
@@ -225,7 +224,7 @@ def test_simulation_clock_waits_holds_and_never_goes_back() -> None:
 def test_power_readings_become_a_meter_when_a_device_has_no_energy_register() -> None:
     import pandas as pd
 
-    from vpp.daemon.settlement import integrate_power, interval_energy
+    from vpp.runtime.metering import integrate_power, interval_energy
 
     stamps = pd.date_range("2025-05-01 16:00", periods=5, freq="7min30s", tz="UTC")
     counter = integrate_power(pd.Series([100.0, 100.0, 300.0, 300.0, 300.0], index=stamps))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from strategies.process import block_starts
-from vpp.engine import recovery_block
+from vpp.runtime.operator import recovery_block
 from vpp.timeutil import day_intervals_utc
 
 

@@ -27,9 +27,9 @@ from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wai
 from tests.vpp.daemon_support import count_rows as _count
 from vpp.cli import app
 from vpp.daemon.build import SimulationWorld, default_window, serve_metrics, simulated_daemon
-from vpp.daemon.clock import SimulationClock
 from vpp.daemon.metrics import Metrics, MetricsServer
-from vpp.engine import MarketPortfolio
+from vpp.runtime.clock import SimulationClock
+from vpp.runtime.operator import MarketPortfolio
 from vpp.store import AwardRecord, BidRecord, SetpointRecord, SettlementRecord, Store
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, BidCurve, BidPoint, DayAheadBid

@@ -27,7 +27,6 @@ from sqlalchemy import text
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from tests.market_replay.test_exchange import CN, RULES, _bid, _prices
@@ -36,10 +35,10 @@ from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wai
 from tests.vpp.daemon_support import count_rows as _count
 from vpp import ExchangeError
 from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
-from vpp.daemon.clock import SimulationClock
-from vpp.daemon.settlement import _counters, meter_counters
-from vpp.engine import MarketPortfolio
 from vpp.gateway import HttpExchange
+from vpp.runtime.clock import ReplayClock, SimulationClock
+from vpp.runtime.metering import _counters, meter_counters
+from vpp.runtime.operator import MarketPortfolio
 from vpp.store import AwardRecord, BidRecord, SetpointRecord, Store, TelemetryRecord
 from vpp.types import Award, Health, Telemetry
 from vpp.units import KW_PER_MW

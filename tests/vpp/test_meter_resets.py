@@ -1,6 +1,6 @@
 """Meter registers that restart at zero, jump or pause: settled energy stays what flowed.
 
-The unit tests pin :func:`vpp.daemon.settlement.clean_register` on known values and
+The unit tests pin :func:`vpp.runtime.metering.clean_register` on known values and
 with hypothesis properties; the end-to-end test runs a real simulated daemon day
 (SQLite store, replay exchange over HTTP on loopback) in which a battery restarts
 and its registers start again at zero, and compares the settlement with the
@@ -24,12 +24,12 @@ from sqlmodel import select
 from structlog.testing import capture_logs
 
 from adapters._simulated import SimulatedProcess
-from market_replay.backtest import BacktestOptions, simulate
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
+from vpp.backtest.run import BacktestOptions, simulate
 from vpp.daemon import service
 from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
-from vpp.daemon.settlement import clean_register, interval_energy, meter_counters, settle_day
-from vpp.engine import MarketPortfolio
+from vpp.runtime.metering import clean_register, interval_energy, meter_counters, settle_day
+from vpp.runtime.operator import MarketPortfolio
 from vpp.store import SettlementRecord, Store, TelemetryRecord
 from vpp.types import Health, Telemetry
 

@@ -32,7 +32,6 @@ from structlog.testing import LogCapture, capture_logs
 from typer.testing import CliRunner
 
 from market_replay.canonical import write_prices
-from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
 from strategies import DayAheadResult, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
@@ -41,9 +40,10 @@ from vpp import StoreError, StoreLockedError
 from vpp.cli import app
 from vpp.config import ConfigSet
 from vpp.daemon.build import SimulationWorld, default_window, serve_metrics, simulated_daemon
-from vpp.daemon.timing import day_jobs
-from vpp.engine import MarketPortfolio, Operator
-from vpp.recording import StoreRecorder
+from vpp.runtime.clock import ReplayClock
+from vpp.runtime.jobs import day_jobs
+from vpp.runtime.operator import MarketPortfolio, Operator
+from vpp.runtime.recording import StoreRecorder
 from vpp.store import (
     AwardRecord,
     BidRecord,

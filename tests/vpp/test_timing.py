@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from vpp.config import load_market
-from vpp.daemon.timing import TimeMap, day_jobs
+from vpp.runtime.jobs import TimeMap, day_jobs
 
 MARGIN = dt.timedelta(minutes=30)
 

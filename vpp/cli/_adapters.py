@@ -11,7 +11,6 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from vpp._exceptions import AdapterError, DataQualityError
 from vpp.cli._common import console, fail, load
 from vpp.config.models import (
     AssetSpec,
@@ -21,9 +20,11 @@ from vpp.config.models import (
     PvSpec,
     SimulatedAdapter,
 )
+from vpp.errors import AdapterError, DataQualityError
 from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from vpp.runtime.clock import SystemClock
 from vpp.timeutil import day_intervals_utc, zone
-from vpp.types import Health, SystemClock
+from vpp.types import Health
 
 app = typer.Typer(help="Device adapters: check connectivity and health.", no_args_is_help=True)
 

@@ -10,7 +10,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vpp._exceptions import VppError
 from vpp.cli._common import (
     check_name,
     check_range,
@@ -20,6 +19,7 @@ from vpp.cli._common import (
     load,
     parse_day,
 )
+from vpp.errors import VppError
 
 
 def backtest(
@@ -51,11 +51,11 @@ def backtest(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder")] = None,
 ) -> None:
     """Backtest a strategy on a canonical price file; write summary, CSVs, plots and report.html."""
-    from market_replay.backtest import BacktestOptions, run_backtest
     from market_replay.canonical import read_prices
-    from market_replay.report import check_out, write_backtest
     from strategies import FORECASTERS, SOLVERS, STRATEGIES
-    from vpp.engine import MarketPortfolio
+    from vpp.backtest.report import check_out, write_backtest
+    from vpp.backtest.run import BacktestOptions, run_backtest
+    from vpp.runtime.operator import MarketPortfolio
 
     cfg = load(config)
     settings = cfg.settings.backtest

@@ -33,8 +33,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from vpp._exceptions import ConfigError, VppError
 from vpp.config import ConfigSet, load_config
+from vpp.errors import ConfigError, VppError
 from vpp.files import describe_os_error
 from vpp.logging import redact_text
 from vpp.store import Store

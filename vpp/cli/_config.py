@@ -10,10 +10,10 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from vpp._exceptions import ConfigError, VppError
 from vpp.cli._common import config_path, console, err_console, fail, fail_on, load, open_store
 from vpp.config import ParkConfig, load_park, validate_paths
 from vpp.config.models import MarketConfig, Settings
+from vpp.errors import ConfigError, VppError
 from vpp.logging import redact_text
 from vpp.portfolio import park_capability
 

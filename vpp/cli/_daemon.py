@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vpp._exceptions import VppError
 from vpp.cli._common import (
     check_log_level,
     console,
@@ -25,6 +24,7 @@ from vpp.cli._common import (
     parse_day,
 )
 from vpp.config.loader import ConfigSet
+from vpp.errors import VppError
 from vpp.files import describe_os_error
 from vpp.logging import configure_logging
 
@@ -147,7 +147,7 @@ def run(
             daemon = remote_simulated_daemon(cfg, store, exchange_url, first_day=first, last_day=last)
         else:
             from market_replay.canonical import read_prices
-            from vpp.engine import MarketPortfolio
+            from vpp.runtime.operator import MarketPortfolio
 
             frame = read_prices(_prices_path(cfg, prices))
             portfolio = MarketPortfolio.from_config(cfg, frame.market_id)
@@ -329,11 +329,11 @@ def serve(
     import os
 
     from market_replay.canonical import read_prices
-    from market_replay.clock import AcceleratedClock
     from market_replay.exchange import ReplayExchange
     from market_replay.server import ExchangeServer, TokenError, parse_tokens
     from vpp.daemon.build import default_window
-    from vpp.engine import MarketPortfolio
+    from vpp.runtime.clock import AcceleratedClock
+    from vpp.runtime.operator import MarketPortfolio
 
     configure_logging(json=True)
     cfg = load(config)

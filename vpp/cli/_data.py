@@ -11,9 +11,9 @@ import typer
 from rich.table import Table
 
 from vpp import __version__
-from vpp._exceptions import ConfigError, DataQualityError
 from vpp.cli._common import config_path, console, fail, fail_on, load
 from vpp.config import ConfigSet, MarketConfig
+from vpp.errors import ConfigError, DataQualityError
 from vpp.files import check_output_file, describe_os_error
 
 if TYPE_CHECKING:  # market_replay loads pandas; imported lazily so `vpp --help` stays fast

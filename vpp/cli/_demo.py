@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from vpp._exceptions import VppError
 from vpp.cli._common import console, fail_on, load, open_store
+from vpp.errors import VppError
 
 SHIPPED_PRICES = Path("data/prices/cn_province_a_spot_2025-05_2025-06_15min.csv")
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vpp._exceptions import VppError
 from vpp.cli._common import console, fail, fail_on, load, parse_day
+from vpp.errors import VppError
 
 
 def plan(

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import BaseModel
 
-from vpp._exceptions import ConfigIssue
 from vpp.config.models import HttpAdapter, OcppAdapter
+from vpp.errors import ConfigIssue
 from vpp.logging import register_secret
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from vpp._exceptions import ConfigError, ConfigIssue
 from vpp.config._warnings import review_config
 from vpp.config.models import (
     ADAPTER_TYPES,
@@ -31,6 +30,7 @@ from vpp.config.models import (
     PvSpec,
     Settings,
 )
+from vpp.errors import ConfigError, ConfigIssue
 from vpp.timeutil import zone
 
 M = TypeVar("M", bound=BaseModel)

@@ -1,7 +1,7 @@
 """Assembling a daemon: live (wall clock, remote exchange, adapters) or simulated.
 
 ``vpp run --simulate`` runs the real daemon against a :class:`SimulationWorld`:
-an :class:`~market_replay.clock.AcceleratedClock`, the replay exchange served
+an :class:`~vpp.runtime.clock.AcceleratedClock`, the replay exchange served
 over HTTP on loopback (:class:`~market_replay.server.ExchangeServer`) and
 simulated devices. The daemon talks to the exchange only over HTTP, exactly as
 to a real one. The world outlives a daemon, so a daemon can be stopped (or
@@ -36,24 +36,23 @@ import structlog
 from sqlmodel import select
 
 from market_replay.canonical import PriceFrame
-from market_replay.clock import AcceleratedClock
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from strategies import Strategy, get_strategy
-from vpp._exceptions import ConfigError, ConfigIssue
 from vpp.config.loader import ConfigSet
 from vpp.config.models import BatterySpec
-from vpp.daemon.clock import SimulationClock
 from vpp.daemon.metrics import Metrics, MetricsServer
 from vpp.daemon.service import Daemon, DaemonOptions, DeviceFactory
-from vpp.daemon.timing import TimeMap, day_jobs
-from vpp.devices import configured_devices, simulated_devices
-from vpp.engine import AssetKey, MarketPortfolio, Operator
+from vpp.errors import ConfigError, ConfigIssue
 from vpp.gateway import HttpExchange
-from vpp.recording import StoreRecorder
+from vpp.runtime.clock import AcceleratedClock, SimulationClock, SystemClock
+from vpp.runtime.devices import configured_devices, simulated_devices
+from vpp.runtime.jobs import TimeMap, day_jobs
+from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator
+from vpp.runtime.recording import StoreRecorder
 from vpp.store import Store, TelemetryRecord
 from vpp.timeutil import day_intervals_utc
-from vpp.types import Clock, Device, SystemClock
+from vpp.types import Clock, Device
 
 log = structlog.get_logger(__name__)
 

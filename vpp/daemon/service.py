@@ -1,12 +1,12 @@
-"""The daemon: one :class:`~vpp.engine.Operator` per market, driven by APScheduler.
+"""The daemon: one :class:`~vpp.runtime.operator.Operator` per market, driven by APScheduler.
 
-The operators are the backtest's (:mod:`vpp.engine`); only the seams differ:
+The operators are the backtest's (:mod:`vpp.runtime.operator`); only the seams differ:
 the exchange is :class:`~vpp.gateway.HttpExchange`, the devices are the park
 files' adapters (or simulated physics with ``--simulate``), the recorder is
 the SQL store and the clock is the wall clock (or an accelerated one).
 
 Jobs (see ``docs/daemon.md``), per market, in the market's local time via
-:func:`vpp.daemon.timing.day_jobs`:
+:func:`vpp.runtime.jobs.day_jobs`:
 
 * ``day_ahead`` at gate closure minus the safety margin. If the exchange is
   unreachable the same bid is re-sent every ``retry_s`` until gate closure;
@@ -68,18 +68,18 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from vpp._exceptions import (
+from vpp.daemon.metrics import Metrics
+from vpp.errors import (
     AdapterError,
     BidConflictError,
     ExchangeError,
     LookAheadError,
     StoreError,
 )
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.settlement import settle_day
-from vpp.daemon.timing import Job, TimeMap, day_jobs
-from vpp.engine import AssetKey, Operator
-from vpp.recording import StoreRecorder
+from vpp.runtime.jobs import Job, TimeMap, day_jobs
+from vpp.runtime.metering import settle_day
+from vpp.runtime.operator import AssetKey, Operator
+from vpp.runtime.recording import StoreRecorder
 from vpp.store import DaemonStateRecord, SettlementRecord, StoreLock, utcnow
 from vpp.types import Clock, DayAheadBid, Device, Setpoint
 from vpp.units import KW_PER_MW
@@ -551,7 +551,7 @@ class Daemon:
 
     def _guard(self, func: Callable[..., None]) -> Callable[..., None]:
         """Run a market job as of the instant it was due: with the simulation clock, time
-        stands still there while the job runs (see :mod:`vpp.daemon.clock`)."""
+        stands still there while the job runs (see :mod:`vpp.runtime.clock`)."""
 
         def run(market_id: str, what: Any, at: dt.datetime) -> None:
             if self._stopping:

@@ -23,7 +23,7 @@ import pandas as pd
 from sqlmodel import func, select
 
 from vpp.config.loader import ConfigSet
-from vpp.daemon.timing import day_jobs
+from vpp.runtime.jobs import day_jobs
 from vpp.store import (
     AwardRecord,
     BidRecord,

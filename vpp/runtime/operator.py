@@ -41,13 +41,6 @@ from strategies import (
 )
 from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
-from vpp._exceptions import (
-    AdapterError,
-    BidConflictError,
-    ExchangeError,
-    LookAheadError,
-    MarketRuleError,
-)
 from vpp.config.loader import ConfigSet
 from vpp.config.models import (
     BatterySpec,
@@ -57,6 +50,13 @@ from vpp.config.models import (
     MarketRules,
     ParkConfig,
     PvSpec,
+)
+from vpp.errors import (
+    AdapterError,
+    BidConflictError,
+    ExchangeError,
+    LookAheadError,
+    MarketRuleError,
 )
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry

@@ -1,15 +1,15 @@
 """The backtest: the daemon's code path on historical prices, with honest settlement.
 
-:func:`simulate` drives an :class:`vpp.engine.Operator` -- the same object
+:func:`simulate` drives an :class:`vpp.runtime.operator.Operator` -- the same object
 the daemon schedules -- through the daemon's own job plan
-(:func:`vpp.daemon.timing.day_jobs`): bid before gate closure, collect
+(:func:`vpp.runtime.jobs.day_jobs`): bid before gate closure, collect
 awards at publication, dispatch at every interval start. Only three things
-are replay versions: the clock (:class:`~market_replay.clock.ReplayClock`),
+are replay versions: the clock (:class:`~vpp.runtime.clock.ReplayClock`),
 the exchange (:class:`~market_replay.exchange.ReplayExchange`, which makes
 look-ahead impossible) and the devices (simulated physics from
 :mod:`adapters`, fed with the parks' real profiles and the real EV
 sessions). Deviations from the awards are therefore real, and settle at
-real-time prices (:mod:`market_replay.settlement`).
+real-time prices (:mod:`vpp.runtime.settlement`).
 
 :func:`run_backtest` runs the chosen strategy plus, in the same run, the
 baselines: perfect foresight (the optimum with realized prices, an upper
@@ -37,10 +37,8 @@ import structlog
 
 from adapters import SimulatedBattery, SimulatedEvHub
 from market_replay.canonical import PriceFrame
-from market_replay.clock import ReplayClock
 from market_replay.exchange import ReplayExchange
 from market_replay.importers import price_rule_breaks
-from market_replay.settlement import settle, settle_parks
 from strategies import (
     get_strategy,
     initial_state,
@@ -48,13 +46,15 @@ from strategies import (
     perfect_foresight,
     realized_states,
 )
-from vpp._exceptions import DataQualityError
 from vpp.config.models import BatterySpec, MarketRules, ParkConfig
-from vpp.daemon.settlement import interval_energy, meter_counters
-from vpp.daemon.timing import day_jobs
-from vpp.devices import simulated_devices
-from vpp.engine import AssetKey, MarketPortfolio, Operator, award_series
-from vpp.recording import MemoryRecorder
+from vpp.errors import DataQualityError
+from vpp.runtime.clock import ReplayClock
+from vpp.runtime.devices import simulated_devices
+from vpp.runtime.jobs import day_jobs
+from vpp.runtime.metering import interval_energy, meter_counters
+from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, award_series
+from vpp.runtime.recording import MemoryRecorder
+from vpp.runtime.settlement import settle, settle_parks
 from vpp.timeutil import day_intervals_utc
 from vpp.units import KW_PER_MW, KWH_PER_MWH
 

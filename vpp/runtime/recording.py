@@ -32,8 +32,8 @@ import structlog
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from vpp._exceptions import StoreError
 from vpp._plan_json import PlanFormatError, plan_from_json, plan_to_json
+from vpp.errors import StoreError
 from vpp.store import (
     AwardRecord,
     BidRecord,

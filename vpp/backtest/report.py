@@ -25,7 +25,7 @@ import pandas as pd
 from vpp import files
 
 if TYPE_CHECKING:
-    from market_replay.backtest import BacktestResult
+    from vpp.backtest.run import BacktestResult
 
 
 REPORT_FILES = (

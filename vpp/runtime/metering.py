@@ -1,6 +1,6 @@
 """Settle a finished delivery day from what the daemon stored.
 
-The formula is the backtest's (:func:`market_replay.settlement.settle_parks`):
+The formula is the backtest's (:func:`vpp.runtime.settlement.settle_parks`):
 each park's share of the award at the day-ahead price, its deviation at the
 real-time price, minus battery wear. What differs is where the delivered
 energy comes from: the backtest reads its meters exactly at interval
@@ -32,11 +32,11 @@ import pandas as pd
 import structlog
 from sqlmodel import select
 
-from market_replay.settlement import settle_parks
-from vpp._exceptions import LookAheadError
 from vpp.config.models import BatterySpec
-from vpp.engine import AssetKey, MarketPortfolio, Operator, exported_kwh
+from vpp.errors import LookAheadError
 from vpp.portfolio import capability
+from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
+from vpp.runtime.settlement import settle_parks
 from vpp.store import SettlementRecord, Store, TelemetryRecord
 from vpp.types import Health, Telemetry
 from vpp.units import KWH_PER_MWH
@@ -49,7 +49,7 @@ _PRICES = {
 }
 
 
-# The one-way cumulative registers that :func:`vpp.engine.exported_kwh` settles from (and the
+# The one-way cumulative registers that :func:`vpp.runtime.operator.exported_kwh` settles from (and the
 # battery's throughput): they only ever count up while the device runs.
 REGISTERS = ("charged_kwh", "discharged_kwh", "produced_kwh", "consumed_kwh", "delivered_kwh")
 # A register step above this many times the asset's nameplate power x elapsed time is a fault.

@@ -22,8 +22,8 @@ from vpp.config.models import (
     PvSpec,
     SimulatedAdapter,
 )
-from vpp.engine import AssetKey, MarketPortfolio
 from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from vpp.runtime.operator import AssetKey, MarketPortfolio
 from vpp.types import Clock, Device
 
 
