@@ -143,7 +143,7 @@ class DayPlanRecord(SQLModel, table=True):
 
     ``plan_json`` is the strategy's :class:`strategies.DayAheadResult` (bid
     curves, how awards split back to parks and assets, expected schedule) as
-    versioned JSON (:mod:`vpp._plan_json`), written before the bid is sent.
+    versioned JSON (:mod:`vpp.runtime.plan_json`), written before the bid is sent.
     It is data, never code: a row that does not parse strictly is refused
     and the daemon treats the day's plan as missing (see ``docs/daemon.md``).
     """

@@ -32,8 +32,8 @@ import structlog
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from vpp._plan_json import PlanFormatError, plan_from_json, plan_to_json
 from vpp.errors import StoreError
+from vpp.runtime.plan_json import PlanFormatError, plan_from_json, plan_to_json
 from vpp.store import (
     AwardRecord,
     BidRecord,
@@ -164,7 +164,7 @@ class StoreRecorder:
         """Write ahead, in one transaction: the bid as ``submitted`` and the strategy's plan.
 
         ``result`` is a :class:`strategies.DayAheadResult`, stored as JSON
-        (:mod:`vpp._plan_json`). Called before the bid is sent, so a restart
+        (:mod:`vpp.runtime.plan_json`). Called before the bid is sent, so a restart
         can re-send the very same bid and split its awards with the very
         same allocation.
         """
