@@ -200,7 +200,6 @@ def simulate(
         rt_forecaster=options.rt_forecaster,
     )
     market = portfolio.market
-    tz = market.timezone
     runs = segments(days)
     first_jobs = day_jobs(market.rules_on(runs[0][0]), runs[0][0], options.safety_margin)
     clock = ReplayClock(first_jobs[0].run_at)
@@ -223,14 +222,7 @@ def simulate(
         jobs = sorted(
             j for day in run for j in day_jobs(market.rules_on(day), day, options.safety_margin)
         )
-        index = pd.DatetimeIndex(
-            np.concatenate(
-                [
-                    day_intervals_utc(d, tz, market.rules_on(d).interval_minutes).as_unit("ns").asi8
-                    for d in run
-                ]
-            )
-        ).tz_localize("UTC")
+        index = _segment_index(portfolio, run)
         for job in jobs:
             clock.advance_to(max(job.run_at, clock.now()))
             if job.kind == "day_ahead":
@@ -246,16 +238,44 @@ def simulate(
                     done += 1
                     if progress:
                         progress(name, done, len(days))
-        end = index[-1] + (index[1] - index[0])
-        clock.advance_to(end.to_pydatetime())
-        operator.measure()  # closing meter readings of the segment
-        for key, device in operator.devices.items():
-            if isinstance(device, SimulatedBattery):
-                soc[key] = device.soc
-            if isinstance(device, SimulatedEvHub):
-                ev_unserved_kwh += device.unserved_kwh
-        operator.devices = {}
+        ev_unserved_kwh += _close_segment(operator, clock, index, soc)
     return _account(name, portfolio, prices, days, operator, recorder, ev_unserved_kwh)
+
+
+def _segment_index(portfolio: MarketPortfolio, run: Sequence[dt.date]) -> pd.DatetimeIndex:
+    """The UTC intervals of a run of consecutive days, each day on its own schedule grid."""
+    market = portfolio.market
+    return pd.DatetimeIndex(
+        np.concatenate(
+            [
+                day_intervals_utc(d, market.timezone, market.rules_on(d).interval_minutes)
+                .as_unit("ns")
+                .asi8
+                for d in run
+            ]
+        )
+    ).tz_localize("UTC")
+
+
+def _close_segment(
+    operator: Operator, clock: ReplayClock, index: pd.DatetimeIndex, soc: dict[AssetKey, float]
+) -> float:
+    """Take the closing meter readings at the segment's end and release its devices.
+
+    Batteries' state of charge is kept in ``soc`` for the next segment; returns
+    the EV energy the hubs could not serve [kWh].
+    """
+    end = index[-1] + (index[1] - index[0])
+    clock.advance_to(end.to_pydatetime())
+    operator.measure()  # closing meter readings of the segment
+    ev_unserved_kwh = 0.0
+    for key, device in operator.devices.items():
+        if isinstance(device, SimulatedBattery):
+            soc[key] = device.soc
+        if isinstance(device, SimulatedEvHub):
+            ev_unserved_kwh += device.unserved_kwh
+    operator.devices = {}
+    return ev_unserved_kwh
 
 
 DEVIATION_PRICE_NOTE = "da_price (the price file has no real-time prices)"
