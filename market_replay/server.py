@@ -56,6 +56,7 @@ import structlog
 
 from market_replay.exchange import ReplayExchange
 from vpp.errors import LookAheadError, MarketRuleError
+from vpp.http import framing_error
 from vpp.wire import (
     WireError,
     award_to_json,
@@ -228,9 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Framing errors of http.server (bad request line, headers, method) as JSON."""
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":  # garbage request line: answer with a status line
-            self.request_version = "HTTP/1.0"
+        kind, text = framing_error(self, code, message)
         if code == HTTPStatus.NOT_IMPLEMENTED and self.command:  # HEAD, PUT, OPTIONS...
             self._error(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -239,11 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers={"Allow": "GET, POST"},
             )
             return
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        self._error(code, "bad_request" if code < 500 else "server_error", message or phrase)
+        self._error(code, kind, text)
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body).encode()

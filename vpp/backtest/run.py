@@ -51,12 +51,12 @@ from vpp.errors import DataQualityError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.devices import simulated_devices
 from vpp.runtime.jobs import day_jobs
-from vpp.runtime.metering import interval_energy, meter_counters
-from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, award_series
+from vpp.runtime.metering import DayEnergy, Meters, day_energy, meter_counters
+from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator, award_series
 from vpp.runtime.recording import MemoryRecorder
-from vpp.runtime.settlement import settle, settle_parks
+from vpp.runtime.settlement import settle, settle_parks, settlement_prices
 from vpp.timeutil import day_intervals_utc
-from vpp.units import KW_PER_MW, KWH_PER_MWH
+from vpp.units import KW_PER_MW
 
 log = structlog.get_logger(__name__)
 
@@ -200,7 +200,6 @@ def simulate(
         rt_forecaster=options.rt_forecaster,
     )
     market = portfolio.market
-    tz = market.timezone
     runs = segments(days)
     first_jobs = day_jobs(market.rules_on(runs[0][0]), runs[0][0], options.safety_margin)
     clock = ReplayClock(first_jobs[0].run_at)
@@ -223,14 +222,7 @@ def simulate(
         jobs = sorted(
             j for day in run for j in day_jobs(market.rules_on(day), day, options.safety_margin)
         )
-        index = pd.DatetimeIndex(
-            np.concatenate(
-                [
-                    day_intervals_utc(d, tz, market.rules_on(d).interval_minutes).as_unit("ns").asi8
-                    for d in run
-                ]
-            )
-        ).tz_localize("UTC")
+        index = _segment_index(portfolio, run)
         for job in jobs:
             clock.advance_to(max(job.run_at, clock.now()))
             if job.kind == "day_ahead":
@@ -246,36 +238,93 @@ def simulate(
                     done += 1
                     if progress:
                         progress(name, done, len(days))
-        end = index[-1] + (index[1] - index[0])
-        clock.advance_to(end.to_pydatetime())
-        operator.measure()  # closing meter readings of the segment
-        for key, device in operator.devices.items():
-            if isinstance(device, SimulatedBattery):
-                soc[key] = device.soc
-            if isinstance(device, SimulatedEvHub):
-                ev_unserved_kwh += device.unserved_kwh
-        operator.devices = {}
+        ev_unserved_kwh += _close_segment(operator, clock, index, soc)
     return _account(name, portfolio, prices, days, operator, recorder, ev_unserved_kwh)
+
+
+def _segment_index(portfolio: MarketPortfolio, run: Sequence[dt.date]) -> pd.DatetimeIndex:
+    """The UTC intervals of a run of consecutive days, each day on its own schedule grid."""
+    market = portfolio.market
+    return pd.DatetimeIndex(
+        np.concatenate(
+            [
+                day_intervals_utc(d, market.timezone, market.rules_on(d).interval_minutes)
+                .as_unit("ns")
+                .asi8
+                for d in run
+            ]
+        )
+    ).tz_localize("UTC")
+
+
+def _close_segment(
+    operator: Operator, clock: ReplayClock, index: pd.DatetimeIndex, soc: dict[AssetKey, float]
+) -> float:
+    """Take the closing meter readings at the segment's end and release its devices.
+
+    Batteries' state of charge is kept in ``soc`` for the next segment; returns
+    the EV energy the hubs could not serve [kWh].
+    """
+    end = index[-1] + (index[1] - index[0])
+    clock.advance_to(end.to_pydatetime())
+    operator.measure()  # closing meter readings of the segment
+    ev_unserved_kwh = 0.0
+    for key, device in operator.devices.items():
+        if isinstance(device, SimulatedBattery):
+            soc[key] = device.soc
+        if isinstance(device, SimulatedEvHub):
+            ev_unserved_kwh += device.unserved_kwh
+    operator.devices = {}
+    return ev_unserved_kwh
 
 
 DEVIATION_PRICE_NOTE = "da_price (the price file has no real-time prices)"
 
+ASSET_COLUMNS = [
+    "interval_start",
+    "park_id",
+    "asset_id",
+    "da_price",
+    "rt_price",
+    "bid_curve_mw",
+    "award_share_kw",
+    "setpoint_kw",
+    "actual_kw",
+    "soc_end",
+]
 
-def _settlement_prices(frame: pd.DataFrame, rule: str) -> pd.DataFrame:
-    """The day's prices with the columns ``rule`` needs.
 
-    A day-ahead-only file (EPEX DE-LU here) cannot price deviations; they are
-    then settled at the day-ahead price -- stated in the summary as
-    ``deviation_price`` and logged, never silent.
-    """
-    needed = ("rt_price",) if rule == "two_settlement" else ("rt_price_up", "rt_price_down")
-    missing = [c for c in needed if c not in frame or frame[c].isna().all()]
-    if not missing:
-        return frame
-    frame = frame.copy()
-    for column in missing:
-        frame[column] = frame["da_price"]
-    return frame
+@dataclass
+class _Books:
+    """What :func:`_account` collects over the days of a run."""
+
+    portfolio: list[pd.DataFrame] = field(default_factory=list)  # per interval, per day
+    assets: list[tuple[Any, ...]] = field(default_factory=list)  # rows of ASSET_COLUMNS
+    settlement: list[dict[str, Any]] = field(default_factory=list)  # per day and park
+    fallback_days: int = 0
+    solve_time_s: float = 0.0
+    moved_kwh: float = 0.0  # battery throughput / 2, for equivalent cycles
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """The recorder's readings keyed for lookup: state of charge and setpoints."""
+
+    socs: dict[AssetKey, dict[pd.Timestamp, float]]
+    setpoints: dict[tuple[str, str, pd.Timestamp], float]
+
+    @classmethod
+    def of(cls, recorder: MemoryRecorder) -> _Observed:
+        socs: dict[AssetKey, dict[pd.Timestamp, float]] = {}
+        for reading in recorder.telemetry:
+            if reading.soc is not None:
+                stamp = pd.Timestamp(reading.measured_at).as_unit("ns")
+                socs.setdefault((reading.park_id, reading.asset_id), {})[stamp] = reading.soc
+        setpoints = {
+            (sp.park_id, sp.asset_id, pd.Timestamp(sp.interval_start).as_unit("ns")): sp.power_kw
+            for sp in recorder.setpoints
+        }
+        return cls(socs, setpoints)
 
 
 def _account(
@@ -287,155 +336,162 @@ def _account(
     recorder: MemoryRecorder,
     ev_unserved_kwh: float,
 ) -> RunResult:
-    """Turn telemetry counters, awards and prices into settled intervals."""
-    market = portfolio.market
-    # Meter counters at every dispatch (interval start) and at each segment's end.
-    # The daemon's meter cleaning (register resets and faults), then interpolation.
+    """Turn telemetry counters, awards and prices into settled intervals.
+
+    The steps, per day: the plan's bids and awards (:func:`_book_plan`), the
+    settlement prices (:func:`vpp.runtime.settlement.settlement_prices`), the
+    metered energy (:func:`vpp.runtime.metering.day_energy`, the daemon's
+    metering), one row per asset and interval (:func:`_asset_rows`), the
+    portfolio's settled intervals (:func:`_portfolio_intervals`) and the
+    parks' settlement rows (:func:`vpp.runtime.settlement.settle_parks`).
+    """
+    # Meter counters at every dispatch (interval start) and at each segment's end,
+    # cleaned like the daemon's (register resets and faults).
     meters = meter_counters(portfolio, recorder.telemetry)
-    counters, throughput = meters.exported, meters.throughput
-    socs: dict[AssetKey, dict[pd.Timestamp, float]] = {}
-    for reading in recorder.telemetry:
-        key = (reading.park_id, reading.asset_id)
-        stamp = pd.Timestamp(reading.measured_at).as_unit("ns")
-        if reading.soc is not None:
-            socs.setdefault(key, {})[stamp] = reading.soc
-    setpoints = {
-        (sp.park_id, sp.asset_id, pd.Timestamp(sp.interval_start).as_unit("ns")): sp.power_kw
-        for sp in recorder.setpoints
-    }
-    portfolio_rows = []
-    asset_rows = []
-    settlement_rows = []
-    bids_rejected = sum(1 for _, status, *_ in recorder.bids if status == "rejected")
-    fallback_days = 0
-    solve_time = 0.0
-    degradation = {
-        (p.id, a.id): a.degradation_cost_per_mwh
-        for p in portfolio.parks
-        for a in p.assets
-        if isinstance(a, BatterySpec)
-    }
-    capacity_kwh = sum(
-        a.energy_kwh for p in portfolio.parks for a in p.assets if isinstance(a, BatterySpec)
-    )
-    cycles_kwh = 0.0
+    observed = _Observed.of(recorder)
+    books = _Books()
     for day in days:
-        plan = operator.day_plan(day)
-        curve_text: dict[pd.Timestamp, str] = {}
-        share_kw: dict[tuple[str, str, pd.Timestamp], float] = {}
-        if plan.result is not None:
-            fallback_days += int(plan.result.fallback)
-            if plan.result.stats is not None:
-                solve_time += plan.result.stats.solve_s
-            product = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
-            for curve in plan.result.bid.curves:
-                text = " ".join(f"{pt.price_per_mwh:g}:{pt.quantity_mw:g}" for pt in curve.points)
-                first = pd.Timestamp(curve.interval_start).as_unit("ns")
-                for t in plan.index[(plan.index >= first) & (plan.index < first + product)]:
-                    curve_text[t] = text
-            if plan.result.allocation is not None and plan.awards:
-                for share in plan.result.allocation.shares(plan.awards):
-                    stamp = pd.Timestamp(share.interval_start).as_unit("ns")
-                    share_kw[(share.park_id, share.asset_id, stamp)] = share.power_kw
-        solve_time += float(sum(plan.rt_stats))
-        index = plan.index
-        step = index[1] - index[0]
-        dt_h = step / pd.Timedelta(hours=1)
-        ends = index + step
-        park_energy = {p.id: np.zeros(len(index)) for p in portfolio.parks}
-        park_degradation = {p.id: np.zeros(len(index)) for p in portfolio.parks}
-        frame = _settlement_prices(prices.frame.reindex(index), plan.rules.settlement.rule)
-        boundaries = index.append(pd.DatetimeIndex([ends[-1]]))
-        for key, series in counters.items():
-            # Interpolating the cumulative register spreads the energy across a missed
-            # reading instead of losing it; only intervals outside all readings stay unknown.
-            energy = interval_energy(series, boundaries)
-            if not np.isfinite(energy).all():
-                missing = index[~np.isfinite(energy)][0]
-                log.warning(
-                    "meter_reading_missing", park=key[0], asset=key[1], interval=str(missing)
-                )
-                energy = np.nan_to_num(energy)
-            park_energy[key[0]] += energy
-            wear = np.zeros(len(index))
-            if key in throughput:
-                moved = np.nan_to_num(interval_energy(throughput[key], boundaries))
-                cycles_kwh += float(moved.sum()) / 2
-                wear = moved / KWH_PER_MWH * degradation[key]
-                park_degradation[key[0]] += wear
-            soc_values = [socs.get(key, {}).get(t, np.nan) for t in ends]
-            for i, t in enumerate(index):
-                asset_rows.append(
-                    (
-                        t,
-                        key[0],
-                        key[1],
-                        frame["da_price"].iloc[i],
-                        frame["rt_price"].iloc[i] if "rt_price" in frame else np.nan,
-                        curve_text.get(t, ""),
-                        share_kw.get((key[0], key[1], t), np.nan),
-                        setpoints.get((key[0], key[1], t), np.nan),
-                        energy[i] / dt_h,
-                        soc_values[i],
-                    )
-                )
-        award_mw = award_series(plan.awards or [], index, plan.rules.day_ahead.interval_minutes)
-        actual_mw = pd.Series(sum(park_energy.values()) / dt_h / KW_PER_MW, index=index)
-        settled = settle(award_mw, actual_mw, frame, plan.rules.settlement.rule, dt_h)
-        wear_total = sum(park_degradation.values())
-        part = pd.DataFrame(
-            {
-                "da_price": frame["da_price"],
-                "rt_price": frame.get("rt_price", np.nan),
-                "award_mw": award_mw,
-                "actual_mw": actual_mw,
-                **{c: settled[c] for c in settled.columns},
-                "degradation_cost": wear_total,
-            },
-            index=index,
-        )
-        portfolio_rows.append(part)
-        settlement_rows += settle_parks(
-            day.isoformat(),
-            market.id,
-            [p.id for p in portfolio.parks],
-            plan.park_award_kw,
-            park_energy,
-            park_degradation,
-            frame,
-            plan.rules.settlement.rule,
-            dt_h,
-        )
-    portfolio_frame = pd.concat(portfolio_rows)
+        _account_day(portfolio, prices, operator.day_plan(day), day, meters, observed, books)
+    portfolio_frame = pd.concat(books.portfolio)
     portfolio_frame.index.name = "interval_start"
-    portfolio_frame.attrs["equivalent_cycles"] = cycles_kwh / capacity_kwh if capacity_kwh else 0.0
+    capacity_kwh = _battery_capacity_kwh(portfolio)
+    portfolio_frame.attrs["equivalent_cycles"] = (
+        books.moved_kwh / capacity_kwh if capacity_kwh else 0.0
+    )
     if not any(c in prices.frame for c in ("rt_price", "rt_price_up")):
         portfolio_frame.attrs["deviation_price"] = DEVIATION_PRICE_NOTE
         log.warning("deviation_settled_at_day_ahead_price", strategy=name, days=len(days))
-    assets = pd.DataFrame(
-        asset_rows,
-        columns=[
-            "interval_start",
-            "park_id",
-            "asset_id",
-            "da_price",
-            "rt_price",
-            "bid_curve_mw",
-            "award_share_kw",
-            "setpoint_kw",
-            "actual_kw",
-            "soc_end",
-        ],
-    )
     return RunResult(
         name,
         portfolio_frame,
-        assets,
-        pd.DataFrame(settlement_rows),
-        solve_time,
-        bids_rejected,
-        fallback_days,
+        pd.DataFrame(books.assets, columns=ASSET_COLUMNS),
+        pd.DataFrame(books.settlement),
+        books.solve_time_s,
+        sum(1 for _, status, *_ in recorder.bids if status == "rejected"),
+        books.fallback_days,
         ev_unserved_kwh,
+    )
+
+
+def _battery_capacity_kwh(portfolio: MarketPortfolio) -> float:
+    """Total battery energy capacity [kWh] (the base of equivalent cycles)."""
+    return sum(
+        a.energy_kwh for p in portfolio.parks for a in p.assets if isinstance(a, BatterySpec)
+    )
+
+
+def _account_day(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    plan: DayPlan,
+    day: dt.date,
+    meters: Meters,
+    observed: _Observed,
+    books: _Books,
+) -> None:
+    """Settle one day of the run into ``books``."""
+    rule = plan.rules.settlement.rule
+    curve_text, share_kw = _book_plan(plan, books)
+    index = plan.index
+    dt_h = (index[1] - index[0]) / pd.Timedelta(hours=1)
+    frame = settlement_prices(prices.frame, index, rule, day)
+    energy = day_energy(portfolio, meters, index, day)
+    for key, asset_energy in energy.asset_energy_kwh.items():
+        if key in energy.throughput_kwh:
+            books.moved_kwh += float(energy.throughput_kwh[key].sum()) / 2
+        books.assets += _asset_rows(
+            key, index, frame, asset_energy / dt_h, curve_text, share_kw, observed
+        )
+    books.portfolio.append(_portfolio_intervals(plan, frame, energy, dt_h))
+    books.settlement += settle_parks(
+        day.isoformat(),
+        portfolio.market.id,
+        [p.id for p in portfolio.parks],
+        plan.park_award_kw,
+        energy.park_energy_kwh,
+        energy.park_wear_cost,
+        frame,
+        rule,
+        dt_h,
+    )
+
+
+def _book_plan(
+    plan: DayPlan, books: _Books
+) -> tuple[dict[pd.Timestamp, str], dict[tuple[str, str, pd.Timestamp], float]]:
+    """The day's bid curve (as text) per interval and award share [kW] per asset and interval.
+
+    Also books the plan's fallback day and its solve time.
+    """
+    curve_text: dict[pd.Timestamp, str] = {}
+    share_kw: dict[tuple[str, str, pd.Timestamp], float] = {}
+    if plan.result is not None:
+        books.fallback_days += int(plan.result.fallback)
+        if plan.result.stats is not None:
+            books.solve_time_s += plan.result.stats.solve_s
+        product = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
+        for curve in plan.result.bid.curves:
+            text = " ".join(f"{pt.price_per_mwh:g}:{pt.quantity_mw:g}" for pt in curve.points)
+            first = pd.Timestamp(curve.interval_start).as_unit("ns")
+            for t in plan.index[(plan.index >= first) & (plan.index < first + product)]:
+                curve_text[t] = text
+        if plan.result.allocation is not None and plan.awards:
+            for share in plan.result.allocation.shares(plan.awards):
+                stamp = pd.Timestamp(share.interval_start).as_unit("ns")
+                share_kw[(share.park_id, share.asset_id, stamp)] = share.power_kw
+    books.solve_time_s += float(sum(plan.rt_stats))
+    return curve_text, share_kw
+
+
+def _asset_rows(
+    key: AssetKey,
+    index: pd.DatetimeIndex,
+    frame: pd.DataFrame,
+    actual_kw: np.ndarray,
+    curve_text: dict[pd.Timestamp, str],
+    share_kw: dict[tuple[str, str, pd.Timestamp], float],
+    observed: _Observed,
+) -> list[tuple[Any, ...]]:
+    """One row of :data:`ASSET_COLUMNS` per interval of the day for one asset."""
+    ends = index + (index[1] - index[0])
+    soc_values = [observed.socs.get(key, {}).get(t, np.nan) for t in ends]
+    return [
+        (
+            t,
+            key[0],
+            key[1],
+            frame["da_price"].iloc[i],
+            frame["rt_price"].iloc[i] if "rt_price" in frame else np.nan,
+            curve_text.get(t, ""),
+            share_kw.get((key[0], key[1], t), np.nan),
+            observed.setpoints.get((key[0], key[1], t), np.nan),
+            actual_kw[i],
+            soc_values[i],
+        )
+        for i, t in enumerate(index)
+    ]
+
+
+def _portfolio_intervals(
+    plan: DayPlan, frame: pd.DataFrame, energy: DayEnergy, dt_h: float
+) -> pd.DataFrame:
+    """The portfolio's prices, award, delivery and settlement per interval of the day."""
+    index = plan.index
+    award_mw = award_series(plan.awards or [], index, plan.rules.day_ahead.interval_minutes)
+    actual_mw = pd.Series(
+        sum(energy.park_energy_kwh.values()) / dt_h / KW_PER_MW, index=index
+    )
+    settled = settle(award_mw, actual_mw, frame, plan.rules.settlement.rule, dt_h)
+    return pd.DataFrame(
+        {
+            "da_price": frame["da_price"],
+            "rt_price": frame.get("rt_price", np.nan),
+            "award_mw": award_mw,
+            "actual_mw": actual_mw,
+            **{c: settled[c] for c in settled.columns},
+            "degradation_cost": sum(energy.park_wear_cost.values()),
+        },
+        index=index,
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +22,12 @@ from vpp.cli._common import (
     parse_day,
 )
 from vpp.errors import VppError
+
+if TYPE_CHECKING:
+    from market_replay.canonical import PriceFrame
+    from vpp.backtest.run import BacktestOptions, BacktestResult
+    from vpp.config import ConfigSet
+    from vpp.runtime.operator import MarketPortfolio
 
 
 def backtest(
@@ -51,16 +59,50 @@ def backtest(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder")] = None,
 ) -> None:
     """Backtest a strategy on a canonical price file; write summary, CSVs, plots and report.html."""
-    from market_replay.canonical import read_prices
-    from strategies import FORECASTERS, SOLVERS, STRATEGIES
     from vpp.backtest.report import check_out, write_backtest
-    from vpp.backtest.run import BacktestOptions, run_backtest
-    from vpp.runtime.operator import MarketPortfolio
 
     cfg = load(config)
     settings = cfg.settings.backtest
     # Every name, date and the output folder first: nothing is read, solved or written
     # before they are right, so a typo fails in a second, not after the backtest.
+    names = _checked_names(cfg, strategy, forecaster, rt_forecaster, solver)
+    first = parse_day(start, "--start") if start else settings.start
+    last = parse_day(end, "--end") if end else settings.end
+    check_range(first, last, ("--start", "--end"))
+    price_path = prices or (cfg.root / settings.prices if settings.prices else None)
+    if price_path is None:
+        fail("no price file: pass --prices or set [backtest] prices in vpp.toml")
+    out_dir = out or (cfg.root / settings.out)
+    check_out(out_dir)
+    frame, portfolio, days = _load_days(cfg, price_path, first, last)
+    options = _options(cfg, names, reoptimise_every, baselines, price_path)
+    result = _run_with_progress(portfolio, frame, days, options)
+    files = write_backtest(result, out_dir)
+    _print_summary(result.summary())
+    console.print(f"wrote {len(files)} files to {out_dir} (open {out_dir / 'report.html'})")
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The checked strategy, forecaster, real-time forecaster and solver names."""
+
+    strategy: str
+    forecaster: str
+    rt_forecaster: str | None
+    solver: str
+
+
+def _checked_names(
+    cfg: ConfigSet,
+    strategy: str | None,
+    forecaster: str | None,
+    rt_forecaster: str | None,
+    solver: str | None,
+) -> _Names:
+    """Options over ``[backtest]`` settings, each refused (one line) unless known."""
+    from strategies import FORECASTERS, SOLVERS, STRATEGIES
+
+    settings = cfg.settings.backtest
     strategy_name = check_name(
         "--strategy" if strategy else "[backtest] strategy", strategy or settings.strategy,
         STRATEGIES,
@@ -78,14 +120,16 @@ def backtest(
     solver_name = (solver or cfg.settings.solver.name).upper()
     if solver_name not in SOLVERS:
         check_name("--solver", solver or solver_name, SOLVERS)
-    first = parse_day(start, "--start") if start else settings.start
-    last = parse_day(end, "--end") if end else settings.end
-    check_range(first, last, ("--start", "--end"))
-    price_path = prices or (cfg.root / settings.prices if settings.prices else None)
-    if price_path is None:
-        fail("no price file: pass --prices or set [backtest] prices in vpp.toml")
-    out_dir = out or (cfg.root / settings.out)
-    check_out(out_dir)
+    return _Names(strategy_name, forecaster_name, rt_name, solver_name)
+
+
+def _load_days(
+    cfg: ConfigSet, price_path: Path, first: dt.date | None, last: dt.date | None
+) -> tuple[PriceFrame, MarketPortfolio, list[dt.date]]:
+    """The price file, the portfolio bidding into its market and its complete days in range."""
+    from market_replay.canonical import read_prices
+    from vpp.runtime.operator import MarketPortfolio
+
     try:
         frame = read_prices(price_path)
         portfolio = MarketPortfolio.from_config(cfg, frame.market_id)
@@ -98,20 +142,38 @@ def backtest(
     ]
     if not days:
         fail(f"{price_path}: no complete day between {first} and {last}")
-    options = BacktestOptions(
-        strategy=strategy_name,
-        forecaster=forecaster_name,
+    return frame, portfolio, days
+
+
+def _options(
+    cfg: ConfigSet, names: _Names, reoptimise_every: int | None, baselines: bool, price_path: Path
+) -> BacktestOptions:
+    """The run's :class:`~vpp.backtest.run.BacktestOptions` from the names and ``[backtest]``."""
+    from vpp.backtest.run import BacktestOptions
+
+    settings = cfg.settings.backtest
+    return BacktestOptions(
+        strategy=names.strategy,
+        forecaster=names.forecaster,
         scenarios=settings.scenarios,
-        solver=solver_name,
+        solver=names.solver,
         time_limit_s=cfg.settings.solver.time_limit_s,
         reoptimise_every=reoptimise_every or settings.reoptimise_every,
         deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
-        rt_forecaster=rt_name,
+        rt_forecaster=names.rt_forecaster,
         baselines=baselines,
         allow_out_of_rule_prices=settings.allow_out_of_rule_prices,
         price_file=str(price_path),
         workers=2 if (os.cpu_count() or 1) > 1 else 1,
     )
+
+
+def _run_with_progress(
+    portfolio: MarketPortfolio, frame: PriceFrame, days: list[dt.date], options: BacktestOptions
+) -> BacktestResult:
+    """:func:`~vpp.backtest.run.run_backtest` under a progress bar; a VppError fails in one line."""
+    from vpp.backtest.run import run_backtest
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -128,37 +190,41 @@ def backtest(
             bar.update(task, completed=sum(done.values()), description=f"{name}: day {day}/{total}")
 
         try:
-            result = run_backtest(portfolio, frame, days, options, progress)
+            return run_backtest(portfolio, frame, days, options, progress)
         except VppError as exc:
             fail_on(exc)
-    files = write_backtest(result, out_dir)
-    summary = result.summary()
+
+
+SUMMARY_ROWS = (
+    "days",
+    "intervals",
+    "strategy",
+    "net_revenue",
+    "da_revenue",
+    "rt_revenue",
+    "degradation_cost",
+    "perfect_foresight_revenue",
+    "capture_ratio",
+    "baseline_revenue",
+    "no_flexibility_revenue",
+    "flexibility_value",
+    "flexibility_capture_ratio",
+    "imbalance_mwh",
+    "battery_equivalent_cycles",
+    "solve_time_s",
+    "wall_time_s",
+)
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    """The summary's headline numbers as a table."""
     table = Table(
         title=f"Backtest {summary['market']} {summary['start']} to {summary['end']} ({summary['currency']})"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in (
-        "days",
-        "intervals",
-        "strategy",
-        "net_revenue",
-        "da_revenue",
-        "rt_revenue",
-        "degradation_cost",
-        "perfect_foresight_revenue",
-        "capture_ratio",
-        "baseline_revenue",
-        "no_flexibility_revenue",
-        "flexibility_value",
-        "flexibility_capture_ratio",
-        "imbalance_mwh",
-        "battery_equivalent_cycles",
-        "solve_time_s",
-        "wall_time_s",
-    ):
+    for key in SUMMARY_ROWS:
         value = summary.get(key)
         text = f"{value:,.2f}" if isinstance(value, float) and abs(value) >= 1 else str(value)
         table.add_row(key, text)
     console.print(table)
-    console.print(f"wrote {len(files)} files to {out_dir} (open {out_dir / 'report.html'})")

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from vpp.http import framing_error, write_json
 from vpp.wire import is_loopback
 
 log = structlog.get_logger(__name__)
@@ -104,23 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed request lines, headers or methods: a one-line JSON error, then close."""
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":  # garbage request line: answer with a status line
-            self.request_version = "HTTP/1.0"
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        body = json.dumps(
-            {"error": "bad_request" if code < 500 else "server_error", "message": message or phrase}
-        ).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        kind, text = framing_error(self, code, message)
+        write_json(self, code, {"error": kind, "message": text})
 
     def do_POST(self) -> None:
         self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET /metrics and GET /healthz")

@@ -186,6 +186,8 @@ class Daemon:
         self._lease_thread: threading.Thread | None = None
         executors = {_executor(m): ThreadPoolExecutor(max_workers=1) for m in self.operators}
         executors["default"] = ThreadPoolExecutor(max_workers=1)
+        # Our own references: stop() and abort() drain them without APScheduler's internals.
+        self._executors: dict[str, ThreadPoolExecutor] = executors
         self.scheduler = BackgroundScheduler(
             executors=executors,
             timezone=dt.UTC,
@@ -235,7 +237,7 @@ class Daemon:
             self.scheduler.pause()
             # Wait for the running job outside APScheduler's shutdown, which holds the job
             # store lock while waiting and would deadlock with a job adding its successor.
-            for executor in list(self.scheduler._executors.values()):
+            for executor in self._executors.values():
                 executor.shutdown(wait=True)
             self.scheduler.shutdown(wait=False)
         for operator in self.operators.values():
@@ -267,7 +269,7 @@ class Daemon:
         self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for executor in self.scheduler._executors.values():  # drain: queued jobs are no-ops
+        for executor in self._executors.values():  # drain: queued jobs are no-ops
             executor.shutdown(wait=True)
         self._close_exchanges()  # the sockets a dead process leaves are closed by the OS
         # A dead process stops renewing its lease and its successor on this host sees its pid

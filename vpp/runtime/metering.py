@@ -33,21 +33,14 @@ import structlog
 from sqlmodel import select
 
 from vpp.config.models import BatterySpec
-from vpp.errors import LookAheadError
 from vpp.portfolio import capability
 from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
-from vpp.runtime.settlement import settle_parks
+from vpp.runtime.settlement import settle_parks, settlement_prices
 from vpp.store import SettlementRecord, Store, TelemetryRecord
 from vpp.types import Health, Telemetry
 from vpp.units import KWH_PER_MWH
 
 log = structlog.get_logger(__name__)
-
-_PRICES = {
-    "two_settlement": ("da_price", "rt_price"),
-    "two_price_imbalance": ("da_price", "rt_price_up", "rt_price_down"),
-}
-
 
 # The one-way cumulative registers that :func:`vpp.runtime.operator.exported_kwh` settles from (and the
 # battery's throughput): they only ever count up while the device runs.
@@ -312,76 +305,129 @@ def interval_energy(counter: pd.Series, boundaries: pd.DatetimeIndex) -> np.ndar
     return np.diff(values)
 
 
+def wear_cost_per_mwh(asset: Any) -> float | None:
+    """Wear cost of ``asset`` per MWh moved through it [currency/MWh]; None: it does not wear."""
+    return asset.degradation_cost_per_mwh if isinstance(asset, BatterySpec) else None
+
+
+@dataclass(frozen=True)
+class DayEnergy:
+    """What the meters say about one delivery day, per interval of its index.
+
+    ``asset_energy_kwh``: per metered asset, energy exported (> 0 sold)
+    [kWh]; ``park_energy_kwh`` its sum per park; ``park_wear_cost``: battery
+    wear per park [currency]; ``throughput_kwh``: energy moved through each
+    wearing asset (charged + discharged) [kWh].
+    """
+
+    asset_energy_kwh: dict[AssetKey, np.ndarray]
+    park_energy_kwh: dict[str, np.ndarray]
+    park_wear_cost: dict[str, np.ndarray]
+    throughput_kwh: dict[AssetKey, np.ndarray]
+
+
+def day_energy(
+    portfolio: MarketPortfolio, meters: Meters, index: pd.DatetimeIndex, day: dt.date
+) -> DayEnergy:
+    """Interval energy per asset and park of ``day`` from the cleaned counters (both drivers).
+
+    Each counter is interpolated to the interval boundaries (a missed reading
+    spreads its energy instead of losing it). An interval outside an asset's
+    readings, and an asset with fewer than two readings, count zero energy,
+    logged ``meter_reading_missing``: energy is never invented.
+    """
+    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(hours=1)
+    boundaries = index.append(pd.DatetimeIndex([index[-1] + step]))
+    parks = [p.id for p in portfolio.parks]
+    energy_by_asset: dict[AssetKey, np.ndarray] = {}
+    park_energy = {p: np.zeros(len(index)) for p in parks}
+    park_wear = {p: np.zeros(len(index)) for p in parks}
+    throughput: dict[AssetKey, np.ndarray] = {}
+    for key, counter in meters.exported.items():
+        energy = _asset_energy(key, counter, boundaries, day)
+        energy_by_asset[key] = energy
+        park_energy[key[0]] += energy
+        cost = wear_cost_per_mwh(portfolio.asset(key))
+        if cost is not None and key in meters.throughput:
+            moved = np.nan_to_num(interval_energy(meters.throughput[key], boundaries))
+            throughput[key] = moved
+            park_wear[key[0]] += moved / KWH_PER_MWH * cost
+    for park in portfolio.parks:
+        for asset in park.assets:
+            if (park.id, asset.id) not in meters.exported:
+                log.warning("meter_reading_missing", park=park.id, asset=asset.id, day=str(day))
+    return DayEnergy(energy_by_asset, park_energy, park_wear, throughput)
+
+
+def _asset_energy(
+    key: AssetKey, counter: pd.Series, boundaries: pd.DatetimeIndex, day: dt.date
+) -> np.ndarray:
+    """One asset's interval energy [kWh]; unknown intervals count 0 (logged)."""
+    if len(counter) < 2:
+        log.warning("meter_reading_missing", park=key[0], asset=key[1], day=str(day))
+        return np.zeros(len(boundaries) - 1)
+    energy = interval_energy(counter, boundaries)
+    if not np.isfinite(energy).all():
+        first = boundaries[:-1][~np.isfinite(energy)][0]
+        log.warning(
+            "meter_reading_missing", park=key[0], asset=key[1], day=str(day), interval=str(first)
+        )
+        energy = np.nan_to_num(energy)
+    return energy
+
+
 def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str, Any]]:
     """Settle ``day`` for every park of the operator's portfolio and store the rows.
 
-    Raises :class:`~vpp.LookAheadError` while a needed price is unpublished.
+    Prices follow :func:`vpp.runtime.settlement.settlement_prices`: raises
+    :class:`~vpp.LookAheadError` while a needed price is unpublished (the
+    daemon retries later).
     """
     plan = operator.day_plan(day)
     rules = plan.rules
     index = plan.index
     step = pd.Timedelta(minutes=rules.interval_minutes)
-    dt_h = step / pd.Timedelta(hours=1)
-    needed = _PRICES[rules.settlement.rule]
-    history = operator.data.history()
-    missing = [c for c in needed if c not in history.columns]
-    prices = history.reindex(index)
-    if missing or prices.loc[:, list(needed)].isna().any().any():
-        raise LookAheadError(
-            f"prices {', '.join(needed)} for {day} are not all published yet "
-            f"(columns missing: {missing or 'none'})"
-        )
-    boundaries = index.append(pd.DatetimeIndex([index[-1] + step]))
+    prices = settlement_prices(operator.data.history(), index, rules.settlement.rule, day)
     slack = dt.timedelta(hours=2)
     meters = _counters(
-        store, operator, index[0].to_pydatetime() - slack, boundaries[-1].to_pydatetime() + slack
+        store,
+        operator,
+        index[0].to_pydatetime() - slack,
+        (index[-1] + step).to_pydatetime() + slack,
     )
-    exported, throughput = meters.exported, meters.throughput
-    parks = [p.id for p in operator.portfolio.parks]
-    park_energy = {p: np.zeros(len(index)) for p in parks}
-    park_wear = {p: np.zeros(len(index)) for p in parks}
-    for park in operator.portfolio.parks:
-        for asset in park.assets:
-            key = (park.id, asset.id)
-            counter = exported.get(key)
-            if counter is None or len(counter) < 2:
-                log.warning("meter_reading_missing", park=park.id, asset=asset.id, day=str(day))
-                continue
-            energy = interval_energy(counter, boundaries)
-            if not np.isfinite(energy).all():
-                first = index[~np.isfinite(energy)][0]
-                log.warning(
-                    "meter_reading_missing", park=park.id, asset=asset.id, interval=str(first)
-                )
-                energy = np.nan_to_num(energy)
-            park_energy[park.id] += energy
-            if isinstance(asset, BatterySpec) and key in throughput and len(throughput[key]) > 1:
-                moved = np.nan_to_num(interval_energy(throughput[key], boundaries))
-                park_wear[park.id] += moved / KWH_PER_MWH * asset.degradation_cost_per_mwh
+    energy = day_energy(operator.portfolio, meters, index, day)
     rows = settle_parks(
         day.isoformat(),
         operator.market.id,
-        parks,
+        [p.id for p in operator.portfolio.parks],
         plan.park_award_kw,
-        park_energy,
-        park_wear,
+        energy.park_energy_kwh,
+        energy.park_wear_cost,
         prices,
         rules.settlement.rule,
-        dt_h,
+        step / pd.Timedelta(hours=1),
     )
     for row in rows:  # what the meters needed (also logged): none on a healthy day
         row["meter_resets"] = sum(n for k, n in meters.resets.items() if k[0] == row["park_id"])
         row["meter_faults"] = sum(n for k, n in meters.faults.items() if k[0] == row["park_id"])
+    _store_settlement(store, operator.market.id, day, rows)
+    return rows
+
+
+def _store_settlement(
+    store: Store, market_id: str, day: dt.date, rows: list[dict[str, Any]]
+) -> None:
+    """Insert or update one :class:`SettlementRecord` per park row."""
     with store.session() as session:
         for row in rows:
             record = session.exec(
                 select(SettlementRecord).where(
-                    SettlementRecord.market_id == operator.market.id,
+                    SettlementRecord.market_id == market_id,
                     SettlementRecord.park_id == row["park_id"],
                     SettlementRecord.delivery_day == day,
                 )
             ).first() or SettlementRecord(
-                market_id=operator.market.id,
+                market_id=market_id,
                 park_id=str(row["park_id"]),
                 delivery_day=day,
                 da_revenue=0.0,
@@ -396,4 +442,3 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
             record.net_revenue = float(row["net_revenue"])
             record.imbalance_mwh = float(row["imbalance_mwh"])
             session.add(record)
-    return rows

@@ -12,19 +12,72 @@ Per interval, with quantities in the sign convention of :mod:`vpp.units`
   sets equal to the spot price in hours without regulation in that direction).
 
 Revenue is in market currency; a positive number is money received.
+
+Missing prices, one policy for both drivers (:func:`settlement_prices`):
+
+* a deviation price column the price source does not carry at all (a
+  day-ahead-only market such as EPEX DE-LU) is the day-ahead price: the
+  deviations settle at ``da_price``, logged ``settlement_price_fallback``
+  (the backtest also says so in its summary as ``deviation_price``);
+* a needed price the source carries but lacks for an interval of the day is
+  never guessed: :class:`~vpp.LookAheadError` names the day, the column and
+  the first such interval. The daemon retries the settlement later (the
+  price is not published yet); a backtest stops (after the import checks
+  every published day is complete, so this is a hole in the file).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import structlog
 
+from vpp.errors import LookAheadError
 from vpp.units import KW_PER_MW, KWH_PER_MWH
 
+log = structlog.get_logger(__name__)
+
 SETTLEMENT_COLUMNS = ("da_revenue", "rt_revenue", "imbalance_mwh")
+#: The columns that price deviations, per settlement rule.
+DEVIATION_PRICES = {
+    "two_settlement": ("rt_price",),
+    "two_price_imbalance": ("rt_price_up", "rt_price_down"),
+}
+
+
+def settlement_prices(
+    prices: pd.DataFrame, index: pd.DatetimeIndex, rule: str, day: dt.date
+) -> pd.DataFrame:
+    """The prices that settle ``day`` on its intervals ``index`` (the module's missing-price policy).
+
+    ``prices`` is the price source (the backtest's price file, the daemon's
+    published history), any index. A deviation column the source does not
+    carry is filled with ``da_price`` (logged ``settlement_price_fallback``);
+    a needed value missing for an interval raises :class:`~vpp.LookAheadError`.
+    """
+    if rule not in DEVIATION_PRICES:
+        raise ValueError(f"unknown settlement rule {rule!r}")
+    deviation = DEVIATION_PRICES[rule]
+    frame = prices.reindex(index)
+    absent = [c for c in deviation if c not in prices.columns]
+    if absent and "da_price" in frame:
+        frame = frame.copy()
+        for column in absent:
+            frame[column] = frame["da_price"]
+        log.info("settlement_price_fallback", day=str(day), columns=absent, price="da_price")
+    for column in ("da_price", *deviation):
+        unknown = frame[column].isna() if column in frame else pd.Series(True, index=index)
+        if unknown.any():
+            raise LookAheadError(
+                f"settlement of {day}: {column} is missing for {int(unknown.sum())} of "
+                f"{len(index)} intervals, the first at {index[unknown.to_numpy()][0]}: not "
+                "published yet, or a hole in the price file; a settlement never guesses a price"
+            )
+    return frame
 
 
 def settle(
