@@ -23,7 +23,7 @@ Public API (see ``docs/strategy.md``):
 
 from __future__ import annotations
 
-from strategies._solver import SOLVERS, SolveStats, SolveStatus
+from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus, check_solver
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid, check_bid
 from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
@@ -41,6 +41,7 @@ from strategies.state import (
 )
 
 __all__ = [
+    "DEFAULT_SOLVER",
     "FORECASTERS",
     "SOLVERS",
     "STRATEGIES",
@@ -60,6 +61,7 @@ __all__ = [
     "Strategy",
     "build_day_ahead_bid",
     "check_bid",
+    "check_solver",
     "expected_sessions",
     "get_forecaster",
     "get_strategy",

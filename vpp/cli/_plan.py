@@ -34,7 +34,7 @@ def plan(
 ) -> None:
     """Write the optimal schedule for DAY: per asset and per park (CSV) and plan.json."""
     from market_replay import read_prices
-    from strategies._solver import check_solver
+    from strategies import check_solver
     from strategies.plan import check_plan_out, plan_day, write_plan
 
     delivery_day = parse_day(day, "--day")
