@@ -3,6 +3,8 @@
 ::
 
     VppError
+    ├── InputError           a value given to a function or command is out of its domain
+    │                        (also a ValueError, so ``except ValueError`` keeps working)
     ├── ConfigError          a config file is missing, malformed or inconsistent
     ├── DataQualityError     a price/profile file failed a quality check under policy "error"
     ├── LookAheadError       a strategy asked for data not yet published at decision time
@@ -26,6 +28,14 @@ from dataclasses import dataclass
 
 class VppError(Exception):
     """Base class of every error raised on purpose by vpp."""
+
+
+class InputError(VppError, ValueError):
+    """A value passed in is out of its domain: the message says what was given and what is allowed.
+
+    It subclasses :class:`ValueError` too, so callers (and tests) that catch
+    ``ValueError`` from the standard library's conventions keep working.
+    """
 
 
 @dataclass(frozen=True)
