@@ -56,6 +56,7 @@ from websockets.http11 import Request, Response
 from adapters._loop import LoopThread
 from adapters.base import Adapter, DeviceFaultError, Reading, Reason, ReconnectPolicy
 from vpp.config.models import EvChargingSpec, OcppAdapter
+from vpp.errors import InputError
 from vpp.logging import register_secret
 from vpp.types import Clock, Health, Setpoint, Telemetry
 
@@ -571,7 +572,7 @@ class OcppHub(Adapter):
                     measurand = value.get("measurand", "Energy.Active.Import.Register")
                     number = float(value["value"])
                     if not math.isfinite(number):
-                        raise ValueError(f"{measurand} = {value['value']!r}")
+                        raise InputError(f"{measurand} = {value['value']!r}")
                     if measurand == "Energy.Active.Import.Register":
                         energy = _energy_kwh(number, value.get("unit"))
                     elif measurand == "Power.Active.Import":

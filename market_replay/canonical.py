@@ -57,7 +57,7 @@ import structlog
 
 from market_replay._errors import InputFormatError
 from vpp import files
-from vpp.errors import DataQualityError
+from vpp.errors import DataQualityError, InputError
 from vpp.timeutil import day_bounds_utc, require_aware, zone
 
 log = structlog.get_logger(__name__)
@@ -305,7 +305,7 @@ def write_prices(
         header["created_by"] = created_by
     for key, value in (extra or {}).items():
         if not re.match(r"^[a-z][a-z0-9_]*$", key) or key in header:
-            raise ValueError(f"header key {key!r} must be a new lower-case identifier")
+            raise InputError(f"header key {key!r} must be a new lower-case identifier")
         header[key] = value
     buffer = io.StringIO()
     for key, value in header.items():

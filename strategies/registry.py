@@ -48,7 +48,7 @@ from strategies.real_time import RealTimeDispatcher, RealTimeResult
 from strategies.schedule import idle_power_kw
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
 from vpp.config.models import MarketRules, ParkConfig
-from vpp.errors import LookAheadError
+from vpp.errors import InputError, LookAheadError
 from vpp.types import BidCurve, BidPoint, DayAheadBid, Setpoint
 from vpp.units import KW_PER_MW
 
@@ -114,7 +114,7 @@ class Strategy:
             )
             return forecaster.forecast(history, index).point
         if "da_price" not in history.columns:
-            raise ValueError("history needs da_price for the default real-time forecast")
+            raise InputError("history needs da_price for the default real-time forecast")
         known = history["da_price"].reindex(index)
         if known.isna().any():
             missing = index[known.isna().to_numpy()][0]
@@ -276,7 +276,7 @@ def get_strategy(name: str, **kwargs: Any) -> Strategy:
     try:
         factory = STRATEGIES[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
         ) from None
     return factory(**kwargs)

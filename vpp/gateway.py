@@ -27,7 +27,7 @@ import httpx
 import pandas as pd
 import structlog
 
-from vpp.errors import ExchangeError, LookAheadError, MarketRuleError
+from vpp.errors import ExchangeError, InputError, LookAheadError, MarketRuleError
 from vpp.timeutil import require_aware
 from vpp.types import Award, DayAheadBid
 from vpp.wire import WireError, award_from_json, bid_content_hash, bid_from_json, bid_to_json
@@ -46,7 +46,7 @@ class HttpExchange:
         token: str | None = None,
     ) -> None:
         if client.timeout.read is None or client.timeout.connect is None:
-            raise ValueError("the httpx client needs an explicit timeout (never timeout=None)")
+            raise InputError("the httpx client needs an explicit timeout (never timeout=None)")
         self.client = client
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
