@@ -7,11 +7,11 @@ Public API::
 See ``docs/market-data.md``.
 """
 
-from market_replay._errors import InputFormatError, QualityError
 from market_replay.canonical import PriceFrame, read_header, read_prices, write_prices
 from market_replay.formats import FormatSpec, builtin_formats, get_format
 from market_replay.importers import ImportResult, import_prices
 from market_replay.quality import CHECKS, POLICIES, Policy, QualityIssue, QualityReport
+from vpp.errors import InputFormatError, QualityError
 
 __all__ = [
     "CHECKS",

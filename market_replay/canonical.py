@@ -55,9 +55,8 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from market_replay._errors import InputFormatError
 from vpp import files
-from vpp.errors import DataQualityError, InputError
+from vpp.errors import DataQualityError, InputError, InputFormatError
 from vpp.timeutil import day_bounds_utc, require_aware, zone
 
 log = structlog.get_logger(__name__)
