@@ -98,7 +98,10 @@ class HttpExchange:
     def _raise_for(self, response: httpx.Response) -> dict[str, Any]:
         body = self._json(response)
         if response.status_code in (409, 422):
-            raise MarketRuleError(str(body.get("rule") or "unknown"), str(body.get("message")))
+            rule = str(body.get("rule") or "unknown")
+            # The server's message is ``str(MarketRuleError)``, already ``"rule: ..."``.
+            message = str(body.get("message")).removeprefix(f"{rule}: ")
+            raise MarketRuleError(rule, message)
         if response.status_code == 425:
             raise LookAheadError(str(body.get("message")))
         if response.status_code in (401, 403):

@@ -49,8 +49,10 @@ from vpp.timeutil import day_intervals_utc
 from vpp.types import BidCurve, DayAheadBid
 
 __all__ = [
+    "CURVE_RULES",
     "PRODUCTS",
     "RULES",
+    "TOLERANCE",
     "ProductRules",
     "check_bid",
     "check_curve",
