@@ -243,16 +243,20 @@ def check_curve(curve: BidCurve, rules: MarketRules, product: str = "day_ahead")
             raise MarketRuleError(name, message)
 
 
+def _check_market(bid: DayAheadBid, rules: MarketRules) -> None:
+    if bid.market_id != rules.market_id:
+        raise MarketRuleError(
+            "market", f"bid for {bid.market_id}, allowed only {rules.market_id} under these rules"
+        )
+
+
 def check_bid(bid: DayAheadBid, rules: MarketRules, product: str = "day_ahead") -> None:
     """The strategy's check before submitting: the market and every rule of every curve.
 
     It does not ask for the whole day (a strategy may bid a shorter horizon
     in tests and studies) nor the time; :func:`check_submission` adds both.
     """
-    if bid.market_id != rules.market_id:
-        raise MarketRuleError(
-            "market", f"bid for {bid.market_id}, allowed only {rules.market_id} under these rules"
-        )
+    _check_market(bid, rules)
     for curve in bid.curves:
         check_curve(curve, rules, product)
 
@@ -287,8 +291,7 @@ def check_submission(
     bid: DayAheadBid, rules: MarketRules, now: dt.datetime, product: str = "day_ahead"
 ) -> None:
     """The exchange's check on receipt: market, gate closure, the day's intervals, every curve."""
-    if bid.market_id != rules.market_id:
-        check_bid(bid, rules, product)  # raises ``market``
+    _check_market(bid, rules)
     check_gate_closure(bid, rules, now, product)
     check_intervals(bid, rules, product)
     check_bid(bid, rules, product)
