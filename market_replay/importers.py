@@ -36,7 +36,7 @@ import pandas as pd
 import structlog
 
 from market_replay._errors import InputFormatError, QualityError
-from market_replay.formats import FormatSpec, get_format
+from market_replay.formats import FormatSpec, TimeSpec, get_format
 from market_replay.prices import (
     FLAG_PREFIX,
     INDEX_NAME,
@@ -142,9 +142,50 @@ def _zero_hour(match: re.Match[str]) -> str:
 
 
 def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
+    """Read a vendor file as ``spec`` describes it: the rows, the header, the local interval
+    starts, the values, the resolution and the DST flags. Each step raises
+    :class:`InputFormatError` naming the row and column of a malformed file."""
     file = str(path)
     required, optional = spec.resolve(zone_name)
     t = spec.time
+    header, header_row, records, rows = _read_rows(path)
+    position = _check_header(file, spec, zone_name, header, header_row, required, optional)
+    if not records:
+        raise InputFormatError(file, "no data rows after the header", row=header_row + 1)
+    row_numbers = np.asarray(rows, dtype="int64")
+    columns = list(zip(*records, strict=True))
+
+    def cells(name: str) -> list[str]:
+        return list(columns[position[name]])
+
+    wall, labels = _wall_times(file, t, cells, row_numbers)
+    values = pd.DataFrame(index=pd.RangeIndex(len(records)))
+    for canonical, source in [*required.items(), *optional.items()]:
+        if source in position:
+            values[canonical] = _floats(file, source, canonical, cells(source), row_numbers)
+    step = _resolution(file, spec, wall, row_numbers)
+    if t.label == "end":
+        wall = wall - pd.Timedelta(minutes=step)
+    repeat = None
+    if t.dst_flag_column is not None:
+        repeat = np.array([c.strip() == t.dst_repeat_value for c in cells(t.dst_flag_column)])
+    return _Parsed(
+        file=file,
+        spec=spec,
+        rows=row_numbers,
+        labels=labels,
+        wall=pd.DatetimeIndex(wall),
+        repeat=repeat,
+        values=values,
+        step_minutes=step,
+        time_column=t.column,
+    )
+
+
+def _read_rows(path: Path) -> tuple[list[str], int, list[list[str]], list[int]]:
+    """The header (first non-blank row), its line number, the non-blank data rows and their
+    line numbers; a row with another field count than the header raises."""
+    file = str(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
@@ -174,7 +215,21 @@ def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
         raise InputFormatError(file, "not UTF-8 text") from None
     except csv.Error as exc:
         raise InputFormatError(file, f"not valid CSV: {exc}") from None
+    return header, header_row, records, rows
 
+
+def _check_header(
+    file: str,
+    spec: FormatSpec,
+    zone_name: str | None,
+    header: list[str],
+    header_row: int,
+    required: Mapping[str, str],
+    optional: Mapping[str, str],
+) -> dict[str, int]:
+    """Every column the format reads appears once; every column it needs is there (the error
+    says why: another delimiter, or a zone the file does not have). Returns name -> field."""
+    t = spec.time
     position = {name: i for i, name in enumerate(header)}
     needed = [t.column, t.date_column, t.dst_flag_column, *required.values()]
     read = {n for n in (*needed, *optional.values()) if n is not None}
@@ -203,46 +258,24 @@ def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
             raise InputFormatError(
                 file, f"missing column ({spec.name} needs it); {hint}", row=header_row, column=name
             )
-    if not records:
-        raise InputFormatError(file, "no data rows after the header", row=header_row + 1)
-    row_numbers = np.asarray(rows, dtype="int64")
-    columns = list(zip(*records, strict=True))
+    return position
 
-    def cells(name: str) -> list[str]:
-        return list(columns[position[name]])
 
+def _wall_times(
+    file: str, t: TimeSpec, cells: Callable[[str], list[str]], rows: np.ndarray
+) -> tuple[pd.DatetimeIndex, list[str]]:
+    """The naive local time of each row as labelled (date and time columns, or one column)
+    and its label as written, for examples."""
     time_cells = cells(t.column)
     if t.date_column is not None and t.date_format is not None:
-        dates = _parse_times(file, t.date_column, t.date_format, cells(t.date_column), row_numbers)
-        times = _parse_times(file, t.column, t.format, time_cells, row_numbers)
+        dates = _parse_times(file, t.date_column, t.date_format, cells(t.date_column), rows)
+        times = _parse_times(file, t.column, t.format, time_cells, rows)
         wall = dates + (times - pd.Timestamp("1900-01-01"))
         labels = [f"{d} {c}" for d, c in zip(cells(t.date_column), time_cells, strict=True)]
     else:
-        wall = _parse_times(file, t.column, t.format, time_cells, row_numbers)
+        wall = _parse_times(file, t.column, t.format, time_cells, rows)
         labels = [c.strip() for c in time_cells]
-
-    values = pd.DataFrame(index=pd.RangeIndex(len(records)))
-    for canonical, source in [*required.items(), *optional.items()]:
-        if source in position:
-            values[canonical] = _floats(file, source, canonical, cells(source), row_numbers)
-
-    step = _resolution(file, spec, wall, row_numbers)
-    if t.label == "end":
-        wall = wall - pd.Timedelta(minutes=step)
-    repeat = None
-    if t.dst_flag_column is not None:
-        repeat = np.array([c.strip() == t.dst_repeat_value for c in cells(t.dst_flag_column)])
-    return _Parsed(
-        file=file,
-        spec=spec,
-        rows=row_numbers,
-        labels=labels,
-        wall=pd.DatetimeIndex(wall),
-        repeat=repeat,
-        values=values,
-        step_minutes=step,
-        time_column=t.column,
-    )
+    return wall, labels
 
 
 def _resolution(file: str, spec: FormatSpec, wall: pd.DatetimeIndex, rows: np.ndarray) -> int:
@@ -885,34 +918,12 @@ def import_prices(
     (with the report) when ``policy == "error"`` and a check found a problem,
     and :class:`vpp.DataQualityError` when nothing is left to write.
     """
-    if policy not in POLICIES:
-        raise DataQualityError(f"policy {policy!r}: must be one of {', '.join(POLICIES)}")
-    spec = fmt if isinstance(fmt, FormatSpec) else get_format(fmt)
-    rt_spec = None
-    if rt_path is not None:
-        if spec.rt_companion is None:
-            raise DataQualityError(
-                f"format {spec.name} takes no real-time file (--rt); formats that do: ercot-dam"
-            )
-        rt_spec = get_format(spec.rt_companion)
-    rule_cache: dict[date, MarketRules] = {}
-
-    def rules_for(day: date) -> MarketRules:
-        if day not in rule_cache:
-            try:
-                rule_cache[day] = market.rules_on(day)
-            except ValueError as exc:
-                raise DataQualityError(f"{path}: {exc}; choose another --market") from None
-        return rule_cache[day]
-
-    analyses = []
-    for source_path, source_spec in ((path, spec), (rt_path, rt_spec)):
-        if source_path is None or source_spec is None:
-            continue
-        parsed = _parse(Path(source_path), source_spec, zone)
-        source_tz = market.timezone if source_spec.timezone == "market" else source_spec.timezone
-        analyses.append(_analyse(parsed, market, source_tz, rules_for))
-
+    spec, rt_spec = _formats(fmt, policy, rt_path)
+    rules_for = _rules_on_day(market, path)
+    analyses = [
+        _analyse(parsed, market, source_tz, rules_for)
+        for parsed, source_tz in _parse_sources(market, zone, (path, spec), (rt_path, rt_spec))
+    ]
     report = QualityReport(
         sources=[str(a.parsed.file) for a in analyses],
         format=spec.name if rt_spec is None else f"{spec.name}+{rt_spec.name}",
@@ -921,41 +932,9 @@ def import_prices(
         rows_read=sum(a.rows_read for a in analyses),
         issues=[i for a in analyses for i in a.issues],
     )
-    if policy == "error" and report.problems:
-        report.outcome = "failed: nothing written"
-        log.error("import_rejected", sources=report.sources, problems=report.summary())
-        raise QualityError(
-            f"{', '.join(report.sources)}: {len(report.problems)} quality problem(s) "
-            f"({report.summary()}) under policy 'error'; nothing written. Use --on-missing "
-            "drop-day or flag to import anyway",
-            report,
-        )
-    drop = report.problem_days() if policy == "drop-day" else set()
-    frames = [_apply(a, policy, drop) for a in analyses]
-    if len(frames) == 1:
-        frame, interval = frames[0], analyses[0].parsed.step_minutes
-    else:
-        frame, interval, note = _join(frames[0], analyses[0], frames[1], analyses[1])
-        report.issues.append(note)
-    report.days_dropped = tuple(sorted(drop))
-    if (
-        frame.empty
-        or frame.drop(
-            columns=[c for c in frame.columns if c == QUALITY_FLAG or c.startswith(FLAG_PREFIX)]
-        )
-        .isna()
-        .all()
-        .all()
-    ):
-        raise DataQualityError(
-            f"{', '.join(report.sources)}: nothing left to write after policy {policy!r} "
-            f"({report.summary()})"
-        )
-    if REQUIRED_COLUMN not in frame.columns:
-        raise DataQualityError(
-            f"{path}: format {spec.name} gives no day-ahead price; a canonical file needs "
-            "da_price (join a day-ahead file, e.g. --format ercot-dam DAM.csv --rt RTM.csv)"
-        )
+    _reject_under_error_policy(report)
+    frame, interval = _apply_policy(analyses, report)
+    _check_writable(frame, report, path, spec)
     prices = PriceFrame(frame, market.id, market.currency, interval)
     report.intervals_written = len(prices)
     report.outcome = f"{len(prices)} intervals"
@@ -972,6 +951,106 @@ def import_prices(
         problems=report.summary(),
     )
     return ImportResult(prices, report)
+
+
+def _formats(
+    fmt: str | FormatSpec, policy: str, rt_path: str | os.PathLike[str] | None
+) -> tuple[FormatSpec, FormatSpec | None]:
+    """The policy is known; the format, and its real-time companion when ``rt_path`` is given."""
+    if policy not in POLICIES:
+        raise DataQualityError(f"policy {policy!r}: must be one of {', '.join(POLICIES)}")
+    spec = fmt if isinstance(fmt, FormatSpec) else get_format(fmt)
+    rt_spec = None
+    if rt_path is not None:
+        if spec.rt_companion is None:
+            raise DataQualityError(
+                f"format {spec.name} takes no real-time file (--rt); formats that do: ercot-dam"
+            )
+        rt_spec = get_format(spec.rt_companion)
+    return spec, rt_spec
+
+
+def _rules_on_day(
+    market: MarketConfig, path: str | os.PathLike[str]
+) -> Callable[[date], MarketRules]:
+    """``market.rules_on`` cached per day; a day no rule covers names the file."""
+    rule_cache: dict[date, MarketRules] = {}
+
+    def rules_for(day: date) -> MarketRules:
+        if day not in rule_cache:
+            try:
+                rule_cache[day] = market.rules_on(day)
+            except ValueError as exc:
+                raise DataQualityError(f"{path}: {exc}; choose another --market") from None
+        return rule_cache[day]
+
+    return rules_for
+
+
+def _parse_sources(
+    market: MarketConfig,
+    zone: str | None,
+    *sources: tuple[str | os.PathLike[str] | None, FormatSpec | None],
+) -> Iterable[tuple[_Parsed, str]]:
+    """Each given source parsed, with the time zone its labels are in (one at a time, so a
+    malformed second file is reported after the first one's checks)."""
+    for source_path, source_spec in sources:
+        if source_path is None or source_spec is None:
+            continue
+        parsed = _parse(Path(source_path), source_spec, zone)
+        source_tz = market.timezone if source_spec.timezone == "market" else source_spec.timezone
+        yield parsed, source_tz
+
+
+def _reject_under_error_policy(report: QualityReport) -> None:
+    """Under policy ``error`` any problem fails the import with the whole report."""
+    if report.policy == "error" and report.problems:
+        report.outcome = "failed: nothing written"
+        log.error("import_rejected", sources=report.sources, problems=report.summary())
+        raise QualityError(
+            f"{', '.join(report.sources)}: {len(report.problems)} quality problem(s) "
+            f"({report.summary()}) under policy 'error'; nothing written. Use --on-missing "
+            "drop-day or flag to import anyway",
+            report,
+        )
+
+
+def _apply_policy(analyses: list[_Analysis], report: QualityReport) -> tuple[pd.DataFrame, int]:
+    """Each source after the policy, the day-ahead joined onto the real-time grid if there are
+    two; the interval [min]. Records the dropped days and the join note in ``report``."""
+    drop = report.problem_days() if report.policy == "drop-day" else set()
+    frames = [_apply(a, report.policy, drop) for a in analyses]
+    if len(frames) == 1:
+        frame, interval = frames[0], analyses[0].parsed.step_minutes
+    else:
+        frame, interval, note = _join(frames[0], analyses[0], frames[1], analyses[1])
+        report.issues.append(note)
+    report.days_dropped = tuple(sorted(drop))
+    return frame, interval
+
+
+def _check_writable(
+    frame: pd.DataFrame, report: QualityReport, path: str | os.PathLike[str], spec: FormatSpec
+) -> None:
+    """Some value is left after the policy, and there is a day-ahead price."""
+    if (
+        frame.empty
+        or frame.drop(
+            columns=[c for c in frame.columns if c == QUALITY_FLAG or c.startswith(FLAG_PREFIX)]
+        )
+        .isna()
+        .all()
+        .all()
+    ):
+        raise DataQualityError(
+            f"{', '.join(report.sources)}: nothing left to write after policy {report.policy!r} "
+            f"({report.summary()})"
+        )
+    if REQUIRED_COLUMN not in frame.columns:
+        raise DataQualityError(
+            f"{path}: format {spec.name} gives no day-ahead price; a canonical file needs "
+            "da_price (join a day-ahead file, e.g. --format ercot-dam DAM.csv --rt RTM.csv)"
+        )
 
 
 def _join(
