@@ -3,7 +3,7 @@
 Every producer of prices returns one (the vendor importers
 :func:`market_replay.import_prices`, the canonical reader
 :func:`market_replay.read_prices`, the backtest's regridding
-``vpp.backtest.on_schedule_grid``) and every consumer reads one (the replay
+``vpp.backtest.run.on_schedule_grid``) and every consumer reads one (the replay
 exchange and its HTTP server through ``.frame``, the forecasters through the
 exchange's published history, settlement, ``vpp plan``, ``vpp data``). It is
 built and checked in one place, the :class:`PriceFrame` constructor, so a
@@ -48,6 +48,24 @@ Columns
     that was missing in the source (gap, NaN, zero-coded day, ambiguous DST
     hour, conflicting duplicate) is NaN, never a guess. :meth:`PriceFrame.unit`
     names the unit of a column.
+
+Where it flows
+    ================================= ==========================================
+    made by                           ``read_prices`` (canonical file),
+                                      ``import_prices`` (vendor files),
+                                      ``vpp.backtest.run.on_schedule_grid``
+                                      (day-ahead spread onto the schedule grid)
+    read by                           ``vpp backtest``, ``vpp plan``, ``vpp
+                                      daemon --simulate``, ``vpp data``; the
+                                      replay exchange takes ``.frame``
+    seen by forecasters as            the exchange's published history
+                                      (``ReplayExchange.history``, over HTTP
+                                      ``vpp.gateway.HttpExchange.history``): the
+                                      value columns above, same names and
+                                      units, only what is published at the
+                                      decision time -- a view, not a
+                                      ``PriceFrame``
+    ================================= ==========================================
 
 Errors
     A frame that is not a DataFrame, has a naive or non-datetime index, or an
