@@ -7,6 +7,8 @@ import inspect
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import market_replay
 import market_replay.canonical as canonical
@@ -164,3 +166,21 @@ def test_the_docstring_table_documents_every_column_and_its_unit() -> None:
         assert f"``{column}``" in doc
     for unit in ("[currency/MWh]", "[MW]", "bool"):
         assert unit in doc
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    minutes=st.sampled_from([5, 15, 30, 60]),
+    periods=st.integers(min_value=0, max_value=50),
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "Asia/Shanghai", "America/Chicago"]),
+    missing=st.booleans(),
+)
+def test_construction_is_idempotent(minutes, periods, tz, missing) -> None:
+    frame = _frame(periods, minutes, tz)
+    if missing and periods:
+        frame.iloc[0, 0] = np.nan
+    prices = PriceFrame(frame, "m", "EUR", minutes)
+    again = PriceFrame(prices.frame, "m", "EUR", minutes)
+    assert again == prices
+    assert prices.with_frame(prices.frame) == prices
+    assert prices.dt_h * 60 == minutes
