@@ -23,12 +23,18 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from vpp.config.models import BatterySpec, EvChargingSpec, FlexibleProcessSpec, PvSpec
+from vpp.assets.base import AssetBase
+from vpp.assets.battery import BatterySpec
+from vpp.assets.ev_charging import EvChargingSpec
+from vpp.assets.flexible_process import FlexibleProcessSpec
+from vpp.assets.pv import PvSpec
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from collections.abc import Iterable
+
+S = TypeVar("S", bound=AssetBase)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class AssetType:
 
     name: str
     """The ``type`` string in park files."""
-    spec: type[BaseModel]
+    spec: type[AssetBase]
     """The config spec class (``vpp`` layer)."""
     model: str
     """Module of the vectorised constraint builder and state (``strategies`` layer)."""
@@ -73,4 +79,19 @@ def asset_type(name: str) -> AssetType:
         raise KeyError(f"unknown asset type {name!r}; known: {', '.join(ASSET_TYPES)}") from None
 
 
-__all__ = ["ASSET_TYPES", "AssetType", "asset_type"]
+def assets_of_type(assets: Iterable[AssetBase], spec: type[S]) -> list[S]:
+    """The assets whose spec is ``spec`` (a registry entry's class), in their order."""
+    return [asset for asset in assets if isinstance(asset, spec)]
+
+
+__all__ = [
+    "ASSET_TYPES",
+    "AssetBase",
+    "AssetType",
+    "BatterySpec",
+    "EvChargingSpec",
+    "FlexibleProcessSpec",
+    "PvSpec",
+    "asset_type",
+    "assets_of_type",
+]
