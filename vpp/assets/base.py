@@ -160,6 +160,11 @@ class AssetBase(Spec):
         return None
 
     @property
+    def soc_limits(self) -> tuple[float, float] | None:
+        """Lowest and highest state of charge [fraction]; None: no state of charge."""
+        return None
+
+    @property
     def wear_cost_per_mwh(self) -> float | None:
         """Wear cost per MWh moved through the asset [currency/MWh]; None: it does not wear."""
         return None

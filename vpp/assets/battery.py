@@ -69,6 +69,10 @@ class BatterySpec(AssetBase):
         return self.energy_kwh
 
     @property
+    def soc_limits(self) -> tuple[float, float]:
+        return (self.soc_min, self.soc_max)
+
+    @property
     def wear_cost_per_mwh(self) -> float:
         return self.degradation_cost_per_mwh
 
