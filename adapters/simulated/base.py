@@ -187,6 +187,3 @@ class SimulatedDevice(Adapter):
     @abc.abstractmethod
     def _reading(self, now: dt.datetime) -> Reading:
         """The state at ``now``; raise DeviceFaultError(NO_DATA) outside the data."""
-
-
-# --------------------------------------------------------------------------- battery

@@ -86,8 +86,5 @@ class SimulatedBattery(SimulatedDevice):
         )
 
 
-# --------------------------------------------------------------------------- PV
-
-
 DEVICE = SimulatedBattery
 """The simulated device class of this asset type (found through the asset registry)."""

@@ -115,8 +115,5 @@ class SimulatedProcess(SimulatedDevice):
         )
 
 
-# --------------------------------------------------------------------------- EV hub
-
-
 DEVICE = SimulatedProcess
 """The simulated device class of this asset type (found through the asset registry)."""

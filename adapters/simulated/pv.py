@@ -60,8 +60,5 @@ class SimulatedPv(SimulatedDevice):
         )
 
 
-# --------------------------------------------------------------------------- process
-
-
 DEVICE = SimulatedPv
 """The simulated device class of this asset type (found through the asset registry)."""

@@ -145,7 +145,7 @@ def load_market(path: Path) -> MarketConfig:
     return _parse(MarketConfig, path, data)
 
 
-def _park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator[ConfigIssue]:
+def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator[ConfigIssue]:
     seen: dict[str, int] = {}
     for i, asset in enumerate(park.assets):
         where = f"assets[{i}]"
@@ -221,7 +221,7 @@ def load_park(
     (same clock as the market's time zone). ``market_files`` names the market files in
     messages."""
     park = _parse(ParkConfig, path, read_toml(path))
-    issues = list(_park_cross_issues(str(path), park, path.parent))
+    issues = list(park_cross_issues(str(path), park, path.parent))
     if markets is not None and park.market not in markets:
         known = ", ".join(sorted(markets)) or "none found"
         issues.append(
