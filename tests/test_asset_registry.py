@@ -96,6 +96,20 @@ def test_shipped_assets_meter_with_their_types_sign() -> None:
     assert seen == set(ASSET_TYPES)
 
 
+def test_shipped_assets_take_setpoints_as_their_type_says() -> None:
+    cfg = load_config("config")
+    kinds = {"battery": "power", "flexible_process": "power", "ev_charging": "import_cap"}
+    for park in cfg.parks.values():
+        for asset in park.assets:
+            low, high = asset.setpoint_limits_kw
+            assert low <= 0 <= high
+            assert (low, high) == (-asset.max_import_kw, asset.max_export_kw)
+            if asset.type == "pv":
+                assert asset.setpoint_kind == ("export_cap" if asset.curtailable else "none")
+            else:
+                assert asset.setpoint_kind == kinds[asset.type]
+
+
 # --------------------------------------------------------------------------- a fifth type
 
 
@@ -115,6 +129,10 @@ class HeatPumpSpec(AssetBase):
     @property
     def max_import_kw(self) -> float:
         return self.power_kw
+
+    @property
+    def setpoint_kind(self) -> Literal["power"]:
+        return "power"
 
     def describe(self) -> str:
         return f"{self.power_kw:g} kW, pauses up to {self.pause_h:g} h"
@@ -185,6 +203,9 @@ def test_a_fifth_type_is_described_checked_metered_and_simulated(heat_pump: Heat
     device.connect()
     clock.advance_to(T0 + dt.timedelta(minutes=30))
     assert exported_kwh(heat_pump, device.read()) == pytest.approx(-150.0)
+    limits = device.capabilities
+    assert (limits.setpoint_kind, limits.min_kw, limits.max_kw) == ("power", -300.0, 0.0)
+    assert not limits.reports_soc
     assert isinstance(create(park, heat_pump, clock=clock), SimulatedHeatPump)
     assert heat_pump.simulation_inputs(ROOT, pd.DatetimeIndex([T0]), "UTC", T0, T0) == {}
 

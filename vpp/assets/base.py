@@ -120,6 +120,10 @@ class PvProfileSource(FileSource):
 # --------------------------------------------------------------------------- assets
 
 
+SetpointKind = Literal["power", "export_cap", "import_cap", "none"]
+"""How a setpoint drives an asset: a power target, a cap on export or on import, or not at all
+(the same values as :data:`adapters.base.SetpointKind`)."""
+
 StateKind = Literal["soc", "sessions", "shift"]
 """What an asset's state read from telemetry is: a state of charge, plugged EV sessions,
 or a shift from the baseline with its energy offset in the recovery block."""
@@ -147,6 +151,16 @@ class AssetBase(Spec):
     @property
     def max_import_kw(self) -> float:
         """Most the asset can draw from the grid at nameplate [kW] (>= 0)."""
+        raise NotImplementedError(type(self).__name__)
+
+    @property
+    def setpoint_limits_kw(self) -> tuple[float, float]:
+        """Nameplate setpoint bounds in the sign of :mod:`vpp.units` (low, high) [kW]."""
+        return -self.max_import_kw, self.max_export_kw
+
+    @property
+    def setpoint_kind(self) -> SetpointKind:
+        """How a setpoint drives this asset."""
         raise NotImplementedError(type(self).__name__)
 
     @property

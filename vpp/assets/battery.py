@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, StateKind
+from vpp.assets.base import AssetBase, SetpointKind, StateKind
 from vpp.errors import ConfigIssue
 
 
@@ -59,6 +59,10 @@ class BatterySpec(AssetBase):
     @property
     def max_import_kw(self) -> float:
         return self.charge_limit_kw
+
+    @property
+    def setpoint_kind(self) -> SetpointKind:
+        return "power"
 
     @property
     def usable_energy_kwh(self) -> float:

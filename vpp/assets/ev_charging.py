@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, SessionsSource, StateKind
+from vpp.assets.base import AssetBase, SessionsSource, SetpointKind, StateKind
 from vpp.errors import ConfigIssue
 
 
@@ -41,6 +41,10 @@ class EvChargingSpec(AssetBase):
     @property
     def max_import_kw(self) -> float:
         return self.hub_limit_kw
+
+    @property
+    def setpoint_kind(self) -> SetpointKind:
+        return "import_cap"
 
     def describe(self) -> str:
         return f"{self.chargers} x {self.charger_power_kw:g} kW, hub {self.hub_limit_kw:g} kW"

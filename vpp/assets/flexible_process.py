@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, LoadProfileSource, StateKind
+from vpp.assets.base import AssetBase, LoadProfileSource, SetpointKind, StateKind
 from vpp.errors import ConfigIssue
 
 
@@ -42,6 +42,10 @@ class FlexibleProcessSpec(AssetBase):
     @property
     def max_import_kw(self) -> float:
         return self.max_power_kw
+
+    @property
+    def setpoint_kind(self) -> SetpointKind:
+        return "power"
 
     def describe(self) -> str:
         return (

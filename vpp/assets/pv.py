@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, PvProfileSource
+from vpp.assets.base import AssetBase, PvProfileSource, SetpointKind
 from vpp.errors import ConfigIssue
 
 
@@ -33,6 +33,14 @@ class PvSpec(AssetBase):
     @property
     def max_import_kw(self) -> float:
         return 0.0
+
+    @property
+    def setpoint_limits_kw(self) -> tuple[float, float]:
+        return 0.0, self.max_export_kw
+
+    @property
+    def setpoint_kind(self) -> SetpointKind:
+        return "export_cap" if self.curtailable else "none"
 
     def describe(self) -> str:
         return f"{self.capacity_kwp:g} kWp{', curtailable' if self.curtailable else ''}"
