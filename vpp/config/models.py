@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -30,6 +30,7 @@ from pydantic import (
 from vpp.assets import ASSET_TYPES as _REGISTRY
 from vpp.assets import (
     AssetBase,
+    AssetSpec,
     BatterySpec,
     EvChargingSpec,
     FlexibleProcessSpec,
@@ -59,15 +60,6 @@ from vpp.timeutil import zone
 
 # --------------------------------------------------------------------------- assets
 
-if TYPE_CHECKING:
-    AssetSpec = Annotated[
-        BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec, Field(discriminator="type")
-    ]
-else:  # one member per registry entry: adding an asset type is one line in vpp.assets
-    AssetSpec = Annotated[
-        Union[tuple(entry.spec for entry in _REGISTRY.values())],  # noqa: UP007 - built at run time
-        Field(discriminator="type"),
-    ]
 ASSET_TYPES = tuple(_REGISTRY)
 """The ``type`` strings of park files, in registry order."""
 
