@@ -33,6 +33,7 @@ from strategies.process import block_starts
 from strategies.real_time import RealTimePark
 from strategies.schedule import solve_park
 from strategies.state import ParkInputs
+from vpp.assets import assets_of_type
 from vpp.config.models import BatterySpec, FlexibleProcessSpec, ParkConfig, PvSpec
 from vpp.units import KWH_PER_MWH
 
@@ -138,9 +139,9 @@ class Reference:
         began = time.perf_counter()
         park, inputs, dt = case.park, case.inputs, case.dt_h
         steps = len(dt)
-        batteries = [a for a in park.assets if isinstance(a, BatterySpec)]
-        pvs = [a for a in park.assets if isinstance(a, PvSpec)]
-        procs = [a for a in park.assets if isinstance(a, FlexibleProcessSpec)]
+        batteries = assets_of_type(park.assets, BatterySpec)
+        pvs = assets_of_type(park.assets, PvSpec)
+        procs = assets_of_type(park.assets, FlexibleProcessSpec)
         nb, nv, nq = len(batteries), len(pvs), len(procs)
         offset = {
             "ch": 0,

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from adapters._simulated import SimulatedProcess
+from adapters import SimulatedProcess
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
 from vpp.backtest.run import BacktestOptions, simulate
 from vpp.daemon import service

@@ -46,7 +46,7 @@ from strategies import (
     perfect_foresight,
     realized_states,
 )
-from vpp.config.models import BatterySpec, MarketRules, ParkConfig
+from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import DataQualityError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.devices import simulated_devices
@@ -376,7 +376,10 @@ def _account(
 def _battery_capacity_kwh(portfolio: MarketPortfolio) -> float:
     """Total battery energy capacity [kWh] (the base of equivalent cycles)."""
     return sum(
-        a.energy_kwh for p in portfolio.parks for a in p.assets if isinstance(a, BatterySpec)
+        a.soc_capacity_kwh
+        for p in portfolio.parks
+        for a in p.assets
+        if a.soc_capacity_kwh is not None
     )
 
 
@@ -501,8 +504,7 @@ def _portfolio_intervals(
 def _without_wear(park: ParkConfig) -> ParkConfig:
     """The park with zero battery degradation cost (for the day-ahead position bound)."""
     assets = [
-        a.model_copy(update={"degradation_cost_per_mwh": 0.0}) if isinstance(a, BatterySpec) else a
-        for a in park.assets
+        a.without_wear() for a in park.assets
     ]
     return park.model_copy(update={"assets": assets})
 

@@ -40,7 +40,6 @@ from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
 from strategies import Strategy, get_strategy
 from vpp.config.loader import ConfigSet
-from vpp.config.models import BatterySpec
 from vpp.daemon.metrics import Metrics, MetricsServer
 from vpp.daemon.service import Daemon, DaemonOptions, DeviceFactory
 from vpp.errors import ConfigError, ConfigIssue
@@ -100,7 +99,8 @@ def last_soc(store: Store, portfolio: MarketPortfolio) -> dict[AssetKey, float]:
     with store.session() as session:
         for park in portfolio.parks:
             for asset in park.assets:
-                if not isinstance(asset, BatterySpec):
+                limits = asset.soc_limits
+                if limits is None:  # no state of charge to carry over
                     continue
                 record = session.exec(
                     select(TelemetryRecord)
@@ -113,7 +113,7 @@ def last_soc(store: Store, portfolio: MarketPortfolio) -> dict[AssetKey, float]:
                     .order_by(TelemetryRecord.measured_at.desc())  # type: ignore[attr-defined]
                 ).first()
                 if record is not None and record.soc is not None:
-                    out[(park.id, asset.id)] = min(max(record.soc, asset.soc_min), asset.soc_max)
+                    out[(park.id, asset.id)] = min(max(record.soc, limits[0]), limits[1])
     return out
 
 

@@ -43,13 +43,10 @@ from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
 from vpp.config.loader import ConfigSet
 from vpp.config.models import (
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
+    AssetSpec,
     MarketConfig,
     MarketRules,
     ParkConfig,
-    PvSpec,
 )
 from vpp.errors import (
     AdapterError,
@@ -138,25 +135,17 @@ class MarketPortfolio:
         return next(a for a in park.assets if a.id == key[1])
 
 
-def exported_kwh(asset: object, reading: Telemetry) -> float | None:
+def exported_kwh(asset: AssetSpec, reading: Telemetry) -> float | None:
     """The asset's cumulative energy into the grid [kWh] from its meter counters.
 
     Differences between two readings give the energy delivered in between,
-    the quantity that settles (positive: sold).
+    the quantity that settles (positive: sold). Each asset type's spec says
+    which registers count and with which sign; None if one is missing.
     """
-    extra = reading.extra
     try:
-        if isinstance(asset, BatterySpec):
-            return extra["discharged_kwh"] - extra["charged_kwh"]
-        if isinstance(asset, PvSpec):
-            return extra["produced_kwh"]
-        if isinstance(asset, FlexibleProcessSpec):
-            return -extra["consumed_kwh"]
-        if isinstance(asset, EvChargingSpec):
-            return -extra["delivered_kwh"]
+        return asset.exported_kwh(reading.extra)
     except KeyError:
         return None
-    return None
 
 
 @dataclass
@@ -482,7 +471,7 @@ class Operator:
             if reading.health != Health.OK:
                 continue
             asset = self.portfolio.asset(key)
-            if not sessions and isinstance(asset, EvChargingSpec):
+            if not sessions and asset.state_kind == "sessions":
                 continue
             state = self._state_of(key, asset, device, reading, now)
             if state is not None:
@@ -491,36 +480,50 @@ class Operator:
         return states, readings
 
     def _state_of(
-        self, key: AssetKey, asset: object, device: Device, reading: Telemetry, now: dt.datetime
+        self, key: AssetKey, asset: AssetSpec, device: Device, reading: Telemetry, now: dt.datetime
     ) -> AssetState | None:
-        if isinstance(asset, BatterySpec) and reading.soc is not None:
-            return AssetState(soc_kwh=reading.soc * asset.energy_kwh)
-        if isinstance(asset, EvChargingSpec):
-            plugged = getattr(device, "plugged_sessions", None)
-            meta = self.sessions.get(key)
-            if plugged is None or meta is None:
-                return None
-            now_plugged = plugged()
-            known = meta.merge(now_plugged, on="session_id", how="inner")
-            return AssetState(
-                sessions=known.loc[:, list(KNOWN_SESSION_COLUMNS)].reset_index(drop=True)
-            )
-        if isinstance(asset, FlexibleProcessSpec):
-            shifted = reading.extra.get("shifted_kwh")
-            if shifted is None:
-                return None
-            # Blocks start at local wall-clock multiples of the window in the PARK's time
-            # zone, exactly as strategies.process.block_starts cuts them (DST days included).
-            park_tz = next(p.timezone for p in self.portfolio.parks if p.id == key[0])
-            block_id = recovery_block(now, park_tz, asset.recovery_window_h)
-            mark = self._block_marks.get(key)
-            if mark is None or mark[0] != block_id:
-                mark = (block_id, shifted)
-                self._block_marks[key] = mark
-            return AssetState(
-                energy_offset_kwh=shifted - mark[1], shift_kw=reading.extra.get("shift_kw", 0.0)
-            )
+        """The state the asset's type reads from telemetry (its spec's ``state_kind``)."""
+        if asset.state_kind == "soc":
+            return self._soc_state(asset, reading)
+        if asset.state_kind == "sessions":
+            return self._session_state(key, device)
+        if asset.state_kind == "shift":
+            return self._shift_state(key, asset, reading, now)
         return None
+
+    @staticmethod
+    def _soc_state(asset: AssetSpec, reading: Telemetry) -> AssetState | None:
+        capacity_kwh = asset.soc_capacity_kwh
+        if reading.soc is None or capacity_kwh is None:
+            return None
+        return AssetState(soc_kwh=reading.soc * capacity_kwh)
+
+    def _session_state(self, key: AssetKey, device: Device) -> AssetState | None:
+        plugged = getattr(device, "plugged_sessions", None)
+        meta = self.sessions.get(key)
+        if plugged is None or meta is None:
+            return None
+        now_plugged = plugged()
+        known = meta.merge(now_plugged, on="session_id", how="inner")
+        return AssetState(sessions=known.loc[:, list(KNOWN_SESSION_COLUMNS)].reset_index(drop=True))
+
+    def _shift_state(
+        self, key: AssetKey, asset: Any, reading: Telemetry, now: dt.datetime
+    ) -> AssetState | None:
+        shifted = reading.extra.get("shifted_kwh")
+        if shifted is None:
+            return None
+        # Blocks start at local wall-clock multiples of the window in the PARK's time
+        # zone, exactly as strategies.process.block_starts cuts them (DST days included).
+        park_tz = next(p.timezone for p in self.portfolio.parks if p.id == key[0])
+        block_id = recovery_block(now, park_tz, asset.recovery_window_h)
+        mark = self._block_marks.get(key)
+        if mark is None or mark[0] != block_id:
+            mark = (block_id, shifted)
+            self._block_marks[key] = mark
+        return AssetState(
+            energy_offset_kwh=shifted - mark[1], shift_kw=reading.extra.get("shift_kw", 0.0)
+        )
 
     def dispatch(self, interval_start: dt.datetime) -> list[Setpoint]:
         """Measure, re-optimise the rest of the day and send this interval's setpoints."""
