@@ -14,9 +14,9 @@ is fixed; the deviation ``net_kw[t] - award_kw[t] = surplus[t] - shortfall[t]``
 
 Under ``two_settlement`` both prices are the real-time price forecast, so
 the park deviates from its award exactly when the forecast makes it pay;
-``deviation_penalty_per_mwh`` (default 0) adds a cost per MWh of deviation
-for markets that claw back deviation profits or to make the plan stick to
-the award. ``price_surplus`` is capped at ``price_shortfall`` so that
+``deviation_penalty_per_mwh`` (a :class:`~strategies.options.StrategyOptions`
+field) adds a cost per MWh of deviation for markets that claw back deviation
+profits or to make the plan stick to the award. ``price_surplus`` is capped at ``price_shortfall`` so that
 deviating both ways at once can never pay (the LP stays bounded).
 
 **Re-use across intervals.** :class:`RealTimePark` compiles ONE problem per
@@ -70,12 +70,12 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies._solver import DEFAULT_SOLVER, HotHighs, SolveStats, check_solver, solve
+from strategies._solver import HotHighs, SolveStats, check_solver, solve
 from strategies.ev import SlotsExhaustedError
+from strategies.options import StrategyOptions
 from strategies.park import DynamicLayout, ParkModel, build_park_model, interval_hours
 from strategies.schedule import Schedule, idle_power_kw
 from strategies.state import (
-    EnergyPolicy,
     ParkInputs,
     ParkState,
     SessionArrays,
@@ -160,24 +160,21 @@ class RealTimePark:
         park: ParkConfig,
         inputs: ParkInputs,
         interval_minutes: int,
+        options: StrategyOptions | None = None,
         *,
-        deviation_penalty_per_mwh: float = 0.0,
-        solver: str = DEFAULT_SOLVER,
-        time_limit_s: float = 60.0,
-        energy_policy: EnergyPolicy = "cap",
         hot: bool = True,
         reuse: bool = True,
         omit: frozenset[str] = frozenset(),
     ) -> None:
-        if deviation_penalty_per_mwh < 0:
-            raise ValueError("deviation_penalty_per_mwh must be >= 0")
+        options = options or StrategyOptions()
         self.park = park
         self.inputs = inputs
         self.dt_h = interval_hours(inputs.index, interval_minutes)
-        self.penalty = deviation_penalty_per_mwh
-        self.solver = check_solver(solver)
-        self.time_limit_s = time_limit_s
-        self.energy_policy = energy_policy
+        self.options = options
+        self.penalty = options.deviation_penalty_per_mwh
+        self.solver = check_solver(options.solver)
+        self.time_limit_s = options.time_limit_s
+        self.energy_policy = options.energy_policy
         self.hot = hot and self.solver == "HIGHS"
         self.reuse = reuse
         self.omit = omit
@@ -471,11 +468,8 @@ class RealTimeDispatcher:
         parks: Sequence[ParkConfig],
         inputs: Mapping[str, ParkInputs],
         interval_minutes: int,
+        options: StrategyOptions | None = None,
         *,
-        deviation_penalty_per_mwh: float = 0.0,
-        solver: str = DEFAULT_SOLVER,
-        time_limit_s: float = 60.0,
-        energy_policy: EnergyPolicy = "cap",
         hot: bool = True,
         reuse: bool = True,
     ) -> None:
@@ -487,11 +481,7 @@ class RealTimeDispatcher:
         self.interval_minutes = interval_minutes
         self.dt_h = interval_hours(self.index, interval_minutes)
         self.park_problems = {
-            p.id: RealTimePark(
-                p, inputs[p.id], interval_minutes,
-                deviation_penalty_per_mwh=deviation_penalty_per_mwh, solver=solver,
-                time_limit_s=time_limit_s, energy_policy=energy_policy, hot=hot, reuse=reuse,
-            )
+            p.id: RealTimePark(p, inputs[p.id], interval_minutes, options, hot=hot, reuse=reuse)
             for p in self.parks
         }
 

@@ -14,6 +14,7 @@ import pytest
 
 from market_replay import import_prices
 from market_replay.canonical import PriceFrame
+from strategies import StrategyOptions
 from strategies.registry import StochasticStrategy
 from tests.market_replay._support import CN, ENTSOE, ERCOT_DAM, ERCOT_RTM, NORDPOOL, REPO, market
 from vpp import LookAheadError
@@ -22,7 +23,7 @@ from vpp.backtest.run import BacktestOptions, foresight, run_backtest, simulate
 from vpp.config import load_config
 from vpp.runtime.operator import MarketPortfolio
 
-FAST = BacktestOptions(reoptimise_every=8, baselines=False, scenarios=3)
+FAST = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=False)
 
 
 def _slice(
@@ -133,7 +134,7 @@ def test_backtest_outputs(
     cn_prices: PriceFrame, cn_portfolio: MarketPortfolio, tmp_path: Path
 ) -> None:
     days = [dt.date(2025, 5, 10)]
-    options = BacktestOptions(reoptimise_every=8, scenarios=3, baselines=True)
+    options = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=True)
     result = run_backtest(cn_portfolio, cn_prices, days, options)
     files = write_backtest(result, tmp_path)
     assert {f.name for f in files} >= {
@@ -235,7 +236,7 @@ def test_reference_runs_in_a_worker_process_give_the_same_numbers(
     cn_prices: PriceFrame, cn_portfolio: MarketPortfolio
 ) -> None:
     days = [dt.date(2025, 5, 11)]
-    options = BacktestOptions(reoptimise_every=8, scenarios=3, baselines=True)
+    options = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=True)
     serial = run_backtest(cn_portfolio, cn_prices, days, options).summary()
     parallel = run_backtest(
         cn_portfolio, cn_prices, days, BacktestOptions(**{**options.__dict__, "workers": 2})

@@ -11,6 +11,7 @@ import pytest
 
 from strategies import (
     Forecast,
+    StrategyOptions,
     build_day_ahead_bid,
     get_strategy,
     initial_state,
@@ -70,7 +71,7 @@ def test_strategies_end_to_end_on_the_example(example_config, cn_frame) -> None:
     features = cn_frame.loc[index, ["load_forecast_mw", "renewable_forecast_mw", "bidding_space_mw"]]
     results = {}
     for name in ("stochastic", "deterministic", "persistence", "idle"):
-        strategy = get_strategy(name, forecaster="regression", scenarios=3)
+        strategy = get_strategy(StrategyOptions(name=name, forecaster="regression", scenarios=3))
         da = strategy.day_ahead(parks, inputs, states, rules, history, index=index,
                                 portfolio_id="demo", created_at=decision, features=features)
         assert len(da.bid.curves) == 96

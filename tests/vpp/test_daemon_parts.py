@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
-from strategies import get_strategy
+from strategies import StrategyOptions, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
 from vpp.config import ConfigSet
 from vpp.errors import ExchangeError
@@ -57,7 +57,7 @@ def _operator(cfg: ConfigSet, exchange: object, clock: ReplayClock, store: Store
     data = exchange.exchange if isinstance(exchange, _AnswerLost) else exchange
     return Operator(
         portfolio,
-        get_strategy("deterministic"),
+        get_strategy(StrategyOptions(name="deterministic", deviation_penalty_per_mwh=0.0)),
         exchange=exchange,  # type: ignore[arg-type]
         data=data,  # type: ignore[arg-type]
         clock=clock,

@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from market_replay.canonical import write_prices
 from market_replay.exchange import ReplayExchange
-from strategies import DayAheadResult, get_strategy
+from strategies import DayAheadResult, StrategyOptions, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
 from tests.vpp.daemon_support import count_rows as _count
 from vpp import StoreError, StoreLockedError
@@ -68,7 +68,7 @@ HOST = socket.gethostname()
 def _operator(cfg: ConfigSet, exchange: ReplayExchange, clock: ReplayClock, store: Store) -> Operator:
     return Operator(
         MarketPortfolio.from_config(cfg, MARKET),
-        get_strategy("deterministic"),
+        get_strategy(StrategyOptions(name="deterministic", deviation_penalty_per_mwh=0.0)),
         exchange=exchange,
         data=exchange,  # type: ignore[arg-type]
         clock=clock,

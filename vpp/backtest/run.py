@@ -40,6 +40,7 @@ from market_replay.canonical import PriceFrame
 from market_replay.exchange import ReplayExchange
 from market_replay.importers import price_rule_breaks
 from strategies import (
+    StrategyOptions,
     get_strategy,
     initial_state,
     load_inputs,
@@ -65,14 +66,10 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class BacktestOptions:
-    strategy: str = "stochastic"
-    forecaster: str = "persistence"
-    scenarios: int = 5
-    solver: str = "HIGHS"
-    time_limit_s: float = 60.0
-    reoptimise_every: int = 1
-    deviation_penalty_per_mwh: float = 1.0
-    rt_forecaster: str | None = None
+    """How a backtest runs: the strategy's options (passed down unchanged) and the run's own."""
+
+    #: The main strategy's options; the baselines run with the same options under their names.
+    strategy: StrategyOptions = field(default_factory=StrategyOptions)
     workers: int = 1
     safety_margin: dt.timedelta = dt.timedelta(minutes=30)
     baselines: bool = True
@@ -189,16 +186,8 @@ def simulate(
     progress: Progress | None = None,
 ) -> RunResult:
     """Run one strategy through ``days`` with the daemon's job plan."""
-    name = strategy_name or options.strategy
-    strategy = get_strategy(
-        name,
-        forecaster=options.forecaster,
-        scenarios=options.scenarios,
-        solver=options.solver,
-        time_limit_s=options.time_limit_s,
-        deviation_penalty_per_mwh=options.deviation_penalty_per_mwh,
-        rt_forecaster=options.rt_forecaster,
-    )
+    name = strategy_name or options.strategy.name
+    strategy = get_strategy(options.strategy.replace(name=name))
     market = portfolio.market
     runs = segments(days)
     first_jobs = day_jobs(market.rules_on(runs[0][0]), runs[0][0], options.safety_margin)
@@ -213,7 +202,6 @@ def simulate(
         clock=clock,
         devices={},
         recorder=recorder,
-        reoptimise_every=options.reoptimise_every,
     )
     soc: dict[AssetKey, float] = {}
     ev_unserved_kwh = 0.0
@@ -522,8 +510,8 @@ def _best(
         states,
         rules.interval_minutes,
         price,
-        solver=options.solver,
-        time_limit_s=options.time_limit_s,
+        solver=options.strategy.solver,
+        time_limit_s=options.strategy.time_limit_s,
     )
     stats = result.schedule.stats
     return result.objective, stats.solve_s if stats else 0.0
@@ -668,7 +656,7 @@ def _check_inputs(
                 "allow_out_of_rule_prices = true to run anyway (flagged in the summary)"
             )
         log.warning("backtest_out_of_rule_prices", file=file, count=breaks.count if breaks else 0)
-    needs_history = options.strategy != "idle" or options.baselines
+    needs_history = options.strategy.name != "idle" or options.baselines
     if needs_history:
         first_start = day_intervals_utc(days[0], market.timezone, 60)[0]
         before = prices.frame.loc[prices.frame.index < first_start, "da_price"]
@@ -686,7 +674,7 @@ def _check_inputs(
                 else "has no day-ahead price before it in the price file"
             )
             raise DataQualityError(
-                f"{file}: --start {days[0]} {what}; the {options.forecaster} forecaster needs "
+                f"{file}: --start {days[0]} {what}; the {options.strategy.forecaster} forecaster needs "
                 f"1 day of history: {suggestion}"
             )
     return described
@@ -714,7 +702,7 @@ def run_backtest(
         )
     prices = on_schedule_grid(prices, grid.pop())
     start = time.perf_counter()
-    others = [n for n in ("persistence", "idle") if options.baselines and n != options.strategy]
+    others = [n for n in ("persistence", "idle") if options.baselines and n != options.strategy.name]
     if options.workers > 1:
         # The reference runs (perfect foresight, baselines) share nothing with the main
         # simulation: run them in a second process while the main one runs here. "spawn"
@@ -732,8 +720,8 @@ def run_backtest(
     if progress:
         progress("perfect foresight and baselines", len(days), len(days))
     baselines = dict(runs)
-    if options.baselines and options.strategy in ("persistence", "idle"):
-        baselines[options.strategy] = main
+    if options.baselines and options.strategy.name in ("persistence", "idle"):
+        baselines[options.strategy.name] = main
     result = BacktestResult(
         portfolio.market.id,
         prices.currency,

@@ -187,8 +187,9 @@ class Operator:
     and the energy each received. Without it, the strategy sees only the
     expected sessions of its forecast.
 
-    ``reoptimise_every``: re-solve the real-time problem every N intervals
-    and follow the last plan in between (1 = every interval).
+    The strategy's options (:class:`strategies.StrategyOptions`) say how it
+    decides; ``reoptimise_every`` among them: re-solve the real-time problem
+    every N intervals and follow the last plan in between (1 = every interval).
     """
 
     def __init__(
@@ -202,10 +203,7 @@ class Operator:
         devices: Mapping[AssetKey, Device],
         recorder: Recorder,
         sessions: Mapping[AssetKey, pd.DataFrame] | None = None,
-        reoptimise_every: int = 1,
     ) -> None:
-        if reoptimise_every < 1:
-            raise ValueError("reoptimise_every must be >= 1")
         self.portfolio = portfolio
         self.strategy = strategy
         self.exchange = exchange
@@ -214,7 +212,6 @@ class Operator:
         self.devices = dict(devices)
         self.recorder = recorder
         self.sessions = dict(sessions or {})
-        self.reoptimise_every = reoptimise_every
         self.days: dict[dt.date, DayPlan] = {}
         self._block_marks: dict[AssetKey, tuple[int, float]] = {}
         self._log = log.bind(market=portfolio.market.id, portfolio=portfolio.portfolio_id)
@@ -528,7 +525,8 @@ class Operator:
         day = t.tz_convert(self.timezone).date()
         plan = self.day_plan(day)
         position = int(plan.index.get_loc(t))
-        due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
+        every = self.strategy.options.reoptimise_every
+        due = plan.last_plan is None or (position - plan.last_position) >= every
         states, _ = self.measure(sessions=due or plan.park_award_kw is None)
         self.prepare_dispatch(day)
         if plan.park_award_kw is None:
