@@ -3,8 +3,8 @@
 At interval ``position`` of the delivery day, with the measured state of
 every asset, each park's model is solved over the remaining intervals
 ``[position, T)``. The park's day-ahead award ``award_kw[t]`` (its share of
-the portfolio award, :meth:`strategies.day_ahead.BidAllocation.park_award_kw`)
-is fixed; the deviation ``net_kw[t] - award_kw[t] = surplus[t] - shortfall[t]``
+the portfolio award, a :class:`vpp.awards.IntervalAward` from
+:meth:`strategies.day_ahead.BidAllocation.award`) is fixed; the deviation ``net_kw[t] - award_kw[t] = surplus[t] - shortfall[t]``
 (both >= 0) settles in real time::
 
     maximise sum_t dt_h[t] / 1000 * (price_surplus[t] * surplus[t]
@@ -84,6 +84,7 @@ from strategies.state import (
     state_of,
     window_sessions,
 )
+from vpp.awards import IntervalAward
 from vpp.config.models import BatterySpec, EvChargingSpec, ParkConfig
 from vpp.errors import SolverError
 from vpp.types import Setpoint
@@ -153,6 +154,10 @@ class RealTimePark:
     when more cars are plugged in than the EV slots hold. ``reuse=False``
     compiles a model of ``[position, T)`` per (position, plugged-in cars) --
     the former design, kept as the reference the day model is tested against.
+
+    ``options`` (:class:`~strategies.options.StrategyOptions`, default: the
+    config's defaults) give the deviation penalty, the solver, its time limit
+    and the EV energy policy.
     """
 
     def __init__(
@@ -460,7 +465,7 @@ class RealTimeDispatcher:
 
     Create once per horizon with the parks' inputs over the whole horizon;
     call :meth:`dispatch` at each decision time. Each park keeps its own
-    compiled problem (:class:`RealTimePark`).
+    compiled problem (:class:`RealTimePark`), made with the same ``options``.
     """
 
     def __init__(
@@ -489,7 +494,7 @@ class RealTimeDispatcher:
         self,
         position: int,
         states: Mapping[str, ParkState] | None,
-        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        award: IntervalAward,
         price: pd.Series | np.ndarray,
         *,
         price_shortfall: pd.Series | np.ndarray | None = None,
@@ -497,8 +502,8 @@ class RealTimeDispatcher:
     ) -> RealTimeResult:
         """Re-optimise ``[position, T)`` and return setpoints for interval ``position``.
 
-        ``award_kw[park_id]``: the park's day-ahead award per interval of the
-        *whole* horizon (T,) [kW]. ``price``: the real-time price forecast
+        ``award``: the day-ahead award on every interval of the *whole* horizon;
+        each park follows its share (:meth:`vpp.awards.IntervalAward.park`) [kW]. ``price``: the real-time price forecast
         [currency/MWh] for the remaining intervals (``T - position`` values,
         or a Series over the whole horizon / the remaining intervals);
         ``price_shortfall`` likewise when shortfalls settle at another price.
@@ -517,11 +522,11 @@ class RealTimeDispatcher:
         soc_parts: dict[tuple[str, str], np.ndarray] = {}
         park_net: dict[str, np.ndarray] = {}
         for park in self.parks:
-            award = _vector(_award_of(award_kw, park.id), len(self.index), f"award_kw[{park.id}]")
+            park_award = _vector(award.park(park.id), len(self.index), f"award[{park.id}]")
             state = (states or {}).get(park.id)
             try:
                 solution, stat = self.park_problems[park.id].solve(
-                    position, state, award[position:], surplus, shortfall
+                    position, state, park_award[position:], surplus, shortfall
                 )
             except SolverError as exc:
                 if on_failure == "raise":
@@ -546,7 +551,7 @@ class RealTimeDispatcher:
         deviation = pd.DataFrame(
             {
                 p.id: park_net[p.id] - _vector(
-                    _award_of(award_kw, p.id), len(self.index), "award_kw"
+                    award.park(p.id), len(self.index), f"award[{p.id}]"
                 )[position:]
                 for p in self.parks
             },
@@ -564,12 +569,6 @@ class RealTimeDispatcher:
             setpoints, schedule, deviation, deviation.sum(axis=1) / KW_PER_MW, total,
             bool(errors), errors,
         )
-
-
-def _award_of(award_kw: Mapping[str, np.ndarray] | pd.DataFrame, park_id: str) -> np.ndarray:
-    if isinstance(award_kw, pd.DataFrame):
-        return award_kw[park_id].to_numpy(float)
-    return np.asarray(award_kw[park_id], dtype=float)
 
 
 def _remaining(

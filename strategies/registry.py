@@ -48,6 +48,7 @@ from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimeResult
 from strategies.schedule import idle_power_kw
 from strategies.state import ParkInputs, ParkState
+from vpp.awards import IntervalAward
 from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import LookAheadError
 from vpp.types import BidCurve, BidPoint, DayAheadBid, Setpoint
@@ -154,14 +155,14 @@ class Strategy:
         dispatcher: RealTimeDispatcher,
         position: int,
         states: Mapping[str, ParkState] | None,
-        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        award: IntervalAward,
         history: pd.DataFrame,
         timezone: str,
     ) -> RealTimeResult:
         """Setpoints for interval ``position`` and the plan for the rest of the horizon."""
         remaining = dispatcher.index[position:]
         price = self.forecast_real_time(history, remaining, timezone)
-        return dispatcher.dispatch(position, states, award_kw, price.to_numpy(float))
+        return dispatcher.dispatch(position, states, award, price.to_numpy(float))
 
 
 class StochasticStrategy(Strategy):
@@ -224,7 +225,7 @@ class IdleStrategy(Strategy):
         dispatcher: RealTimeDispatcher,
         position: int,
         states: Mapping[str, ParkState] | None,
-        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        award: IntervalAward,
         history: pd.DataFrame,
         timezone: str,
     ) -> RealTimeResult:
@@ -244,8 +245,7 @@ class IdleStrategy(Strategy):
             power.update({(park.id, a): v for a, v in p.items()})
             soc.update({(park.id, a): v for a, v in s.items()})
             nets[park.id] = sum(p.values(), np.zeros(len(remaining)))
-            award = award_kw[park.id]
-            deviation[park.id] = nets[park.id] - np.asarray(award, dtype=float)[position:]
+            deviation[park.id] = nets[park.id] - award.park(park.id)[position:]
         schedule = _schedule(remaining, power, soc, nets, [], False, {})
         frame = pd.DataFrame(deviation, index=remaining)
         setpoints: tuple[Setpoint, ...] = tuple(schedule.setpoints(0))

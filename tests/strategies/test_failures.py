@@ -19,6 +19,7 @@ from strategies.park import interval_hours
 from strategies.schedule import idle_schedule, solve_park
 from strategies.state import AssetState, ParkInputs
 from tests.strategies.conftest import battery, ev_hub, make_park, process, pv, sessions, utc_index
+from vpp.awards import IntervalAward
 from vpp.errors import InfeasibleError
 
 INDEX = utc_index(4)
@@ -105,7 +106,7 @@ def test_real_time_falls_back_per_park() -> None:
     dispatcher = RealTimeDispatcher(
         [good, bad], inputs, 60, StrategyOptions(deviation_penalty_per_mwh=0.0)
     )
-    awards = {"good": np.zeros(4), "bad": np.zeros(4)}
+    awards = IntervalAward.zero(INDEX, ["good", "bad"])
     result = dispatcher.dispatch(1, None, awards, np.array([10.0, 20, 30, 40]))
     assert result.fallback
     assert set(result.errors) == {"bad"}

@@ -17,6 +17,7 @@ from tests.strategies.conftest import (
     sessions,
     utc_index,
 )
+from vpp.awards import IntervalAward
 
 INDEX = utc_index(6)
 #: The real-time tests below follow the award with no deviation penalty.
@@ -40,7 +41,7 @@ def test_award_is_followed_when_deviation_is_penalised() -> None:
     dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60,
                                     StrategyOptions(deviation_penalty_per_mwh=1000.0))
     award = np.array([500.0, -500.0, 0.0, 300.0, 0.0, 0.0])
-    result = dispatcher.dispatch(0, None, {park.id: award}, np.full(6, 100.0))
+    result = dispatcher.dispatch(0, None, IntervalAward.of_parks(INDEX, {park.id: award}), np.full(6, 100.0))
     assert result.deviation_kw[park.id].to_numpy() == pytest.approx(np.zeros(6), abs=1e-6)
     assert result.setpoints[0].power_kw == pytest.approx(500.0)
 
@@ -52,7 +53,7 @@ def test_without_penalty_deviation_follows_the_real_time_price() -> None:
     park = make_park(battery(soc_initial=0.5, soc_final="free"))
     dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60, NO_PENALTY)
     award = np.full(6, 200.0)
-    result = dispatcher.dispatch(0, None, {park.id: award}, np.array([1, 2, 900, 3, 4, 5.0]))
+    result = dispatcher.dispatch(0, None, IntervalAward.of_parks(INDEX, {park.id: award}), np.array([1, 2, 900, 3, 4, 5.0]))
     net = result.schedule.park_power_kw[park.id].to_numpy()
     assert net == pytest.approx([-1000, 0, 1000, -1000, 1000, 1000], abs=1e-6)
     assert result.deviation_mw.to_numpy() == pytest.approx((net - award) / 1000)
@@ -64,7 +65,9 @@ def test_state_and_remaining_horizon_are_used() -> None:
     park = make_park(battery(soc_initial=0.5, soc_final="free"))
     dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60, NO_PENALTY)
     states = {park.id: {"bess": AssetState(soc_kwh=300.0)}}
-    result = dispatcher.dispatch(4, states, {park.id: np.zeros(6)}, np.array([0, 0, 0, 0, 60, 50.0]))
+    result = dispatcher.dispatch(
+        4, states, IntervalAward.zero(INDEX, [park.id]), np.array([0, 0, 0, 0, 60, 50.0])
+    )
     assert list(result.schedule.index) == list(INDEX[4:])
     assert result.schedule.park_power_kw[park.id].to_numpy() == pytest.approx([300, 0], abs=1e-6)
     assert result.setpoints[0].interval_start == INDEX[4].to_pydatetime()

@@ -190,7 +190,7 @@ def test_dispatch_without_awards_holds_the_idle_schedule(tmp_path: Path) -> None
     powers = {(s.park_id, s.asset_id): s.power_kw for s in sent}
     assert powers[("jinan-north", "bess-1")] == 0.0
     assert powers[("qingdao-logistics", "bess-2")] == 0.0
-    assert plan.park_award_kw is None  # nothing was assumed about the awards
+    assert plan.award is None  # nothing was assumed about the awards
 
 
 def test_interval_energy_interpolates_counters_to_the_boundaries() -> None:

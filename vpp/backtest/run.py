@@ -47,13 +47,14 @@ from strategies import (
     perfect_foresight,
     realized_states,
 )
+from vpp.awards import IntervalAward, delivery_intervals
 from vpp.config.models import BatterySpec, MarketRules, ParkConfig
 from vpp.errors import DataQualityError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.devices import simulated_devices
 from vpp.runtime.jobs import day_jobs
 from vpp.runtime.metering import DayEnergy, Meters, day_energy, meter_counters
-from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator, award_series
+from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator
 from vpp.runtime.recording import MemoryRecorder
 from vpp.runtime.settlement import settle, settle_parks, settlement_prices
 from vpp.timeutil import day_intervals_utc
@@ -395,7 +396,7 @@ def _account_day(
         day.isoformat(),
         portfolio.market.id,
         [p.id for p in portfolio.parks],
-        plan.park_award_kw,
+        None if plan.award is None else plan.award.park_kw,
         energy.park_energy_kwh,
         energy.park_wear_cost,
         frame,
@@ -417,16 +418,16 @@ def _book_plan(
         books.fallback_days += int(plan.result.fallback)
         if plan.result.stats is not None:
             books.solve_time_s += plan.result.stats.solve_s
-        product = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
+        product_minutes = plan.rules.day_ahead.interval_minutes
         for curve in plan.result.bid.curves:
             text = " ".join(f"{pt.price_per_mwh:g}:{pt.quantity_mw:g}" for pt in curve.points)
-            first = pd.Timestamp(curve.interval_start).as_unit("ns")
-            for t in plan.index[(plan.index >= first) & (plan.index < first + product)]:
+            for t in plan.index[delivery_intervals(plan.index, curve.interval_start, product_minutes)]:
                 curve_text[t] = text
-        if plan.result.allocation is not None and plan.awards:
-            for share in plan.result.allocation.shares(plan.awards):
-                stamp = pd.Timestamp(share.interval_start).as_unit("ns")
-                share_kw[(share.park_id, share.asset_id, stamp)] = share.power_kw
+        assets = None if plan.award is None else plan.award.asset_kw
+        if assets is not None and plan.awards:
+            for (park_id, asset_id), values in assets.items():
+                for stamp, power_kw in zip(plan.index, values.to_numpy(float), strict=True):
+                    share_kw[(park_id, asset_id, stamp)] = float(power_kw)
     books.solve_time_s += float(sum(plan.rt_stats))
     return curve_text, share_kw
 
@@ -465,7 +466,9 @@ def _portfolio_intervals(
 ) -> pd.DataFrame:
     """The portfolio's prices, award, delivery and settlement per interval of the day."""
     index = plan.index
-    award_mw = award_series(plan.awards or [], index, plan.rules.day_ahead.interval_minutes)
+    award_mw = pd.Series(
+        (plan.award or IntervalAward.zero(index, [])).portfolio_mw, index=index
+    )
     actual_mw = pd.Series(
         sum(energy.park_energy_kwh.values()) / dt_h / KW_PER_MW, index=index
     )
