@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.process import block_starts
 from strategies.real_time import RealTimePark
@@ -332,7 +333,7 @@ def real_time_row(assets: int, resolves: int) -> dict[str, float]:
     case = make_case(assets, seed=7)
     rng = np.random.default_rng(11)
     award = np.zeros(len(case.dt_h))
-    rt = RealTimePark(case.park, case.inputs, 15)
+    rt = RealTimePark(case.park, case.inputs, 15, StrategyOptions(deviation_penalty_per_mwh=0.0))
     start = time.perf_counter()
     rt.solve(0, None, award, case.prices)
     first = time.perf_counter() - start

@@ -20,6 +20,7 @@ The strategy never knows which it has.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 import structlog
 
@@ -41,6 +41,7 @@ from strategies import (
 )
 from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
+from vpp.awards import IntervalAward, portfolio_award_kw
 from vpp.config.loader import ConfigSet
 from vpp.config.models import (
     AssetSpec,
@@ -57,7 +58,6 @@ from vpp.errors import (
 )
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry
-from vpp.units import KW_PER_MW
 from vpp.wire import award_issues, bid_content_hash
 
 log = structlog.get_logger(__name__)
@@ -157,7 +157,8 @@ class DayPlan:
     index: pd.DatetimeIndex
     result: DayAheadResult | None = None
     awards: list[Award] | None = None
-    park_award_kw: pd.DataFrame | None = None
+    #: The awards on the day's schedule intervals [kW]; None while they are not known.
+    award: IntervalAward | None = None
     dispatcher: RealTimeDispatcher | None = None
     last_plan: RealTimeResult | None = None
     last_position: int = -1
@@ -176,8 +177,9 @@ class Operator:
     and the energy each received. Without it, the strategy sees only the
     expected sessions of its forecast.
 
-    ``reoptimise_every``: re-solve the real-time problem every N intervals
-    and follow the last plan in between (1 = every interval).
+    The strategy's options (:class:`strategies.StrategyOptions`) say how it
+    decides; ``reoptimise_every`` among them: re-solve the real-time problem
+    every N intervals and follow the last plan in between (1 = every interval).
     """
 
     def __init__(
@@ -191,10 +193,7 @@ class Operator:
         devices: Mapping[AssetKey, Device],
         recorder: Recorder,
         sessions: Mapping[AssetKey, pd.DataFrame] | None = None,
-        reoptimise_every: int = 1,
     ) -> None:
-        if reoptimise_every < 1:
-            raise ValueError("reoptimise_every must be >= 1")
         self.portfolio = portfolio
         self.strategy = strategy
         self.exchange = exchange
@@ -203,7 +202,6 @@ class Operator:
         self.devices = dict(devices)
         self.recorder = recorder
         self.sessions = dict(sessions or {})
-        self.reoptimise_every = reoptimise_every
         self.days: dict[dt.date, DayPlan] = {}
         self._block_marks: dict[AssetKey, tuple[int, float]] = {}
         self._log = log.bind(market=portfolio.market.id, portfolio=portfolio.portfolio_id)
@@ -393,7 +391,7 @@ class Operator:
 
     def _set_awards(self, plan: DayPlan, awards: Sequence[Award]) -> None:
         plan.awards = list(awards)
-        plan.park_award_kw = self._split_awards(plan, awards)
+        plan.award = self._split_awards(plan, awards)
         # A plan made before the awards were known (safe schedule) must not be followed.
         plan.last_plan, plan.last_position = None, -1
 
@@ -426,26 +424,22 @@ class Operator:
                 self.portfolio.parks, self._inputs(plan.index, as_of), plan.rules
             )
 
-    def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> pd.DataFrame:
+    def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> IntervalAward:
+        """The day's awards [MW per product] as kW per schedule interval, split to the parks."""
         parks = [p.id for p in self.portfolio.parks]
-        zero = pd.DataFrame(0.0, index=plan.index, columns=parks)
         if not awards or plan.result is None:
-            return zero
+            return IntervalAward.zero(plan.index, parks)
         if plan.result.allocation is not None:
-            split = plan.result.allocation.park_award_kw(awards)
-            return split.reindex(columns=parks).fillna(0.0)
+            split = plan.result.allocation.award(awards)
+            return dataclasses.replace(
+                split, park_kw=split.park_kw.reindex(columns=parks).fillna(0.0)
+            )
         # No allocation (e.g. the idle strategy): each park's expected schedule, with the
         # residual to the award spread equally.
         expected = plan.result.expected_schedule.park_power_kw.reindex(columns=parks).fillna(0.0)
-        award_kw = pd.Series(0.0, index=plan.index)
-        step = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
-        for award in awards:
-            start = pd.Timestamp(award.interval_start)
-            award_kw[(plan.index >= start) & (plan.index < start + step)] = (
-                award.quantity_mw * KW_PER_MW
-            )
-        residual = award_kw - expected.sum(axis=1)
-        return expected.add(residual / len(parks), axis=0)
+        award_kw = portfolio_award_kw(awards, plan.index, plan.rules.day_ahead.interval_minutes)
+        residual = pd.Series(award_kw, index=plan.index) - expected.sum(axis=1)
+        return IntervalAward(award_kw, expected.add(residual / len(parks), axis=0))
 
     # ----------------------------------------------------------------- real time
 
@@ -531,19 +525,20 @@ class Operator:
         day = t.tz_convert(self.timezone).date()
         plan = self.day_plan(day)
         position = int(plan.index.get_loc(t))
-        due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
-        states, _ = self.measure(sessions=due or plan.park_award_kw is None)
+        every = self.strategy.options.reoptimise_every
+        due = plan.last_plan is None or (position - plan.last_position) >= every
+        states, _ = self.measure(sessions=due or plan.award is None)
         self.prepare_dispatch(day)
-        if plan.park_award_kw is None:
+        if plan.award is None:
             # Awards not known (yet): hold the safe schedule until they arrive.
             self._log.warning("dispatch_without_awards", day=str(day), interval=t.isoformat())
             return self._send(self._safe_setpoints(plan, position, states))
         assert plan.dispatcher is not None
         if due:
-            award = {p: plan.park_award_kw[p].to_numpy(float) for p in plan.park_award_kw.columns}
             try:
                 result = self.strategy.real_time(
-                    plan.dispatcher, position, states, award, self.data.history(), self.timezone
+                    plan.dispatcher, position, states, plan.award, self.data.history(),
+                    self.timezone,
                 )
             except LookAheadError as exc:
                 self._log.error(
@@ -566,7 +561,7 @@ class Operator:
     ) -> list[Setpoint]:
         """The idle schedule for this interval: no flexibility used, nothing to deviate from."""
         assert plan.dispatcher is not None
-        zero = {p.id: np.zeros(len(plan.index)) for p in self.portfolio.parks}
+        zero = IntervalAward.zero(plan.index, [p.id for p in self.portfolio.parks])
         idle = IdleStrategy().real_time(
             plan.dispatcher, position, states, zero, pd.DataFrame(), self.timezone
         )
@@ -613,14 +608,3 @@ def recovery_block(when: dt.datetime, timezone: str, window_h: float) -> int:
     minutes = local.hour * 60 + local.minute
     return local.toordinal() * 1000 + math.floor(minutes / (window_h * 60) + 1e-9)
 
-
-def award_series(
-    awards: Sequence[Award], index: pd.DatetimeIndex, product_minutes: int
-) -> pd.Series:
-    """The portfolio award [MW] on every schedule interval (products expanded)."""
-    out = pd.Series(0.0, index=index)
-    step = pd.Timedelta(minutes=product_minutes)
-    for award in awards:
-        start = pd.Timestamp(award.interval_start)
-        out[(index >= start) & (index < start + step)] = award.quantity_mw
-    return out
