@@ -10,7 +10,6 @@ from adapters._factory import HealthRegistry, create
 from adapters._http import HttpProcessController
 from adapters._modbus import ModbusSunSpecDevice
 from adapters._ocpp import OcppHub, Session
-from adapters._simulated import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv
 from adapters.base import (
     Adapter,
     Capabilities,
@@ -19,6 +18,14 @@ from adapters.base import (
     ReadOnlyError,
     Reason,
     ReconnectPolicy,
+)
+from adapters.simulated import (
+    SimulatedBattery,
+    SimulatedDevice,
+    SimulatedEvHub,
+    SimulatedProcess,
+    SimulatedPv,
+    simulated_device,
 )
 
 __all__ = [
@@ -35,8 +42,10 @@ __all__ = [
     "ReconnectPolicy",
     "Session",
     "SimulatedBattery",
+    "SimulatedDevice",
     "SimulatedEvHub",
     "SimulatedProcess",
     "SimulatedPv",
     "create",
+    "simulated_device",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 import httpx
 import pandas as pd
@@ -10,8 +11,8 @@ import pandas as pd
 from adapters._http import HttpProcessController
 from adapters._modbus import ModbusSunSpecDevice
 from adapters._ocpp import OcppHub
-from adapters._simulated import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv
 from adapters.base import Adapter, HealthStatus, ReconnectPolicy
+from adapters.simulated import simulated_class
 from vpp.config.models import (
     AssetSpec,
     BatterySpec,
@@ -21,17 +22,17 @@ from vpp.config.models import (
     ModbusSunSpecAdapter,
     OcppAdapter,
     ParkConfig,
-    PvSpec,
     SimulatedAdapter,
 )
 from vpp.errors import AdapterError
 from vpp.portfolio import AssetCapability
 from vpp.types import Clock, Telemetry
 
-_PROTOCOL_ASSETS: dict[str, tuple[type, str]] = {
-    "modbus-sunspec": (BatterySpec, "battery"),
-    "http": (FlexibleProcessSpec, "flexible_process"),
-    "ocpp": (EvChargingSpec, "ev_charging"),
+# The asset type each protocol adapter is implemented for (by registry ``type`` string).
+_PROTOCOL_ASSETS: dict[str, str] = {
+    "modbus-sunspec": "battery",
+    "http": "flexible_process",
+    "ocpp": "ev_charging",
 }
 
 
@@ -69,22 +70,22 @@ def create(
     policy = reconnect or ReconnectPolicy()
     where = f"{park.id}/{spec.id}"
     allowed = _PROTOCOL_ASSETS.get(adapter.type)
-    if allowed is not None and not isinstance(spec, allowed[0]):
+    if allowed is not None and spec.type != allowed:
         raise AdapterError(
-            f"{where}: adapter {adapter.type!r} is implemented for {allowed[1]} assets, "
+            f"{where}: adapter {adapter.type!r} is implemented for {allowed} assets, "
             f"not {spec.type!r}; use another adapter type in the park file"
         )
     if isinstance(adapter, ModbusSunSpecAdapter):
-        assert isinstance(spec, BatterySpec)
-        return ModbusSunSpecDevice(park.id, spec, adapter, clock=clock, reconnect=policy)
+        battery = cast(BatterySpec, spec)  # checked above: the adapter's asset type
+        return ModbusSunSpecDevice(park.id, battery, adapter, clock=clock, reconnect=policy)
     if isinstance(adapter, HttpAdapter):
-        assert isinstance(spec, FlexibleProcessSpec)
+        process = cast(FlexibleProcessSpec, spec)
         return HttpProcessController(
-            park.id, spec, adapter, clock=clock, reconnect=policy, client=http_client
+            park.id, process, adapter, clock=clock, reconnect=policy, client=http_client
         )
     if isinstance(adapter, OcppAdapter):
-        assert isinstance(spec, EvChargingSpec)
-        return OcppHub(park.id, spec, adapter, clock=clock, reconnect=policy)
+        hub = cast(EvChargingSpec, spec)
+        return OcppHub(park.id, hub, adapter, clock=clock, reconnect=policy)
     assert isinstance(adapter, SimulatedAdapter)
     return _simulated(park, spec, adapter, clock, available_kw, baseline_kw, sessions)
 
@@ -103,20 +104,17 @@ def _simulated(
     def need(name: str) -> AdapterError:
         return AdapterError(f"{where}: a simulated {spec.type} needs {name}= (its exogenous data)")
 
+    given: dict[str, Any] = {
+        "available_kw": available_kw,
+        "baseline_kw": baseline_kw,
+        "sessions": sessions,
+    }
     try:
-        if isinstance(spec, BatterySpec):
-            return SimulatedBattery(park.id, spec, adapter, clock=clock)
-        if isinstance(spec, PvSpec):
-            if available_kw is None:
-                raise need("available_kw")
-            return SimulatedPv(park.id, spec, adapter, clock=clock, available_kw=available_kw)
-        if isinstance(spec, FlexibleProcessSpec):
-            if baseline_kw is None:
-                raise need("baseline_kw")
-            return SimulatedProcess(park.id, spec, adapter, clock=clock, baseline_kw=baseline_kw)
-        if sessions is None:
-            raise need("sessions")
-        return SimulatedEvHub(park.id, spec, adapter, clock=clock, sessions=sessions)
+        device = simulated_class(spec)
+        for name in device.inputs:
+            if given.get(name) is None:
+                raise need(name)
+        return device(park.id, spec, adapter, clock=clock, **{n: given[n] for n in device.inputs})
     except (TypeError, ValueError) as exc:
         raise AdapterError(f"{where}: {exc}") from exc
 

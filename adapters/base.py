@@ -175,24 +175,7 @@ class ReconnectPolicy:
 
 def _limits(asset: AssetSpec) -> tuple[float, float]:
     """Nameplate setpoint bounds of an asset in vpp sign [kW]."""
-    kind = asset.type
-    if kind == "battery":
-        return -asset.charge_limit_kw, asset.discharge_limit_kw  # type: ignore[union-attr]
-    if kind == "pv":
-        return 0.0, asset.inverter_kw or asset.capacity_kwp  # type: ignore[union-attr]
-    if kind == "flexible_process":
-        return -asset.max_power_kw, 0.0  # type: ignore[union-attr]
-    if kind == "ev_charging":
-        return -asset.hub_limit_kw, 0.0  # type: ignore[union-attr]
-    raise TypeError(f"unknown asset type {kind!r}")
-
-
-_SETPOINT_KIND: dict[str, SetpointKind] = {
-    "battery": "power",
-    "pv": "export_cap",
-    "flexible_process": "power",
-    "ev_charging": "import_cap",
-}
+    return asset.setpoint_limits_kw
 
 
 class Adapter(abc.ABC):
@@ -227,7 +210,7 @@ class Adapter(abc.ABC):
             setpoint_kind=kind,
             min_kw=low if kind != "none" else 0.0,
             max_kw=high if kind != "none" else 0.0,
-            reports_soc=self.asset.type == "battery",
+            reports_soc=self.asset.soc_capacity_kwh is not None,
             revert_timeout_s=self._revert_timeout_s(),
         )
 
@@ -303,9 +286,7 @@ class Adapter(abc.ABC):
         """Deliver an already clamped setpoint; raise :class:`DeviceFaultError` on failure."""
 
     def _setpoint_kind(self) -> SetpointKind:
-        if self.asset.type == "pv" and not self.asset.curtailable:
-            return "none"
-        return _SETPOINT_KIND[self.asset.type]
+        return self.asset.setpoint_kind
 
     def _revert_timeout_s(self) -> float | None:
         return None

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from market_replay import import_prices
+from strategies import StrategyOptions
 from vpp.backtest.run import BacktestOptions, foresight, simulate
 from vpp.config import load_config, load_market
 from vpp.logging import configure_logging
@@ -103,7 +104,7 @@ def _year(reoptimise_every: int) -> int:
             park.write_text(text, encoding="utf-8")
         portfolio = MarketPortfolio.from_config(load_config(config), "epex-de-lu")
         days = [d for d in prices.days("Europe/Berlin") if d.year == 2021]
-        options = BacktestOptions(reoptimise_every=reoptimise_every, workers=2)
+        options = BacktestOptions(StrategyOptions(reoptimise_every=reoptimise_every), workers=2)
         start = time.perf_counter()
         result = run_backtest(portfolio, prices, days, options)
         wall = time.perf_counter() - start
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         market,
         policy="drop-day",
     ).prices
-    options = BacktestOptions(reoptimise_every=args.reoptimise_every, baselines=False)
+    options = BacktestOptions(StrategyOptions(reoptimise_every=args.reoptimise_every), baselines=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

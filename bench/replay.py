@@ -34,6 +34,7 @@ from strategies import real_time
 
 def run(config: Path, prices: Path, start: dt.date, end: dt.date) -> dict[str, Any]:
     from market_replay.canonical import read_prices
+    from strategies import StrategyOptions
     from vpp.backtest.run import BacktestOptions, simulate
     from vpp.config.loader import load_config
     from vpp.runtime.operator import MarketPortfolio
@@ -46,10 +47,9 @@ def run(config: Path, prices: Path, start: dt.date, end: dt.date) -> dict[str, A
         raise SystemExit(f"{prices}: no complete day between {start} and {end}")
     settings = cfg.settings.backtest
     options = BacktestOptions(
-        strategy=settings.strategy,
-        forecaster=settings.forecaster,
-        scenarios=settings.scenarios,
-        deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
+        strategy=StrategyOptions.from_settings(settings).replace(
+            reoptimise_every=1, rt_forecaster=None
+        ),
         baselines=False,
     )
 

@@ -28,11 +28,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.process import block_starts
 from strategies.real_time import RealTimePark
 from strategies.schedule import solve_park
 from strategies.state import ParkInputs
+from vpp.assets import assets_of_type
 from vpp.config.models import BatterySpec, FlexibleProcessSpec, ParkConfig, PvSpec
 from vpp.units import KWH_PER_MWH
 
@@ -138,9 +140,9 @@ class Reference:
         began = time.perf_counter()
         park, inputs, dt = case.park, case.inputs, case.dt_h
         steps = len(dt)
-        batteries = [a for a in park.assets if isinstance(a, BatterySpec)]
-        pvs = [a for a in park.assets if isinstance(a, PvSpec)]
-        procs = [a for a in park.assets if isinstance(a, FlexibleProcessSpec)]
+        batteries = assets_of_type(park.assets, BatterySpec)
+        pvs = assets_of_type(park.assets, PvSpec)
+        procs = assets_of_type(park.assets, FlexibleProcessSpec)
         nb, nv, nq = len(batteries), len(pvs), len(procs)
         offset = {
             "ch": 0,
@@ -331,7 +333,7 @@ def real_time_row(assets: int, resolves: int) -> dict[str, float]:
     case = make_case(assets, seed=7)
     rng = np.random.default_rng(11)
     award = np.zeros(len(case.dt_h))
-    rt = RealTimePark(case.park, case.inputs, 15)
+    rt = RealTimePark(case.park, case.inputs, 15, StrategyOptions(deviation_penalty_per_mwh=0.0))
     start = time.perf_counter()
     rt.solve(0, None, award, case.prices)
     first = time.perf_counter() - start

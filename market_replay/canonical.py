@@ -1,29 +1,10 @@
-"""The canonical price file and its in-memory form, :class:`PriceFrame`.
+"""The canonical price file: :func:`write_prices` and :func:`read_prices`.
 
-Every importer produces a :class:`PriceFrame`; the backtest and the daemon
-only ever read this form. See ``docs/market-data.md`` for the file spec.
-
-In memory
-    ``frame`` is a pandas DataFrame indexed by a tz-aware UTC
-    ``DatetimeIndex`` named ``interval_start`` (nanosecond unit), strictly
-    increasing. Every gap between two rows is a whole multiple of
-    ``interval_minutes`` and the most common gap equals it: rows sit on one
-    constant grid. Whole local days may be absent (policy ``drop-day``);
-    :meth:`PriceFrame.days` lists the days that are complete.
-
-Columns
-    * ``da_price`` (required) day-ahead price [currency/MWh];
-    * ``rt_price``, ``rt_price_up``, ``rt_price_down`` (optional) real-time
-      price and the two-price imbalance (up/down regulating) prices
-      [currency/MWh]; more ``da_price_*``/``rt_price_*`` names are allowed;
-    * published fundamentals in MW, any name ending ``_mw``
-      (``load_forecast_mw``, ``renewable_forecast_mw``, ``bidding_space_mw``,
-      ``pv_forecast_mw``, ``wind_forecast_mw``, ...) [MW];
-    * when the import policy was ``flag``: ``quality_flag`` (bool, True when
-      any check flagged the interval) and one ``flag_<check>`` bool column
-      per check that fired (``flag_gap``, ``flag_zero_day``, ...). A flagged
-      value that was missing in the source (gap, NaN, zero-coded day,
-      ambiguous DST hour, conflicting duplicate) is NaN, never a guess.
+Every importer produces a :class:`~market_replay.prices.PriceFrame`; the
+backtest and the daemon only ever read this form. The in-memory schema
+(index, columns and their units, errors) is defined once, in
+:mod:`market_replay.prices`; this module is the file format. See
+``docs/market-data.md`` for the file spec.
 
 On disk
     UTF-8 CSV. First come ``# key=value`` header lines (``vpp_prices``,
@@ -47,228 +28,51 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import structlog
 
+from market_replay.prices import (
+    ALLOWED_COLUMNS,
+    FLAG_PREFIX,
+    INDEX_NAME,
+    PRICE_COLUMNS,
+    QUALITY_FLAG,
+    REQUIRED_COLUMN,
+    PriceFrame,
+    column_kind,
+    is_flag_column,
+    is_price_column,
+    most_common_step,
+)
 from vpp import files
 from vpp.errors import DataQualityError, InputError, InputFormatError
-from vpp.timeutil import day_bounds_utc, require_aware, zone
 
 log = structlog.get_logger(__name__)
 
+__all__ = [
+    "FLAG_PREFIX",
+    "FORMAT_VERSION",
+    "INDEX_NAME",
+    "PRICE_COLUMNS",
+    "QUALITY_FLAG",
+    "REQUIRED_COLUMN",
+    "PriceFrame",
+    "is_flag_column",
+    "is_price_column",
+    "read_header",
+    "read_prices",
+    "write_prices",
+]
+
 FORMAT_VERSION = "1"
-INDEX_NAME = "interval_start"
-REQUIRED_COLUMN = "da_price"
-PRICE_COLUMNS = ("da_price", "rt_price", "rt_price_up", "rt_price_down")
-QUALITY_FLAG = "quality_flag"
-FLAG_PREFIX = "flag_"
 _REQUIRED_HEADERS = ("market_id", "currency", "interval_minutes")
-
-_PRICE_RE = re.compile(r"^(da|rt)_price(_[a-z0-9]+)*$")
-_MW_RE = re.compile(r"^[a-z][a-z0-9_]*_mw$")
-_FLAG_RE = re.compile(r"^flag_[a-z0-9_]+$")
-_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-_ALLOWED = (
-    "da_price, rt_price, rt_price_up, rt_price_down (or other da_price_*/rt_price_*), "
-    "*_mw fundamentals, quality_flag, flag_*"
-)
+_NS_PER_MIN = 60_000_000_000
 _TRUE = {"true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
-
-
-def is_price_column(name: str) -> bool:
-    """True for ``da_price``, ``rt_price``, ``rt_price_up``... [currency/MWh]."""
-    return bool(_PRICE_RE.match(name))
-
-
-def is_flag_column(name: str) -> bool:
-    return name == QUALITY_FLAG or bool(_FLAG_RE.match(name))
-
-
-def _column_kind(name: str) -> str | None:
-    if is_flag_column(name):
-        return "flag"
-    if is_price_column(name) or _MW_RE.match(name):
-        return "value"
-    return None
-
-
-@dataclass(frozen=True, eq=False)
-class PriceFrame:
-    """Prices of one market on a constant UTC grid. See the module docstring.
-
-    Construction validates and normalises ``frame`` (a copy is kept): the
-    index is converted to UTC at nanosecond resolution and named
-    ``interval_start``, value columns become float64, flag columns bool.
-    A naive index raises ``TypeError``; other problems raise
-    :class:`vpp.DataQualityError`. Equality compares metadata and the frame
-    exactly (NaN equals NaN, column order matters).
-    """
-
-    frame: pd.DataFrame
-    market_id: str
-    currency: str
-    interval_minutes: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "frame", _normalise(self.frame, self.interval_minutes))
-        if not self.market_id or "\n" in self.market_id:
-            raise DataQualityError(f"market_id must be a non-empty line, got {self.market_id!r}")
-        if not _CURRENCY_RE.match(self.currency):
-            raise DataQualityError(f"currency must be an ISO 4217 code, got {self.currency!r}")
-
-    # ------------------------------------------------------------------ values
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PriceFrame):
-            return NotImplemented
-        return (
-            self.market_id == other.market_id
-            and self.currency == other.currency
-            and self.interval_minutes == other.interval_minutes
-            and list(self.frame.columns) == list(other.frame.columns)
-            and self.frame.index.equals(other.frame.index)
-            and self.frame.equals(other.frame)
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # holds a mutable DataFrame
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def __repr__(self) -> str:
-        span = (
-            f"{self.frame.index[0].isoformat()} .. {self.frame.index[-1].isoformat()}"
-            if len(self.frame)
-            else "empty"
-        )
-        return (
-            f"PriceFrame(market_id={self.market_id!r}, currency={self.currency!r}, "
-            f"interval_minutes={self.interval_minutes}, intervals={len(self.frame)}, {span}, "
-            f"columns={list(self.frame.columns)})"
-        )
-
-    @property
-    def price_columns(self) -> list[str]:
-        """The price columns present [currency/MWh]."""
-        return [c for c in self.frame.columns if is_price_column(c)]
-
-    @property
-    def flagged(self) -> pd.Series:
-        """Bool series: True where any quality flag is set (all False without flags)."""
-        flags = [c for c in self.frame.columns if is_flag_column(c)]
-        if not flags:
-            return pd.Series(False, index=self.frame.index, name=QUALITY_FLAG)
-        return self.frame[flags].any(axis=1).rename(QUALITY_FLAG)
-
-    def _with(self, frame: pd.DataFrame) -> PriceFrame:
-        return PriceFrame(frame, self.market_id, self.currency, self.interval_minutes)
-
-    # ------------------------------------------------------------------ slicing
-
-    def between(
-        self, start_utc: datetime | pd.Timestamp, end_utc: datetime | pd.Timestamp
-    ) -> PriceFrame:
-        """Intervals starting in ``[start_utc, end_utc)``; both must be tz-aware."""
-        require_aware(start_utc, "start_utc")
-        require_aware(end_utc, "end_utc")
-        start = pd.Timestamp(start_utc).tz_convert("UTC")
-        end = pd.Timestamp(end_utc).tz_convert("UTC")
-        index = self.frame.index
-        return self._with(self.frame.iloc[index.searchsorted(start) : index.searchsorted(end)])
-
-    def day(self, delivery_day: date, timezone: str) -> PriceFrame:
-        """The intervals of one local market day (92, 96 or 100 quarter-hours across DST)."""
-        start, end = day_bounds_utc(delivery_day, timezone)
-        return self.between(start, end)
-
-    def days(self, timezone: str) -> list[date]:
-        """Local days fully covered: every interval of the day has a row and no price is NaN."""
-        if self.frame.empty:
-            return []
-        zone(timezone)
-        complete = self.frame[self.price_columns].notna().all(axis=1)
-        local = self.frame.index[complete.to_numpy()].tz_convert(timezone)
-        counts = pd.Series(1, index=local.date).groupby(level=0).sum()
-        step = pd.Timedelta(minutes=self.interval_minutes)
-        out = []
-        for day, count in counts.items():
-            start, end = day_bounds_utc(day, timezone)
-            if count == (end - start) // step:
-                out.append(day)
-        return out
-
-
-def _normalise(frame: pd.DataFrame, interval_minutes: int) -> pd.DataFrame:
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
-    if isinstance(interval_minutes, bool) or not isinstance(interval_minutes, int | np.integer):
-        raise TypeError(f"interval_minutes must be an int, got {interval_minutes!r}")
-    if interval_minutes <= 0 or 1440 % interval_minutes:
-        raise DataQualityError(
-            f"interval_minutes = {interval_minutes}: must divide a day (5, 15, 30, 60, ...)"
-        )
-    index = frame.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise TypeError(
-            f"frame index must be a tz-aware DatetimeIndex, got {type(index).__name__}"
-            f" with tz={getattr(index, 'tz', None)}"
-        )
-    out = frame.copy()
-    out.index = index.tz_convert("UTC").as_unit("ns").rename(INDEX_NAME)
-    out.index.freq = None
-    out.columns = [str(c) for c in out.columns]
-    if REQUIRED_COLUMN not in out.columns:
-        raise DataQualityError(f"frame needs a {REQUIRED_COLUMN!r} column; got {list(out.columns)}")
-    for name in out.columns:
-        kind = _column_kind(name)
-        if kind is None:
-            raise DataQualityError(f"unknown column {name!r}; allowed: {_ALLOWED}")
-        if kind == "flag":
-            if out[name].dtype != bool:
-                raise DataQualityError(f"flag column {name!r} must be bool, got {out[name].dtype}")
-            continue
-        try:
-            values = out[name].astype("float64")
-        except (TypeError, ValueError) as exc:
-            raise DataQualityError(f"column {name!r} must be numeric: {exc}") from None
-        if np.isinf(values.to_numpy()).any():
-            raise DataQualityError(f"column {name!r} holds an infinite value")
-        out[name] = values
-    ns = out.index.asi8
-    if len(ns):
-        minute = 60_000_000_000
-        if (ns % minute).any():
-            raise DataQualityError("interval_start must fall on whole minutes")
-        diffs = np.diff(ns)
-        step = interval_minutes * minute
-        if (diffs <= 0).any():
-            bad = int(np.argmax(diffs <= 0)) + 1
-            raise DataQualityError(
-                f"interval_start must be strictly increasing; {out.index[bad]} follows "
-                f"{out.index[bad - 1]}"
-            )
-        if (diffs % step).any():
-            bad = int(np.argmax(diffs % step != 0)) + 1
-            raise DataQualityError(
-                f"{out.index[bad]} is {diffs[bad - 1] // minute} min after the previous row; "
-                f"rows must sit on a {interval_minutes}-min grid"
-            )
-        if len(diffs) and _mode(diffs) != step:
-            raise DataQualityError(
-                f"rows are mostly {_mode(diffs) // minute} min apart but interval_minutes = "
-                f"{interval_minutes}"
-            )
-    return out
-
-
-def _mode(values: np.ndarray) -> int:
-    uniques, counts = np.unique(values, return_counts=True)
-    return int(uniques[np.argmax(counts)])
+#: Kept for ``market_replay.formats``, which imports this name; new code uses ``column_kind``.
+_column_kind = column_kind
 
 
 # ---------------------------------------------------------------------- writing
@@ -391,11 +195,32 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
     header key, unknown column, unparseable or naive timestamp, duplicate or
     out-of-order timestamp, a step that does not match ``interval_minutes``,
     an unparseable number or flag.
+
+    The steps, each raising on its own problems in this order: the ``#``
+    header, the cells, the column names, the timestamps, their steps, the
+    values, and last the :class:`PriceFrame` schema check.
     """
     path = Path(path)
     file = str(path)
     header, body = _read_header_lines(path)
     first_row = _count_leading_comments(path) + 1
+    interval = _header_interval(file, header)
+    columns, raw = _read_cells(file, body, first_row)
+    _check_column_names(file, columns, first_row)
+    row_of = _data_row_numbers(first_row)
+    stamps = raw[INDEX_NAME]
+    index = _parse_timestamps(file, stamps, row_of)
+    _check_steps(file, stamps, index, interval, row_of)
+    data = {name: _parse_column(file, name, raw[name], row_of) for name in columns[1:]}
+    frame = pd.DataFrame(data, index=index)
+    frame.columns = columns[1:]
+    prices = _to_price_frame(file, frame, header, interval)
+    log.debug("prices_read", path=file, market_id=prices.market_id, intervals=len(prices))
+    return prices
+
+
+def _header_interval(file: str, header: Mapping[str, str]) -> int:
+    """The required header keys are present; ``interval_minutes`` [min] divides a day."""
     for key in _REQUIRED_HEADERS:
         if key not in header:
             raise InputFormatError(
@@ -415,6 +240,11 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
         raise InputFormatError(
             file, f"interval_minutes = {interval} must divide a day (5, 15, 30, 60, ...)", row=1
         )
+    return interval
+
+
+def _read_cells(file: str, body: list[str], first_row: int) -> tuple[list[str], pd.DataFrame]:
+    """The column header and every data row as text; a truncated or overlong row raises."""
     if not body or not body[0].strip():
         raise InputFormatError(file, "no column header after the '#' lines", row=first_row)
     # The csv module, not pandas, reads the cells: pandas renames a repeated column
@@ -429,7 +259,11 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
                 "a truncated or overlong row (or another delimiter than ',')",
                 row=line_number,
             )
-    raw = pd.DataFrame([row for _, row in cells[1:]], columns=columns, dtype=str)
+    return columns, pd.DataFrame([row for _, row in cells[1:]], columns=columns, dtype=str)
+
+
+def _check_column_names(file: str, columns: list[str], first_row: int) -> None:
+    """Comma-separated, ``interval_start`` first, ``da_price`` present, each name known, once."""
     other = next((d for d in (";", "\t", "|") if columns and d in columns[0]), None)
     if other is not None and len(columns) == 1:
         raise InputFormatError(
@@ -453,15 +287,21 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
         if name in seen:
             raise InputFormatError(file, "column appears twice", row=first_row, column=name)
         seen.add(name)
-        if _column_kind(name) is None:
+        if column_kind(name) is None:
             raise InputFormatError(
-                file, f"unknown column; allowed: {_ALLOWED}", row=first_row, column=name
+                file, f"unknown column; allowed: {ALLOWED_COLUMNS}", row=first_row, column=name
             )
 
-    def row_of(i: int) -> int:
-        return first_row + 1 + i
 
-    stamps = raw[INDEX_NAME]
+def _data_row_numbers(first_row: int) -> Callable[[int], int]:
+    """Position of a data row -> its line number in the file (column header: ``first_row``)."""
+    return lambda i: first_row + 1 + i
+
+
+def _parse_timestamps(
+    file: str, stamps: pd.Series, row_of: Callable[[int], int]
+) -> pd.DatetimeIndex:
+    """The ``interval_start`` cells as a UTC index [ns]; each must be ISO 8601 with an offset."""
     index = pd.to_datetime(stamps, format="ISO8601", errors="coerce", utc=True)
     bad = index.isna().to_numpy() | ~stamps.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True)
     if bad.any():
@@ -473,9 +313,19 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
             row=row_of(i),
             column=INDEX_NAME,
         )
-    index = pd.DatetimeIndex(index).as_unit("ns")
+    return pd.DatetimeIndex(index).as_unit("ns")
+
+
+def _check_steps(
+    file: str,
+    stamps: pd.Series,
+    index: pd.DatetimeIndex,
+    interval: int,
+    row_of: Callable[[int], int],
+) -> None:
+    """No duplicate, increasing, whole minutes, on the header's ``interval`` [min] grid."""
     ns = index.asi8
-    step = interval * 60_000_000_000
+    step = interval * _NS_PER_MIN
     diffs = np.diff(ns)
     if (diffs == 0).any():
         i = int(np.argmax(diffs == 0)) + 1
@@ -490,8 +340,8 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
             row=row_of(i),
             column=INDEX_NAME,
         )
-    if (ns % 60_000_000_000).any():
-        i = int(np.argmax(ns % 60_000_000_000 != 0))
+    if (ns % _NS_PER_MIN).any():
+        i = int(np.argmax(ns % _NS_PER_MIN != 0))
         raise InputFormatError(
             file, "timestamps must fall on whole minutes", row=row_of(i), column=INDEX_NAME
         )
@@ -499,45 +349,56 @@ def read_prices(path: str | os.PathLike[str]) -> PriceFrame:
         i = int(np.argmax(diffs % step != 0)) + 1
         raise InputFormatError(
             file,
-            f"{diffs[i - 1] // 60_000_000_000} min after the previous row; the header says "
+            f"{diffs[i - 1] // _NS_PER_MIN} min after the previous row; the header says "
             f"interval_minutes={interval}",
             row=row_of(i),
             column=INDEX_NAME,
         )
-    if len(diffs) and _mode(diffs) != step:
+    if len(diffs) and most_common_step(diffs) != step:
         i = int(np.argmax(diffs != step)) + 1
         raise InputFormatError(
             file,
-            f"rows are mostly {_mode(diffs) // 60_000_000_000} min apart but the header "
+            f"rows are mostly {most_common_step(diffs) // _NS_PER_MIN} min apart but the header "
             f"says interval_minutes={interval}",
             row=row_of(i),
             column=INDEX_NAME,
         )
-    data: dict[str, np.ndarray] = {}
-    for name in columns[1:]:
-        text = raw[name]
-        if is_flag_column(name):
-            flags = [str(cell).strip() for cell in text.tolist()]
-            unknown = [i for i, cell in enumerate(flags) if cell not in _TRUE]
-            if unknown:
-                i = unknown[0]
-                raise InputFormatError(
-                    file,
-                    f"flag must be true or false, got {flags[i]!r}",
-                    row=row_of(i),
-                    column=name,
-                )
-            data[name] = np.array([_TRUE[cell] for cell in flags], dtype=bool)
-            continue
-        data[name] = _parse_floats(file, name, text, row_of).to_numpy()
-    frame = pd.DataFrame(data, index=index)
-    frame.columns = columns[1:]
+
+
+def _parse_column(
+    file: str, name: str, text: pd.Series, row_of: Callable[[int], int]
+) -> np.ndarray:
+    """One column's cells: a flag column as bool, any other as float64."""
+    if is_flag_column(name):
+        return _parse_flags(file, name, text, row_of)
+    return _parse_floats(file, name, text, row_of).to_numpy()
+
+
+def _parse_flags(
+    file: str, name: str, text: pd.Series, row_of: Callable[[int], int]
+) -> np.ndarray:
+    """``true``/``false`` (also ``True``/``False``/``1``/``0``) as bool."""
+    flags = [str(cell).strip() for cell in text.tolist()]
+    unknown = [i for i, cell in enumerate(flags) if cell not in _TRUE]
+    if unknown:
+        i = unknown[0]
+        raise InputFormatError(
+            file,
+            f"flag must be true or false, got {flags[i]!r}",
+            row=row_of(i),
+            column=name,
+        )
+    return np.array([_TRUE[cell] for cell in flags], dtype=bool)
+
+
+def _to_price_frame(
+    file: str, frame: pd.DataFrame, header: Mapping[str, str], interval: int
+) -> PriceFrame:
+    """The schema check of :class:`PriceFrame`; its error is reported against ``file``."""
     try:
-        prices = PriceFrame(frame, header["market_id"], header["currency"], interval)
+        return PriceFrame(frame, header["market_id"], header["currency"], interval)
     except DataQualityError as exc:
         raise InputFormatError(file, str(exc)) from None
-    log.debug("prices_read", path=file, market_id=prices.market_id, intervals=len(prices))
-    return prices
 
 
 def _count_leading_comments(path: Path) -> int:

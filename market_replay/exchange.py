@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from vpp.awards import delivery_intervals
 from vpp.config.models import MarketConfig
 from vpp.errors import InputError, LookAheadError, MarketRuleError
 from vpp.market_rules import check_submission
@@ -233,17 +234,15 @@ class ReplayExchange:
             )
         awards = []
         for curve in bid.curves:
-            step = dt.timedelta(minutes=rules.day_ahead.interval_minutes)
-            price = self._product_price(curve.interval_start, step)
+            price = self._product_price(curve.interval_start, rules.day_ahead.interval_minutes)
             quantity = clear_curve(curve, price, rules.bidding.curve, rules.bidding.mode)
             awards.append(Award(curve.interval_start, quantity, price))
         return awards
 
-    def _product_price(self, start: dt.datetime, length: dt.timedelta) -> float:
+    def _product_price(self, start: dt.datetime, product_minutes: int) -> float:
         """The day-ahead price of a product (mean over its canonical intervals)."""
-        index = self.prices.index
-        mask = (index >= pd.Timestamp(start)) & (index < pd.Timestamp(start + length))
-        values = self.prices["da_price"][mask].to_numpy(float)
+        intervals = delivery_intervals(pd.DatetimeIndex(self.prices.index), start, product_minutes)
+        values = self.prices["da_price"].to_numpy(float)[intervals]
         if len(values) == 0 or not np.isfinite(values).all():
             raise KeyError(f"no day-ahead price for the product starting {start.isoformat()}")
         return float(values.mean())

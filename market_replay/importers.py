@@ -36,13 +36,15 @@ import pandas as pd
 import structlog
 
 from market_replay._errors import InputFormatError, QualityError
-from market_replay.canonical import (
+from market_replay.formats import FormatSpec, TimeSpec, get_format
+from market_replay.prices import (
     FLAG_PREFIX,
+    INDEX_NAME,
     QUALITY_FLAG,
+    REQUIRED_COLUMN,
     PriceFrame,
     is_price_column,
 )
-from market_replay.formats import FormatSpec, get_format
 from market_replay.quality import (
     BLANKING_CHECKS,
     CHECKS,
@@ -140,9 +142,50 @@ def _zero_hour(match: re.Match[str]) -> str:
 
 
 def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
+    """Read a vendor file as ``spec`` describes it: the rows, the header, the local interval
+    starts, the values, the resolution and the DST flags. Each step raises
+    :class:`InputFormatError` naming the row and column of a malformed file."""
     file = str(path)
     required, optional = spec.resolve(zone_name)
     t = spec.time
+    header, header_row, records, rows = _read_rows(path)
+    position = _check_header(file, spec, zone_name, header, header_row, required, optional)
+    if not records:
+        raise InputFormatError(file, "no data rows after the header", row=header_row + 1)
+    row_numbers = np.asarray(rows, dtype="int64")
+    columns = list(zip(*records, strict=True))
+
+    def cells(name: str) -> list[str]:
+        return list(columns[position[name]])
+
+    wall, labels = _wall_times(file, t, cells, row_numbers)
+    values = pd.DataFrame(index=pd.RangeIndex(len(records)))
+    for canonical, source in [*required.items(), *optional.items()]:
+        if source in position:
+            values[canonical] = _floats(file, source, canonical, cells(source), row_numbers)
+    step = _resolution(file, spec, wall, row_numbers)
+    if t.label == "end":
+        wall = wall - pd.Timedelta(minutes=step)
+    repeat = None
+    if t.dst_flag_column is not None:
+        repeat = np.array([c.strip() == t.dst_repeat_value for c in cells(t.dst_flag_column)])
+    return _Parsed(
+        file=file,
+        spec=spec,
+        rows=row_numbers,
+        labels=labels,
+        wall=pd.DatetimeIndex(wall),
+        repeat=repeat,
+        values=values,
+        step_minutes=step,
+        time_column=t.column,
+    )
+
+
+def _read_rows(path: Path) -> tuple[list[str], int, list[list[str]], list[int]]:
+    """The header (first non-blank row), its line number, the non-blank data rows and their
+    line numbers; a row with another field count than the header raises."""
+    file = str(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
@@ -172,7 +215,21 @@ def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
         raise InputFormatError(file, "not UTF-8 text") from None
     except csv.Error as exc:
         raise InputFormatError(file, f"not valid CSV: {exc}") from None
+    return header, header_row, records, rows
 
+
+def _check_header(
+    file: str,
+    spec: FormatSpec,
+    zone_name: str | None,
+    header: list[str],
+    header_row: int,
+    required: Mapping[str, str],
+    optional: Mapping[str, str],
+) -> dict[str, int]:
+    """Every column the format reads appears once; every column it needs is there (the error
+    says why: another delimiter, or a zone the file does not have). Returns name -> field."""
+    t = spec.time
     position = {name: i for i, name in enumerate(header)}
     needed = [t.column, t.date_column, t.dst_flag_column, *required.values()]
     read = {n for n in (*needed, *optional.values()) if n is not None}
@@ -201,46 +258,24 @@ def _parse(path: Path, spec: FormatSpec, zone_name: str | None) -> _Parsed:
             raise InputFormatError(
                 file, f"missing column ({spec.name} needs it); {hint}", row=header_row, column=name
             )
-    if not records:
-        raise InputFormatError(file, "no data rows after the header", row=header_row + 1)
-    row_numbers = np.asarray(rows, dtype="int64")
-    columns = list(zip(*records, strict=True))
+    return position
 
-    def cells(name: str) -> list[str]:
-        return list(columns[position[name]])
 
+def _wall_times(
+    file: str, t: TimeSpec, cells: Callable[[str], list[str]], rows: np.ndarray
+) -> tuple[pd.DatetimeIndex, list[str]]:
+    """The naive local time of each row as labelled (date and time columns, or one column)
+    and its label as written, for examples."""
     time_cells = cells(t.column)
     if t.date_column is not None and t.date_format is not None:
-        dates = _parse_times(file, t.date_column, t.date_format, cells(t.date_column), row_numbers)
-        times = _parse_times(file, t.column, t.format, time_cells, row_numbers)
+        dates = _parse_times(file, t.date_column, t.date_format, cells(t.date_column), rows)
+        times = _parse_times(file, t.column, t.format, time_cells, rows)
         wall = dates + (times - pd.Timestamp("1900-01-01"))
         labels = [f"{d} {c}" for d, c in zip(cells(t.date_column), time_cells, strict=True)]
     else:
-        wall = _parse_times(file, t.column, t.format, time_cells, row_numbers)
+        wall = _parse_times(file, t.column, t.format, time_cells, rows)
         labels = [c.strip() for c in time_cells]
-
-    values = pd.DataFrame(index=pd.RangeIndex(len(records)))
-    for canonical, source in [*required.items(), *optional.items()]:
-        if source in position:
-            values[canonical] = _floats(file, source, canonical, cells(source), row_numbers)
-
-    step = _resolution(file, spec, wall, row_numbers)
-    if t.label == "end":
-        wall = wall - pd.Timedelta(minutes=step)
-    repeat = None
-    if t.dst_flag_column is not None:
-        repeat = np.array([c.strip() == t.dst_repeat_value for c in cells(t.dst_flag_column)])
-    return _Parsed(
-        file=file,
-        spec=spec,
-        rows=row_numbers,
-        labels=labels,
-        wall=pd.DatetimeIndex(wall),
-        repeat=repeat,
-        values=values,
-        step_minutes=step,
-        time_column=t.column,
-    )
+    return wall, labels
 
 
 def _resolution(file: str, spec: FormatSpec, wall: pd.DatetimeIndex, rows: np.ndarray) -> int:
@@ -449,18 +484,57 @@ def _dst_days(
     )
 
 
+@dataclass(frozen=True)
+class _Placement:
+    """Where each source row lands on the UTC time line (one entry per row, in file order)."""
+
+    utc: pd.DatetimeIndex  # UTC interval start; the DST flag (or summer time) decides a repeat
+    nonexistent: np.ndarray  # bool: the local time does not exist (spring forward)
+    ambiguous: np.ndarray  # bool: the local time occurs twice (the fall-back hour)
+
+
 def _analyse(
     parsed: _Parsed, market: MarketConfig, source_tz: str, rules_for: Callable[[date], MarketRules]
 ) -> _Analysis:
+    """Place a parsed source on the UTC time line and run every check on it.
+
+    The steps, in report order: place the rows; out-of-order rows; rows at
+    non-existent local times; the repeated fall-back hour and stray DST flags;
+    duplicates; the placed frame and its grid; gaps; the market checks of each
+    column; the DST-day note. Rows that cannot be placed are left out of the
+    frame; every finding goes to the report.
+    """
     tz = market.timezone
     out = _Collector(Path(parsed.file).name, tz)
-    n = len(parsed.rows)
-    step = pd.Timedelta(minutes=parsed.step_minutes)
-    wall = parsed.wall
-    value_cols = list(parsed.values.columns)
-    values = parsed.values
+    placement = _place(parsed, source_tz)
+    _check_out_of_order(out, parsed, placement.utc)
+    placed = _check_nonexistent(out, parsed, placement.nonexistent, source_tz)
+    unresolved, ambiguous_intervals = _check_repeated_hour(out, parsed, placement, source_tz)
+    placed[unresolved] = False
+    _check_stray_repeat_flags(out, parsed, placement, placed)
+    _check_duplicates(out, parsed, placement.utc, placed, unresolved)
+    frame, grid, affected_ambiguous = _placed_frame(
+        parsed, placement.utc, placed, ambiguous_intervals
+    )
+    _check_gaps(out, frame, grid, affected_ambiguous, pd.Timedelta(minutes=parsed.step_minutes))
+    _check_market_rules(out, parsed, frame, rules_for)
+    note = _dst_days(frame, tz, parsed.step_minutes, out.source)
+    if note is not None:
+        out.issues.append(note)
+    return _Analysis(
+        parsed=parsed,
+        frame=frame,
+        issues=out.issues,
+        grid=grid,
+        timezone=tz,
+        rows_read=len(parsed.rows),
+    )
 
-    # ---- placement on the UTC time line
+
+def _place(parsed: _Parsed, source_tz: str) -> _Placement:
+    """Localise each naive wall time in ``source_tz``: its UTC start, and the DST cases."""
+    wall = parsed.wall
+    n = len(parsed.rows)
     dst_guess = ~parsed.repeat if parsed.repeat is not None else np.ones(n, dtype=bool)
     nonexistent = wall.tz_localize(source_tz, ambiguous=dst_guess, nonexistent="NaT").isna()
     nonexistent = np.asarray(nonexistent) & ~np.asarray(
@@ -470,23 +544,34 @@ def _analyse(
         wall.tz_localize(source_tz, ambiguous="NaT", nonexistent="shift_forward").isna()
     )
     key = wall.tz_localize(source_tz, ambiguous=dst_guess, nonexistent="shift_forward")
-    utc = key.tz_convert("UTC")
+    return _Placement(utc=key.tz_convert("UTC"), nonexistent=nonexistent, ambiguous=ambiguous)
 
-    # ---- out-of-order rows (in file order; DST-aware key)
+
+def _check_out_of_order(out: _Collector, parsed: _Parsed, utc: pd.DatetimeIndex) -> None:
+    """Rows outside the longest ordered run (in file order, on the DST-aware UTC key)."""
     in_order = _longest_non_decreasing(utc.asi8)
     bad = np.flatnonzero(~in_order)
     out.add(
         "out_of_order",
         count=len(bad),
         examples=[f"row {parsed.rows[i]}: {parsed.labels[i]}" for i in bad],
-        days=[wall[i].date() for i in bad],
+        days=[parsed.wall[i].date() for i in bad],
         intervals=pd.DatetimeIndex(utc[bad]).dropna() if len(bad) else None,
         detail="rows earlier than rows before them in the file",
     )
 
-    # ---- DST: non-existent local times
+
+def _check_nonexistent(
+    out: _Collector, parsed: _Parsed, nonexistent: np.ndarray, source_tz: str
+) -> np.ndarray:
+    """Rows at a local time skipped by spring forward: an empty one is a note, one with values
+    a problem; both are left out. Returns the mask of rows still placed."""
+    n = len(parsed.rows)
+    values = parsed.values
     placed = np.ones(n, dtype=bool)
-    empty_row = values.isna().all(axis=1).to_numpy() if value_cols else np.ones(n, dtype=bool)
+    empty_row = (
+        values.isna().all(axis=1).to_numpy() if len(values.columns) else np.ones(n, dtype=bool)
+    )
     for check, mask, detail in (
         (
             "dst_placeholder",
@@ -504,15 +589,23 @@ def _analyse(
             check,
             count=len(idx),
             examples=[f"row {parsed.rows[i]}: {parsed.labels[i]} ({source_tz})" for i in idx],
-            days=[wall[i].date() for i in idx],
+            days=[parsed.wall[i].date() for i in idx],
             severity="info" if check == "dst_placeholder" else "problem",
             detail=detail,
         )
         placed &= ~mask
+    return placed
 
-    # ---- DST: the repeated fall-back hour
+
+def _check_repeated_hour(
+    out: _Collector, parsed: _Parsed, placement: _Placement, source_tz: str
+) -> tuple[np.ndarray, list[pd.Timestamp]]:
+    """The fall-back hour: a note where the DST flag places both rows, a problem where nothing
+    tells them apart. Returns the rows that cannot be placed and the UTC intervals they might
+    be (both hours)."""
+    wall = parsed.wall
     ambiguous_intervals: list[pd.Timestamp] = []
-    amb_idx = np.flatnonzero(ambiguous)
+    amb_idx = np.flatnonzero(placement.ambiguous)
     resolved_examples: list[str] = []
     unresolved: list[int] = []
     resolved_days: list[date] = []
@@ -561,21 +654,40 @@ def _analyse(
             else "repeated fall-back hour whose DST flags do not tell the two hours apart"
         ),
     )
-    placed[unresolved_idx] = False
-    if parsed.repeat is not None:
-        misplaced = np.flatnonzero(parsed.repeat & ~ambiguous & placed)
-        out.add(
-            "dst_ambiguous",
-            count=len(misplaced),
-            examples=[f"row {parsed.rows[i]}: {parsed.labels[i]} flagged" for i in misplaced],
-            days=[wall[i].date() for i in misplaced],
-            intervals=pd.DatetimeIndex(utc[misplaced]),
-            detail="DST repeat flag on a row outside the fall-back hour",
-        )
+    return unresolved_idx, ambiguous_intervals
 
-    # ---- duplicates: same UTC interval (placed) or same label (unplaceable, no flag)
+
+def _check_stray_repeat_flags(
+    out: _Collector, parsed: _Parsed, placement: _Placement, placed: np.ndarray
+) -> None:
+    """A DST repeat flag on a placed row outside the fall-back hour (formats with a flag)."""
+    if parsed.repeat is None:
+        return
+    misplaced = np.flatnonzero(parsed.repeat & ~placement.ambiguous & placed)
+    out.add(
+        "dst_ambiguous",
+        count=len(misplaced),
+        examples=[f"row {parsed.rows[i]}: {parsed.labels[i]} flagged" for i in misplaced],
+        days=[parsed.wall[i].date() for i in misplaced],
+        intervals=pd.DatetimeIndex(placement.utc[misplaced]),
+        detail="DST repeat flag on a row outside the fall-back hour",
+    )
+
+
+def _check_duplicates(
+    out: _Collector,
+    parsed: _Parsed,
+    utc: pd.DatetimeIndex,
+    placed: np.ndarray,
+    unresolved_idx: np.ndarray,
+) -> None:
+    """Rows for the same UTC interval (placed rows) or the same label (unplaceable rows of a
+    format without DST flag), reported as ``identical`` or ``conflicting`` values."""
+    wall = parsed.wall
+    values = parsed.values
+    n = len(parsed.rows)
     keys = pd.Series(np.where(placed, utc.asi8, wall.asi8 - 1), dtype="int64")
-    consider = placed | (np.isin(np.arange(n), unresolved_idx) & no_flag)
+    consider = placed | (np.isin(np.arange(n), unresolved_idx) & (parsed.repeat is None))
     dup_mask = keys.duplicated(keep=False).to_numpy() & consider
     dup_idx = np.flatnonzero(dup_mask)
     dup_examples: list[str] = []
@@ -590,7 +702,7 @@ def _analyse(
         seen.add(k)
         group = dup_idx[keys.to_numpy()[dup_idx] == k]
         block = values.iloc[group]
-        same = bool(block.nunique(dropna=False).le(1).all()) if value_cols else True
+        same = bool(block.nunique(dropna=False).le(1).all()) if len(values.columns) else True
         rows_text = ", ".join(str(parsed.rows[g]) for g in group)
         kind_of[k] = "identical" if same else "conflicting"
         dup_examples.append(f"rows {rows_text}: {parsed.labels[group[0]]} ({kind_of[k]})")
@@ -618,17 +730,36 @@ def _analyse(
             + ("; the value is unknown, NaN under flag)" if kind == "conflicting" else ")"),
         )
 
-    # ---- the placed frame: first row per interval, sorted by time
-    frame = values[placed].copy()
-    frame.index = pd.DatetimeIndex(utc[placed]).as_unit("ns").rename("interval_start")
+
+def _placed_frame(
+    parsed: _Parsed,
+    utc: pd.DatetimeIndex,
+    placed: np.ndarray,
+    ambiguous_intervals: list[pd.Timestamp],
+) -> tuple[pd.DataFrame, pd.DatetimeIndex, pd.DatetimeIndex]:
+    """The placed rows (first row per interval, sorted), the full grid from the first to the
+    last interval (the unplaceable ambiguous ones included) and those ambiguous intervals."""
+    frame = parsed.values[placed].copy()
+    frame.index = pd.DatetimeIndex(utc[placed]).as_unit("ns").rename(INDEX_NAME)
     frame = frame[~frame.index.duplicated(keep="first")].sort_index()
     affected_ambiguous = pd.DatetimeIndex(sorted(set(ambiguous_intervals)), tz="UTC")
     bounds = frame.index.union(affected_ambiguous)
     if len(bounds) == 0:
         raise InputFormatError(parsed.file, "no row can be placed on the time line")
-    grid = pd.date_range(bounds[0], bounds[-1], freq=step, name="interval_start").as_unit("ns")
+    step = pd.Timedelta(minutes=parsed.step_minutes)
+    grid = pd.date_range(bounds[0], bounds[-1], freq=step, name=INDEX_NAME).as_unit("ns")
+    return frame, grid, affected_ambiguous
 
-    # ---- gaps
+
+def _check_gaps(
+    out: _Collector,
+    frame: pd.DataFrame,
+    grid: pd.DatetimeIndex,
+    affected_ambiguous: pd.DatetimeIndex,
+    step: pd.Timedelta,
+) -> None:
+    """Intervals of the grid with no row (the ambiguous ones are reported already)."""
+    tz = out.timezone
     missing = grid.difference(frame.index).difference(affected_ambiguous)
     runs = _runs(missing, step)
     out.add(
@@ -642,58 +773,78 @@ def _analyse(
         detail="intervals with no row",
     )
 
-    # ---- market checks on the placed values
+
+def _check_market_rules(
+    out: _Collector,
+    parsed: _Parsed,
+    frame: pd.DataFrame,
+    rules_for: Callable[[date], MarketRules],
+) -> None:
+    """Per column, against the rules in force on each local day: the product interval, NaN,
+    zero-coded days and (for prices) the floor/cap."""
+    tz = out.timezone
     local_days = np.asarray(frame.index.tz_convert(tz).date)
     unique_days = sorted(set(local_days.tolist()))
     rules = {d: rules_for(d) for d in unique_days}
-    for column in value_cols:
-        expected_minutes = None
-        if column.startswith("da_price"):
-            expected_minutes = {d: r.day_ahead.interval_minutes for d, r in rules.items()}
-        elif column.startswith("rt_price"):
-            expected_minutes = {
-                d: r.real_time.settlement_interval_minutes for d, r in rules.items()
-            }
-        if expected_minutes is not None:
-            wrong = sorted(d for d, m in expected_minutes.items() if m != parsed.step_minutes)
-            if wrong:
-                mask = np.isin(local_days, wrong)
-                out.add(
-                    "interval_mismatch",
-                    column=column,
-                    count=int(mask.sum()),
-                    examples=[
-                        f"{d}: data every {parsed.step_minutes} min, market "
-                        f"{expected_minutes[d]} min"
-                        for d in wrong
-                    ],
-                    days=wrong,
-                    intervals=frame.index[mask],
-                    detail="resolution differs from the market's product interval",
-                )
+    for column in parsed.values.columns:
+        _check_interval(out, column, frame, local_days, rules, parsed.step_minutes)
         series = frame[column]
         _check_nan(out, column, series, tz)
-        zero_days = _zero_days(series, local_days, tz, parsed.step_minutes)
-        if zero_days:
-            mask = np.isin(local_days, np.array(zero_days, dtype=object))
-            out.add(
-                "zero_day",
-                column=column,
-                count=len(zero_days),
-                examples=[
-                    f"{d}: all {int((local_days == d).sum())} values are 0" for d in zero_days
-                ],
-                days=zero_days,
-                intervals=frame.index[mask],
-                detail="a whole local day of exact zeros: missing data coded as 0",
-            )
+        _check_zero_days(out, column, series, local_days, parsed.step_minutes)
         if is_price_column(column):
             _check_range(out, column, series, frame.index, local_days, rules, tz)
-    note = _dst_days(frame, tz, parsed.step_minutes, out.source)
-    if note is not None:
-        out.issues.append(note)
-    return _Analysis(
-        parsed=parsed, frame=frame, issues=out.issues, grid=grid, timezone=tz, rows_read=n
+
+
+def _check_interval(
+    out: _Collector,
+    column: str,
+    frame: pd.DataFrame,
+    local_days: np.ndarray,
+    rules: Mapping[date, MarketRules],
+    step_minutes: int,
+) -> None:
+    """Days on which the data's resolution differs from the market's product interval (the
+    day-ahead rule for ``da_price*``, the real-time settlement rule for ``rt_price*``)."""
+    expected_minutes = None
+    if column.startswith("da_price"):
+        expected_minutes = {d: r.day_ahead.interval_minutes for d, r in rules.items()}
+    elif column.startswith("rt_price"):
+        expected_minutes = {d: r.real_time.settlement_interval_minutes for d, r in rules.items()}
+    if expected_minutes is None:
+        return
+    wrong = sorted(d for d, m in expected_minutes.items() if m != step_minutes)
+    if not wrong:
+        return
+    mask = np.isin(local_days, np.array(wrong, dtype=object))
+    out.add(
+        "interval_mismatch",
+        column=column,
+        count=int(mask.sum()),
+        examples=[
+            f"{d}: data every {step_minutes} min, market {expected_minutes[d]} min" for d in wrong
+        ],
+        days=wrong,
+        intervals=frame.index[mask],
+        detail="resolution differs from the market's product interval",
+    )
+
+
+def _check_zero_days(
+    out: _Collector, column: str, series: pd.Series, local_days: np.ndarray, step_minutes: int
+) -> None:
+    """Whole local days of exact zeros in one column: missing data coded as 0."""
+    zero_days = _zero_days(series, local_days, out.timezone, step_minutes)
+    if not zero_days:
+        return
+    mask = np.isin(local_days, np.array(zero_days, dtype=object))
+    out.add(
+        "zero_day",
+        column=column,
+        count=len(zero_days),
+        examples=[f"{d}: all {int((local_days == d).sum())} values are 0" for d in zero_days],
+        days=zero_days,
+        intervals=series.index[mask],
+        detail="a whole local day of exact zeros: missing data coded as 0",
     )
 
 
@@ -726,7 +877,7 @@ def _apply(analysis: _Analysis, policy: str, drop: set[date]) -> pd.DataFrame:
         return frame[~np.isin(local_days, np.array(sorted(drop), dtype=object))]
     if policy == "flag":
         frame = frame.reindex(analysis.grid)
-        frame.index.name = "interval_start"
+        frame.index.name = INDEX_NAME
         value_cols = list(frame.columns)
         flags: dict[str, np.ndarray] = {}
         for issue in analysis.issues:
@@ -767,34 +918,12 @@ def import_prices(
     (with the report) when ``policy == "error"`` and a check found a problem,
     and :class:`vpp.DataQualityError` when nothing is left to write.
     """
-    if policy not in POLICIES:
-        raise DataQualityError(f"policy {policy!r}: must be one of {', '.join(POLICIES)}")
-    spec = fmt if isinstance(fmt, FormatSpec) else get_format(fmt)
-    rt_spec = None
-    if rt_path is not None:
-        if spec.rt_companion is None:
-            raise DataQualityError(
-                f"format {spec.name} takes no real-time file (--rt); formats that do: ercot-dam"
-            )
-        rt_spec = get_format(spec.rt_companion)
-    rule_cache: dict[date, MarketRules] = {}
-
-    def rules_for(day: date) -> MarketRules:
-        if day not in rule_cache:
-            try:
-                rule_cache[day] = market.rules_on(day)
-            except ValueError as exc:
-                raise DataQualityError(f"{path}: {exc}; choose another --market") from None
-        return rule_cache[day]
-
-    analyses = []
-    for source_path, source_spec in ((path, spec), (rt_path, rt_spec)):
-        if source_path is None or source_spec is None:
-            continue
-        parsed = _parse(Path(source_path), source_spec, zone)
-        source_tz = market.timezone if source_spec.timezone == "market" else source_spec.timezone
-        analyses.append(_analyse(parsed, market, source_tz, rules_for))
-
+    spec, rt_spec = _formats(fmt, policy, rt_path)
+    rules_for = _rules_on_day(market, path)
+    analyses = [
+        _analyse(parsed, market, source_tz, rules_for)
+        for parsed, source_tz in _parse_sources(market, zone, (path, spec), (rt_path, rt_spec))
+    ]
     report = QualityReport(
         sources=[str(a.parsed.file) for a in analyses],
         format=spec.name if rt_spec is None else f"{spec.name}+{rt_spec.name}",
@@ -803,41 +932,9 @@ def import_prices(
         rows_read=sum(a.rows_read for a in analyses),
         issues=[i for a in analyses for i in a.issues],
     )
-    if policy == "error" and report.problems:
-        report.outcome = "failed: nothing written"
-        log.error("import_rejected", sources=report.sources, problems=report.summary())
-        raise QualityError(
-            f"{', '.join(report.sources)}: {len(report.problems)} quality problem(s) "
-            f"({report.summary()}) under policy 'error'; nothing written. Use --on-missing "
-            "drop-day or flag to import anyway",
-            report,
-        )
-    drop = report.problem_days() if policy == "drop-day" else set()
-    frames = [_apply(a, policy, drop) for a in analyses]
-    if len(frames) == 1:
-        frame, interval = frames[0], analyses[0].parsed.step_minutes
-    else:
-        frame, interval, note = _join(frames[0], analyses[0], frames[1], analyses[1])
-        report.issues.append(note)
-    report.days_dropped = tuple(sorted(drop))
-    if (
-        frame.empty
-        or frame.drop(
-            columns=[c for c in frame.columns if c == QUALITY_FLAG or c.startswith(FLAG_PREFIX)]
-        )
-        .isna()
-        .all()
-        .all()
-    ):
-        raise DataQualityError(
-            f"{', '.join(report.sources)}: nothing left to write after policy {policy!r} "
-            f"({report.summary()})"
-        )
-    if "da_price" not in frame.columns:
-        raise DataQualityError(
-            f"{path}: format {spec.name} gives no day-ahead price; a canonical file needs "
-            "da_price (join a day-ahead file, e.g. --format ercot-dam DAM.csv --rt RTM.csv)"
-        )
+    _reject_under_error_policy(report)
+    frame, interval = _apply_policy(analyses, report)
+    _check_writable(frame, report, path, spec)
     prices = PriceFrame(frame, market.id, market.currency, interval)
     report.intervals_written = len(prices)
     report.outcome = f"{len(prices)} intervals"
@@ -854,6 +951,106 @@ def import_prices(
         problems=report.summary(),
     )
     return ImportResult(prices, report)
+
+
+def _formats(
+    fmt: str | FormatSpec, policy: str, rt_path: str | os.PathLike[str] | None
+) -> tuple[FormatSpec, FormatSpec | None]:
+    """The policy is known; the format, and its real-time companion when ``rt_path`` is given."""
+    if policy not in POLICIES:
+        raise DataQualityError(f"policy {policy!r}: must be one of {', '.join(POLICIES)}")
+    spec = fmt if isinstance(fmt, FormatSpec) else get_format(fmt)
+    rt_spec = None
+    if rt_path is not None:
+        if spec.rt_companion is None:
+            raise DataQualityError(
+                f"format {spec.name} takes no real-time file (--rt); formats that do: ercot-dam"
+            )
+        rt_spec = get_format(spec.rt_companion)
+    return spec, rt_spec
+
+
+def _rules_on_day(
+    market: MarketConfig, path: str | os.PathLike[str]
+) -> Callable[[date], MarketRules]:
+    """``market.rules_on`` cached per day; a day no rule covers names the file."""
+    rule_cache: dict[date, MarketRules] = {}
+
+    def rules_for(day: date) -> MarketRules:
+        if day not in rule_cache:
+            try:
+                rule_cache[day] = market.rules_on(day)
+            except ValueError as exc:
+                raise DataQualityError(f"{path}: {exc}; choose another --market") from None
+        return rule_cache[day]
+
+    return rules_for
+
+
+def _parse_sources(
+    market: MarketConfig,
+    zone: str | None,
+    *sources: tuple[str | os.PathLike[str] | None, FormatSpec | None],
+) -> Iterable[tuple[_Parsed, str]]:
+    """Each given source parsed, with the time zone its labels are in (one at a time, so a
+    malformed second file is reported after the first one's checks)."""
+    for source_path, source_spec in sources:
+        if source_path is None or source_spec is None:
+            continue
+        parsed = _parse(Path(source_path), source_spec, zone)
+        source_tz = market.timezone if source_spec.timezone == "market" else source_spec.timezone
+        yield parsed, source_tz
+
+
+def _reject_under_error_policy(report: QualityReport) -> None:
+    """Under policy ``error`` any problem fails the import with the whole report."""
+    if report.policy == "error" and report.problems:
+        report.outcome = "failed: nothing written"
+        log.error("import_rejected", sources=report.sources, problems=report.summary())
+        raise QualityError(
+            f"{', '.join(report.sources)}: {len(report.problems)} quality problem(s) "
+            f"({report.summary()}) under policy 'error'; nothing written. Use --on-missing "
+            "drop-day or flag to import anyway",
+            report,
+        )
+
+
+def _apply_policy(analyses: list[_Analysis], report: QualityReport) -> tuple[pd.DataFrame, int]:
+    """Each source after the policy, the day-ahead joined onto the real-time grid if there are
+    two; the interval [min]. Records the dropped days and the join note in ``report``."""
+    drop = report.problem_days() if report.policy == "drop-day" else set()
+    frames = [_apply(a, report.policy, drop) for a in analyses]
+    if len(frames) == 1:
+        frame, interval = frames[0], analyses[0].parsed.step_minutes
+    else:
+        frame, interval, note = _join(frames[0], analyses[0], frames[1], analyses[1])
+        report.issues.append(note)
+    report.days_dropped = tuple(sorted(drop))
+    return frame, interval
+
+
+def _check_writable(
+    frame: pd.DataFrame, report: QualityReport, path: str | os.PathLike[str], spec: FormatSpec
+) -> None:
+    """Some value is left after the policy, and there is a day-ahead price."""
+    if (
+        frame.empty
+        or frame.drop(
+            columns=[c for c in frame.columns if c == QUALITY_FLAG or c.startswith(FLAG_PREFIX)]
+        )
+        .isna()
+        .all()
+        .all()
+    ):
+        raise DataQualityError(
+            f"{', '.join(report.sources)}: nothing left to write after policy {report.policy!r} "
+            f"({report.summary()})"
+        )
+    if REQUIRED_COLUMN not in frame.columns:
+        raise DataQualityError(
+            f"{path}: format {spec.name} gives no day-ahead price; a canonical file needs "
+            "da_price (join a day-ahead file, e.g. --format ercot-dam DAM.csv --rt RTM.csv)"
+        )
 
 
 def _join(

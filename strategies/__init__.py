@@ -16,7 +16,7 @@ Public API (see ``docs/strategy.md``):
   :func:`perfect_foresight` -> :class:`ForesightResult`,
   :func:`optimise_schedule` / :func:`idle_schedule` -> :class:`Schedule`;
 * strategies by name: :func:`get_strategy` (``stochastic``, ``deterministic``,
-  ``persistence``, ``idle``);
+  ``persistence``, ``idle``) with one frozen :class:`StrategyOptions`;
 * solver results: :class:`SolveStats`, :class:`SolveStatus`; failures raise
   :class:`vpp.SolverError` / :class:`vpp.InfeasibleError`.
 """
@@ -27,6 +27,7 @@ from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus,
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
+from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
 from strategies.registry import STRATEGIES, Strategy, get_strategy
@@ -60,6 +61,7 @@ __all__ = [
     "SolveStats",
     "SolveStatus",
     "Strategy",
+    "StrategyOptions",
     "build_day_ahead_bid",
     "check_bid",
     "check_solver",

@@ -40,7 +40,8 @@ tied (the expected-price optimum); the single point's price is the floor.
 **Allocation.** :class:`BidAllocation` records, per product and curve
 group, the scenario schedule of every asset. An award of ``Q`` MW is split
 back to parks and assets by interpolating, in quantity, between the two
-groups whose quantities bracket ``Q`` (:meth:`BidAllocation.shares`).
+groups whose quantities bracket ``Q`` (:meth:`BidAllocation.award`, a
+:class:`vpp.awards.IntervalAward` in kW per schedule interval).
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ from strategies.schedule import (
     schedule_from_models,
 )
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
+from vpp.awards import IntervalAward, delivery_intervals, portfolio_award_kw
 from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import InputError, SolverError
 from vpp.market_rules import check_bid
-from vpp.types import AssetShare, Award, BidCurve, BidPoint, DayAheadBid
+from vpp.types import Award, BidCurve, BidPoint, DayAheadBid
 from vpp.units import KW_PER_MW
 
 log = structlog.get_logger(__name__)
@@ -286,55 +288,64 @@ class BidAllocation:
         w = (quantity_mw - lo) / (hi - lo)
         return [(heads[k - 1], 1.0 - w), (heads[k], w)]
 
-    def shares(self, awards: Sequence[Award]) -> list[AssetShare]:
-        """Per-asset power [kW] for every schedule interval of every awarded product."""
-        out = []
-        for award in awards:
-            stamp = pd.Timestamp(award.interval_start).tz_convert("UTC")
-            if stamp not in self.product_starts:
-                raise InputError(f"award at {stamp} is not a product start of this bid")
-            j = int(self.product_starts.get_loc(stamp))
-            weights = self._weights(j, award.quantity_mw)
-            for t in np.flatnonzero(self.product_of == j):
-                start = self.index[t].to_pydatetime()
-                for (park_id, asset_id), values in self.asset_power_kw.items():
-                    power = sum(w * values[s, t] for s, w in weights)
-                    out.append(AssetShare(park_id, asset_id, start, float(power)))
-        return out
+    @property
+    def product_minutes(self) -> int:
+        """Length of one day-ahead product [min]: its intervals times the interval length."""
+        if len(self.index) < 2:
+            raise InputError("an allocation needs at least two schedule intervals")
+        per = len(self.index) // len(self.product_starts)
+        return per * int((self.index[1] - self.index[0]) / pd.Timedelta(minutes=1))
 
-    def park_award_kw(
+    def _product(self, award: Award) -> tuple[int, np.ndarray]:
+        """The product position of ``award`` and its schedule intervals."""
+        stamp = pd.Timestamp(award.interval_start).tz_convert("UTC")
+        if stamp not in self.product_starts:
+            raise InputError(f"award at {stamp} is not a product start of this bid")
+        j = int(self.product_starts.get_loc(stamp))
+        return j, delivery_intervals(self.index, stamp, self.product_minutes)
+
+    def award(
         self, awards: Sequence[Award], capacity_kw: Mapping[str, float] | None = None
-    ) -> pd.DataFrame:
-        """Each park's share of the awards per schedule interval [kW] (columns park ids).
+    ) -> IntervalAward:
+        """The awards split back to parks and assets per schedule interval [kW].
 
-        A park's share is its interpolated scenario schedule (as in :meth:`shares`);
-        what lot rounding left between the award and the parks' sum is spread over
-        the parks in proportion to ``capacity_kw`` (default: equally).
+        An asset's (and a park's) share is its scenario schedule interpolated at
+        the awarded quantity (see module doc); what lot rounding left between the
+        award and the parks' sum is spread over the parks in proportion to
+        ``capacity_kw`` (default: equally). Intervals of products not awarded hold 0.
         """
         parks = list(self.park_power_kw)
-        out = pd.DataFrame(0.0, index=self.index, columns=parks)
+        park_kw = pd.DataFrame(0.0, index=self.index, columns=parks)
+        assets = list(self.asset_power_kw)
+        asset_kw = np.zeros((len(self.index), len(assets)))
         weight = np.array([1.0 if capacity_kw is None else capacity_kw[p] for p in parks])
         weight = weight / weight.sum()
         for award in awards:
-            stamp = pd.Timestamp(award.interval_start).tz_convert("UTC")
-            if stamp not in self.product_starts:
-                raise InputError(f"award at {stamp} is not a product start of this bid")
-            j = int(self.product_starts.get_loc(stamp))
+            j, intervals = self._product(award)
             weights = self._weights(j, award.quantity_mw)
-            intervals = np.flatnonzero(self.product_of == j)
+            for k, key in enumerate(assets):
+                values = self.asset_power_kw[key]
+                asset_kw[intervals, k] = [
+                    sum(w * values[s, t] for s, w in weights) for t in intervals
+                ]
             shares = np.array(
                 [[sum(w * self.park_power_kw[p][s, t] for s, w in weights) for p in parks]
                  for t in intervals]
             )
             residual = award.quantity_mw * KW_PER_MW - shares.mean(axis=0).sum()
-            out.iloc[intervals] = shares + residual * weight[None, :]
-        return out
+            park_kw.iloc[intervals] = shares + residual * weight[None, :]
+        columns = pd.MultiIndex.from_tuples(assets, names=["park_id", "asset_id"])
+        return IntervalAward(
+            portfolio_award_kw(awards, self.index, self.product_minutes),
+            park_kw,
+            pd.DataFrame(asset_kw, index=self.index, columns=columns),
+        )
 
     def frame(self) -> pd.DataFrame:
         """Long table: product, group, scenario, interval, park, asset, power_kw."""
         rows = []
         for j, product in enumerate(self.groups):
-            intervals = np.flatnonzero(self.product_of == j)
+            intervals = delivery_intervals(self.index, self.product_starts[j], self.product_minutes)
             for g, members in enumerate(product):
                 head = int(members[0])
                 for (park_id, asset_id), values in self.asset_power_kw.items():

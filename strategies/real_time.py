@@ -3,8 +3,8 @@
 At interval ``position`` of the delivery day, with the measured state of
 every asset, each park's model is solved over the remaining intervals
 ``[position, T)``. The park's day-ahead award ``award_kw[t]`` (its share of
-the portfolio award, :meth:`strategies.day_ahead.BidAllocation.park_award_kw`)
-is fixed; the deviation ``net_kw[t] - award_kw[t] = surplus[t] - shortfall[t]``
+the portfolio award, a :class:`vpp.awards.IntervalAward` from
+:meth:`strategies.day_ahead.BidAllocation.award`) is fixed; the deviation ``net_kw[t] - award_kw[t] = surplus[t] - shortfall[t]``
 (both >= 0) settles in real time::
 
     maximise sum_t dt_h[t] / 1000 * (price_surplus[t] * surplus[t]
@@ -14,9 +14,9 @@ is fixed; the deviation ``net_kw[t] - award_kw[t] = surplus[t] - shortfall[t]``
 
 Under ``two_settlement`` both prices are the real-time price forecast, so
 the park deviates from its award exactly when the forecast makes it pay;
-``deviation_penalty_per_mwh`` (default 0) adds a cost per MWh of deviation
-for markets that claw back deviation profits or to make the plan stick to
-the award. ``price_surplus`` is capped at ``price_shortfall`` so that
+``deviation_penalty_per_mwh`` (a :class:`~strategies.options.StrategyOptions`
+field) adds a cost per MWh of deviation for markets that claw back deviation
+profits or to make the plan stick to the award. ``price_surplus`` is capped at ``price_shortfall`` so that
 deviating both ways at once can never pay (the LP stays bounded).
 
 **Re-use across intervals.** :class:`RealTimePark` compiles ONE problem per
@@ -70,12 +70,12 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies._solver import DEFAULT_SOLVER, HotHighs, SolveStats, check_solver, solve
+from strategies._solver import HotHighs, SolveStats, check_solver, solve
 from strategies.ev import SlotsExhaustedError
+from strategies.options import StrategyOptions
 from strategies.park import DynamicLayout, ParkModel, build_park_model, interval_hours
 from strategies.schedule import Schedule, idle_power_kw
 from strategies.state import (
-    EnergyPolicy,
     ParkInputs,
     ParkState,
     SessionArrays,
@@ -84,6 +84,7 @@ from strategies.state import (
     state_of,
     window_sessions,
 )
+from vpp.awards import IntervalAward
 from vpp.config.models import BatterySpec, EvChargingSpec, ParkConfig
 from vpp.errors import SolverError
 from vpp.types import Setpoint
@@ -153,6 +154,10 @@ class RealTimePark:
     when more cars are plugged in than the EV slots hold. ``reuse=False``
     compiles a model of ``[position, T)`` per (position, plugged-in cars) --
     the former design, kept as the reference the day model is tested against.
+
+    ``options`` (:class:`~strategies.options.StrategyOptions`, default: the
+    config's defaults) give the deviation penalty, the solver, its time limit
+    and the EV energy policy.
     """
 
     def __init__(
@@ -160,24 +165,21 @@ class RealTimePark:
         park: ParkConfig,
         inputs: ParkInputs,
         interval_minutes: int,
+        options: StrategyOptions | None = None,
         *,
-        deviation_penalty_per_mwh: float = 0.0,
-        solver: str = DEFAULT_SOLVER,
-        time_limit_s: float = 60.0,
-        energy_policy: EnergyPolicy = "cap",
         hot: bool = True,
         reuse: bool = True,
         omit: frozenset[str] = frozenset(),
     ) -> None:
-        if deviation_penalty_per_mwh < 0:
-            raise ValueError("deviation_penalty_per_mwh must be >= 0")
+        options = options or StrategyOptions()
         self.park = park
         self.inputs = inputs
         self.dt_h = interval_hours(inputs.index, interval_minutes)
-        self.penalty = deviation_penalty_per_mwh
-        self.solver = check_solver(solver)
-        self.time_limit_s = time_limit_s
-        self.energy_policy = energy_policy
+        self.options = options
+        self.penalty = options.deviation_penalty_per_mwh
+        self.solver = check_solver(options.solver)
+        self.time_limit_s = options.time_limit_s
+        self.energy_policy = options.energy_policy
         self.hot = hot and self.solver == "HIGHS"
         self.reuse = reuse
         self.omit = omit
@@ -463,7 +465,7 @@ class RealTimeDispatcher:
 
     Create once per horizon with the parks' inputs over the whole horizon;
     call :meth:`dispatch` at each decision time. Each park keeps its own
-    compiled problem (:class:`RealTimePark`).
+    compiled problem (:class:`RealTimePark`), made with the same ``options``.
     """
 
     def __init__(
@@ -471,11 +473,8 @@ class RealTimeDispatcher:
         parks: Sequence[ParkConfig],
         inputs: Mapping[str, ParkInputs],
         interval_minutes: int,
+        options: StrategyOptions | None = None,
         *,
-        deviation_penalty_per_mwh: float = 0.0,
-        solver: str = DEFAULT_SOLVER,
-        time_limit_s: float = 60.0,
-        energy_policy: EnergyPolicy = "cap",
         hot: bool = True,
         reuse: bool = True,
     ) -> None:
@@ -487,11 +486,7 @@ class RealTimeDispatcher:
         self.interval_minutes = interval_minutes
         self.dt_h = interval_hours(self.index, interval_minutes)
         self.park_problems = {
-            p.id: RealTimePark(
-                p, inputs[p.id], interval_minutes,
-                deviation_penalty_per_mwh=deviation_penalty_per_mwh, solver=solver,
-                time_limit_s=time_limit_s, energy_policy=energy_policy, hot=hot, reuse=reuse,
-            )
+            p.id: RealTimePark(p, inputs[p.id], interval_minutes, options, hot=hot, reuse=reuse)
             for p in self.parks
         }
 
@@ -499,7 +494,7 @@ class RealTimeDispatcher:
         self,
         position: int,
         states: Mapping[str, ParkState] | None,
-        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        award: IntervalAward,
         price: pd.Series | np.ndarray,
         *,
         price_shortfall: pd.Series | np.ndarray | None = None,
@@ -507,8 +502,8 @@ class RealTimeDispatcher:
     ) -> RealTimeResult:
         """Re-optimise ``[position, T)`` and return setpoints for interval ``position``.
 
-        ``award_kw[park_id]``: the park's day-ahead award per interval of the
-        *whole* horizon (T,) [kW]. ``price``: the real-time price forecast
+        ``award``: the day-ahead award on every interval of the *whole* horizon;
+        each park follows its share (:meth:`vpp.awards.IntervalAward.park`) [kW]. ``price``: the real-time price forecast
         [currency/MWh] for the remaining intervals (``T - position`` values,
         or a Series over the whole horizon / the remaining intervals);
         ``price_shortfall`` likewise when shortfalls settle at another price.
@@ -527,11 +522,11 @@ class RealTimeDispatcher:
         soc_parts: dict[tuple[str, str], np.ndarray] = {}
         park_net: dict[str, np.ndarray] = {}
         for park in self.parks:
-            award = _vector(_award_of(award_kw, park.id), len(self.index), f"award_kw[{park.id}]")
+            park_award = _vector(award.park(park.id), len(self.index), f"award[{park.id}]")
             state = (states or {}).get(park.id)
             try:
                 solution, stat = self.park_problems[park.id].solve(
-                    position, state, award[position:], surplus, shortfall
+                    position, state, park_award[position:], surplus, shortfall
                 )
             except SolverError as exc:
                 if on_failure == "raise":
@@ -556,7 +551,7 @@ class RealTimeDispatcher:
         deviation = pd.DataFrame(
             {
                 p.id: park_net[p.id] - _vector(
-                    _award_of(award_kw, p.id), len(self.index), "award_kw"
+                    award.park(p.id), len(self.index), f"award[{p.id}]"
                 )[position:]
                 for p in self.parks
             },
@@ -574,12 +569,6 @@ class RealTimeDispatcher:
             setpoints, schedule, deviation, deviation.sum(axis=1) / KW_PER_MW, total,
             bool(errors), errors,
         )
-
-
-def _award_of(award_kw: Mapping[str, np.ndarray] | pd.DataFrame, park_id: str) -> np.ndarray:
-    if isinstance(award_kw, pd.DataFrame):
-        return award_kw[park_id].to_numpy(float)
-    return np.asarray(award_kw[park_id], dtype=float)
 
 
 def _remaining(

@@ -35,18 +35,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from strategies._solver import DEFAULT_SOLVER, check_solver
+from strategies._solver import check_solver
 from strategies.day_ahead import DayAheadResult, build_day_ahead_bid
 from strategies.forecast import Forecast, get_forecaster
+from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimeResult
 from strategies.schedule import idle_power_kw
-from strategies.state import EnergyPolicy, ParkInputs, ParkState
+from strategies.state import ParkInputs, ParkState
+from vpp.awards import IntervalAward
 from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import InputError, LookAheadError
 from vpp.types import BidCurve, BidPoint, DayAheadBid, Setpoint
@@ -54,38 +56,30 @@ from vpp.units import KW_PER_MW
 
 
 class Strategy:
-    """Base strategy: forecaster + scenario count + solver settings (see module doc)."""
+    """Base strategy: decides as its :class:`~strategies.options.StrategyOptions` say (see module doc).
+
+    The options it keeps (:attr:`options`) are the ones it uses: its own
+    ``name``, one scenario for a deterministic strategy, the ``persistence``
+    forecaster for the persistence strategy.
+    """
 
     name: ClassVar[str] = "stochastic"
-    scenario_count: ClassVar[int | None] = None  # None: use ``scenarios``
+    scenario_count: ClassVar[int | None] = None  # None: use ``options.scenarios``
+    forecaster_name: ClassVar[str | None] = None  # None: use ``options.forecaster``
 
-    def __init__(
-        self,
-        *,
-        forecaster: str = "persistence",
-        scenarios: int = 5,
-        solver: str = DEFAULT_SOLVER,
-        time_limit_s: float = 60.0,
-        deviation_penalty_per_mwh: float = 0.0,
-        parallel: int = 1,
-        energy_policy: EnergyPolicy = "cap",
-        rt_forecaster: str | None = None,
-        forecaster_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.forecaster_name = forecaster
-        self.scenarios = scenarios if self.scenario_count is None else self.scenario_count
-        self.solver = check_solver(solver)
-        self.time_limit_s = time_limit_s
-        self.deviation_penalty_per_mwh = deviation_penalty_per_mwh
-        self.parallel = parallel
-        self.energy_policy = energy_policy
-        self.rt_forecaster = rt_forecaster
-        self.forecaster_options = dict(forecaster_options or {})
+    def __init__(self, options: StrategyOptions | None = None) -> None:
+        options = options or StrategyOptions()
+        self.options = options.replace(
+            name=self.name,
+            solver=check_solver(options.solver),
+            scenarios=options.scenarios if self.scenario_count is None else self.scenario_count,
+            forecaster=self.forecaster_name or options.forecaster,
+        )
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(forecaster={self.forecaster_name!r}, "
-            f"scenarios={self.scenarios}, solver={self.solver!r})"
+            f"{type(self).__name__}(forecaster={self.options.forecaster!r}, "
+            f"scenarios={self.options.scenarios}, solver={self.options.solver!r})"
         )
 
     # -- forecasts -----------------------------------------------------------------------
@@ -98,8 +92,8 @@ class Strategy:
     ) -> Forecast:
         """Day-ahead price forecast and scenarios for ``index`` from ``history`` known now."""
         forecaster = get_forecaster(
-            self.forecaster_name, column="da_price", timezone=timezone,
-            scenarios=self.scenarios, **self.forecaster_options,
+            self.options.forecaster, column="da_price", timezone=timezone,
+            scenarios=self.options.scenarios, **self.options.forecaster_options,
         )
         return forecaster.forecast(history, index, features)
 
@@ -107,10 +101,10 @@ class Strategy:
         self, history: pd.DataFrame, index: pd.DatetimeIndex, timezone: str
     ) -> pd.Series:
         """Real-time price forecast for ``index`` (the remaining intervals), see module doc."""
-        if self.rt_forecaster is not None:
+        if self.options.rt_forecaster is not None:
             forecaster = get_forecaster(
-                self.rt_forecaster, column="rt_price", timezone=timezone, scenarios=1,
-                **self.forecaster_options,
+                self.options.rt_forecaster, column="rt_price", timezone=timezone, scenarios=1,
+                **self.options.forecaster_options,
             )
             return forecaster.forecast(history, index).point
         if "da_price" not in history.columns:
@@ -145,33 +139,30 @@ class Strategy:
             forecast = Forecast.from_point(forecast.point)
         return build_day_ahead_bid(
             parks, inputs, states, rules, forecast, portfolio_id=portfolio_id,
-            created_at=created_at, solver=self.solver, time_limit_s=self.time_limit_s,
-            parallel=self.parallel, energy_policy=self.energy_policy,
+            created_at=created_at, solver=self.options.solver,
+            time_limit_s=self.options.time_limit_s, parallel=self.options.parallel,
+            energy_policy=self.options.energy_policy,
         )
 
     def dispatcher(
         self, parks: Sequence[ParkConfig], inputs: Mapping[str, ParkInputs], rules: MarketRules
     ) -> RealTimeDispatcher:
         """A real-time dispatcher for the horizon of ``inputs`` (create once per day)."""
-        return RealTimeDispatcher(
-            parks, inputs, rules.interval_minutes,
-            deviation_penalty_per_mwh=self.deviation_penalty_per_mwh, solver=self.solver,
-            time_limit_s=self.time_limit_s, energy_policy=self.energy_policy,
-        )
+        return RealTimeDispatcher(parks, inputs, rules.interval_minutes, self.options)
 
     def real_time(
         self,
         dispatcher: RealTimeDispatcher,
         position: int,
         states: Mapping[str, ParkState] | None,
-        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        award: IntervalAward,
         history: pd.DataFrame,
         timezone: str,
     ) -> RealTimeResult:
         """Setpoints for interval ``position`` and the plan for the rest of the horizon."""
         remaining = dispatcher.index[position:]
         price = self.forecast_real_time(history, remaining, timezone)
-        return dispatcher.dispatch(position, states, award_kw, price.to_numpy(float))
+        return dispatcher.dispatch(position, states, award, price.to_numpy(float))
 
 
 class StochasticStrategy(Strategy):
@@ -185,10 +176,7 @@ class DeterministicStrategy(Strategy):
 
 class PersistenceStrategy(DeterministicStrategy):
     name = "persistence"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["forecaster"] = "persistence"
-        super().__init__(**kwargs)
+    forecaster_name = "persistence"
 
 
 class IdleStrategy(Strategy):
@@ -237,7 +225,7 @@ class IdleStrategy(Strategy):
         dispatcher: RealTimeDispatcher,
         position: int,
         states: Mapping[str, ParkState] | None,
-        award_kw: Mapping[str, np.ndarray] | pd.DataFrame,
+        award: IntervalAward,
         history: pd.DataFrame,
         timezone: str,
     ) -> RealTimeResult:
@@ -257,26 +245,30 @@ class IdleStrategy(Strategy):
             power.update({(park.id, a): v for a, v in p.items()})
             soc.update({(park.id, a): v for a, v in s.items()})
             nets[park.id] = sum(p.values(), np.zeros(len(remaining)))
-            award = award_kw[park.id]
-            deviation[park.id] = nets[park.id] - np.asarray(award, dtype=float)[position:]
+            deviation[park.id] = nets[park.id] - award.park(park.id)[position:]
         schedule = _schedule(remaining, power, soc, nets, [], False, {})
         frame = pd.DataFrame(deviation, index=remaining)
         setpoints: tuple[Setpoint, ...] = tuple(schedule.setpoints(0))
         return RealTimeResult(setpoints, schedule, frame, frame.sum(axis=1) / KW_PER_MW, None)
 
 
-STRATEGIES: dict[str, Callable[..., Strategy]] = {
+STRATEGIES: dict[str, Callable[[StrategyOptions | None], Strategy]] = {
     cls.name: cls
     for cls in (StochasticStrategy, DeterministicStrategy, PersistenceStrategy, IdleStrategy)
 }
 
 
-def get_strategy(name: str, **kwargs: Any) -> Strategy:
-    """A strategy by name (``stochastic``, ``deterministic``, ``persistence``, ``idle``)."""
+def get_strategy(options: StrategyOptions | str | None = None) -> Strategy:
+    """The strategy ``options.name`` (``stochastic``, ``deterministic``, ``persistence``, ``idle``).
+
+    A bare name is that strategy with the default :class:`~strategies.options.StrategyOptions`.
+    """
+    if options is None or isinstance(options, str):
+        options = StrategyOptions() if options is None else StrategyOptions(name=options)
     try:
-        factory = STRATEGIES[name]
+        factory = STRATEGIES[options.name]
     except KeyError:
         raise InputError(
-            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+            f"unknown strategy {options.name!r}; choose one of {', '.join(STRATEGIES)}"
         ) from None
-    return factory(**kwargs)
+    return factory(options)

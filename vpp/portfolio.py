@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vpp.config.models import (
-    AssetSpec,
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
-    ParkConfig,
-    PvSpec,
-)
+from vpp.config.models import AssetSpec, ParkConfig
 
 
 @dataclass(frozen=True)
@@ -38,56 +31,17 @@ class AssetCapability:
 
 
 def capability(park_id: str, asset: AssetSpec) -> AssetCapability:
-    """Describe what ``asset`` can do at nameplate."""
-    if isinstance(asset, BatterySpec):
-        usable = asset.energy_kwh * (asset.soc_max - asset.soc_min)
-        return AssetCapability(
-            park_id,
-            asset.id,
-            asset.type,
-            asset.discharge_limit_kw,
-            asset.charge_limit_kw,
-            usable,
-            asset.adapter.type,
-            f"{asset.power_kw:g} kW / {asset.energy_kwh:g} kWh, "
-            f"SoC {asset.soc_min:g}-{asset.soc_max:g}",
-        )
-    if isinstance(asset, EvChargingSpec):
-        return AssetCapability(
-            park_id,
-            asset.id,
-            asset.type,
-            0.0,
-            asset.hub_limit_kw,
-            None,
-            asset.adapter.type,
-            f"{asset.chargers} x {asset.charger_power_kw:g} kW, hub {asset.hub_limit_kw:g} kW",
-        )
-    if isinstance(asset, FlexibleProcessSpec):
-        return AssetCapability(
-            park_id,
-            asset.id,
-            asset.type,
-            0.0,
-            asset.max_power_kw,
-            None,
-            asset.adapter.type,
-            f"-{asset.shift_down_kw:g}/+{asset.shift_up_kw:g} kW around baseline, "
-            f"recover within {asset.recovery_window_h:g} h",
-        )
-    if isinstance(asset, PvSpec):
-        ac = asset.inverter_kw or asset.capacity_kwp
-        return AssetCapability(
-            park_id,
-            asset.id,
-            asset.type,
-            ac,
-            0.0,
-            None,
-            asset.adapter.type,
-            f"{asset.capacity_kwp:g} kWp{', curtailable' if asset.curtailable else ''}",
-        )
-    raise TypeError(f"unknown asset spec {type(asset).__name__}")
+    """Describe what ``asset`` can do at nameplate (its type's spec says how)."""
+    return AssetCapability(
+        park_id,
+        asset.id,
+        asset.type,
+        asset.max_export_kw,
+        asset.max_import_kw,
+        asset.usable_energy_kwh,
+        asset.adapter.type,
+        asset.describe(),
+    )
 
 
 @dataclass(frozen=True)

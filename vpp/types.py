@@ -62,16 +62,6 @@ class BidCurve:
 
 
 @dataclass(frozen=True)
-class AssetShare:
-    """How much of a park's awarded power one asset delivers [kW] for one interval."""
-
-    park_id: str
-    asset_id: str
-    interval_start: dt.datetime
-    power_kw: float
-
-
-@dataclass(frozen=True)
 class DayAheadBid:
     """A portfolio's day-ahead bid: one curve per interval of the delivery day."""
 
@@ -92,7 +82,12 @@ class DayAheadBid:
 
 @dataclass(frozen=True)
 class Award:
-    """The exchange's result for one interval: quantity cleared at a price."""
+    """The exchange's result for one product: quantity cleared at a price (the market wire).
+
+    ``quantity_mw`` [MW] holds over the product starting at ``interval_start``.
+    Inside vpp an award is kW per schedule interval, :class:`vpp.awards.IntervalAward`;
+    :func:`vpp.awards.portfolio_award_kw` is the one conversion.
+    """
 
     interval_start: dt.datetime
     quantity_mw: float

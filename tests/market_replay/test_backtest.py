@@ -7,13 +7,13 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 
 from market_replay import import_prices
 from market_replay.canonical import PriceFrame
+from strategies import StrategyOptions
 from strategies.registry import StochasticStrategy
 from tests.market_replay._support import CN, ENTSOE, ERCOT_DAM, ERCOT_RTM, NORDPOOL, REPO, market
 from vpp import LookAheadError
@@ -22,7 +22,7 @@ from vpp.backtest.run import BacktestOptions, foresight, run_backtest, simulate
 from vpp.config import load_config
 from vpp.runtime.operator import MarketPortfolio
 
-FAST = BacktestOptions(reoptimise_every=8, baselines=False, scenarios=3)
+FAST = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=False)
 
 
 def _slice(
@@ -63,8 +63,8 @@ def _portfolio_on(tmp_path: Path, market_id: str, timezone: str) -> MarketPortfo
 class _Spy(StochasticStrategy):
     """Records what the strategy is handed at each decision and the decision time."""
 
-    def __init__(self, clock: Callable[[], dt.datetime], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, clock: Callable[[], dt.datetime], options: StrategyOptions) -> None:
+        super().__init__(options)
         self.clock = clock
         self.seen: list[tuple[dt.datetime, pd.DataFrame]] = []
 
@@ -90,14 +90,15 @@ def test_strategy_only_sees_published_data(
 
     spies: list[_Spy] = []
 
-    def spy_factory(name: str, **kwargs: Any) -> _Spy:
-        spy = _Spy(lambda: dt.datetime.now(dt.UTC), **kwargs)
+    def spy_factory(options: StrategyOptions) -> _Spy:
+        spy = _Spy(lambda: dt.datetime.now(dt.UTC), options)
         spies.append(spy)
         return spy
 
     monkeypatch.setattr(backtest, "get_strategy", spy_factory)
     days = [dt.date(2025, 5, 10)]
     simulate(cn_portfolio, cn_prices, days, FAST)
+    assert spies[0].options == FAST.strategy  # the run's options, passed down unchanged
     ((decided_at, history),) = spies[0].seen
     rules = cn_portfolio.market.rules_on(days[0])
     assert decided_at < rules.gate_closure(days[0])
@@ -113,7 +114,7 @@ def test_a_peeking_strategy_fails_the_run(
 ) -> None:
     import vpp.backtest.run as backtest
 
-    monkeypatch.setattr(backtest, "get_strategy", lambda name, **kw: _Peeker(**kw))
+    monkeypatch.setattr(backtest, "get_strategy", _Peeker)
     with pytest.raises(LookAheadError, match="not in the history"):
         simulate(cn_portfolio, cn_prices, [dt.date(2025, 5, 10)], FAST)
 
@@ -133,7 +134,7 @@ def test_backtest_outputs(
     cn_prices: PriceFrame, cn_portfolio: MarketPortfolio, tmp_path: Path
 ) -> None:
     days = [dt.date(2025, 5, 10)]
-    options = BacktestOptions(reoptimise_every=8, scenarios=3, baselines=True)
+    options = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=True)
     result = run_backtest(cn_portfolio, cn_prices, days, options)
     files = write_backtest(result, tmp_path)
     assert {f.name for f in files} >= {
@@ -235,7 +236,7 @@ def test_reference_runs_in_a_worker_process_give_the_same_numbers(
     cn_prices: PriceFrame, cn_portfolio: MarketPortfolio
 ) -> None:
     days = [dt.date(2025, 5, 11)]
-    options = BacktestOptions(reoptimise_every=8, scenarios=3, baselines=True)
+    options = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=True)
     serial = run_backtest(cn_portfolio, cn_prices, days, options).summary()
     parallel = run_backtest(
         cn_portfolio, cn_prices, days, BacktestOptions(**{**options.__dict__, "workers": 2})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from strategies import StrategyOptions
 from strategies.day_ahead import _solve_bid_park, price_groups, product_matrix
 from strategies.park import ParkModel, interval_hours
 from strategies.real_time import RealTimePark
@@ -215,7 +216,10 @@ def _real_time(park, prices, inputs=None, state=None, position=0):  # type: igno
     index = utc_index(len(prices))
 
     def build(omit: frozenset[str]) -> ParkModel:
-        rt = RealTimePark(park, inputs or ParkInputs(index), 60, omit=omit)
+        rt = RealTimePark(
+            park, inputs or ParkInputs(index), 60,
+            StrategyOptions(deviation_penalty_per_mwh=0.0), omit=omit,
+        )
         solution, _ = rt.solve(position, state, np.zeros(len(prices) - position),
                                np.asarray(prices[position:], float))
         assert not solution.shortfall_kwh

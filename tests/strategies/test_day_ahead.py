@@ -83,19 +83,21 @@ def test_award_is_split_back_to_assets(setting) -> None:  # type: ignore[no-unty
     _, _, result = _bid(setting)
     allocation = result.allocation
     awards = [Award(c.interval_start, c.points[-1].quantity_mw, 400.0) for c in result.bid.curves]
-    shares = allocation.shares(awards)
-    assert len(shares) == 96 * sum(len(p.assets) for p in parks)
-    assert all(np.isfinite(s.power_kw) for s in shares)
-    per_park = allocation.park_award_kw(awards)
+    split = allocation.award(awards)
+    assert split.asset_kw is not None
+    assert split.asset_kw.size == 96 * sum(len(p.assets) for p in parks)
+    assert np.isfinite(split.asset_kw.to_numpy()).all()
+    per_park = split.park_kw
     # The parks' shares add up to the award in every interval.
     assert per_park.sum(axis=1).to_numpy() / 1000 == pytest.approx([a.quantity_mw for a in awards])
     # An award at a curve group's quantity reproduces that group's scenario schedule.
     j = 40
     head = int(allocation.groups[j][-1][0])
     award = Award(index[j].to_pydatetime(), float(allocation.group_quantity_mw[j][-1]), 0.0)
-    split = {(s.park_id, s.asset_id): s.power_kw for s in allocation.shares([award])}
+    one = allocation.award([award]).asset_kw
+    assert one is not None
     for key, values in allocation.asset_power_kw.items():
-        assert split[key] == pytest.approx(values[head, j], abs=1e-6)
+        assert one.loc[index[j], key] == pytest.approx(values[head, j], abs=1e-6)
     assert len(allocation.frame()) > 0
 
 
@@ -174,10 +176,10 @@ def test_hourly_products_over_quarter_hour_schedules(cn_rules) -> None:  # type:
     assert [c.interval_start for c in result.bid.curves] == [index[0], index[4]]
     check_bid(result.bid, rules)
     awards = [Award(c.interval_start, c.points[-1].quantity_mw, 0.0) for c in result.bid.curves]
-    per_park = result.allocation.park_award_kw(awards)
+    per_park = result.allocation.award(awards).park_kw
     assert len(per_park) == 8
     # each hour's four quarter-hours deliver the awarded hourly energy on average
     hourly = per_park[park.id].to_numpy().reshape(2, 4).mean(axis=1) / 1000
     assert hourly == pytest.approx([a.quantity_mw for a in awards], abs=1e-6)
     with pytest.raises(ValueError, match="product start"):
-        result.allocation.shares([Award(index[1].to_pydatetime(), 0.0, 0.0)])
+        result.allocation.award([Award(index[1].to_pydatetime(), 0.0, 0.0)])

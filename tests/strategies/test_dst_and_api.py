@@ -11,6 +11,7 @@ import pytest
 
 from strategies import (
     Forecast,
+    StrategyOptions,
     build_day_ahead_bid,
     get_strategy,
     initial_state,
@@ -21,6 +22,7 @@ from strategies.park import interval_hours
 from strategies.plan import plan_day, write_plan
 from strategies.state import ParkInputs
 from tests.strategies.conftest import battery, make_park, process, pv
+from vpp.awards import IntervalAward
 from vpp.timeutil import day_intervals_utc
 
 BERLIN = "Europe/Berlin"
@@ -70,13 +72,15 @@ def test_strategies_end_to_end_on_the_example(example_config, cn_frame) -> None:
     features = cn_frame.loc[index, ["load_forecast_mw", "renewable_forecast_mw", "bidding_space_mw"]]
     results = {}
     for name in ("stochastic", "deterministic", "persistence", "idle"):
-        strategy = get_strategy(name, forecaster="regression", scenarios=3)
+        strategy = get_strategy(StrategyOptions(
+            name=name, forecaster="regression", scenarios=3, deviation_penalty_per_mwh=0.0
+        ))
         da = strategy.day_ahead(parks, inputs, states, rules, history, index=index,
                                 portfolio_id="demo", created_at=decision, features=features)
         assert len(da.bid.curves) == 96
         assert not da.fallback
-        awards = pd.DataFrame(
-            {p.id: da.expected_schedule.park_power_kw[p.id] for p in parks}, index=index
+        awards = IntervalAward.of_parks(
+            index, {p.id: da.expected_schedule.park_power_kw[p.id].to_numpy() for p in parks}
         )
         dispatcher = strategy.dispatcher(parks, inputs, rules)
         now = index[10]

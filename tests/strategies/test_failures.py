@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from strategies import Forecast, RealTimeDispatcher, build_day_ahead_bid, optimise_schedule
+from strategies import (
+    Forecast,
+    RealTimeDispatcher,
+    StrategyOptions,
+    build_day_ahead_bid,
+    optimise_schedule,
+)
 from strategies.park import interval_hours
 from strategies.schedule import idle_schedule, solve_park
 from strategies.state import AssetState, ParkInputs
 from tests.strategies.conftest import battery, ev_hub, make_park, process, pv, sessions, utc_index
+from vpp.awards import IntervalAward
 from vpp.errors import InfeasibleError
 
 INDEX = utc_index(4)
@@ -96,8 +103,10 @@ def test_real_time_falls_back_per_park() -> None:
     bad = make_park(process(shift_down_kw=0.0), import_kw=500.0, park_id="bad")
     inputs = {"good": ParkInputs(INDEX),
               "bad": ParkInputs(INDEX, baseline_kw={"furnace": np.full(4, 1000.0)})}
-    dispatcher = RealTimeDispatcher([good, bad], inputs, 60)
-    awards = {"good": np.zeros(4), "bad": np.zeros(4)}
+    dispatcher = RealTimeDispatcher(
+        [good, bad], inputs, 60, StrategyOptions(deviation_penalty_per_mwh=0.0)
+    )
+    awards = IntervalAward.zero(INDEX, ["good", "bad"])
     result = dispatcher.dispatch(1, None, awards, np.array([10.0, 20, 30, 40]))
     assert result.fallback
     assert set(result.errors) == {"bad"}

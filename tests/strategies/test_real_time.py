@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies import RealTimeDispatcher
+from strategies import RealTimeDispatcher, StrategyOptions
 from strategies.real_time import RealTimePark
 from strategies.state import AssetState, ParkInputs
 from tests.strategies.conftest import (
@@ -17,8 +17,11 @@ from tests.strategies.conftest import (
     sessions,
     utc_index,
 )
+from vpp.awards import IntervalAward
 
 INDEX = utc_index(6)
+#: The real-time tests below follow the award with no deviation penalty.
+NO_PENALTY = StrategyOptions(deviation_penalty_per_mwh=0.0)
 
 
 def _park():  # type: ignore[no-untyped-def]
@@ -36,9 +39,9 @@ CAR = sessions(("car", 0, "2025-05-20 00:00", "2025-05-20 05:00", 30.0, 0.0))
 def test_award_is_followed_when_deviation_is_penalised() -> None:
     park = make_park(battery(soc_initial=0.5, soc_final="free"))
     dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60,
-                                    deviation_penalty_per_mwh=1000.0)
+                                    StrategyOptions(deviation_penalty_per_mwh=1000.0))
     award = np.array([500.0, -500.0, 0.0, 300.0, 0.0, 0.0])
-    result = dispatcher.dispatch(0, None, {park.id: award}, np.full(6, 100.0))
+    result = dispatcher.dispatch(0, None, IntervalAward.of_parks(INDEX, {park.id: award}), np.full(6, 100.0))
     assert result.deviation_kw[park.id].to_numpy() == pytest.approx(np.zeros(6), abs=1e-6)
     assert result.setpoints[0].power_kw == pytest.approx(500.0)
 
@@ -48,9 +51,9 @@ def test_without_penalty_deviation_follows_the_real_time_price() -> None:
     # fill up in hour 0 (1), sell 1 MW in hour 2 (900), refill in hour 3 (3), sell 1 MW in
     # hours 4 and 5 (4, 5): 900 + 4 + 5 - 1 - 3 = 905.
     park = make_park(battery(soc_initial=0.5, soc_final="free"))
-    dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60)
+    dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60, NO_PENALTY)
     award = np.full(6, 200.0)
-    result = dispatcher.dispatch(0, None, {park.id: award}, np.array([1, 2, 900, 3, 4, 5.0]))
+    result = dispatcher.dispatch(0, None, IntervalAward.of_parks(INDEX, {park.id: award}), np.array([1, 2, 900, 3, 4, 5.0]))
     net = result.schedule.park_power_kw[park.id].to_numpy()
     assert net == pytest.approx([-1000, 0, 1000, -1000, 1000, 1000], abs=1e-6)
     assert result.deviation_mw.to_numpy() == pytest.approx((net - award) / 1000)
@@ -60,9 +63,11 @@ def test_without_penalty_deviation_follows_the_real_time_price() -> None:
 
 def test_state_and_remaining_horizon_are_used() -> None:
     park = make_park(battery(soc_initial=0.5, soc_final="free"))
-    dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60)
+    dispatcher = RealTimeDispatcher([park], {park.id: ParkInputs(INDEX)}, 60, NO_PENALTY)
     states = {park.id: {"bess": AssetState(soc_kwh=300.0)}}
-    result = dispatcher.dispatch(4, states, {park.id: np.zeros(6)}, np.array([0, 0, 0, 0, 60, 50.0]))
+    result = dispatcher.dispatch(
+        4, states, IntervalAward.zero(INDEX, [park.id]), np.array([0, 0, 0, 0, 60, 50.0])
+    )
     assert list(result.schedule.index) == list(INDEX[4:])
     assert result.schedule.park_power_kw[park.id].to_numpy() == pytest.approx([300, 0], abs=1e-6)
     assert result.setpoints[0].interval_start == INDEX[4].to_pydatetime()
@@ -72,7 +77,7 @@ def test_resolve_reuses_the_compiled_problem_and_matches_a_fresh_build() -> None
     park = _park()
     state = {"hub": AssetState(sessions=CAR), "bess": AssetState(soc_kwh=800.0)}
     award = np.array([0.0, -500.0, 0.0, 300.0, 0.0, 0.0])
-    warm = RealTimePark(park, _inputs(), 60)
+    warm = RealTimePark(park, _inputs(), 60, NO_PENALTY)
     first_prices = np.array([10, 50, 20, 90, 40, 30.0])
     warm.solve(1, state, award[1:], first_prices[1:])
     # Same interval, new telemetry and forecast: parameters only.
@@ -82,7 +87,7 @@ def test_resolve_reuses_the_compiled_problem_and_matches_a_fresh_build() -> None
     second_prices = np.array([70, 10, 60, 20, 80.0])
     model, stats = warm.solve(1, state2, award[1:], second_prices)
     assert warm.compiles == 1
-    cold = RealTimePark(park, _inputs(), 60, hot=False)
+    cold = RealTimePark(park, _inputs(), 60, NO_PENALTY, hot=False)
     cold_model, cold_stats = cold.solve(1, state2, award[1:], second_prices)
     assert stats.objective == pytest.approx(cold_stats.objective, rel=1e-9, abs=1e-9)
     np.testing.assert_allclose(model.net_kw, cold_model.net_kw, atol=1e-6)
@@ -90,8 +95,8 @@ def test_resolve_reuses_the_compiled_problem_and_matches_a_fresh_build() -> None
 
 def test_new_session_reuses_the_day_model_and_rebuilds_a_window_model() -> None:
     park = _park()
-    day = RealTimePark(park, _inputs(), 60)
-    window = RealTimePark(park, _inputs(), 60, reuse=False)
+    day = RealTimePark(park, _inputs(), 60, NO_PENALTY)
+    window = RealTimePark(park, _inputs(), 60, NO_PENALTY, reuse=False)
     more = sessions(("car", 0, "2025-05-20 00:00", "2025-05-20 05:00", 30.0, 0.0),
                     ("van", 1, "2025-05-20 01:00", "2025-05-20 04:00", 10.0, 0.0))
     for rt in (day, window):
@@ -162,15 +167,15 @@ def test_day_model_equals_a_fresh_build_at_every_position() -> None:
     rng = np.random.default_rng(3)
     prices = rng.normal(300.0, 250.0, 12)
     award = rng.normal(-800.0, 400.0, 12)
-    day = RealTimePark(park, inputs, 60, deviation_penalty_per_mwh=2.0)
+    day = RealTimePark(park, inputs, 60, StrategyOptions(deviation_penalty_per_mwh=2.0))
     gave_way = False
     for position in TRAJECTORY:
         state = _state(position)
         forecast = prices[position:] + rng.normal(0.0, 40.0, 12 - position)
         shortfall_price = forecast + 15.0
         reused, stats = day.solve(position, state, award[position:], forecast, shortfall_price)
-        fresh = RealTimePark(park, inputs, 60, deviation_penalty_per_mwh=2.0, reuse=False,
-                             hot=False)
+        fresh = RealTimePark(park, inputs, 60, StrategyOptions(deviation_penalty_per_mwh=2.0),
+                             reuse=False, hot=False)
         built, reference = fresh.solve(position, state, award[position:], forecast,
                                        shortfall_price)
         assert stats.objective == pytest.approx(reference.objective, rel=1e-6, abs=1e-6), position
@@ -188,7 +193,7 @@ def test_day_model_equals_a_fresh_build_at_every_position() -> None:
 
 def test_two_cars_on_one_charger_grow_the_slots_once() -> None:
     park, inputs = _day_park(), _day_inputs()
-    day = RealTimePark(park, inputs, 60)
+    day = RealTimePark(park, inputs, 60, NO_PENALTY)
     prices = np.linspace(100.0, 400.0, 12)
     day.solve(1, _state(1), np.zeros(11), prices[1:])
     both = {"hub": AssetState(sessions=sessions((*A, 20.0), (*C, 0.0)))}  # both on charger 0
@@ -198,7 +203,7 @@ def test_two_cars_on_one_charger_grow_the_slots_once() -> None:
     charging = ev.session_power_kw(0)[cars]
     assert charging.sum() > 1.0
     assert (charging.sum(axis=0) <= 10.0 + 1e-6).all()  # one charge point: 10 kW between them
-    fresh = RealTimePark(park, inputs, 60, reuse=False, hot=False)
+    fresh = RealTimePark(park, inputs, 60, NO_PENALTY, reuse=False, hot=False)
     _, reference = fresh.solve(5, both, np.zeros(7), prices[5:])
     assert stats.objective == pytest.approx(reference.objective, rel=1e-6)
     day.solve(6, both, np.zeros(6), prices[6:])
@@ -209,8 +214,8 @@ def test_two_cars_on_one_charger_grow_the_slots_once() -> None:
 def test_other_solvers_reuse_through_cvxpy(solver: str) -> None:
     park = _park()
     state = {"hub": AssetState(sessions=CAR)}
-    rt = RealTimePark(park, _inputs(), 60, solver=solver)
-    hot = RealTimePark(park, _inputs(), 60)
+    rt = RealTimePark(park, _inputs(), 60, NO_PENALTY.replace(solver=solver))
+    hot = RealTimePark(park, _inputs(), 60, NO_PENALTY)
     prices = np.array([10, 50, 20, 90, 40.0])
     _, stats = rt.solve(1, state, np.zeros(5), prices)
     _, reference = hot.solve(1, state, np.zeros(5), prices)

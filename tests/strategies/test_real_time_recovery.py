@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from strategies import StrategyOptions
 from strategies.park import interval_hours
 from strategies.real_time import RealTimePark, soft_penalty_per_mwh
 from strategies.schedule import solve_park
@@ -21,6 +22,9 @@ from vpp.errors import InfeasibleError
 
 INDEX = utc_index(6)
 DT = interval_hours(INDEX, 60)
+
+#: The real-time tests below follow the award with no deviation penalty.
+NO_PENALTY = StrategyOptions(deviation_penalty_per_mwh=0.0)
 
 
 def _hard(park, inputs, state, position, prices):  # type: ignore[no-untyped-def]
@@ -51,7 +55,7 @@ def test_unrecoverable_process_block_gives_way_by_the_shortfall_only() -> None:
         _hard(PROCESS_PARK, PROCESS_INPUTS, state, 1, PROCESS_PRICES[1:])
     assert info.value.constraint == "furnace-recovery-window"
 
-    rt = RealTimePark(PROCESS_PARK, PROCESS_INPUTS, 60)
+    rt = RealTimePark(PROCESS_PARK, PROCESS_INPUTS, 60, NO_PENALTY)
     with capture_logs() as logs:
         solution, stats = rt.solve(1, state, np.zeros(5), PROCESS_PRICES[1:])
     assert solution.shortfall_kwh == pytest.approx({"furnace-recovery-window": 400.0})
@@ -65,7 +69,7 @@ def test_unrecoverable_process_block_gives_way_by_the_shortfall_only() -> None:
     assert shift[3:5].sum() == pytest.approx(0.0, abs=1e-6)
 
     # The rest of the plan is the plan of a state that could just be recovered.
-    feasible, reference = RealTimePark(PROCESS_PARK, PROCESS_INPUTS, 60).solve(
+    feasible, reference = RealTimePark(PROCESS_PARK, PROCESS_INPUTS, 60, NO_PENALTY).solve(
         1, _process_state(-500.0), np.zeros(5), PROCESS_PRICES[1:])
     assert not feasible.shortfall_kwh
     np.testing.assert_allclose(solution.power_kw["bess"], feasible.power_kw["bess"], atol=1e-6)
@@ -77,7 +81,7 @@ def test_unrecoverable_process_block_gives_way_by_the_shortfall_only() -> None:
 
 def test_recoverable_process_state_uses_no_slack() -> None:
     with capture_logs() as logs:
-        solution, _ = RealTimePark(PROCESS_PARK, PROCESS_INPUTS, 60).solve(
+        solution, _ = RealTimePark(PROCESS_PARK, PROCESS_INPUTS, 60, NO_PENALTY).solve(
             1, _process_state(-300.0), np.zeros(5), PROCESS_PRICES[1:])
     assert not solution.shortfall_kwh
     assert not _shortfall_events(logs)
@@ -102,7 +106,7 @@ def test_car_owed_more_than_the_hub_can_give_gets_all_it_can() -> None:
     assert info.value.constraint in ("hub/a-energy-required", "hub/b-energy-required")
 
     with capture_logs() as logs:
-        solution, _ = RealTimePark(park, inputs, 60).solve(1, state, np.zeros(5), prices)
+        solution, _ = RealTimePark(park, inputs, 60, NO_PENALTY).solve(1, state, np.zeros(5), prices)
     assert sum(solution.shortfall_kwh.values()) == pytest.approx(10.0)
     assert set(solution.shortfall_kwh) <= {"hub/a-energy-required", "hub/b-energy-required"}
     assert _shortfall_events(logs)[0]["total_kwh"] == pytest.approx(10.0)
@@ -113,7 +117,9 @@ def test_strict_request_beyond_the_charger_gives_way_in_real_time() -> None:
     park = make_park(ev_hub())
     car = sessions(("greedy", 0, "2025-05-20 00:00", "2025-05-20 03:00", 50.0, 0.0))
     state = {"hub": AssetState(sessions=car)}
-    solution, _ = RealTimePark(park, ParkInputs(INDEX), 60, energy_policy="strict").solve(
+    solution, _ = RealTimePark(
+        park, ParkInputs(INDEX), 60, NO_PENALTY.replace(energy_policy="strict")
+    ).solve(
         1, state, np.zeros(5), np.full(5, 100.0))
     assert solution.shortfall_kwh == pytest.approx({"hub/greedy-energy-required": 30.0})
     assert solution.power_kw["hub"][:2] == pytest.approx([-10.0, -10.0])
@@ -131,7 +137,7 @@ def test_unreachable_end_of_day_soc_gets_as_close_as_the_grid_allows() -> None:
     with pytest.raises(InfeasibleError) as info:
         _hard(park, inputs, state, 4, prices)
     assert info.value.constraint == "bess-soc-final"
-    solution, _ = RealTimePark(park, inputs, 60).solve(4, state, np.zeros(2), prices)
+    solution, _ = RealTimePark(park, inputs, 60, NO_PENALTY).solve(4, state, np.zeros(2), prices)
     assert solution.shortfall_kwh == pytest.approx({"bess-soc-final": 300.0})
     assert solution.power_kw["bess"] == pytest.approx([-300.0, -300.0])
     assert solution.soc_kwh["bess"][-1] == pytest.approx(700.0)

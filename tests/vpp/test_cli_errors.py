@@ -415,6 +415,7 @@ def test_backtest_report_is_replaced_whole_or_not_at_all(
 
     import vpp.backtest.report as report
     from market_replay import import_prices
+    from strategies import StrategyOptions
     from vpp.backtest.run import BacktestOptions, run_backtest
     from vpp.config import load_config
     from vpp.errors import OutputError
@@ -424,8 +425,9 @@ def test_backtest_report_is_replaced_whole_or_not_at_all(
     prices = import_prices(SHIPPED, "cn-spot-96", cfg.markets["cn-province-a"],
                            policy="drop-day").prices
     portfolio = MarketPortfolio.from_config(cfg, "cn-province-a")
-    options = BacktestOptions(strategy="deterministic", reoptimise_every=96, baselines=False,
-                              scenarios=1)
+    options = BacktestOptions(
+        StrategyOptions(name="deterministic", reoptimise_every=96, scenarios=1), baselines=False
+    )
     result = run_backtest(portfolio, prices, [dt.date(2025, 5, 10)], options)
     out = tmp_path / "report"
     report.write_backtest(result, out)

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
+from strategies import StrategyOptions
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
 from tests.vpp.daemon_support import count_rows as _count
 from vpp.backtest.run import BacktestOptions, simulate
@@ -91,7 +92,7 @@ def test_simulated_day_settles_like_the_backtest(tmp_path: Path) -> None:
         world.portfolio,
         frame,
         [DAY],
-        BacktestOptions(reoptimise_every=4, safety_margin=MARGIN, baselines=False),
+        BacktestOptions(StrategyOptions(reoptimise_every=4), safety_margin=MARGIN, baselines=False),
     )
     expected = backtest.settlement.set_index("park_id").sort_index()
     got = _settlement(store)

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
-from strategies import get_strategy
+from strategies import StrategyOptions, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
 from vpp.config import ConfigSet
 from vpp.errors import ExchangeError
@@ -57,7 +57,7 @@ def _operator(cfg: ConfigSet, exchange: object, clock: ReplayClock, store: Store
     data = exchange.exchange if isinstance(exchange, _AnswerLost) else exchange
     return Operator(
         portfolio,
-        get_strategy("deterministic"),
+        get_strategy(StrategyOptions(name="deterministic", deviation_penalty_per_mwh=0.0)),
         exchange=exchange,  # type: ignore[arg-type]
         data=data,  # type: ignore[arg-type]
         clock=clock,
@@ -190,7 +190,7 @@ def test_dispatch_without_awards_holds_the_idle_schedule(tmp_path: Path) -> None
     powers = {(s.park_id, s.asset_id): s.power_kw for s in sent}
     assert powers[("jinan-north", "bess-1")] == 0.0
     assert powers[("qingdao-logistics", "bess-2")] == 0.0
-    assert plan.park_award_kw is None  # nothing was assumed about the awards
+    assert plan.award is None  # nothing was assumed about the awards
 
 
 def test_interval_energy_interpolates_counters_to_the_boundaries() -> None:

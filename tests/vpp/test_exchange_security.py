@@ -220,8 +220,8 @@ def test_a_store_deleted_mid_day_is_reconciled_from_the_exchange(tmp_path: Path)
     assert any(a.quantity_mw != 0 for a in expected)
     # Dispatch followed the awarded position: the parks' shares add up to every award.
     plan = second.operators[MARKET].day_plan(DAY)
-    assert plan.park_award_kw is not None
-    split = plan.park_award_kw.sum(axis=1).to_numpy()
+    assert plan.award is not None
+    split = plan.award.park_kw.sum(axis=1).to_numpy()
     assert split == pytest.approx([a.quantity_mw * KW_PER_MW for a in expected], abs=1e-6)
     assert setpoints
     # Settled against the awards (day-ahead revenue of the awarded position, not zero).

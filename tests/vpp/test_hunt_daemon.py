@@ -347,8 +347,8 @@ def test_a_tampered_award_row_is_refused_on_restart_and_fetched_again(tmp_path: 
     assert "5000 MW outside the bid's" in str(refused["issues"])
     expected = world.server.exchange.day_ahead_awards(MARKET, portfolio.portfolio_id, DAY)
     plan = second.operators[MARKET].day_plan(DAY)
-    assert plan.park_award_kw is not None
-    assert plan.park_award_kw.sum(axis=1).to_numpy() == pytest.approx(
+    assert plan.award is not None
+    assert plan.award.park_kw.sum(axis=1).to_numpy() == pytest.approx(
         [a.quantity_mw * KW_PER_MW for a in expected], abs=1e-6
     )
     with fresh.session() as session:

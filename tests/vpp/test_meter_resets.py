@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from sqlmodel import select
 from structlog.testing import capture_logs
 
-from adapters._simulated import SimulatedProcess
+from adapters import SimulatedProcess
+from strategies import StrategyOptions
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
 from vpp.backtest.run import BacktestOptions, simulate
 from vpp.daemon import service
@@ -268,7 +269,7 @@ def test_a_process_meter_restart_mid_day_settles_what_flowed_and_keeps_the_raw_t
         world.portfolio,
         frame,
         [DAY],
-        BacktestOptions(reoptimise_every=4, safety_margin=MARGIN, baselines=False),
+        BacktestOptions(StrategyOptions(reoptimise_every=4), safety_margin=MARGIN, baselines=False),
     )
     expected = backtest.settlement.set_index("park_id").sort_index()
     got = _settlement(store)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from structlog.testing import capture_logs
 
+from strategies import StrategyOptions
 from tests.vpp.daemon_support import DAY, load, make_config, prices
 from vpp import LookAheadError
 from vpp.backtest import run as backtest_run
@@ -54,7 +55,7 @@ def test_the_daemon_settles_the_backtests_own_readings_to_the_backtests_rows(
         portfolio,
         frame,
         [DAY],
-        BacktestOptions(strategy="deterministic", safety_margin=dt.timedelta(minutes=30), baselines=False),
+        BacktestOptions(StrategyOptions(name="deterministic"), safety_margin=dt.timedelta(minutes=30), baselines=False),
     )
     store = Store(f"sqlite:///{tmp_path / 'daemon.db'}")
     StoreRecorder(store).record_telemetry(kept["recorder"].telemetry)

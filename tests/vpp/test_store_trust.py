@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from market_replay.canonical import write_prices
 from market_replay.exchange import ReplayExchange
-from strategies import DayAheadResult, get_strategy
+from strategies import DayAheadResult, StrategyOptions, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
 from tests.vpp.daemon_support import count_rows as _count
 from vpp import StoreError, StoreLockedError
@@ -68,7 +68,7 @@ HOST = socket.gethostname()
 def _operator(cfg: ConfigSet, exchange: ReplayExchange, clock: ReplayClock, store: Store) -> Operator:
     return Operator(
         MarketPortfolio.from_config(cfg, MARKET),
-        get_strategy("deterministic"),
+        get_strategy(StrategyOptions(name="deterministic", deviation_penalty_per_mwh=0.0)),
         exchange=exchange,
         data=exchange,  # type: ignore[arg-type]
         clock=clock,
@@ -214,7 +214,8 @@ def test_plan_is_stored_as_versioned_json_and_read_back_exactly(tmp_path: Path) 
     assert back.expected_schedule.park_power_kw.equals(result.expected_schedule.park_power_kw)
     # The same award splits the same way through the stored allocation.
     sample = [Award(c.interval_start, c.points[-1].quantity_mw, 300.0) for c in result.bid.curves]
-    assert back.allocation.park_award_kw(sample).equals(result.allocation.park_award_kw(sample))
+    assert back.allocation.award(sample).park_kw.equals(result.allocation.award(sample).park_kw)
+    assert back.allocation.award(sample).asset_kw.equals(result.allocation.award(sample).asset_kw)
 
 
 def _tamper(document: dict[str, Any], case: str, marker: Path) -> str | bytes:
@@ -324,11 +325,11 @@ def test_daemon_restart_refuses_a_pickled_plan_row_and_dispatches_without_it(
     assert recovered["bid_status"] == "accepted"
     assert recovered["awards"] == 96
     plan = second.operators[MARKET].day_plan(DAY)
-    assert plan.park_award_kw is not None
+    assert plan.award is not None
     award_kw = sum(a.quantity_mw for a in plan.awards) * 1000.0 if plan.awards else 0.0
-    split_kw = float(plan.park_award_kw.to_numpy().sum())
+    split_kw = float(plan.award.park_kw.to_numpy().sum())
     # The parks' shares add up to the award (96 products on 96 intervals), and it is not zero.
-    assert split_kw == pytest.approx(award_kw * len(plan.park_award_kw) / len(plan.awards), rel=1e-9)
+    assert split_kw == pytest.approx(award_kw * len(plan.award.park_kw) / len(plan.awards), rel=1e-9)
     assert abs(split_kw) > 1.0
     assert "job_failed" not in [e["event"] for e in logs]
     after = _snapshot(store)

@@ -3,32 +3,51 @@
 An asset type brings everything about itself, each part in the layer it
 belongs to, one module per type in each layer:
 
-- its **config spec** (fields with unit, default and description), and the
-  type's foundation-level behaviour on the spec: capability, metering sign
-  and counters, one-line description -- here in ``vpp``;
+- its **config spec** (fields with unit, default and description) and the
+  type's foundation-level behaviour on the spec -- here in ``vpp``, one
+  module per type (:mod:`vpp.assets.battery`, ``ev_charging``,
+  ``flexible_process``, ``pv``) on :class:`~vpp.assets.base.AssetBase`:
+  nameplate capability (``max_export_kw``, ``max_import_kw``,
+  ``usable_energy_kwh``), the one-line ``describe()`` of ``vpp parks`` and
+  ``vpp status``, ``config_issues()`` (cross-field checks of the loader),
+  metering (``meter_registers``, ``exported_kwh()`` with its sign,
+  ``throughput_registers``, ``wear_cost_per_mwh``), setpoints
+  (``setpoint_limits_kw``, ``setpoint_kind``), state of charge
+  (``soc_capacity_kwh``, ``soc_limits``), the kind of state the operator
+  reads from telemetry (``state_kind``) and the exogenous inputs of its
+  simulation (``simulation_inputs()``);
 - its **vectorised constraint builder** and its state from telemetry --
   in ``strategies`` (module named by :attr:`AssetType.model`);
 - its **simulated physics** -- in ``adapters`` (module named by
-  :attr:`AssetType.physics`).
+  :attr:`AssetType.physics`, exposing its device class as ``DEVICE``).
 
 The layer parts are named by module path and imported on first use, so this
 foundation module never imports the layers above it (the import rules in
-``docs/architecture.md``); ``tests/test_architecture.py`` checks every entry
-resolves. Adding an asset type is its modules, its tests and one line in
-:data:`ASSET_TYPES`. Nothing outside this registry dispatches on the type.
+``docs/architecture.md``); ``tests/test_asset_registry.py`` checks every entry
+resolves. Adding an asset type is its three modules, its tests, one line in
+:data:`ASSET_TYPES` and its member in :data:`AssetSpec` for the type checker.
+Nothing outside this registry dispatches on the type (:func:`assets_of_type`
+picks the assets of one spec class where a caller needs them typed).
 """
-
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, TypeVar, Union
 
-from vpp.config.models import BatterySpec, EvChargingSpec, FlexibleProcessSpec, PvSpec
+from pydantic import Field
+
+from vpp.assets.base import AssetBase
+from vpp.assets.battery import BatterySpec
+from vpp.assets.ev_charging import EvChargingSpec
+from vpp.assets.flexible_process import FlexibleProcessSpec
+from vpp.assets.pv import PvSpec
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from collections.abc import Iterable
+
+S = TypeVar("S", bound=AssetBase)
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,7 @@ class AssetType:
 
     name: str
     """The ``type`` string in park files."""
-    spec: type[BaseModel]
+    spec: type[AssetBase]
     """The config spec class (``vpp`` layer)."""
     model: str
     """Module of the vectorised constraint builder and state (``strategies`` layer)."""
@@ -65,6 +84,18 @@ ASSET_TYPES: dict[str, AssetType] = _registry(
 )
 
 
+if TYPE_CHECKING:  # the type checker needs the members spelled out: one per registry entry
+    AssetSpec = Annotated[
+        BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec, Field(discriminator="type")
+    ]
+else:
+    AssetSpec = Annotated[
+        Union[tuple(entry.spec for entry in ASSET_TYPES.values())],  # noqa: UP007 - built at run time
+        Field(discriminator="type"),
+    ]
+"""Any asset spec of a park file, told apart by its ``type`` (a pydantic discriminated union)."""
+
+
 def asset_type(name: str) -> AssetType:
     """The registry entry of a ``type`` string (a ``KeyError`` names the known types)."""
     try:
@@ -73,4 +104,20 @@ def asset_type(name: str) -> AssetType:
         raise KeyError(f"unknown asset type {name!r}; known: {', '.join(ASSET_TYPES)}") from None
 
 
-__all__ = ["ASSET_TYPES", "AssetType", "asset_type"]
+def assets_of_type(assets: Iterable[AssetBase], spec: type[S]) -> list[S]:
+    """The assets whose spec is ``spec`` (a registry entry's class), in their order."""
+    return [asset for asset in assets if isinstance(asset, spec)]
+
+
+__all__ = [
+    "ASSET_TYPES",
+    "AssetBase",
+    "AssetSpec",
+    "AssetType",
+    "BatterySpec",
+    "EvChargingSpec",
+    "FlexibleProcessSpec",
+    "PvSpec",
+    "asset_type",
+    "assets_of_type",
+]

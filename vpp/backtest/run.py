@@ -40,19 +40,21 @@ from market_replay.canonical import PriceFrame
 from market_replay.exchange import ReplayExchange
 from market_replay.importers import price_rule_breaks
 from strategies import (
+    StrategyOptions,
     get_strategy,
     initial_state,
     load_inputs,
     perfect_foresight,
     realized_states,
 )
-from vpp.config.models import BatterySpec, MarketRules, ParkConfig
+from vpp.awards import IntervalAward, delivery_intervals
+from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import DataQualityError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.devices import simulated_devices
 from vpp.runtime.jobs import day_jobs
 from vpp.runtime.metering import DayEnergy, Meters, day_energy, meter_counters
-from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator, award_series
+from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator
 from vpp.runtime.recording import MemoryRecorder
 from vpp.runtime.settlement import settle, settle_parks, settlement_prices
 from vpp.timeutil import day_intervals_utc
@@ -65,14 +67,10 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class BacktestOptions:
-    strategy: str = "stochastic"
-    forecaster: str = "persistence"
-    scenarios: int = 5
-    solver: str = "HIGHS"
-    time_limit_s: float = 60.0
-    reoptimise_every: int = 1
-    deviation_penalty_per_mwh: float = 1.0
-    rt_forecaster: str | None = None
+    """How a backtest runs: the strategy's options (passed down unchanged) and the run's own."""
+
+    #: The main strategy's options; the baselines run with the same options under their names.
+    strategy: StrategyOptions = field(default_factory=StrategyOptions)
     workers: int = 1
     safety_margin: dt.timedelta = dt.timedelta(minutes=30)
     baselines: bool = True
@@ -189,16 +187,8 @@ def simulate(
     progress: Progress | None = None,
 ) -> RunResult:
     """Run one strategy through ``days`` with the daemon's job plan."""
-    name = strategy_name or options.strategy
-    strategy = get_strategy(
-        name,
-        forecaster=options.forecaster,
-        scenarios=options.scenarios,
-        solver=options.solver,
-        time_limit_s=options.time_limit_s,
-        deviation_penalty_per_mwh=options.deviation_penalty_per_mwh,
-        rt_forecaster=options.rt_forecaster,
-    )
+    name = strategy_name or options.strategy.name
+    strategy = get_strategy(options.strategy.replace(name=name))
     market = portfolio.market
     runs = segments(days)
     first_jobs = day_jobs(market.rules_on(runs[0][0]), runs[0][0], options.safety_margin)
@@ -213,7 +203,6 @@ def simulate(
         clock=clock,
         devices={},
         recorder=recorder,
-        reoptimise_every=options.reoptimise_every,
     )
     soc: dict[AssetKey, float] = {}
     ev_unserved_kwh = 0.0
@@ -376,7 +365,10 @@ def _account(
 def _battery_capacity_kwh(portfolio: MarketPortfolio) -> float:
     """Total battery energy capacity [kWh] (the base of equivalent cycles)."""
     return sum(
-        a.energy_kwh for p in portfolio.parks for a in p.assets if isinstance(a, BatterySpec)
+        a.soc_capacity_kwh
+        for p in portfolio.parks
+        for a in p.assets
+        if a.soc_capacity_kwh is not None
     )
 
 
@@ -407,7 +399,7 @@ def _account_day(
         day.isoformat(),
         portfolio.market.id,
         [p.id for p in portfolio.parks],
-        plan.park_award_kw,
+        None if plan.award is None else plan.award.park_kw,
         energy.park_energy_kwh,
         energy.park_wear_cost,
         frame,
@@ -429,16 +421,16 @@ def _book_plan(
         books.fallback_days += int(plan.result.fallback)
         if plan.result.stats is not None:
             books.solve_time_s += plan.result.stats.solve_s
-        product = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
+        product_minutes = plan.rules.day_ahead.interval_minutes
         for curve in plan.result.bid.curves:
             text = " ".join(f"{pt.price_per_mwh:g}:{pt.quantity_mw:g}" for pt in curve.points)
-            first = pd.Timestamp(curve.interval_start).as_unit("ns")
-            for t in plan.index[(plan.index >= first) & (plan.index < first + product)]:
+            for t in plan.index[delivery_intervals(plan.index, curve.interval_start, product_minutes)]:
                 curve_text[t] = text
-        if plan.result.allocation is not None and plan.awards:
-            for share in plan.result.allocation.shares(plan.awards):
-                stamp = pd.Timestamp(share.interval_start).as_unit("ns")
-                share_kw[(share.park_id, share.asset_id, stamp)] = share.power_kw
+        assets = None if plan.award is None else plan.award.asset_kw
+        if assets is not None and plan.awards:
+            for (park_id, asset_id), values in assets.items():
+                for stamp, power_kw in zip(plan.index, values.to_numpy(float), strict=True):
+                    share_kw[(park_id, asset_id, stamp)] = float(power_kw)
     books.solve_time_s += float(sum(plan.rt_stats))
     return curve_text, share_kw
 
@@ -477,7 +469,9 @@ def _portfolio_intervals(
 ) -> pd.DataFrame:
     """The portfolio's prices, award, delivery and settlement per interval of the day."""
     index = plan.index
-    award_mw = award_series(plan.awards or [], index, plan.rules.day_ahead.interval_minutes)
+    award_mw = pd.Series(
+        (plan.award or IntervalAward.zero(index, [])).portfolio_mw, index=index
+    )
     actual_mw = pd.Series(
         sum(energy.park_energy_kwh.values()) / dt_h / KW_PER_MW, index=index
     )
@@ -501,8 +495,7 @@ def _portfolio_intervals(
 def _without_wear(park: ParkConfig) -> ParkConfig:
     """The park with zero battery degradation cost (for the day-ahead position bound)."""
     assets = [
-        a.model_copy(update={"degradation_cost_per_mwh": 0.0}) if isinstance(a, BatterySpec) else a
-        for a in park.assets
+        a.without_wear() for a in park.assets
     ]
     return park.model_copy(update={"assets": assets})
 
@@ -522,8 +515,8 @@ def _best(
         states,
         rules.interval_minutes,
         price,
-        solver=options.solver,
-        time_limit_s=options.time_limit_s,
+        solver=options.strategy.solver,
+        time_limit_s=options.strategy.time_limit_s,
     )
     stats = result.schedule.stats
     return result.objective, stats.solve_s if stats else 0.0
@@ -668,7 +661,7 @@ def _check_inputs(
                 "allow_out_of_rule_prices = true to run anyway (flagged in the summary)"
             )
         log.warning("backtest_out_of_rule_prices", file=file, count=breaks.count if breaks else 0)
-    needs_history = options.strategy != "idle" or options.baselines
+    needs_history = options.strategy.name != "idle" or options.baselines
     if needs_history:
         first_start = day_intervals_utc(days[0], market.timezone, 60)[0]
         before = prices.frame.loc[prices.frame.index < first_start, "da_price"]
@@ -686,7 +679,7 @@ def _check_inputs(
                 else "has no day-ahead price before it in the price file"
             )
             raise DataQualityError(
-                f"{file}: --start {days[0]} {what}; the {options.forecaster} forecaster needs "
+                f"{file}: --start {days[0]} {what}; the {options.strategy.forecaster} forecaster needs "
                 f"1 day of history: {suggestion}"
             )
     return described
@@ -714,7 +707,7 @@ def run_backtest(
         )
     prices = on_schedule_grid(prices, grid.pop())
     start = time.perf_counter()
-    others = [n for n in ("persistence", "idle") if options.baselines and n != options.strategy]
+    others = [n for n in ("persistence", "idle") if options.baselines and n != options.strategy.name]
     if options.workers > 1:
         # The reference runs (perfect foresight, baselines) share nothing with the main
         # simulation: run them in a second process while the main one runs here. "spawn"
@@ -732,8 +725,8 @@ def run_backtest(
     if progress:
         progress("perfect foresight and baselines", len(days), len(days))
     baselines = dict(runs)
-    if options.baselines and options.strategy in ("persistence", "idle"):
-        baselines[options.strategy] = main
+    if options.baselines and options.strategy.name in ("persistence", "idle"):
+        baselines[options.strategy.name] = main
     result = BacktestResult(
         portfolio.market.id,
         prices.currency,

@@ -12,16 +12,8 @@ import typer
 from rich.table import Table
 
 from vpp.cli._common import console, fail, load
-from vpp.config.models import (
-    AssetSpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
-    ParkConfig,
-    PvSpec,
-    SimulatedAdapter,
-)
+from vpp.config.models import AssetSpec, ParkConfig, SimulatedAdapter
 from vpp.errors import AdapterError, DataQualityError
-from vpp.profiles import ev_sessions, load_kw, pv_available_kw
 from vpp.runtime.clock import SystemClock
 from vpp.timeutil import day_intervals_utc, zone
 from vpp.types import Health
@@ -113,11 +105,5 @@ def _simulation_inputs(park: ParkConfig, asset: AssetSpec, folder: Path) -> dict
         return {}
     today = dt.datetime.now(dt.UTC).astimezone(zone(park.timezone)).date()
     index = day_intervals_utc(today, park.timezone, 15)
-    if isinstance(asset, PvSpec):
-        return {"available_kw": pv_available_kw(asset, folder, index, park.timezone)}
-    if isinstance(asset, FlexibleProcessSpec):
-        return {"baseline_kw": load_kw(asset, folder, index, park.timezone)}
-    if isinstance(asset, EvChargingSpec):
-        end = index[-1] + pd.Timedelta(minutes=15)
-        return {"sessions": ev_sessions(asset, folder, index[0], end, park.timezone)}
-    return {}
+    end = index[-1] + pd.Timedelta(minutes=15)
+    return asset.simulation_inputs(folder, index, park.timezone, index[0], end)

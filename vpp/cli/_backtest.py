@@ -149,18 +149,18 @@ def _options(
     cfg: ConfigSet, names: _Names, reoptimise_every: int | None, baselines: bool, price_path: Path
 ) -> BacktestOptions:
     """The run's :class:`~vpp.backtest.run.BacktestOptions` from the names and ``[backtest]``."""
+    from strategies import StrategyOptions
     from vpp.backtest.run import BacktestOptions
 
     settings = cfg.settings.backtest
     return BacktestOptions(
-        strategy=names.strategy,
-        forecaster=names.forecaster,
-        scenarios=settings.scenarios,
-        solver=names.solver,
-        time_limit_s=cfg.settings.solver.time_limit_s,
-        reoptimise_every=reoptimise_every or settings.reoptimise_every,
-        deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
-        rt_forecaster=names.rt_forecaster,
+        strategy=StrategyOptions.from_settings(settings, cfg.settings.solver).replace(
+            name=names.strategy,
+            forecaster=names.forecaster,
+            solver=names.solver,
+            reoptimise_every=reoptimise_every or settings.reoptimise_every,
+            rt_forecaster=names.rt_forecaster,
+        ),
         baselines=baselines,
         allow_out_of_rule_prices=settings.allow_out_of_rule_prices,
         price_file=str(price_path),
@@ -182,7 +182,7 @@ def _run_with_progress(
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{options.strategy} on {portfolio.market.id}", total=len(days) * 2)
+        task = bar.add_task(f"{options.strategy.name} on {portfolio.market.id}", total=len(days) * 2)
         done: dict[str, int] = {}
 
         def progress(name: str, day: int, total: int) -> None:

@@ -21,13 +21,9 @@ from vpp.config._warnings import review_config
 from vpp.config.models import (
     ADAPTER_TYPES,
     ASSET_TYPES,
-    BatterySpec,
-    EvChargingSpec,
     FileSource,
-    FlexibleProcessSpec,
     MarketConfig,
     ParkConfig,
-    PvSpec,
     Settings,
 )
 from vpp.errors import ConfigError, ConfigIssue
@@ -149,7 +145,7 @@ def load_market(path: Path) -> MarketConfig:
     return _parse(MarketConfig, path, data)
 
 
-def _park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator[ConfigIssue]:
+def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator[ConfigIssue]:
     seen: dict[str, int] = {}
     for i, asset in enumerate(park.assets):
         where = f"assets[{i}]"
@@ -158,51 +154,9 @@ def _park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterato
                 file, f"{where}.id", asset.id, f"duplicate asset id (also assets[{seen[asset.id]}])"
             )
         seen.setdefault(asset.id, i)
-        if isinstance(asset, BatterySpec):
-            if asset.soc_min > asset.soc_max:
-                yield ConfigIssue(
-                    file,
-                    f"{where}.soc_min",
-                    asset.soc_min,
-                    f"must be <= soc_max ({asset.soc_max})",
-                )
-            elif not asset.soc_min <= asset.soc_initial <= asset.soc_max:
-                yield ConfigIssue(
-                    file,
-                    f"{where}.soc_initial",
-                    asset.soc_initial,
-                    f"must lie within [soc_min, soc_max] = [{asset.soc_min}, {asset.soc_max}]",
-                )
-        if isinstance(asset, FlexibleProcessSpec) and asset.shift_up_kw + asset.shift_down_kw == 0:
-            yield ConfigIssue(
-                file,
-                f"{where}.shift_up_kw",
-                0,
-                "a flexible process needs shift_up_kw or shift_down_kw > 0",
-            )
-        if isinstance(asset, EvChargingSpec) and asset.hub_limit_kw > (
-            asset.chargers * asset.charger_power_kw
-        ):
-            yield ConfigIssue(
-                file,
-                f"{where}.hub_power_kw",
-                asset.hub_power_kw,
-                f"must be <= chargers x charger_power_kw "
-                f"({asset.chargers * asset.charger_power_kw})",
-            )
-        if (
-            isinstance(asset, PvSpec)
-            and asset.inverter_kw
-            and asset.inverter_kw > 2 * (asset.capacity_kwp)
-        ):
-            yield ConfigIssue(
-                file,
-                f"{where}.inverter_kw",
-                asset.inverter_kw,
-                "must be <= 2 x capacity_kwp (an inverter this oversized is a typo)",
-            )
-        for name in ("sessions", "baseline", "profile"):
-            source = getattr(asset, name, None)
+        yield from asset.config_issues(file, where)
+        for name in type(asset).model_fields:  # its data files, whatever the type calls them
+            source = getattr(asset, name)
             if isinstance(source, FileSource):
                 resolved = resolve_path(config_dir, source.path)
                 if not resolved.is_file():
@@ -267,7 +221,7 @@ def load_park(
     (same clock as the market's time zone). ``market_files`` names the market files in
     messages."""
     park = _parse(ParkConfig, path, read_toml(path))
-    issues = list(_park_cross_issues(str(path), park, path.parent))
+    issues = list(park_cross_issues(str(path), park, path.parent))
     if markets is not None and park.market not in markets:
         known = ", ".join(sorted(markets)) or "none found"
         issues.append(

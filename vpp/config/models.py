@@ -5,6 +5,11 @@ file is an error, never silently ignored. Field descriptions carry units in
 brackets, as pvlib does; the JSON Schema printed by ``vpp schema`` is built
 from them.
 
+The base of every spec is :class:`vpp.spec.Spec`; each asset type's spec
+lives in its own module of :mod:`vpp.assets` (found through its registry,
+:data:`vpp.assets.ASSET_TYPES`) and is re-exported here, with the adapter
+and data-source specs of :mod:`vpp.assets.base`.
+
 Power sign convention: see :mod:`vpp.units`. Limits here are positive
 magnitudes.
 """
@@ -12,309 +17,51 @@ magnitudes.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from vpp.assets import ASSET_TYPES as _REGISTRY
+from vpp.assets import (
+    AssetBase,
+    AssetSpec,
+    BatterySpec,
+    EvChargingSpec,
+    FlexibleProcessSpec,
+    PvSpec,
+)
+from vpp.assets.base import (
+    ADAPTER_TYPES,
+    AdapterSpec,
+    FileSource,
+    HttpAdapter,
+    LoadProfileSource,
+    ModbusSunSpecAdapter,
+    OcppAdapter,
+    PvProfileSource,
+    SessionsSource,
+    SimulatedAdapter,
+)
+from vpp.spec import (
+    LARGEST_NUMBER,
+    Id,
+    Spec,
+    _check_env_name,
+    _check_timezone,
+    _divides_day,
+)
 from vpp.timeutil import zone
-
-Id = Annotated[
-    str,
-    Field(
-        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
-        description="Identifier: lower-case letters, digits, '-' and '_', at most 63 characters",
-    ),
-]
-
-
-class Spec(BaseModel):
-    """Base of every config spec: unknown keys are rejected, numbers must be finite.
-
-    ``inf``/``-inf``/``nan`` (which TOML accepts) are refused in every numeric
-    field: no field means "unlimited" by an infinite value. Where a limit is
-    optional, leaving it out (``None``) is the documented way to say "no limit"
-    or "the default", as each field's description states.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _numbers_are_written_as_numbers(cls, data: Any) -> Any:
-        """``power_kw = true`` (1 kW) or ``power_kw = "2000"`` is a mistake, not a number.
-
-        pydantic's lax mode would convert both; a numeric field takes a TOML number.
-        """
-        if not isinstance(data, dict):
-            return data
-        for name, value in data.items():
-            field = cls.model_fields.get(name) if isinstance(name, str) else None
-            if (
-                isinstance(value, bool | str)
-                and field is not None
-                and _numeric_only(field.annotation)
-            ):
-                kind = "true/false" if isinstance(value, bool) else "a quoted string"
-                raise PydanticCustomError(
-                    "number_written_as_text",
-                    "must be a number written without quotes, not {kind}",
-                    {"kind": kind, "field": name, "value": value},
-                )
-            if (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and field is not None
-                and _numeric_only(field.annotation, float)
-                and LARGEST_NUMBER < abs(value) < math.inf  # inf/nan: "must be finite"
-            ):
-                raise PydanticCustomError(
-                    "number_too_large",
-                    "must be within ±1e9: a number this large is a typo or a wrong unit",
-                    {"field": name, "value": value},
-                )
-        return data
-
-
-LARGEST_NUMBER = 1e9
-"""Bound on every float config field: 1e9 kW, kWh, s or per MWh is beyond any park or market,
-and values past it (``power_kw = 1e300``) wreck the solver's scaling."""
-
-
-def _numeric_only(annotation: Any, needs: type | None = None) -> bool:
-    """True if ``annotation`` is int or float, optionally ``| None`` (and includes ``needs``)."""
-    members = [m for m in get_args(annotation) if m is not type(None)] if get_origin(
-        annotation
-    ) in (Union, UnionType) else [annotation]
-    numeric = bool(members) and all(m in (int, float) for m in members)
-    return numeric and (needs is None or needs in members)
-
-
-def _check_timezone(value: str) -> str:
-    zone(value)  # raises ValueError with the allowed form
-    return value
-
-
-def _divides_day(value: int) -> int:
-    if value <= 0 or 1440 % value:
-        raise ValueError("must divide a day into whole intervals (5, 15, 30, 60, ...)")
-    return value
-
-
-def _check_env_name(value: str | None) -> str | None:
-    if value is not None and not value.replace("_", "").isalnum():
-        raise ValueError(
-            "must be the NAME of an environment variable (letters, digits, '_'), "
-            "never the secret itself"
-        )
-    return value
-
-
-# --------------------------------------------------------------------------- adapters
-
-
-class SimulatedAdapter(Spec):
-    """A simulated device with physics, used by the backtest and the demo."""
-
-    type: Literal["simulated"] = "simulated"
-    seed: int = Field(0, description="Random seed for telemetry noise")
-    telemetry_noise_kw: float = Field(0.0, ge=0, description="Std-dev of telemetry noise [kW]")
-
-
-class ModbusSunSpecAdapter(Spec):
-    """A battery or inverter speaking SunSpec over Modbus TCP."""
-
-    type: Literal["modbus-sunspec"]
-    host: str = Field(description="Host name or IP address of the Modbus TCP server")
-    port: int = Field(502, ge=1, le=65535)
-    unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id")
-    timeout_s: float = Field(3.0, gt=0, le=60, description="Request timeout [s]")
-    poll_interval_s: float = Field(5.0, gt=0, description="Telemetry poll period [s]")
-    revert_timeout_s: float = Field(
-        60.0, gt=0, description="Device reverts its setpoint after this long without a write [s]"
-    )
-    stale_after_s: float = Field(30.0, gt=0, description="Telemetry older than this is stale [s]")
-    base_address: int = Field(40000, ge=0, le=65535, description="SunSpec base register")
-
-
-class OcppAdapter(Spec):
-    """EV chargers speaking OCPP-J; vpp acts as the central system."""
-
-    type: Literal["ocpp"]
-    version: Literal["1.6", "2.0.1"] = "1.6"
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(9000, ge=1, le=65535)
-    charge_point_ids: list[str] = Field(min_length=1, description="Expected charge point ids")
-    username_env: str | None = Field(None, description="Env var holding the basic-auth user")
-    password_env: str | None = Field(None, description="Env var holding the basic-auth password")
-    stale_after_s: float = Field(120.0, gt=0, description="Telemetry older than this is stale [s]")
-
-    _env = field_validator("username_env", "password_env")(_check_env_name)
-
-
-class HttpAdapter(Spec):
-    """A process controller with a JSON REST interface."""
-
-    type: Literal["http"]
-    base_url: str = Field(pattern=r"^https?://", description="Base URL of the controller API")
-    token_env: str | None = Field(None, description="Env var holding the bearer token")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="Request timeout [s]")
-    retries: int = Field(3, ge=0, le=10, description="Retries after a failed request")
-    backoff_s: float = Field(0.5, ge=0, description="First retry delay, doubled each retry [s]")
-    stale_after_s: float = Field(60.0, gt=0, description="Telemetry older than this is stale [s]")
-
-    _env = field_validator("token_env")(_check_env_name)
-
-
-AdapterSpec = Annotated[
-    SimulatedAdapter | ModbusSunSpecAdapter | OcppAdapter | HttpAdapter,
-    Field(discriminator="type"),
-]
-ADAPTER_TYPES = ("simulated", "modbus-sunspec", "ocpp", "http")
-
-
-# --------------------------------------------------------------------------- data sources
-
-
-class FileSource(Spec):
-    """A data file. Relative paths are resolved against the config file's folder."""
-
-    path: Path = Field(description="CSV file; relative to the config file's folder")
-    format: str = Field(description="Reader name, e.g. 'acn-caltech', 'steel-plant-uci', 'tmy3'")
-    align: Literal["weekday", "day-of-year"] = Field(
-        "weekday",
-        description="How a simulated day maps onto the source's year: the same weekday in the "
-        "same week of year ('weekday'), or the same calendar day ('day-of-year')",
-    )
-    scale: float = Field(1.0, gt=0, description="Multiplier applied to the source's values")
-
-
-class SessionsSource(FileSource):
-    format: Literal["acn-caltech"] = "acn-caltech"
-    station_ids: list[str] | None = Field(None, description="Only sessions at these stations")
-
-
-class LoadProfileSource(FileSource):
-    format: Literal["steel-plant-uci", "csv-kw"] = "steel-plant-uci"
-    column: str = Field("Usage_kWh", description="Column holding the load")
-
-
-class PvProfileSource(FileSource):
-    format: Literal["tmy3"] = "tmy3"
-    align: Literal["weekday", "day-of-year"] = "day-of-year"
-
 
 # --------------------------------------------------------------------------- assets
 
-
-class AssetBase(Spec):
-    id: Id
-    name: str | None = None
-    adapter: AdapterSpec = Field(default_factory=SimulatedAdapter)
-
-
-class BatterySpec(AssetBase):
-    """A stationary battery."""
-
-    type: Literal["battery"]
-    power_kw: float = Field(gt=0, description="Rated charge and discharge power [kW]")
-    charge_power_kw: float | None = Field(
-        None, gt=0, description="Charge limit if not power_kw [kW]"
-    )
-    discharge_power_kw: float | None = Field(
-        None, gt=0, description="Discharge limit if not power_kw [kW]"
-    )
-    energy_kwh: float = Field(gt=0, description="Usable nameplate energy [kWh]")
-    charge_efficiency: float = Field(0.95, gt=0, le=1, description="Charging efficiency (0, 1]")
-    discharge_efficiency: float = Field(0.95, gt=0, le=1, description="Discharge efficiency (0, 1]")
-    soc_min: float = Field(0.0, ge=0, le=1, description="Lowest state of charge [fraction]")
-    soc_max: float = Field(1.0, ge=0, le=1, description="Highest state of charge [fraction]")
-    soc_initial: float = Field(0.5, ge=0, le=1, description="State of charge at start [fraction]")
-    soc_final: Literal["initial", "free", "valued"] = Field(
-        "initial",
-        description="End-of-horizon policy: back to at least soc_initial, free, or stored energy "
-        "valued at terminal_value_per_mwh",
-    )
-    terminal_value_per_mwh: float = Field(
-        0.0, ge=0, description="Value of energy left at the horizon end [currency/MWh]"
-    )
-    degradation_cost_per_mwh: float = Field(
-        0.0, ge=0, description="Wear cost per MWh of throughput (charge + discharge) [currency/MWh]"
-    )
-
-    @property
-    def charge_limit_kw(self) -> float:
-        return self.charge_power_kw or self.power_kw
-
-    @property
-    def discharge_limit_kw(self) -> float:
-        return self.discharge_power_kw or self.power_kw
-
-
-class EvChargingSpec(AssetBase):
-    """An EV charging hub: sessions arrive, state energy and departure, and must be served."""
-
-    type: Literal["ev_charging"]
-    chargers: int = Field(gt=0, description="Number of charge points")
-    charger_power_kw: float = Field(gt=0, description="Maximum power of each charge point [kW]")
-    hub_power_kw: float | None = Field(
-        None,
-        gt=0,
-        description="Limit of the hub's connection; default chargers x charger power [kW]",
-    )
-    sessions: SessionsSource = Field(description="Sessions replayed in simulation")
-
-    @property
-    def hub_limit_kw(self) -> float:
-        return self.hub_power_kw or self.chargers * self.charger_power_kw
-
-
-class FlexibleProcessSpec(AssetBase):
-    """An industrial load that can shift consumption within limits."""
-
-    type: Literal["flexible_process"]
-    baseline: LoadProfileSource = Field(description="Baseline consumption profile")
-    max_power_kw: float = Field(gt=0, description="Highest consumption the process can draw [kW]")
-    shift_up_kw: float = Field(ge=0, description="Most consumption can rise above baseline [kW]")
-    shift_down_kw: float = Field(ge=0, description="Most consumption can fall below baseline [kW]")
-    recovery_window_h: float = Field(
-        gt=0, le=24, description="Energy shifted must be recovered within this window [h]"
-    )
-    ramp_limit_kw_per_min: float | None = Field(
-        None,
-        gt=0,
-        description="Largest change of consumption per minute; leave out for no ramp limit "
-        "(unlimited) [kW/min]",
-    )
-
-
-class PvSpec(AssetBase):
-    """A PV plant; curtailable if its inverters accept a limit."""
-
-    type: Literal["pv"]
-    capacity_kwp: float = Field(gt=0, description="DC nameplate [kWp]")
-    inverter_kw: float | None = Field(None, gt=0, description="AC limit; default capacity_kwp [kW]")
-    performance_ratio: float = Field(0.85, gt=0, le=1, description="System losses factor")
-    curtailable: bool = True
-    profile: PvProfileSource = Field(description="Irradiance source for simulation and forecasts")
-
-
-AssetSpec = Annotated[
-    BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec, Field(discriminator="type")
-]
-ASSET_TYPES = ("battery", "ev_charging", "flexible_process", "pv")
+ASSET_TYPES = tuple(_REGISTRY)
+"""The ``type`` strings of park files, in registry order."""
 
 
 # --------------------------------------------------------------------------- park
@@ -629,3 +376,44 @@ class Settings(Spec):
     solver: SolverSettings = Field(default_factory=SolverSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+
+
+__all__ = [
+    "ADAPTER_TYPES",
+    "ASSET_TYPES",
+    "LARGEST_NUMBER",
+    "AdapterSpec",
+    "AssetBase",
+    "AssetSpec",
+    "BacktestSettings",
+    "BatterySpec",
+    "BiddingRule",
+    "DaemonSettings",
+    "DayAheadRule",
+    "EvChargingSpec",
+    "FileSource",
+    "FlexibleProcessSpec",
+    "GridConnection",
+    "HttpAdapter",
+    "Id",
+    "LoadProfileSource",
+    "MarketConfig",
+    "MarketRules",
+    "ModbusSunSpecAdapter",
+    "OcppAdapter",
+    "ParkConfig",
+    "PathSettings",
+    "PriceLimits",
+    "PvProfileSource",
+    "PvSpec",
+    "RealTimeRule",
+    "Rule",
+    "SessionsSource",
+    "Settings",
+    "SettlementRule",
+    "SimulatedAdapter",
+    "SolverSettings",
+    "Spec",
+    "StoreSettings",
+    "StrategySettings",
+]

@@ -38,9 +38,8 @@ from sqlmodel import select
 from market_replay.canonical import PriceFrame
 from market_replay.exchange import ReplayExchange
 from market_replay.server import ExchangeServer
-from strategies import Strategy, get_strategy
+from strategies import Strategy, StrategyOptions, get_strategy
 from vpp.config.loader import ConfigSet
-from vpp.config.models import BatterySpec
 from vpp.daemon.metrics import Metrics, MetricsServer
 from vpp.daemon.service import Daemon, DaemonOptions, DeviceFactory
 from vpp.errors import ConfigError, ConfigIssue
@@ -58,17 +57,8 @@ log = structlog.get_logger(__name__)
 
 
 def strategy_from(cfg: ConfigSet) -> Strategy:
-    """The strategy named in ``[daemon]`` with the ``[solver]`` settings."""
-    settings = cfg.settings.daemon
-    return get_strategy(
-        settings.strategy,
-        forecaster=settings.forecaster,
-        scenarios=settings.scenarios,
-        solver=cfg.settings.solver.name,
-        time_limit_s=cfg.settings.solver.time_limit_s,
-        deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
-        rt_forecaster=settings.rt_forecaster,
-    )
+    """The strategy of the ``[daemon]`` options with the ``[solver]`` settings."""
+    return get_strategy(StrategyOptions.from_settings(cfg.settings.daemon, cfg.settings.solver))
 
 
 def options_from(
@@ -100,7 +90,8 @@ def last_soc(store: Store, portfolio: MarketPortfolio) -> dict[AssetKey, float]:
     with store.session() as session:
         for park in portfolio.parks:
             for asset in park.assets:
-                if not isinstance(asset, BatterySpec):
+                limits = asset.soc_limits
+                if limits is None:  # no state of charge to carry over
                     continue
                 record = session.exec(
                     select(TelemetryRecord)
@@ -113,7 +104,7 @@ def last_soc(store: Store, portfolio: MarketPortfolio) -> dict[AssetKey, float]:
                     .order_by(TelemetryRecord.measured_at.desc())  # type: ignore[attr-defined]
                 ).first()
                 if record is not None and record.soc is not None:
-                    out[(park.id, asset.id)] = min(max(record.soc, asset.soc_min), asset.soc_max)
+                    out[(park.id, asset.id)] = min(max(record.soc, limits[0]), limits[1])
     return out
 
 
@@ -280,7 +271,11 @@ def build_daemon(
     metrics_url: str | None = None,
     strategy: Strategy | None = None,
 ) -> Daemon:
-    """One operator per portfolio, sharing the exchange, clock and store."""
+    """One operator per portfolio, sharing the exchange, clock and store.
+
+    ``strategy`` (default :func:`strategy_from`) brings its options, the
+    operator's ``reoptimise_every`` among them.
+    """
     recorder = StoreRecorder(store)
     store.enroll((p, cfg.park_files[p.id]) for portfolio in portfolios for p in portfolio.parks)
     operators = []
@@ -296,7 +291,6 @@ def build_daemon(
                 devices=found,
                 recorder=recorder,
                 sessions=sessions,
-                reoptimise_every=cfg.settings.daemon.reoptimise_every,
             )
         )
     return Daemon(

@@ -531,7 +531,7 @@ class Daemon:
         """Alert and hold the safe (idle) schedule for ``day``: its position is not ours."""
         plan = operator.day_plan(day)
         operator.restore(day, plan.result, None)
-        plan.awards, plan.park_award_kw = None, None
+        plan.awards, plan.award = None, None
         plan.last_plan, plan.last_position = None, -1
         self.metrics.inc("vpp_bid_conflicts_total", market=market_id, kind=kind)
         self.metrics.set("vpp_awards_pending", 0, market=market_id)

@@ -14,15 +14,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from adapters import SimulatedBattery, SimulatedEvHub, SimulatedProcess, SimulatedPv, create
-from vpp.config.models import (
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
-    PvSpec,
-    SimulatedAdapter,
-)
-from vpp.profiles import ev_sessions, load_kw, pv_available_kw
+from adapters import create, simulated_device
+from vpp.config.models import SimulatedAdapter
 from vpp.runtime.operator import AssetKey, MarketPortfolio
 from vpp.types import Clock, Device
 
@@ -59,21 +52,12 @@ def simulated_devices(
             spec = (
                 asset.adapter if isinstance(asset.adapter, SimulatedAdapter) else SimulatedAdapter()
             )
-            device: SimulatedBattery | SimulatedPv | SimulatedProcess | SimulatedEvHub
-            if isinstance(asset, BatterySpec):
-                device = SimulatedBattery(park.id, asset, spec, clock=clock, soc=soc.get(key))
-            elif isinstance(asset, PvSpec):
-                available = pv_available_kw(asset, folder, index, park.timezone)
-                device = SimulatedPv(park.id, asset, spec, clock=clock, available_kw=available)
-            elif isinstance(asset, FlexibleProcessSpec):
-                baseline = load_kw(asset, folder, index, park.timezone)
-                device = SimulatedProcess(park.id, asset, spec, clock=clock, baseline_kw=baseline)
-            elif isinstance(asset, EvChargingSpec):
-                frame = ev_sessions(asset, folder, start, end, park.timezone)
-                device = SimulatedEvHub(park.id, asset, spec, clock=clock, sessions=frame)
-                sessions[key] = frame
-            else:  # pragma: no cover - the config admits no other asset type
-                raise TypeError(type(asset).__name__)
+            inputs = asset.simulation_inputs(folder, index, park.timezone, start, end)
+            if "sessions" in inputs:
+                sessions[key] = inputs["sessions"]
+            if asset.soc_capacity_kwh is not None:
+                inputs["soc"] = soc.get(key)
+            device = simulated_device(park.id, asset, spec, clock=clock, **inputs)
             device.connect()
             devices[key] = device
     return devices, sessions

@@ -32,7 +32,7 @@ import pandas as pd
 import structlog
 from sqlmodel import select
 
-from vpp.config.models import BatterySpec
+from vpp.assets import ASSET_TYPES
 from vpp.portfolio import capability
 from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
 from vpp.runtime.settlement import settle_parks, settlement_prices
@@ -43,8 +43,11 @@ from vpp.units import KWH_PER_MWH
 log = structlog.get_logger(__name__)
 
 # The one-way cumulative registers that :func:`vpp.runtime.operator.exported_kwh` settles from (and the
-# battery's throughput): they only ever count up while the device runs.
-REGISTERS = ("charged_kwh", "discharged_kwh", "produced_kwh", "consumed_kwh", "delivered_kwh")
+# battery's throughput), each asset type's ``meter_registers``: they only ever count up while the
+# device runs.
+REGISTERS = tuple(
+    dict.fromkeys(name for entry in ASSET_TYPES.values() for name in entry.spec.meter_registers)
+)
 # A register step above this many times the asset's nameplate power x elapsed time is a fault.
 PLAUSIBLE_RATE_FACTOR = 1.5
 # A step between readings longer than this many times the median spacing is a gap.
@@ -175,9 +178,12 @@ def meter_counters(portfolio: MarketPortfolio, readings: Iterable[Telemetry]) ->
                 if gap.any():  # the trapezoid across a gap is a guess: say so
                     check = RegisterCheck(gaps=int(gap.sum()), longest_gap_h=float(hours.max()))
                     _report(key, "power_kw", check, meters)
-        if "charged_kwh" in columns and "discharged_kwh" in columns:
-            moved = pd.Series(columns["charged_kwh"] + columns["discharged_kwh"], index=frame.index)
-            meters.throughput[key] = moved.dropna()
+        wearing = asset.throughput_registers  # a battery's charged + discharged
+        if wearing and all(name in columns for name in wearing):
+            total = columns[wearing[0]]
+            for name in wearing[1:]:
+                total = total + columns[name]
+            meters.throughput[key] = pd.Series(total, index=frame.index).dropna()
     return meters
 
 
@@ -307,7 +313,7 @@ def interval_energy(counter: pd.Series, boundaries: pd.DatetimeIndex) -> np.ndar
 
 def wear_cost_per_mwh(asset: Any) -> float | None:
     """Wear cost of ``asset`` per MWh moved through it [currency/MWh]; None: it does not wear."""
-    return asset.degradation_cost_per_mwh if isinstance(asset, BatterySpec) else None
+    return asset.wear_cost_per_mwh
 
 
 @dataclass(frozen=True)
@@ -400,7 +406,7 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
         day.isoformat(),
         operator.market.id,
         [p.id for p in operator.portfolio.parks],
-        plan.park_award_kw,
+        None if plan.award is None else plan.award.park_kw,
         energy.park_energy_kwh,
         energy.park_wear_cost,
         prices,

@@ -20,6 +20,7 @@ The strategy never knows which it has.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 import structlog
 
@@ -41,15 +41,13 @@ from strategies import (
 )
 from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
+from vpp.awards import IntervalAward, portfolio_award_kw
 from vpp.config.loader import ConfigSet
 from vpp.config.models import (
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
+    AssetSpec,
     MarketConfig,
     MarketRules,
     ParkConfig,
-    PvSpec,
 )
 from vpp.errors import (
     AdapterError,
@@ -60,7 +58,6 @@ from vpp.errors import (
 )
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry
-from vpp.units import KW_PER_MW
 from vpp.wire import award_issues, bid_content_hash
 
 log = structlog.get_logger(__name__)
@@ -138,25 +135,17 @@ class MarketPortfolio:
         return next(a for a in park.assets if a.id == key[1])
 
 
-def exported_kwh(asset: object, reading: Telemetry) -> float | None:
+def exported_kwh(asset: AssetSpec, reading: Telemetry) -> float | None:
     """The asset's cumulative energy into the grid [kWh] from its meter counters.
 
     Differences between two readings give the energy delivered in between,
-    the quantity that settles (positive: sold).
+    the quantity that settles (positive: sold). Each asset type's spec says
+    which registers count and with which sign; None if one is missing.
     """
-    extra = reading.extra
     try:
-        if isinstance(asset, BatterySpec):
-            return extra["discharged_kwh"] - extra["charged_kwh"]
-        if isinstance(asset, PvSpec):
-            return extra["produced_kwh"]
-        if isinstance(asset, FlexibleProcessSpec):
-            return -extra["consumed_kwh"]
-        if isinstance(asset, EvChargingSpec):
-            return -extra["delivered_kwh"]
+        return asset.exported_kwh(reading.extra)
     except KeyError:
         return None
-    return None
 
 
 @dataclass
@@ -168,7 +157,8 @@ class DayPlan:
     index: pd.DatetimeIndex
     result: DayAheadResult | None = None
     awards: list[Award] | None = None
-    park_award_kw: pd.DataFrame | None = None
+    #: The awards on the day's schedule intervals [kW]; None while they are not known.
+    award: IntervalAward | None = None
     dispatcher: RealTimeDispatcher | None = None
     last_plan: RealTimeResult | None = None
     last_position: int = -1
@@ -187,8 +177,9 @@ class Operator:
     and the energy each received. Without it, the strategy sees only the
     expected sessions of its forecast.
 
-    ``reoptimise_every``: re-solve the real-time problem every N intervals
-    and follow the last plan in between (1 = every interval).
+    The strategy's options (:class:`strategies.StrategyOptions`) say how it
+    decides; ``reoptimise_every`` among them: re-solve the real-time problem
+    every N intervals and follow the last plan in between (1 = every interval).
     """
 
     def __init__(
@@ -202,10 +193,7 @@ class Operator:
         devices: Mapping[AssetKey, Device],
         recorder: Recorder,
         sessions: Mapping[AssetKey, pd.DataFrame] | None = None,
-        reoptimise_every: int = 1,
     ) -> None:
-        if reoptimise_every < 1:
-            raise ValueError("reoptimise_every must be >= 1")
         self.portfolio = portfolio
         self.strategy = strategy
         self.exchange = exchange
@@ -214,7 +202,6 @@ class Operator:
         self.devices = dict(devices)
         self.recorder = recorder
         self.sessions = dict(sessions or {})
-        self.reoptimise_every = reoptimise_every
         self.days: dict[dt.date, DayPlan] = {}
         self._block_marks: dict[AssetKey, tuple[int, float]] = {}
         self._log = log.bind(market=portfolio.market.id, portfolio=portfolio.portfolio_id)
@@ -404,7 +391,7 @@ class Operator:
 
     def _set_awards(self, plan: DayPlan, awards: Sequence[Award]) -> None:
         plan.awards = list(awards)
-        plan.park_award_kw = self._split_awards(plan, awards)
+        plan.award = self._split_awards(plan, awards)
         # A plan made before the awards were known (safe schedule) must not be followed.
         plan.last_plan, plan.last_position = None, -1
 
@@ -437,26 +424,22 @@ class Operator:
                 self.portfolio.parks, self._inputs(plan.index, as_of), plan.rules
             )
 
-    def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> pd.DataFrame:
+    def _split_awards(self, plan: DayPlan, awards: Sequence[Award]) -> IntervalAward:
+        """The day's awards [MW per product] as kW per schedule interval, split to the parks."""
         parks = [p.id for p in self.portfolio.parks]
-        zero = pd.DataFrame(0.0, index=plan.index, columns=parks)
         if not awards or plan.result is None:
-            return zero
+            return IntervalAward.zero(plan.index, parks)
         if plan.result.allocation is not None:
-            split = plan.result.allocation.park_award_kw(awards)
-            return split.reindex(columns=parks).fillna(0.0)
+            split = plan.result.allocation.award(awards)
+            return dataclasses.replace(
+                split, park_kw=split.park_kw.reindex(columns=parks).fillna(0.0)
+            )
         # No allocation (e.g. the idle strategy): each park's expected schedule, with the
         # residual to the award spread equally.
         expected = plan.result.expected_schedule.park_power_kw.reindex(columns=parks).fillna(0.0)
-        award_kw = pd.Series(0.0, index=plan.index)
-        step = pd.Timedelta(minutes=plan.rules.day_ahead.interval_minutes)
-        for award in awards:
-            start = pd.Timestamp(award.interval_start)
-            award_kw[(plan.index >= start) & (plan.index < start + step)] = (
-                award.quantity_mw * KW_PER_MW
-            )
-        residual = award_kw - expected.sum(axis=1)
-        return expected.add(residual / len(parks), axis=0)
+        award_kw = portfolio_award_kw(awards, plan.index, plan.rules.day_ahead.interval_minutes)
+        residual = pd.Series(award_kw, index=plan.index) - expected.sum(axis=1)
+        return IntervalAward(award_kw, expected.add(residual / len(parks), axis=0))
 
     # ----------------------------------------------------------------- real time
 
@@ -482,7 +465,7 @@ class Operator:
             if reading.health != Health.OK:
                 continue
             asset = self.portfolio.asset(key)
-            if not sessions and isinstance(asset, EvChargingSpec):
+            if not sessions and asset.state_kind == "sessions":
                 continue
             state = self._state_of(key, asset, device, reading, now)
             if state is not None:
@@ -491,36 +474,50 @@ class Operator:
         return states, readings
 
     def _state_of(
-        self, key: AssetKey, asset: object, device: Device, reading: Telemetry, now: dt.datetime
+        self, key: AssetKey, asset: AssetSpec, device: Device, reading: Telemetry, now: dt.datetime
     ) -> AssetState | None:
-        if isinstance(asset, BatterySpec) and reading.soc is not None:
-            return AssetState(soc_kwh=reading.soc * asset.energy_kwh)
-        if isinstance(asset, EvChargingSpec):
-            plugged = getattr(device, "plugged_sessions", None)
-            meta = self.sessions.get(key)
-            if plugged is None or meta is None:
-                return None
-            now_plugged = plugged()
-            known = meta.merge(now_plugged, on="session_id", how="inner")
-            return AssetState(
-                sessions=known.loc[:, list(KNOWN_SESSION_COLUMNS)].reset_index(drop=True)
-            )
-        if isinstance(asset, FlexibleProcessSpec):
-            shifted = reading.extra.get("shifted_kwh")
-            if shifted is None:
-                return None
-            # Blocks start at local wall-clock multiples of the window in the PARK's time
-            # zone, exactly as strategies.process.block_starts cuts them (DST days included).
-            park_tz = next(p.timezone for p in self.portfolio.parks if p.id == key[0])
-            block_id = recovery_block(now, park_tz, asset.recovery_window_h)
-            mark = self._block_marks.get(key)
-            if mark is None or mark[0] != block_id:
-                mark = (block_id, shifted)
-                self._block_marks[key] = mark
-            return AssetState(
-                energy_offset_kwh=shifted - mark[1], shift_kw=reading.extra.get("shift_kw", 0.0)
-            )
+        """The state the asset's type reads from telemetry (its spec's ``state_kind``)."""
+        if asset.state_kind == "soc":
+            return self._soc_state(asset, reading)
+        if asset.state_kind == "sessions":
+            return self._session_state(key, device)
+        if asset.state_kind == "shift":
+            return self._shift_state(key, asset, reading, now)
         return None
+
+    @staticmethod
+    def _soc_state(asset: AssetSpec, reading: Telemetry) -> AssetState | None:
+        capacity_kwh = asset.soc_capacity_kwh
+        if reading.soc is None or capacity_kwh is None:
+            return None
+        return AssetState(soc_kwh=reading.soc * capacity_kwh)
+
+    def _session_state(self, key: AssetKey, device: Device) -> AssetState | None:
+        plugged = getattr(device, "plugged_sessions", None)
+        meta = self.sessions.get(key)
+        if plugged is None or meta is None:
+            return None
+        now_plugged = plugged()
+        known = meta.merge(now_plugged, on="session_id", how="inner")
+        return AssetState(sessions=known.loc[:, list(KNOWN_SESSION_COLUMNS)].reset_index(drop=True))
+
+    def _shift_state(
+        self, key: AssetKey, asset: Any, reading: Telemetry, now: dt.datetime
+    ) -> AssetState | None:
+        shifted = reading.extra.get("shifted_kwh")
+        if shifted is None:
+            return None
+        # Blocks start at local wall-clock multiples of the window in the PARK's time
+        # zone, exactly as strategies.process.block_starts cuts them (DST days included).
+        park_tz = next(p.timezone for p in self.portfolio.parks if p.id == key[0])
+        block_id = recovery_block(now, park_tz, asset.recovery_window_h)
+        mark = self._block_marks.get(key)
+        if mark is None or mark[0] != block_id:
+            mark = (block_id, shifted)
+            self._block_marks[key] = mark
+        return AssetState(
+            energy_offset_kwh=shifted - mark[1], shift_kw=reading.extra.get("shift_kw", 0.0)
+        )
 
     def dispatch(self, interval_start: dt.datetime) -> list[Setpoint]:
         """Measure, re-optimise the rest of the day and send this interval's setpoints."""
@@ -528,19 +525,20 @@ class Operator:
         day = t.tz_convert(self.timezone).date()
         plan = self.day_plan(day)
         position = int(plan.index.get_loc(t))
-        due = plan.last_plan is None or (position - plan.last_position) >= self.reoptimise_every
-        states, _ = self.measure(sessions=due or plan.park_award_kw is None)
+        every = self.strategy.options.reoptimise_every
+        due = plan.last_plan is None or (position - plan.last_position) >= every
+        states, _ = self.measure(sessions=due or plan.award is None)
         self.prepare_dispatch(day)
-        if plan.park_award_kw is None:
+        if plan.award is None:
             # Awards not known (yet): hold the safe schedule until they arrive.
             self._log.warning("dispatch_without_awards", day=str(day), interval=t.isoformat())
             return self._send(self._safe_setpoints(plan, position, states))
         assert plan.dispatcher is not None
         if due:
-            award = {p: plan.park_award_kw[p].to_numpy(float) for p in plan.park_award_kw.columns}
             try:
                 result = self.strategy.real_time(
-                    plan.dispatcher, position, states, award, self.data.history(), self.timezone
+                    plan.dispatcher, position, states, plan.award, self.data.history(),
+                    self.timezone,
                 )
             except LookAheadError as exc:
                 self._log.error(
@@ -563,7 +561,7 @@ class Operator:
     ) -> list[Setpoint]:
         """The idle schedule for this interval: no flexibility used, nothing to deviate from."""
         assert plan.dispatcher is not None
-        zero = {p.id: np.zeros(len(plan.index)) for p in self.portfolio.parks}
+        zero = IntervalAward.zero(plan.index, [p.id for p in self.portfolio.parks])
         idle = IdleStrategy().real_time(
             plan.dispatcher, position, states, zero, pd.DataFrame(), self.timezone
         )
@@ -610,14 +608,3 @@ def recovery_block(when: dt.datetime, timezone: str, window_h: float) -> int:
     minutes = local.hour * 60 + local.minute
     return local.toordinal() * 1000 + math.floor(minutes / (window_h * 60) + 1e-9)
 
-
-def award_series(
-    awards: Sequence[Award], index: pd.DatetimeIndex, product_minutes: int
-) -> pd.Series:
-    """The portfolio award [MW] on every schedule interval (products expanded)."""
-    out = pd.Series(0.0, index=index)
-    step = pd.Timedelta(minutes=product_minutes)
-    for award in awards:
-        start = pd.Timestamp(award.interval_start)
-        out[(index >= start) & (index < start + step)] = award.quantity_mw
-    return out

@@ -1,0 +1,229 @@
+"""The asset-type registry: every entry resolves, and a new type plugs in without other code changes."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args
+
+import pandas as pd
+import pytest
+from pydantic import Field
+
+import vpp.assets
+from adapters import SimulatedDevice, create, simulated_device
+from adapters.base import Reading
+from adapters.simulated import simulated_class
+from vpp.assets import ASSET_TYPES, AssetBase, AssetType, asset_type, assets_of_type
+from vpp.config import load_config, models
+from vpp.config.loader import park_cross_issues
+from vpp.errors import ConfigIssue
+from vpp.portfolio import capability, park_capability
+from vpp.runtime.clock import ReplayClock
+from vpp.runtime.operator import exported_kwh
+from vpp.types import Telemetry
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = dt.datetime(2025, 5, 1, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("name", list(ASSET_TYPES))
+def test_every_entry_resolves_in_every_layer(name: str) -> None:
+    entry = asset_type(name)
+    assert entry.name == name
+    assert issubclass(entry.spec, AssetBase)
+    assert entry.model_module().__name__ == entry.model
+    physics = entry.physics_module()
+    assert physics.__name__ == entry.physics
+    assert issubclass(physics.DEVICE, SimulatedDevice)
+
+
+@pytest.mark.parametrize("name", list(ASSET_TYPES))
+def test_the_spec_type_literal_is_its_registry_key(name: str) -> None:
+    spec = ASSET_TYPES[name].spec
+    assert get_args(spec.model_fields["type"].annotation) == (name,)
+
+
+@pytest.mark.parametrize("name", list(ASSET_TYPES))
+def test_the_simulated_device_reports_the_registers_its_type_is_metered_from(name: str) -> None:
+    entry = ASSET_TYPES[name]
+    device = entry.physics_module().DEVICE
+    assert set(entry.spec.meter_registers) <= set(device.registers)
+    assert set(entry.spec.throughput_registers) <= set(device.registers)
+
+
+def test_the_config_union_and_type_names_come_from_the_registry() -> None:
+    union = get_args(get_args(models.AssetSpec)[0])
+    assert union == tuple(entry.spec for entry in ASSET_TYPES.values())
+    assert (
+        models.ASSET_TYPES
+        == tuple(ASSET_TYPES)
+        == ("battery", "ev_charging", "flexible_process", "pv")
+    )
+    # every public name stays importable from where it was
+    for name in ("BatterySpec", "EvChargingSpec", "FlexibleProcessSpec", "PvSpec", "AssetBase"):
+        assert getattr(models, name) is getattr(vpp.assets, name)
+
+
+def test_unknown_type_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="known: battery, ev_charging, flexible_process, pv"):
+        asset_type("heat_pump")
+
+
+def test_assets_of_type_keeps_order_and_picks_by_spec() -> None:
+    cfg = load_config("config")
+    assets = [a for park in cfg.parks.values() for a in park.assets]
+    batteries = assets_of_type(assets, vpp.assets.BatterySpec)
+    assert batteries == [a for a in assets if a.type == "battery"]
+    assert batteries
+
+
+def test_shipped_assets_meter_with_their_types_sign() -> None:
+    """Export is > 0 for what an asset sells: PV produces, loads and chargers draw."""
+    cfg = load_config("config")
+    registers = {"charged_kwh": 2.0, "discharged_kwh": 5.0, "produced_kwh": 7.0}
+    registers |= {"consumed_kwh": 11.0, "delivered_kwh": 13.0}
+    expected = {"battery": 3.0, "pv": 7.0, "flexible_process": -11.0, "ev_charging": -13.0}
+    seen = set()
+    for park in cfg.parks.values():
+        for asset in park.assets:
+            reading = Telemetry(park.id, asset.id, T0, None, extra=registers)
+            assert exported_kwh(asset, reading) == expected[asset.type]
+            assert exported_kwh(asset, Telemetry(park.id, asset.id, T0, None, extra={})) is None
+            seen.add(asset.type)
+    assert seen == set(ASSET_TYPES)
+
+
+def test_shipped_assets_take_setpoints_as_their_type_says() -> None:
+    cfg = load_config("config")
+    kinds = {"battery": "power", "flexible_process": "power", "ev_charging": "import_cap"}
+    for park in cfg.parks.values():
+        for asset in park.assets:
+            low, high = asset.setpoint_limits_kw
+            assert low <= 0 <= high
+            assert (low, high) == (-asset.max_import_kw, asset.max_export_kw)
+            if asset.type == "pv":
+                assert asset.setpoint_kind == ("export_cap" if asset.curtailable else "none")
+            else:
+                assert asset.setpoint_kind == kinds[asset.type]
+
+
+# --------------------------------------------------------------------------- a fifth type
+
+
+class HeatPumpSpec(AssetBase):
+    """A heat pump that can pause (a test type: not in the shipped registry)."""
+
+    type: Literal["heat_pump"]
+    power_kw: float = Field(gt=0, description="Electrical power at full load [kW]")
+    pause_h: float = Field(1.0, gt=0, description="Longest pause [h]")
+
+    meter_registers: ClassVar[tuple[str, ...]] = ("consumed_kwh",)
+
+    @property
+    def max_export_kw(self) -> float:
+        return 0.0
+
+    @property
+    def max_import_kw(self) -> float:
+        return self.power_kw
+
+    @property
+    def setpoint_kind(self) -> Literal["power"]:
+        return "power"
+
+    def describe(self) -> str:
+        return f"{self.power_kw:g} kW, pauses up to {self.pause_h:g} h"
+
+    def config_issues(self, file: str, where: str) -> Iterator[ConfigIssue]:
+        if self.pause_h > 24:
+            yield ConfigIssue(file, f"{where}.pause_h", self.pause_h, "must be <= 24")
+
+    def exported_kwh(self, registers: Mapping[str, Any]) -> Any:
+        return -registers["consumed_kwh"]
+
+
+class SimulatedHeatPump(SimulatedDevice):
+    """Draws its full power, always: the least physics a simulated device needs."""
+
+    registers = ("consumed_kwh",)
+
+    def __init__(self, park_id: str, asset: HeatPumpSpec, spec: Any, *, clock: Any) -> None:
+        super().__init__(park_id, asset, spec, clock=clock)
+        self.power_kw = asset.power_kw
+        self.consumed_kwh = 0.0
+
+    def _integrate(self, start: dt.datetime, end: dt.datetime) -> None:
+        self.consumed_kwh += self.power_kw * (end - start).total_seconds() / 3600
+
+    def _reading(self, now: dt.datetime) -> Reading:
+        return Reading(now, -self.power_kw, None, {"consumed_kwh": self.consumed_kwh})
+
+
+DEVICE = SimulatedHeatPump  # this module is the test type's physics module
+
+
+@pytest.fixture
+def heat_pump(monkeypatch: pytest.MonkeyPatch) -> HeatPumpSpec:
+    entry = AssetType("heat_pump", HeatPumpSpec, "strategies.battery", __name__)
+    monkeypatch.setitem(ASSET_TYPES, "heat_pump", entry)
+    return HeatPumpSpec.model_validate(
+        {"id": "hp-1", "type": "heat_pump", "power_kw": 300, "pause_h": 30}
+    )
+
+
+def test_a_fifth_type_is_described_checked_metered_and_simulated(heat_pump: HeatPumpSpec) -> None:
+    cfg = load_config("config")
+    park = next(iter(cfg.parks.values()))
+    park = park.model_construct(**{**dict(park), "assets": [*park.assets, heat_pump]})
+
+    nameplate = capability(park.id, heat_pump)
+    assert (nameplate.type, nameplate.max_export_kw, nameplate.max_import_kw) == (
+        "heat_pump",
+        0.0,
+        300.0,
+    )
+    assert nameplate.summary == "300 kW, pauses up to 30 h"
+    assert nameplate.energy_kwh is None
+    assert park_capability(park).assets[-1] == nameplate
+
+    issues = list(park_cross_issues("parks/p.toml", park, ROOT / "config" / "parks"))
+    where = f"assets[{len(park.assets) - 1}].pause_h"
+    assert [(i.field, i.value) for i in issues] == [(where, 30)]
+
+    reading = Telemetry(park.id, "hp-1", T0, None, extra={"consumed_kwh": 4.0})
+    assert exported_kwh(heat_pump, reading) == -4.0
+
+    clock = ReplayClock(T0)
+    assert simulated_class(heat_pump) is SimulatedHeatPump
+    device = simulated_device(park.id, heat_pump, heat_pump.adapter, clock=clock)
+    assert isinstance(device, SimulatedHeatPump)
+    device.connect()
+    clock.advance_to(T0 + dt.timedelta(minutes=30))
+    assert exported_kwh(heat_pump, device.read()) == pytest.approx(-150.0)
+    limits = device.capabilities
+    assert (limits.setpoint_kind, limits.min_kw, limits.max_kw) == ("power", -300.0, 0.0)
+    assert not limits.reports_soc
+    assert isinstance(create(park, heat_pump, clock=clock), SimulatedHeatPump)
+    assert heat_pump.simulation_inputs(ROOT, pd.DatetimeIndex([T0]), "UTC", T0, T0) == {}
+
+
+# --------------------------------------------------------------------------- no dispatch
+
+
+def test_no_isinstance_on_an_asset_spec_in_vpp_adapters_and_bench() -> None:
+    """Outside the registry (``vpp.assets``) nothing asks which spec class an asset has."""
+    names = {entry.spec.__name__ for entry in ASSET_TYPES.values()}
+    found = []
+    for package in ("vpp", "adapters", "bench"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(ROOT / "vpp" / "assets"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+                    named = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                    if named & names:
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
