@@ -56,6 +56,7 @@ from websockets.http11 import Request, Response
 from adapters._loop import LoopThread
 from adapters.base import Adapter, DeviceFaultError, Reading, Reason, ReconnectPolicy
 from vpp.config.models import EvChargingSpec, OcppAdapter
+from vpp.errors import InputError
 from vpp.logging import register_secret
 from vpp.types import Clock, Health, Setpoint, Telemetry
 
@@ -119,6 +120,7 @@ class _CentralSystemSide(OcppChargePoint):
     def __init__(self, cp_id: str, connection: ServerConnection, hub: OcppHub) -> None:
         super().__init__(cp_id, connection, response_timeout=hub.response_timeout_s)
         self.hub = hub
+        self.connection = connection  # our own handle: the ocpp package keeps its copy private
 
     async def route_message(self, raw_msg: str) -> None:
         """Record malformed frames as a fault, then let the ocpp package answer them."""
@@ -411,7 +413,7 @@ class OcppHub(Adapter):
             state.handler, state.connected, state.fault = side, True, None
             state.last_seen = self.clock.now()
         if previous is not None:
-            await previous._connection.close(1000, "replaced by a new connection")
+            await previous.connection.close(1000, "replaced by a new connection")
         self.log.info("charge_point_connected", charge_point=cp_id)
         self._evaluate()
         try:
@@ -570,7 +572,7 @@ class OcppHub(Adapter):
                     measurand = value.get("measurand", "Energy.Active.Import.Register")
                     number = float(value["value"])
                     if not math.isfinite(number):
-                        raise ValueError(f"{measurand} = {value['value']!r}")
+                        raise InputError(f"{measurand} = {value['value']!r}")
                     if measurand == "Energy.Active.Import.Register":
                         energy = _energy_kwh(number, value.get("unit"))
                     elif measurand == "Power.Active.Import":

@@ -42,7 +42,7 @@ from typing import ClassVar, Literal, Self
 import structlog
 
 from vpp.config.models import AssetSpec
-from vpp.errors import AdapterError
+from vpp.errors import AdapterError, InputError
 from vpp.logging import redact_text
 from vpp.types import Clock, Health, Setpoint, Telemetry
 
@@ -165,7 +165,7 @@ class ReconnectPolicy:
 
     def __post_init__(self) -> None:
         if not (0 < self.initial_s <= self.max_s and self.factor >= 1):
-            raise ValueError(f"need 0 < initial_s <= max_s and factor >= 1, got {self}")
+            raise InputError(f"need 0 < initial_s <= max_s and factor >= 1, got {self}")
 
     def delay_s(self, failures: int) -> float:
         if failures <= 0:
@@ -233,7 +233,7 @@ class Adapter(abc.ABC):
         sent) and :class:`DeviceFaultError` when the device did not accept it.
         """
         if (setpoint.park_id, setpoint.asset_id) != (self.park_id, self.asset_id):
-            raise ValueError(
+            raise InputError(
                 f"setpoint for {setpoint.park_id}/{setpoint.asset_id} sent to adapter of "
                 f"{self.park_id}/{self.asset_id}"
             )

@@ -9,7 +9,6 @@ its columns, their units and its errors are documented there. See
 ``docs/market-data.md``.
 """
 
-from market_replay._errors import InputFormatError, QualityError
 from market_replay.canonical import read_header, read_prices, write_prices
 from market_replay.formats import FormatSpec, builtin_formats, get_format
 from market_replay.importers import ImportResult, import_prices
@@ -22,6 +21,7 @@ from market_replay.prices import (
     is_price_column,
 )
 from market_replay.quality import CHECKS, POLICIES, Policy, QualityIssue, QualityReport
+from vpp.errors import InputFormatError, QualityError
 
 __all__ = [
     "CHECKS",

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from market_replay._errors import InputFormatError
 from market_replay.prices import (
     ALLOWED_COLUMNS,
     FLAG_PREFIX,
@@ -49,7 +48,7 @@ from market_replay.prices import (
     most_common_step,
 )
 from vpp import files
-from vpp.errors import DataQualityError
+from vpp.errors import DataQualityError, InputError, InputFormatError
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +108,7 @@ def write_prices(
         header["created_by"] = created_by
     for key, value in (extra or {}).items():
         if not re.match(r"^[a-z][a-z0-9_]*$", key) or key in header:
-            raise ValueError(f"header key {key!r} must be a new lower-case identifier")
+            raise InputError(f"header key {key!r} must be a new lower-case identifier")
         header[key] = value
     buffer = io.StringIO()
     for key, value in header.items():

@@ -13,8 +13,8 @@ simulation mode). Three rules make a backtest honest:
   :class:`~vpp.LookAheadError`: look-ahead is impossible, not unlikely.
 * **Gate closure and rules.** A day-ahead bid is accepted only before gate
   closure and only if every curve obeys the market's rules on that day
-  (floor, cap, monotonicity, segments, lot, tick, bid mode); otherwise
-  :class:`~vpp.MarketRuleError` names the rule.
+  (:mod:`vpp.market_rules`, the same validator the strategy runs before
+  submitting); otherwise :class:`~vpp.MarketRuleError` names the rule.
 * **Clearing.** Each interval's curve is cleared at the realized day-ahead
   price: ``step`` curves give the quantity of the highest point priced at
   or below the clearing price, ``linear`` curves interpolate between points;
@@ -32,97 +32,20 @@ import pandas as pd
 import structlog
 
 from vpp.awards import delivery_intervals
-from vpp.config.models import MarketConfig, MarketRules
-from vpp.errors import LookAheadError, MarketRuleError
-from vpp.timeutil import day_intervals_utc, zone
+from vpp.config.models import MarketConfig
+from vpp.errors import InputError, LookAheadError, MarketRuleError
+from vpp.market_rules import check_submission
+from vpp.timeutil import zone
 from vpp.types import Award, BidCurve, Clock, DayAheadBid
 
 log = structlog.get_logger(__name__)
 
 PRICE_COLUMNS = ("da_price", "rt_price", "rt_price_up", "rt_price_down")
 _REALTIME = ("rt_price", "rt_price_up", "rt_price_down")
-_LOT_TOLERANCE = 1e-6
 
 
-# --------------------------------------------------------------------------- rules
-
-
-def validate_curve(curve: BidCurve, rules: MarketRules) -> None:
-    """Raise :class:`MarketRuleError` naming the first rule ``curve`` breaks."""
-    limits, bidding = rules.price_limits, rules.bidding
-    when = curve.interval_start.isoformat()
-    if bidding.mode == "quantity_only" and len(curve.points) != 1:
-        raise MarketRuleError(
-            "quantity_only",
-            f"{when}: a quantity-only market takes one quantity, got {len(curve.points)} points",
-        )
-    if len(curve.points) > bidding.max_segments:
-        raise MarketRuleError(
-            "max_segments", f"{when}: {len(curve.points)} points > {bidding.max_segments} allowed"
-        )
-    previous = None
-    for point in curve.points:
-        price, quantity = point.price_per_mwh, point.quantity_mw
-        if bidding.mode == "price_quantity":
-            if price < limits.floor_per_mwh:
-                raise MarketRuleError(
-                    "price_floor", f"{when}: price {price} < floor {limits.floor_per_mwh}"
-                )
-            if price > limits.cap_per_mwh:
-                raise MarketRuleError(
-                    "price_cap", f"{when}: price {price} > cap {limits.cap_per_mwh}"
-                )
-            ticks = price / bidding.price_tick_per_mwh
-            if abs(ticks - round(ticks)) > 1e-6:
-                raise MarketRuleError(
-                    "price_tick",
-                    f"{when}: price {price} is not a multiple of {bidding.price_tick_per_mwh}",
-                )
-        lots = quantity / bidding.min_lot_mw
-        if abs(lots - round(lots)) > _LOT_TOLERANCE:
-            raise MarketRuleError(
-                "min_lot",
-                f"{when}: quantity {quantity} MW is not a multiple of {bidding.min_lot_mw} MW",
-            )
-        if previous is not None:
-            if price < previous.price_per_mwh or (
-                bidding.curve == "linear" and price == previous.price_per_mwh
-            ):
-                raise MarketRuleError(
-                    "price_order",
-                    f"{when}: points must have strictly increasing prices"
-                    if bidding.curve == "linear"
-                    else f"{when}: points must be sorted by price",
-                )
-            if quantity < previous.quantity_mw - _LOT_TOLERANCE * bidding.min_lot_mw:
-                raise MarketRuleError(
-                    "monotonicity",
-                    f"{when}: quantity falls from {previous.quantity_mw} to {quantity} MW as the "
-                    f"price rises from {previous.price_per_mwh} to {price}",
-                )
-        previous = point
-
-
-def validate_bid(bid: DayAheadBid, rules: MarketRules, now: dt.datetime) -> None:
-    """Check gate closure, the interval set and every curve of a day-ahead bid."""
-    if bid.market_id != rules.market_id:
-        raise MarketRuleError("market", f"bid for {bid.market_id} sent to {rules.market_id}")
-    gate = rules.gate_closure(bid.delivery_day)
-    if now > gate:
-        raise MarketRuleError(
-            "gate_closure",
-            f"{bid.delivery_day}: gate closed at {gate.isoformat()}, now {now.isoformat()}",
-        )
-    expected = day_intervals_utc(bid.delivery_day, rules.timezone, rules.day_ahead.interval_minutes)
-    got = [c.interval_start for c in bid.curves]
-    if [t.to_pydatetime() for t in expected] != got:
-        raise MarketRuleError(
-            "intervals",
-            f"{bid.delivery_day}: expected {len(expected)} curves for the day's "
-            f"{rules.day_ahead.interval_minutes}-min products in order, got {len(got)}",
-        )
-    for curve in bid.curves:
-        validate_curve(curve, rules)
+# --------------------------------------------------------------------------- clearing
+# The bid rules live in vpp.market_rules, the one validator the strategy runs too.
 
 
 def clear_curve(curve: BidCurve, price_per_mwh: float, shape: str, mode: str) -> float:
@@ -197,10 +120,10 @@ class ReplayExchange:
         """The interval length: the most common step (whole days may be missing)."""
         steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
         if len(steps) == 0:
-            raise ValueError("price frame needs at least two intervals")
+            raise InputError("price frame needs at least two intervals")
         step = int(steps[np.argmax(counts)])
         if (steps % step).any():
-            raise ValueError("price frame intervals must be whole multiples of one step")
+            raise InputError("price frame intervals must be whole multiples of one step")
         return step // 60_000_000_000
 
     # ----------------------------------------------------------------- data
@@ -267,7 +190,7 @@ class ReplayExchange:
         rules = self.market.rules_on(bid.delivery_day)
         now = self.clock.now()
         try:
-            validate_bid(bid, rules, now)
+            check_submission(bid, rules, now, "day_ahead")
         except MarketRuleError as exc:
             log.warning(
                 "bid_rejected", market=bid.market_id, day=str(bid.delivery_day), rule=exc.rule

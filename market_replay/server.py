@@ -55,7 +55,7 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from market_replay.exchange import ReplayExchange
-from vpp.errors import LookAheadError, MarketRuleError
+from vpp.errors import InputError, LookAheadError, MarketRuleError
 from vpp.http import framing_error
 from vpp.wire import (
     WireError,
@@ -78,7 +78,7 @@ MAX_CONNECTIONS = 64
 _MIN_TOKEN_CHARS = 16
 
 
-class TokenError(ValueError):
+class TokenError(InputError):
     """The configured tokens are malformed (names the pair, never the secret)."""
 
 
@@ -134,7 +134,7 @@ class ExchangeServer(ThreadingHTTPServer):
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if not tokens and not insecure_no_auth:
-            raise ValueError(
+            raise InputError(
                 "the exchange server needs tokens (portfolio_id=token pairs) or an explicit "
                 "insecure_no_auth (--insecure-no-auth)"
             )
@@ -315,13 +315,13 @@ class _Handler(BaseHTTPRequestHandler):
             parsed = parse_qs(url.query, strict_parsing=False)
             for name, values in parsed.items():
                 if len(values) > 1:  # which one counts is ambiguous: refuse
-                    raise ValueError(f"{name[:40]!r} given {len(values)} times, once allowed")
+                    raise InputError(f"{name[:40]!r} given {len(values)} times, once allowed")
             query = {k: v[0] for k, v in parsed.items()}
             if url.path in ("/v1/day-ahead/awards", "/v1/day-ahead/bids"):
                 portfolio_id = check_id(query.get("portfolio_id"), "portfolio_id")
                 text = query["delivery_day"]
                 if len(text) != 10:
-                    raise ValueError(f"delivery_day = {text[:30]!r}: expected YYYY-MM-DD")
+                    raise InputError(f"delivery_day = {text[:30]!r}: expected YYYY-MM-DD")
                 day = dt.date.fromisoformat(text)
                 if not self._allowed(granted, portfolio_id):
                     return
@@ -342,7 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if "start" in query:
                         start = dt.datetime.fromisoformat(query["start"])
                         if start.tzinfo is None:
-                            raise ValueError("start needs a UTC offset")
+                            raise InputError("start needs a UTC offset")
                         frame = frame[frame.index >= start]
                     values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
                     self._send(
@@ -377,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
                     start = dt.datetime.fromisoformat(query["start"])
                     end = dt.datetime.fromisoformat(query["end"])
                     if start.tzinfo is None or end.tzinfo is None:
-                        raise ValueError("start and end need a UTC offset")
+                        raise InputError("start and end need a UTC offset")
                     series = exchange.get(query["column"], start, end)
                     points = [[t.isoformat(), float(v)] for t, v in series.items()]
                     self._send(HTTPStatus.OK, {"column": query["column"], "values": points})

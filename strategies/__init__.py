@@ -24,7 +24,7 @@ Public API (see ``docs/strategy.md``):
 from __future__ import annotations
 
 from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus, check_solver
-from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid, check_bid
+from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
 from strategies.options import StrategyOptions
@@ -40,6 +40,7 @@ from strategies.state import (
     load_inputs,
     realized_sessions,
 )
+from vpp.market_rules import check_bid  # the one validator, shared with the exchange
 
 __all__ = [
     "DEFAULT_SOLVER",

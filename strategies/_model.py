@@ -38,6 +38,8 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from vpp.errors import InputError
+
 Sense = Literal["==", "<="]
 #: A variable bound: values, or a Parameter (real-time models move their boxes per solve).
 Bound = np.ndarray | float | cp.Parameter | None
@@ -119,7 +121,7 @@ class ModelBuilder:
             return None
         rows = lhs.shape[0] if lhs.ndim else 1
         if rows != len(labels):
-            raise ValueError(f"{kind}: {rows} rows but {len(labels)} labels")
+            raise InputError(f"{kind}: {rows} rows but {len(labels)} labels")
         violation: cp.Expression | None = None
         weight: cp.Parameter | None = None
         if soft and self.soft:
@@ -150,7 +152,7 @@ class ModelBuilder:
     def set_soft_penalty(self, per_unit: float) -> None:
         """Penalty [currency per unit of violation] of every soft row."""
         if not np.isfinite(per_unit) or per_unit < 0:
-            raise ValueError(f"soft penalty must be finite and >= 0, got {per_unit}")
+            raise InputError(f"soft penalty must be finite and >= 0, got {per_unit}")
         for named in self.soft_groups():
             if named.weight is not None:
                 named.weight.value = np.full(named.lhs.shape, float(per_unit))

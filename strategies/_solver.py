@@ -36,7 +36,7 @@ import scipy.sparse as sp
 import structlog
 
 from strategies._model import ModelBuilder
-from vpp.errors import InfeasibleError, SolverError
+from vpp.errors import InfeasibleError, InputError, SolverError
 
 log = structlog.get_logger(__name__)
 
@@ -136,10 +136,10 @@ class SolveStats:
 
 
 def check_solver(name: str) -> str:
-    """Upper-case solver name if supported, else ``ValueError`` naming the choices."""
+    """Upper-case solver name if supported, else :class:`~vpp.errors.InputError` naming the choices."""
     upper = name.upper()
     if upper not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+        raise InputError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
     return upper
 
 
@@ -303,7 +303,7 @@ class HotHighs:
         import highspy
 
         if not problem.is_dpp():
-            raise ValueError("HotHighs needs a DPP problem")
+            raise InputError("HotHighs needs a DPP problem")
         self.problem = problem
         self.builders = list(builders)
         self._highspy = highspy
@@ -367,7 +367,7 @@ class HotHighs:
         b = np.asarray(data[cps.B], dtype=float)
         eq = dims[cps.EQ_DIM]
         if eq + dims[cps.LEQ_DIM] != len(b):
-            raise ValueError("HotHighs solves LPs only (no cones)")
+            raise InputError("HotHighs solves LPs only (no cones)")
         lower = np.concatenate([b[:eq], np.full(len(b) - eq, -inf)])
         return lower, b.copy()
 

@@ -72,7 +72,8 @@ from strategies.schedule import (
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
 from vpp.awards import IntervalAward, delivery_intervals, portfolio_award_kw
 from vpp.config.models import MarketRules, ParkConfig
-from vpp.errors import MarketRuleError, SolverError
+from vpp.errors import InputError, SolverError
+from vpp.market_rules import check_bid
 from vpp.types import Award, BidCurve, BidPoint, DayAheadBid
 from vpp.units import KW_PER_MW
 
@@ -87,12 +88,12 @@ Groups = list[list[np.ndarray]]  # per product: scenario index arrays, cheapest 
 def product_matrix(index: pd.DatetimeIndex, product_minutes: int, interval_minutes: int) -> sp.csr_matrix:
     """Sparse (products, intervals) matrix averaging the intervals of each day-ahead product."""
     if product_minutes % interval_minutes:
-        raise ValueError(
+        raise InputError(
             f"day-ahead product {product_minutes} min is not a multiple of {interval_minutes} min"
         )
     per = product_minutes // interval_minutes
     if len(index) % per:
-        raise ValueError(f"{len(index)} intervals do not fill whole {product_minutes}-min products")
+        raise InputError(f"{len(index)} intervals do not fill whole {product_minutes}-min products")
     products = np.arange(len(index)) // per
     return sp.csr_matrix(
         (np.full(len(index), 1.0 / per), (products, np.arange(len(index)))),
@@ -291,7 +292,7 @@ class BidAllocation:
     def product_minutes(self) -> int:
         """Length of one day-ahead product [min]: its intervals times the interval length."""
         if len(self.index) < 2:
-            raise ValueError("an allocation needs at least two schedule intervals")
+            raise InputError("an allocation needs at least two schedule intervals")
         per = len(self.index) // len(self.product_starts)
         return per * int((self.index[1] - self.index[0]) / pd.Timedelta(minutes=1))
 
@@ -299,7 +300,7 @@ class BidAllocation:
         """The product position of ``award`` and its schedule intervals."""
         stamp = pd.Timestamp(award.interval_start).tz_convert("UTC")
         if stamp not in self.product_starts:
-            raise ValueError(f"award at {stamp} is not a product start of this bid")
+            raise InputError(f"award at {stamp} is not a product start of this bid")
         j = int(self.product_starts.get_loc(stamp))
         return j, delivery_intervals(self.index, stamp, self.product_minutes)
 
@@ -416,37 +417,6 @@ def _curve_points(
     return tuple(BidPoint(float(a), float(b)) for a, b in kept)
 
 
-def check_bid(bid: DayAheadBid, rules: MarketRules) -> None:
-    """Raise :class:`~vpp.MarketRuleError` naming the rule a bid breaks."""
-    floor, cap = rules.price_limits.floor_per_mwh, rules.price_limits.cap_per_mwh
-    lot = rules.bidding.min_lot_mw
-    for curve in bid.curves:
-        points = curve.points
-        where = curve.interval_start.isoformat()
-        if rules.bidding.mode == "quantity_only" and len(points) != 1:
-            raise MarketRuleError("quantity_only", f"{where}: {len(points)} points, allowed 1")
-        if len(points) > rules.bidding.max_segments:
-            raise MarketRuleError(
-                "max_segments", f"{where}: {len(points)} points > {rules.bidding.max_segments}"
-            )
-        for point in points:
-            if not floor <= point.price_per_mwh <= cap:
-                raise MarketRuleError(
-                    "price_limits", f"{where}: price {point.price_per_mwh} outside [{floor}, {cap}]"
-                )
-            if abs(point.quantity_mw / lot - round(point.quantity_mw / lot)) > 1e-6:
-                raise MarketRuleError(
-                    "min_lot", f"{where}: {point.quantity_mw} MW is not a multiple of {lot} MW"
-                )
-        for a, b in itertools.pairwise(points):
-            if b.price_per_mwh <= a.price_per_mwh:
-                raise MarketRuleError("price_order", f"{where}: prices must strictly increase")
-            if b.quantity_mw < a.quantity_mw - 1e-9:
-                raise MarketRuleError(
-                    "monotone", f"{where}: quantity falls from {a.quantity_mw} to {b.quantity_mw}"
-                )
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -474,7 +444,7 @@ def build_day_ahead_bid(
     ``"raise"`` re-raises.
     """
     if not parks:
-        raise ValueError("no parks to bid for")
+        raise InputError("no parks to bid for")
     index = forecast.index
     dt_h = interval_hours(index, rules.interval_minutes)
     products = product_matrix(index, rules.day_ahead.interval_minutes, rules.interval_minutes)

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp.errors import DataQualityError, LookAheadError
+from vpp.errors import DataQualityError, InputError, LookAheadError
 from vpp.timeutil import require_aware_index, zone
 
 log = structlog.get_logger(__name__)
@@ -84,13 +84,13 @@ class Forecast:
     def __post_init__(self) -> None:
         require_aware_index(self.point.index, "point.index")
         if not self.scenarios.index.equals(self.point.index):
-            raise ValueError("scenarios and point must share one index")
+            raise InputError("scenarios and point must share one index")
         if len(self.probabilities) != self.scenarios.shape[1]:
-            raise ValueError("one probability per scenario")
+            raise InputError("one probability per scenario")
         if not np.isclose(np.sum(self.probabilities), 1.0) or (self.probabilities < 0).any():
-            raise ValueError("scenario probabilities must be >= 0 and sum to 1")
+            raise InputError("scenario probabilities must be >= 0 and sum to 1")
         if not (np.isfinite(self.point).all() and np.isfinite(self.scenarios.to_numpy()).all()):
-            raise ValueError("forecast values must be finite")
+            raise InputError("forecast values must be finite")
 
     @property
     def index(self) -> pd.DatetimeIndex:
@@ -193,7 +193,7 @@ class Forecaster(abc.ABC):
         max_lookback_days: int = 14,
     ) -> None:
         if scenarios < 1 or error_days < 1:
-            raise ValueError("scenarios and error_days must be >= 1")
+            raise InputError("scenarios and error_days must be >= 1")
         zone(timezone)
         self.column = column
         self.timezone = timezone
@@ -219,7 +219,7 @@ class Forecaster(abc.ABC):
         require_aware_index(index, "index")
         require_aware_index(history.index, "history.index")
         if self.column not in history.columns:
-            raise ValueError(f"history has no {self.column!r} column; got {list(history.columns)}")
+            raise InputError(f"history has no {self.column!r} column; got {list(history.columns)}")
         ahead = history.index >= index[0]
         if history.loc[ahead, self.column].notna().any():
             first = history.index[ahead & history[self.column].notna().to_numpy()][0]
@@ -454,5 +454,5 @@ def get_forecaster(name: str, **kwargs: Any) -> Forecaster:
     try:
         factory = FORECASTERS[name]
     except KeyError:
-        raise ValueError(f"unknown forecaster {name!r}; choose one of {', '.join(FORECASTERS)}") from None
+        raise InputError(f"unknown forecaster {name!r}; choose one of {', '.join(FORECASTERS)}") from None
     return factory(**kwargs)

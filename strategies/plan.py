@@ -27,7 +27,7 @@ from strategies.schedule import Schedule, idle_schedule
 from strategies.state import load_inputs
 from vpp import files
 from vpp.config.loader import ConfigSet
-from vpp.errors import InfeasibleError, SolverError
+from vpp.errors import InfeasibleError, InputError, SolverError
 from vpp.timeutil import day_intervals_utc, require_aware_index
 
 log = structlog.get_logger(__name__)
@@ -72,20 +72,20 @@ def plan_day(
     """
     start = time.perf_counter()
     if market_id not in config.markets:
-        raise ValueError(f"unknown market {market_id!r}; known: {', '.join(sorted(config.markets))}")
+        raise InputError(f"unknown market {market_id!r}; known: {', '.join(sorted(config.markets))}")
     market = config.markets[market_id]
     rules = market.rules_on(day)
     parks = config.parks_in(market_id)
     if not parks:
-        raise ValueError(f"no park bids into market {market_id!r}")
+        raise InputError(f"no park bids into market {market_id!r}")
     require_aware_index(prices.index, "prices.index")
     if price_column not in prices.columns:
-        raise ValueError(f"prices have no {price_column!r} column; got {list(prices.columns)}")
+        raise InputError(f"prices have no {price_column!r} column; got {list(prices.columns)}")
     index = day_intervals_utc(day, rules.timezone, rules.interval_minutes)
     series = prices[price_column].reindex(index)
     if series.isna().any():
         missing = int(series.isna().sum())
-        raise ValueError(
+        raise InputError(
             f"{missing} of {len(index)} {price_column} values for {day} are missing; "
             "plan needs every interval of the day"
         )

@@ -50,7 +50,7 @@ from strategies.schedule import idle_power_kw
 from strategies.state import ParkInputs, ParkState
 from vpp.awards import IntervalAward
 from vpp.config.models import MarketRules, ParkConfig
-from vpp.errors import LookAheadError
+from vpp.errors import InputError, LookAheadError
 from vpp.types import BidCurve, BidPoint, DayAheadBid, Setpoint
 from vpp.units import KW_PER_MW
 
@@ -108,7 +108,7 @@ class Strategy:
             )
             return forecaster.forecast(history, index).point
         if "da_price" not in history.columns:
-            raise ValueError("history needs da_price for the default real-time forecast")
+            raise InputError("history needs da_price for the default real-time forecast")
         known = history["da_price"].reindex(index)
         if known.isna().any():
             missing = index[known.isna().to_numpy()][0]
@@ -268,7 +268,7 @@ def get_strategy(options: StrategyOptions | str | None = None) -> Strategy:
     try:
         factory = STRATEGIES[options.name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown strategy {options.name!r}; choose one of {', '.join(STRATEGIES)}"
         ) from None
     return factory(options)

@@ -3,8 +3,12 @@
 ::
 
     VppError
+    ├── InputError           a value given to a function or command is out of its domain
+    │                        (also a ValueError, so ``except ValueError`` keeps working)
     ├── ConfigError          a config file is missing, malformed or inconsistent
     ├── DataQualityError     a price/profile file failed a quality check under policy "error"
+    │   ├── InputFormatError a file is malformed; names the file, row and column
+    │   └── QualityError     quality checks failed under policy "error"; carries the report
     ├── LookAheadError       a strategy asked for data not yet published at decision time
     ├── MarketRuleError      a bid breaks a market rule (names the rule)
     ├── AdapterError         a device could not be reached or answered nonsense
@@ -22,10 +26,19 @@ Catch the specific class; never ``except Exception`` in library code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class VppError(Exception):
     """Base class of every error raised on purpose by vpp."""
+
+
+class InputError(VppError, ValueError):
+    """A value passed in is out of its domain: the message says what was given and what is allowed.
+
+    It subclasses :class:`ValueError` too, so callers (and tests) that catch
+    ``ValueError`` from the standard library's conventions keep working.
+    """
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,39 @@ class ConfigError(VppError):
 
 class DataQualityError(VppError):
     """A data file failed a quality check whose policy is ``error``."""
+
+
+class InputFormatError(DataQualityError):
+    """A file is malformed: it cannot be read as the format it claims to be.
+
+    The message is one line naming the file, the row (1-based line number in
+    the file, the header being row 1) and the column, e.g.
+    ``prices.csv: row 17, column 'Datetime': cannot parse '2020-13-01' as ...``.
+    """
+
+    def __init__(
+        self, file: str, message: str, *, row: int | None = None, column: str | None = None
+    ) -> None:
+        self.file = file
+        self.row = row
+        self.column = column
+        where = [f"row {row}"] if row is not None else []
+        if column is not None:
+            where.append(f"column {column!r}")
+        prefix = f"{file}: {', '.join(where)}: " if where else f"{file}: "
+        super().__init__(prefix + message)
+
+
+class QualityError(DataQualityError):
+    """Quality checks found problems and the policy is ``error``.
+
+    ``report`` (a :class:`market_replay.QualityReport`, which this foundation
+    module cannot name) holds every finding, so a caller can show all of them.
+    """
+
+    def __init__(self, message: str, report: Any) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class LookAheadError(VppError):

@@ -27,7 +27,7 @@ import httpx
 import pandas as pd
 import structlog
 
-from vpp.errors import ExchangeError, LookAheadError, MarketRuleError
+from vpp.errors import ExchangeError, InputError, LookAheadError, MarketRuleError
 from vpp.timeutil import require_aware
 from vpp.types import Award, DayAheadBid
 from vpp.wire import WireError, award_from_json, bid_content_hash, bid_from_json, bid_to_json
@@ -46,7 +46,7 @@ class HttpExchange:
         token: str | None = None,
     ) -> None:
         if client.timeout.read is None or client.timeout.connect is None:
-            raise ValueError("the httpx client needs an explicit timeout (never timeout=None)")
+            raise InputError("the httpx client needs an explicit timeout (never timeout=None)")
         self.client = client
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
@@ -98,7 +98,10 @@ class HttpExchange:
     def _raise_for(self, response: httpx.Response) -> dict[str, Any]:
         body = self._json(response)
         if response.status_code in (409, 422):
-            raise MarketRuleError(str(body.get("rule") or "unknown"), str(body.get("message")))
+            rule = str(body.get("rule") or "unknown")
+            # The server's message is ``str(MarketRuleError)``, already ``"rule: ..."``.
+            message = str(body.get("message")).removeprefix(f"{rule}: ")
+            raise MarketRuleError(rule, message)
         if response.status_code == 425:
             raise LookAheadError(str(body.get("message")))
         if response.status_code in (401, 403):

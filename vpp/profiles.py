@@ -30,7 +30,7 @@ import structlog
 
 from vpp.config.loader import resolve_path
 from vpp.config.models import EvChargingSpec, FileSource, FlexibleProcessSpec, PvSpec
-from vpp.errors import DataQualityError
+from vpp.errors import DataQualityError, InputError
 from vpp.timeutil import require_aware_index
 
 log = structlog.get_logger(__name__)
@@ -71,10 +71,10 @@ def _local_naive(index: pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
 
 def _interval_length(index: pd.DatetimeIndex) -> pd.Timedelta:
     if len(index) < 2:
-        raise ValueError("index needs at least two intervals to infer their length")
+        raise InputError("index needs at least two intervals to infer their length")
     steps = np.unique(np.diff(index.as_unit("ns").asi8))
     if len(steps) != 1:
-        raise ValueError("index must have a constant interval length")
+        raise InputError("index must have a constant interval length")
     return pd.Timedelta(int(steps[0]), unit="ns")
 
 

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+from vpp.errors import InputError
+
 UTC = ZoneInfo("UTC")
 
 
@@ -26,11 +28,11 @@ def require_aware_index(index: pd.Index, name: str) -> None:
 
 
 def zone(name: str) -> ZoneInfo:
-    """Return the IANA zone ``name`` or raise ``ValueError``."""
+    """Return the IANA zone ``name`` or raise :class:`~vpp.errors.InputError`."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+        raise InputError(f"unknown IANA time zone {name!r}") from exc
 
 
 def day_bounds_utc(day: date, timezone: str) -> tuple[pd.Timestamp, pd.Timestamp]:

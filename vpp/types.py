@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from vpp.errors import InputError
 from vpp.timeutil import require_aware
 
 # --------------------------------------------------------------------------- bids
@@ -39,7 +40,7 @@ class BidPoint:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.price_per_mwh) and math.isfinite(self.quantity_mw)):
-            raise ValueError(f"bid point must be finite, got {self}")
+            raise InputError(f"bid point must be finite, got {self}")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class BidCurve:
     def __post_init__(self) -> None:
         require_aware(self.interval_start, "interval_start")
         if not self.points:
-            raise ValueError("a bid curve needs at least one point")
+            raise InputError("a bid curve needs at least one point")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Setpoint:
     def __post_init__(self) -> None:
         require_aware(self.interval_start, "interval_start")
         if not math.isfinite(self.power_kw):
-            raise ValueError(f"setpoint for {self.park_id}/{self.asset_id} is not finite")
+            raise InputError(f"setpoint for {self.park_id}/{self.asset_id} is not finite")
 
 
 class Health(enum.StrEnum):

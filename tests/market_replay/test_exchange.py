@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_replay.exchange import ReplayExchange, clear_curve, validate_curve
+from market_replay.exchange import ReplayExchange, clear_curve
 from vpp import LookAheadError, MarketRuleError
 from vpp.config import load_market
+from vpp.market_rules import check_curve
 from vpp.runtime.clock import ReplayClock
 from vpp.timeutil import day_intervals_utc
 from vpp.types import BidCurve, BidPoint, DayAheadBid
@@ -166,7 +167,7 @@ def test_rule_breaking_curves_name_the_rule(
     points: tuple[tuple[float, float], ...], rule: str
 ) -> None:
     with pytest.raises(MarketRuleError) as info:
-        validate_curve(_curve(START, *points), RULES)
+        check_curve(_curve(START, *points), RULES)
     assert info.value.rule == rule
 
 
@@ -174,9 +175,9 @@ def test_quantity_only_market_takes_one_point() -> None:
     rules = RULES.model_copy(
         update={"bidding": RULES.bidding.model_copy(update={"mode": "quantity_only"})}
     )
-    validate_curve(_curve(START, (0.0, 1.5)), rules)
+    check_curve(_curve(START, (0.0, 1.5)), rules)
     with pytest.raises(MarketRuleError) as info:
-        validate_curve(_curve(START, (0.0, 1.0), (10.0, 2.0)), rules)
+        check_curve(_curve(START, (0.0, 1.0), (10.0, 2.0)), rules)
     assert info.value.rule == "quantity_only"
 
 

@@ -60,6 +60,8 @@ def test_rule_violations_cross_the_wire(
     with pytest.raises(MarketRuleError) as info:
         gateway.submit_day_ahead(_bid(points=((-80, 1.0), (400, 0.0))))
     assert info.value.rule == "monotonicity"
+    assert str(info.value).startswith("monotonicity: ")
+    assert not str(info.value).startswith("monotonicity: monotonicity")  # one prefix, as in process
     gateway.submit_day_ahead(_bid())
     with pytest.raises(MarketRuleError) as info:
         gateway.submit_day_ahead(_bid())

@@ -12,6 +12,7 @@ from strategies import build_day_ahead_bid, check_bid, get_forecaster
 from strategies.day_ahead import _optimal_partition, merge_groups, price_groups
 from strategies.state import initial_state, load_inputs
 from vpp.errors import MarketRuleError
+from vpp.market_rules import check_submission
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, BidCurve, BidPoint, DayAheadBid
 
@@ -47,6 +48,7 @@ def _bid(setting, scenarios=5, **rule_updates):  # type: ignore[no-untyped-def]
 def test_bid_meets_the_market_rules(setting) -> None:  # type: ignore[no-untyped-def]
     rules, _forecast, result = _bid(setting)
     check_bid(result.bid, rules)
+    check_submission(result.bid, rules, rules.gate_closure(DAY))  # the exchange takes it too
     assert len(result.bid.curves) == 96
     assert result.bid.delivery_day == DAY
     assert result.bid.idempotency_key == "cn-province-a/2025-05-27/demo/day_ahead"
@@ -139,8 +141,8 @@ def test_merge_groups_keeps_price_order() -> None:
 @pytest.mark.parametrize(
     ("points", "rule"),
     [
-        (((-80.0, 1.0), (100.0, 0.5)), "monotone"),
-        (((-100.0, 0.0),), "price_limits"),
+        (((-80.0, 1.0), (100.0, 0.5)), "monotonicity"),
+        (((-100.0, 0.0),), "price_floor"),
         (((-80.0, 0.05),), "min_lot"),
         (((-80.0, 0.0), (-80.0, 0.1)), "price_order"),
         (tuple((-80.0 + i, 0.1 * i) for i in range(11)), "max_segments"),

@@ -265,6 +265,45 @@ def test_keyboard_interrupt_exits_130_quietly() -> None:
     assert result.stderr.strip() == ""
 
 
+def _run_raising(exc: BaseException):  # type: ignore[no-untyped-def]
+    import typer
+
+    def failing() -> None:
+        raise exc
+
+    command = typer.Typer()
+    command.command()(guarded(failing))
+    return runner.invoke(command, [])
+
+
+def test_each_error_class_maps_to_its_exit_code_and_one_line() -> None:
+    import inspect
+
+    import vpp.errors
+    from vpp.cli._common import EXIT_CODES, exit_code
+
+    classes = [
+        c for _, c in inspect.getmembers(vpp.errors, inspect.isclass)
+        if issubclass(c, vpp.errors.VppError)
+    ]
+    for cls in classes:  # every class of the tree has a code, listed or through its base
+        assert exit_code(cls.__new__(cls)) in EXIT_CODES.values()
+    result = _run_raising(vpp.errors.InputError("speed = -1: must be > 0"))
+    assert result.exit_code == EXIT_CODES[vpp.errors.InputError]
+    assert result.stderr.strip() == "error: speed = -1: must be > 0"
+    result = _run_raising(vpp.errors.InfeasibleError("no plan", constraint="b1-soc-max"))
+    assert result.exit_code == EXIT_CODES[vpp.errors.SolverError]
+    assert "(constraint b1-soc-max)" in one_error_line(result.stderr)
+
+
+def test_a_bare_value_error_is_a_bug_and_keeps_its_traceback() -> None:
+    """Only VppError is mapped: an error raised on purpose is an InputError, not a ValueError."""
+    result = _run_raising(ValueError("not raised on purpose"))
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ValueError)
+    assert "error:" not in result.stderr
+
+
 # --------------------------------------------------------------- as real processes
 
 

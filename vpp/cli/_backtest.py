@@ -133,8 +133,8 @@ def _load_days(
     try:
         frame = read_prices(price_path)
         portfolio = MarketPortfolio.from_config(cfg, frame.market_id)
-    except (VppError, ValueError) as exc:
-        fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
+    except VppError as exc:
+        fail_on(exc)
     days = [
         d
         for d in frame.days(portfolio.market.timezone)

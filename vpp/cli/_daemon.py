@@ -165,11 +165,11 @@ def run(
                 last_day=last_trading,
             )
             daemon = simulated_daemon(cfg, store, world)
-    except (VppError, ValueError) as exc:
+    except VppError as exc:
         if world is not None:
             world.close()
         lock.release()
-        fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
+        fail_on(exc)
     lock.ttl_s = daemon.options.lock_ttl_s
     daemon.store_lock = lock
     settings = cfg.settings.daemon
@@ -362,8 +362,8 @@ def serve(
         )
     except OSError as exc:  # a file names itself; a bind (port in use) names nothing
         fail(describe_os_error(exc, None if exc.filename else f"exchange server {host}:{port}"))
-    except (VppError, ValueError) as exc:
-        fail_on(exc) if isinstance(exc, VppError) else fail(str(exc))
+    except VppError as exc:
+        fail_on(exc)
     stop = threading.Event()
     restore = _on_signals(stop)
     thread = threading.Thread(target=server.serve_forever, name="vpp-exchange", daemon=True)

@@ -89,7 +89,7 @@ def import_(
     config: ConfigOption = None,
 ) -> None:
     """Import a vendor price file, print its quality report, write the canonical file."""
-    from market_replay import POLICIES, InputFormatError, QualityError, get_format, import_prices
+    from market_replay import POLICIES, QualityError, get_format, import_prices
     from market_replay.canonical import write_prices
 
     if on_missing not in POLICIES:
@@ -109,11 +109,7 @@ def import_(
         result = import_prices(input_file, spec, market, zone=zone, policy=on_missing, rt_path=rt)
     except QualityError as exc:
         console.print(_report_table(exc.report))
-        fail(str(exc))
-    except InputFormatError as exc:
-        fail(str(exc))
-    except DataQualityError as exc:
-        fail(str(exc))
+        fail_on(exc)
     report = result.report
     console.print(_report_table(report))
     command = "vpp data import " + shlex.join(
@@ -156,7 +152,7 @@ def _read(file: Path) -> PriceFrame:
     try:
         return read_prices(file)
     except DataQualityError as exc:
-        fail(str(exc))
+        fail_on(exc)
 
 
 def _market_if_known(config: Path | None, market_id: str) -> MarketConfig | None:
@@ -190,7 +186,7 @@ def check(
         issues = check_prices(prices, market, source=file.name)
         breaks = price_rule_breaks(prices, market) if market is not None else None
     except DataQualityError as exc:
-        fail(str(exc))
+        fail_on(exc)
     table = Table(title=f"Check: {file}", title_justify="left")
     for name in ("check", "column", "count", "days", "first examples"):
         table.add_column(name, overflow="fold", justify="right" if name == "count" else "left")

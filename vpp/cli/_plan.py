@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vpp.cli._common import console, fail, fail_on, load, parse_day
-from vpp.errors import VppError
+from vpp.cli._common import console, exit_code, fail, fail_on, load, parse_day
+from vpp.errors import InputError, VppError
 
 
 def plan(
@@ -41,8 +41,8 @@ def plan(
     if solver is not None:
         try:
             solver = check_solver(solver)
-        except ValueError as exc:
-            fail(f"--solver: {exc}")
+        except InputError as exc:
+            fail(f"--solver: {exc}", exit_code(exc))
     check_plan_out(out)  # before the solve: an unwritable --out fails in a second
     cfg = load(config)
     try:
@@ -54,8 +54,6 @@ def plan(
         paths = write_plan(result, out)
     except VppError as exc:
         fail_on(exc)
-    except ValueError as exc:
-        fail(str(exc))
     table = Table(title=f"Plan {frame.market_id} {delivery_day.isoformat()}")
     for name in ("status", "objective", "build s", "solve s", "total s"):
         table.add_column(name, justify="right")

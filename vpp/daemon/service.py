@@ -73,6 +73,7 @@ from vpp.errors import (
     AdapterError,
     BidConflictError,
     ExchangeError,
+    InputError,
     LookAheadError,
     StoreError,
 )
@@ -157,7 +158,7 @@ class Daemon:
         device_factory: DeviceFactory | None = None,
     ) -> None:
         if not operators:
-            raise ValueError("the daemon needs at least one market portfolio to run")
+            raise InputError("the daemon needs at least one market portfolio to run")
         self.operators = {op.market.id: op for op in operators}
         self.recorder = recorder
         self.store = recorder.store

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from vpp.errors import InputError
 from vpp.timeutil import require_aware
 
 
@@ -56,7 +57,7 @@ class ReplayClock:
         require_aware(when, "when")
         when = when.astimezone(dt.UTC)
         if when < self._now:
-            raise ValueError(f"replay clock cannot move back from {self._now} to {when}")
+            raise InputError(f"replay clock cannot move back from {self._now} to {when}")
         self._now = when
 
 
@@ -75,7 +76,7 @@ class AcceleratedClock:
     ) -> None:
         require_aware(start, "start")
         if speed <= 0:
-            raise ValueError("speed must be > 0")
+            raise InputError("speed must be > 0")
         self._start = start.astimezone(dt.UTC)
         self._speed = speed
         self._monotonic = monotonic

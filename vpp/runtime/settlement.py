@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp.errors import LookAheadError
+from vpp.errors import InputError, LookAheadError
 from vpp.units import KW_PER_MW, KWH_PER_MWH
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,7 @@ def settlement_prices(
     a needed value missing for an interval raises :class:`~vpp.LookAheadError`.
     """
     if rule not in DEVIATION_PRICES:
-        raise ValueError(f"unknown settlement rule {rule!r}")
+        raise InputError(f"unknown settlement rule {rule!r}")
     deviation = DEVIATION_PRICES[rule]
     frame = prices.reindex(index)
     absent = [c for c in deviation if c not in prices.columns]
@@ -95,7 +95,7 @@ def settle(
     Returns ``da_revenue``, ``rt_revenue`` and ``imbalance_mwh`` per interval.
     """
     if not (award_mw.index.equals(actual_mw.index) and award_mw.index.equals(prices.index)):
-        raise ValueError("settle: award, actual and prices must share one index")
+        raise InputError("settle: award, actual and prices must share one index")
     deviation_mwh = (actual_mw - award_mw).to_numpy(float) * dt_h
     da_revenue = award_mw.to_numpy(float) * dt_h * prices["da_price"].to_numpy(float)
     if np.allclose(deviation_mwh, 0.0, atol=1e-9) and not any(
@@ -111,19 +111,19 @@ def settle(
         down = _column(prices, "rt_price_down")
         rt_revenue = np.where(deviation_mwh >= 0, deviation_mwh * down, deviation_mwh * up)
     else:
-        raise ValueError(f"unknown settlement rule {rule!r}")
+        raise InputError(f"unknown settlement rule {rule!r}")
     out = pd.DataFrame(
         {"da_revenue": da_revenue, "rt_revenue": rt_revenue, "imbalance_mwh": deviation_mwh},
         index=award_mw.index,
     )
     if not np.isfinite(out.to_numpy()).all():
-        raise ValueError("settle: non-finite settlement (missing price in a settled interval?)")
+        raise InputError("settle: non-finite settlement (missing price in a settled interval?)")
     return out
 
 
 def _column(prices: pd.DataFrame, name: str) -> np.ndarray:
     if name not in prices:
-        raise ValueError(f"settlement needs column {name!r}; the price file has {list(prices)}")
+        raise InputError(f"settlement needs column {name!r}; the price file has {list(prices)}")
     return prices[name].to_numpy(float)
 
 
