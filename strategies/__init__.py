@@ -24,11 +24,12 @@ Public API (see ``docs/strategy.md``):
 from __future__ import annotations
 
 from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus, check_solver
+from strategies.assets import AssetModel, model_for
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
 from strategies.options import StrategyOptions
-from strategies.park import interval_hours
+from strategies.park import ParkModelRequest, interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
 from strategies.registry import STRATEGIES, Strategy, get_strategy
 from strategies.schedule import Schedule, idle_schedule, optimise_schedule
@@ -47,6 +48,7 @@ __all__ = [
     "FORECASTERS",
     "SOLVERS",
     "STRATEGIES",
+    "AssetModel",
     "AssetState",
     "BidAllocation",
     "DayAheadResult",
@@ -54,6 +56,7 @@ __all__ = [
     "Forecaster",
     "ForesightResult",
     "ParkInputs",
+    "ParkModelRequest",
     "RealTimeDispatcher",
     "RealTimePark",
     "RealTimeResult",
@@ -72,6 +75,7 @@ __all__ = [
     "initial_state",
     "interval_hours",
     "load_inputs",
+    "model_for",
     "optimise_schedule",
     "perfect_foresight",
     "realized_sessions",

@@ -36,15 +36,21 @@ unattractive; a positive degradation cost is recommended.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
 
 from strategies._model import ModelBuilder, Stack, full, previous
+from strategies.state import AssetState, ParkInputs, ParkState, state_of
 from vpp.config.models import BatterySpec
 from vpp.units import KWH_PER_MWH
+
+if TYPE_CHECKING:
+    from strategies.assets import InputsRequest
+    from strategies.park import ParkModelRequest
 
 ASSET_TYPE = "battery"
 
@@ -202,3 +208,65 @@ def add_batteries(
     if valued.any():
         builder.add_cost(-(weight * valued / KWH_PER_MWH) @ soc_kwh[:, steps - 1])
     return block
+
+
+def measured_soc_kwh(spec: BatterySpec, state: ParkState | None) -> float:
+    """The battery's measured energy [kWh], or ``soc_initial x energy_kwh`` when unmeasured."""
+    value = state_of(state, spec.id).soc_kwh
+    return spec.soc_initial * spec.energy_kwh if value is None else float(value)
+
+
+class BatteryModel:
+    """The battery type in the strategy layer (:class:`strategies.assets.AssetModel`)."""
+
+    asset_type = ASSET_TYPE
+    build_rank = 0
+    idle_after_others = False
+
+    def add_block(
+        self,
+        builder: ModelBuilder,
+        specs: Sequence[BatterySpec],
+        stack: Stack,
+        request: ParkModelRequest,
+    ) -> BatteryBlock:
+        soc0 = np.array([measured_soc_kwh(b, request.state) for b in specs], dtype=float)
+        return add_batteries(
+            builder, specs, soc0, request.dt_h, stack, dynamic=request.dynamic is not None
+        )
+
+    def soc_kwh(self, block: BatteryBlock, scenarios: int) -> dict[str, np.ndarray]:
+        ids = block.stack.ids
+        value = np.asarray(block.soc_kwh.value).reshape(scenarios, len(ids), -1)
+        return {a: value[:, i, :] for i, a in enumerate(ids)}
+
+    def set_position(self, block: BatteryBlock, state: ParkState | None, position: int) -> None:
+        block.set_state(np.array([measured_soc_kwh(b, state) for b in block.specs]), position)
+
+    def idle_power_kw(
+        self,
+        specs: Sequence[BatterySpec],
+        inputs: ParkInputs,
+        state: ParkState | None,
+        dt_h: np.ndarray,
+        headroom_kw: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Idle: no power, the energy stays where it is."""
+        steps = len(inputs.index)
+        power = {b.id: np.zeros(steps) for b in specs}
+        soc = {b.id: np.full(steps, measured_soc_kwh(b, state)) for b in specs}
+        return power, soc
+
+    def initial_state(self, spec: BatterySpec) -> AssetState:
+        return AssetState(soc_kwh=spec.soc_initial * spec.energy_kwh)
+
+    def load_inputs(self, spec: BatterySpec, request: InputsRequest) -> Mapping[str, Any]:
+        return {}
+
+    def realized_state(
+        self, spec: BatterySpec, previous: AssetState, request: InputsRequest
+    ) -> AssetState | None:
+        return None
+
+
+MODEL = BatteryModel()

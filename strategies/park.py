@@ -80,6 +80,33 @@ class DynamicLayout:
     capacity: Mapping[str, tuple[int, int]]
 
 
+@dataclass(frozen=True)
+class ParkModelRequest:
+    """Everything one park model is built from (the arguments of :func:`build_park_model`).
+
+    ``dt_h`` (T,) are the interval lengths [h] of ``inputs.index``; ``scenarios``
+    copies of the park are stacked with probabilities ``weights`` (default
+    equal). The asset types' blocks (:class:`strategies.assets.AssetModel`)
+    read what they need from it.
+    """
+
+    park: ParkConfig
+    inputs: ParkInputs
+    state: ParkState | None
+    dt_h: np.ndarray
+    scenarios: int = 1
+    weights: np.ndarray | None = None
+    omit: frozenset[str] = frozenset()
+    energy_policy: EnergyPolicy = "cap"
+    session_tables: Mapping[str, pd.DataFrame] | None = None
+    soft: bool = False
+    dynamic: DynamicLayout | None = None
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        return self.inputs.index
+
+
 @dataclass
 class ParkModel:
     """The variables and constraints of one park over one horizon."""
