@@ -24,7 +24,7 @@ from vpp.config.models import (
     ParkConfig,
     SimulatedAdapter,
 )
-from vpp.errors import AdapterError
+from vpp.errors import AdapterError, InputError
 from vpp.portfolio import AssetCapability
 from vpp.types import Clock, Telemetry
 
@@ -136,7 +136,7 @@ class HealthRegistry:
     def add(self, adapter: Adapter) -> None:
         key = (adapter.park_id, adapter.asset_id)
         if key in self._adapters:
-            raise ValueError(f"{key[0]}/{key[1]} is registered twice")
+            raise InputError(f"{key[0]}/{key[1]} is registered twice")
         self._adapters[key] = adapter
 
     def __iter__(self) -> Iterator[Adapter]:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from vpp.assets import asset_type
+from vpp.errors import InputError
 
 if TYPE_CHECKING:
     import cvxpy as cp
@@ -184,7 +185,7 @@ def input_series(values: Mapping[str, Any], asset_id: str, park_id: str, what: s
     try:
         return np.asarray(values[asset_id], dtype=float)
     except KeyError:
-        raise ValueError(f"{park_id}/{asset_id}: no {what} in the inputs") from None
+        raise InputError(f"{park_id}/{asset_id}: no {what} in the inputs") from None
 
 
 __all__ = [

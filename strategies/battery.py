@@ -46,6 +46,7 @@ import numpy as np
 from strategies._model import ModelBuilder, Stack, full, previous
 from strategies.state import AssetState, ParkInputs, ParkState, state_of
 from vpp.config.models import BatterySpec
+from vpp.errors import InputError
 from vpp.units import KWH_PER_MWH
 
 if TYPE_CHECKING:
@@ -84,9 +85,9 @@ class BatteryBlock:
         """
         soc0 = np.asarray(soc_kwh, dtype=float)
         if soc0.shape != (self.stack.n,) or not np.isfinite(soc0).all():
-            raise ValueError(f"battery state needs {self.stack.n} finite SoC values, got {soc0}")
+            raise InputError(f"battery state needs {self.stack.n} finite SoC values, got {soc0}")
         if position and self.soc_box is None:
-            raise ValueError("a static battery model starts at position 0")
+            raise InputError("a static battery model starts at position 0")
         self.soc_initial_kwh.value = self.stack.tile(soc0)
         if self.soc_box is not None:
             live = np.arange(len(self.dt_h))[None, :] >= position

@@ -55,6 +55,7 @@ import scipy.sparse as sp
 
 from strategies._model import ModelBuilder, NamedConstraint, Stack
 from vpp.config.models import EvChargingSpec
+from vpp.errors import InputError
 
 if TYPE_CHECKING:
     from strategies.state import SessionWindow
@@ -122,7 +123,7 @@ class EvBlock:
         """Update the energy [kWh] each session still needs (sessions,), e.g. in real time."""
         energy = np.asarray(energy_kwh, dtype=float)
         if energy.shape != (len(self.sessions),) or not np.isfinite(energy).all() or (energy < 0).any():
-            raise ValueError(f"need {len(self.sessions)} finite energies >= 0, got {energy}")
+            raise InputError(f"need {len(self.sessions)} finite energies >= 0, got {energy}")
         if self.energy_kwh is not None:
             self.energy_kwh.value = self.session_stack.tile(energy)
 
@@ -144,7 +145,7 @@ class EvBlock:
         """
         layout = self.slots
         if layout is None:
-            raise ValueError("set_sessions needs a slot model (add_ev_slots)")
+            raise InputError("set_sessions needs a slot model (add_ev_slots)")
         need = layout.needs([w.sessions.charger for w in known])
         if any(n[0] > c[0] or n[1] > c[1] for n, c in zip(need, layout.capacity, strict=True)):
             raise SlotsExhaustedError(need)
@@ -228,7 +229,7 @@ class SlotLayout:
         try:
             return np.array([ids[str(s)] for s in session_ids], dtype=int)
         except KeyError as exc:
-            raise ValueError(f"expected session {exc} is not in the day's slot layout") from None
+            raise InputError(f"expected session {exc} is not in the day's slot layout") from None
 
 
 def _lane_keys(chargers: np.ndarray) -> list[str]:
@@ -255,7 +256,7 @@ def add_ev_slots(
     """
     specs = tuple(specs)
     if stack.scenarios != 1:
-        raise ValueError("EV slots model one scenario (real time)")
+        raise InputError("EV slots model one scenario (real time)")
     steps = len(dt_h)
     ids, rows, steps_of, hub_of_slot = [], [], [], []
     expected_ids: list[dict[str, int]] = []
@@ -349,7 +350,7 @@ def add_ev_hubs(
     for hub, table in enumerate(tables):
         missing = set(SESSION_TABLE_COLUMNS) - set(table.columns)
         if missing:
-            raise ValueError(f"{specs[hub].id}: session table lacks {sorted(missing)}")
+            raise InputError(f"{specs[hub].id}: session table lacks {sorted(missing)}")
         if table.empty:
             continue
         frame = table.loc[:, list(SESSION_TABLE_COLUMNS)].copy()
@@ -375,7 +376,7 @@ def add_ev_hubs(
     weight = sessions["weight"].to_numpy(float)
     energy = sessions["energy_kwh"].to_numpy(float)
     if not (np.isfinite(energy).all() and (energy >= 0).all()):
-        raise ValueError("EV session energy must be finite and >= 0")
+        raise InputError("EV session energy must be finite and >= 0")
     charger_kw = np.array([specs[h].charger_power_kw for h in hub_of])
     share = availability(sessions, index, dt_h)
     upper = charger_kw[:, None] * weight[:, None] * share  # (n, T)

@@ -39,6 +39,7 @@ from strategies.state import (
     realized_sessions,
 )
 from vpp.config.models import EvChargingSpec, ParkConfig
+from vpp.errors import InputError
 from vpp.units import KWH_PER_MWH
 
 
@@ -75,11 +76,11 @@ def realized_states(
 def _as_array(prices: pd.Series | np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarray:
     if isinstance(prices, pd.Series):
         if not prices.index.equals(index):
-            raise ValueError(f"{name} must be indexed by the horizon's interval starts")
+            raise InputError(f"{name} must be indexed by the horizon's interval starts")
         prices = prices.to_numpy(float)
     values = np.asarray(prices, dtype=float)
     if values.shape != (len(index),) or not np.isfinite(values).all():
-        raise ValueError(f"{name} needs {len(index)} finite values [currency/MWh]")
+        raise InputError(f"{name} needs {len(index)} finite values [currency/MWh]")
     return values
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from strategies.state import EnergyPolicy
 from vpp.config.models import SolverSettings, StrategySettings
+from vpp.errors import InputError
 
 _SETTINGS = StrategySettings()
 _SOLVER = SolverSettings()
@@ -63,11 +64,11 @@ class StrategyOptions:
 
     def __post_init__(self) -> None:
         if self.scenarios < 1:
-            raise ValueError(f"scenarios = {self.scenarios}: must be >= 1")
+            raise InputError(f"scenarios = {self.scenarios}: must be >= 1")
         if self.reoptimise_every < 1:
-            raise ValueError(f"reoptimise_every = {self.reoptimise_every}: must be >= 1")
+            raise InputError(f"reoptimise_every = {self.reoptimise_every}: must be >= 1")
         if self.deviation_penalty_per_mwh < 0:
-            raise ValueError(
+            raise InputError(
                 f"deviation_penalty_per_mwh = {self.deviation_penalty_per_mwh}: must be >= 0"
             )
 

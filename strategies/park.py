@@ -41,6 +41,7 @@ from vpp.config.models import (
     ParkConfig,
     PvSpec,
 )
+from vpp.errors import InputError
 from vpp.timeutil import require_aware_index
 
 ASSET_TYPE = "park"
@@ -54,11 +55,11 @@ def interval_hours(index: pd.DatetimeIndex, interval_minutes: int) -> np.ndarray
     """
     require_aware_index(index, "index")
     if len(index) == 0:
-        raise ValueError("empty horizon")
+        raise InputError("empty horizon")
     if len(index) > 1:
         steps = np.diff(index.as_unit("ns").asi8) / 60e9
         if not np.allclose(steps, interval_minutes):
-            raise ValueError(
+            raise InputError(
                 f"index must be evenly spaced at {interval_minutes} min; got steps "
                 f"{sorted(set(steps.tolist()))} min"
             )
@@ -176,12 +177,12 @@ def build_park_model(
     index = inputs.index
     dt_h = np.asarray(dt_h, dtype=float)
     if dt_h.shape != (len(index),):
-        raise ValueError(f"dt_h has shape {dt_h.shape}, want ({len(index)},)")
+        raise InputError(f"dt_h has shape {dt_h.shape}, want ({len(index)},)")
     weights = np.full(scenarios, 1.0 / scenarios) if weights is None else np.asarray(weights, float)
     if weights.shape != (scenarios,) or not np.isclose(weights.sum(), 1.0) or (weights < 0).any():
-        raise ValueError(f"weights must be {scenarios} probabilities summing to 1, got {weights}")
+        raise InputError(f"weights must be {scenarios} probabilities summing to 1, got {weights}")
     if dynamic is not None and scenarios != 1:
-        raise ValueError("a dynamic (real-time) model has one scenario")
+        raise InputError("a dynamic (real-time) model has one scenario")
     builder = ModelBuilder(omit=omit, soft=soft or dynamic is not None)
     moving = dynamic is not None
 
@@ -277,7 +278,7 @@ def _series(values: dict | object, asset_id: str, park_id: str, what: str) -> np
     try:
         return np.asarray(values[asset_id], dtype=float)  # type: ignore[index]
     except KeyError:
-        raise ValueError(f"{park_id}/{asset_id}: no {what} in the inputs") from None
+        raise InputError(f"{park_id}/{asset_id}: no {what} in the inputs") from None
 
 
 def decision_index(index: pd.DatetimeIndex, now: dt.datetime) -> int:

@@ -59,6 +59,7 @@ import scipy.sparse as sp
 
 from strategies._model import ModelBuilder, Stack, previous
 from vpp.config.models import FlexibleProcessSpec
+from vpp.errors import InputError
 from vpp.timeutil import zone
 
 ASSET_TYPE = "process"
@@ -100,9 +101,9 @@ class ProcessBlock:
         offset = np.asarray(energy_offset_kwh, dtype=float)
         shift = np.asarray(shift_kw, dtype=float)
         if not (np.isfinite(offset).all() and np.isfinite(shift).all()):
-            raise ValueError("process state must be finite")
+            raise InputError("process state must be finite")
         if position and not self.dynamic:
-            raise ValueError("a static process model starts at position 0")
+            raise InputError("a static process model starts at position 0")
         self.position = position
         offsets = self.stack.tile(offset)
         for rows, block_of, parameter in self.recovery:
@@ -159,9 +160,9 @@ def add_processes(
     shape = (rows, steps)
     baseline = np.asarray(baseline_kw, dtype=float)
     if baseline.shape != (len(specs), steps) or not np.isfinite(baseline).all():
-        raise ValueError(f"baseline_kw must be finite ({len(specs)}, {steps}), got {baseline.shape}")
+        raise InputError(f"baseline_kw must be finite ({len(specs)}, {steps}), got {baseline.shape}")
     if (baseline < 0).any():
-        raise ValueError("process baseline must be >= 0 [kW consumed]")
+        raise InputError("process baseline must be >= 0 [kW consumed]")
     base = stack.tile(baseline)
     max_power = stack.tile(np.array([s.max_power_kw for s in specs]))[:, None]
     up = np.maximum(

@@ -18,6 +18,7 @@ import numpy as np
 
 from strategies._model import ModelBuilder, Stack
 from vpp.config.models import PvSpec
+from vpp.errors import InputError
 
 ASSET_TYPE = "pv"
 
@@ -38,7 +39,7 @@ class PvBlock:
         """Intervals before ``position`` produce nothing (dynamic models only)."""
         if self.box is None:
             if position:
-                raise ValueError("a static PV model starts at position 0")
+                raise InputError("a static PV model starts at position 0")
             return
         lower_p, upper_p, lower, upper = self.box
         live = np.arange(lower.shape[1])[None, :] >= position
@@ -58,9 +59,9 @@ def add_pv(
     specs = tuple(specs)
     available = np.asarray(available_kw, dtype=float)
     if available.ndim != 2 or available.shape[0] != len(specs):
-        raise ValueError(f"available_kw must be ({len(specs)}, T), got {available.shape}")
+        raise InputError(f"available_kw must be ({len(specs)}, T), got {available.shape}")
     if not np.isfinite(available).all() or (available < 0).any():
-        raise ValueError("PV available power must be finite and >= 0")
+        raise InputError("PV available power must be finite and >= 0")
     upper = stack.tile(available)
     curtailable = stack.tile(np.array([float(s.curtailable) for s in specs]))[:, None]
     lower = upper * (1.0 - curtailable)

@@ -86,7 +86,7 @@ from strategies.state import (
 )
 from vpp.awards import IntervalAward
 from vpp.config.models import BatterySpec, EvChargingSpec, ParkConfig
-from vpp.errors import SolverError
+from vpp.errors import InputError, SolverError
 from vpp.types import Setpoint
 from vpp.units import KW_PER_MW, KWH_PER_MWH
 
@@ -347,7 +347,7 @@ class RealTimePark:
         start = time.perf_counter()
         steps = len(self.dt_h) - position
         if not 0 <= position < len(self.dt_h):
-            raise ValueError(f"position {position} outside the horizon of {len(self.dt_h)}")
+            raise InputError(f"position {position} outside the horizon of {len(self.dt_h)}")
         award = _vector(award_kw, steps, "award_kw")
         shortfall = _vector(
             price_shortfall if price_shortfall is not None else price_surplus, steps,
@@ -431,7 +431,7 @@ def _soc(spec: BatterySpec, state: ParkState | None) -> float:
 def _vector(values: np.ndarray | pd.Series | None, steps: int, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=float).reshape(-1)
     if array.shape != (steps,) or not np.isfinite(array).all():
-        raise ValueError(f"{name} needs {steps} finite values, got shape {array.shape}")
+        raise InputError(f"{name} needs {steps} finite values, got shape {array.shape}")
     return array
 
 
@@ -479,7 +479,7 @@ class RealTimeDispatcher:
         reuse: bool = True,
     ) -> None:
         if not parks:
-            raise ValueError("no parks to dispatch")
+            raise InputError("no parks to dispatch")
         self.parks = list(parks)
         self.inputs = inputs
         self.index = inputs[self.parks[0].id].index
@@ -509,7 +509,7 @@ class RealTimeDispatcher:
         ``price_shortfall`` likewise when shortfalls settle at another price.
         """
         if not 0 <= position < len(self.index):
-            raise ValueError(f"position {position} outside the horizon of {len(self.index)}")
+            raise InputError(f"position {position} outside the horizon of {len(self.index)}")
         remaining = self.index[position:]
         surplus = _remaining(price, self.index, position, "price")
         shortfall = (
@@ -579,7 +579,7 @@ def _remaining(
             return values.to_numpy(float)[position:]
         if values.index.equals(index[position:]):
             return values.to_numpy(float)
-        raise ValueError(f"{name} must be indexed by the horizon or its remaining intervals")
+        raise InputError(f"{name} must be indexed by the horizon or its remaining intervals")
     array = np.asarray(values, dtype=float)
     if len(array) == len(index):
         return array[position:]

@@ -35,7 +35,7 @@ from vpp.config.models import (
     ParkConfig,
     PvSpec,
 )
-from vpp.errors import SolverError
+from vpp.errors import InputError, SolverError
 from vpp.types import Setpoint
 from vpp.units import KWH_PER_MWH
 
@@ -115,7 +115,7 @@ def solve_park(
     )
     prices = np.asarray(prices_per_mwh, dtype=float).reshape(1, -1)
     if prices.shape[1] != len(inputs.index) or not np.isfinite(prices).all():
-        raise ValueError(f"{park.id}: need {len(inputs.index)} finite prices, got {prices.shape}")
+        raise InputError(f"{park.id}: need {len(inputs.index)} finite prices, got {prices.shape}")
     price = cp.Parameter(prices.shape, name="price_per_mwh", value=prices)
     problem = cp.Problem(
         cp.Minimize(model.builder.cost - price_objective(model, price)),
@@ -149,7 +149,7 @@ def optimise_schedule(
     fails; ``"raise"`` re-raises the :class:`~vpp.SolverError`.
     """
     if not parks:
-        raise ValueError("no parks to schedule")
+        raise InputError("no parks to schedule")
     prices = np.asarray(prices_per_mwh, dtype=float)
 
     def run(park: ParkConfig) -> tuple[ParkModel, SolveStats]:

@@ -50,6 +50,7 @@ from vpp.config.models import (
     ParkConfig,
     PvSpec,
 )
+from vpp.errors import InputError
 from vpp.profiles import ev_sessions, load_kw, pv_available_kw
 from vpp.timeutil import require_aware, require_aware_index
 
@@ -127,7 +128,7 @@ class ParkInputs:
         require_aware_index(self.index, "index")
         for name, series in (*self.pv_available_kw.items(), *self.baseline_kw.items()):
             if np.shape(series) != (len(self.index),):
-                raise ValueError(
+                raise InputError(
                     f"input for {name} has shape {np.shape(series)}, want ({len(self.index)},)"
                 )
 
@@ -206,7 +207,7 @@ def load_inputs(
 
 def _horizon_end(index: pd.DatetimeIndex) -> pd.Timestamp:
     if len(index) < 2:
-        raise ValueError("a horizon index needs at least two intervals to infer its end")
+        raise InputError("a horizon index needs at least two intervals to infer its end")
     return index[-1] + (index[-1] - index[-2])
 
 
@@ -298,7 +299,7 @@ class SessionArrays:
             return cls.empty()
         missing = set(KNOWN_SESSION_COLUMNS) - set(frame.columns)
         if missing:
-            raise ValueError(f"{hub_id}: sessions lack column(s) {sorted(missing)}")
+            raise InputError(f"{hub_id}: sessions lack column(s) {sorted(missing)}")
         remaining = np.maximum(
             frame["requested_energy_kwh"].to_numpy(float) - frame["charged_kwh"].to_numpy(float),
             0.0,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vpp.errors import InputError
 from vpp.timeutil import require_aware
 from vpp.types import Award
 from vpp.units import KW_PER_MW
@@ -83,11 +84,11 @@ class IntervalAward:
     def __post_init__(self) -> None:
         steps = len(self.park_kw.index)
         if np.shape(self.portfolio_kw) != (steps,):
-            raise ValueError(
+            raise InputError(
                 f"portfolio_kw needs {steps} values (one per interval), got {np.shape(self.portfolio_kw)}"
             )
         if self.asset_kw is not None and not self.asset_kw.index.equals(self.park_kw.index):
-            raise ValueError("asset_kw and park_kw must cover the same intervals")
+            raise InputError("asset_kw and park_kw must cover the same intervals")
 
     @classmethod
     def of_parks(

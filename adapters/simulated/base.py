@@ -24,6 +24,7 @@ import pandas as pd
 
 from adapters.base import Adapter, DeviceFaultError, Reading, Reason
 from vpp.config.models import SimulatedAdapter
+from vpp.errors import InputError
 from vpp.timeutil import require_aware_index
 from vpp.types import Clock, Setpoint, Telemetry
 
@@ -46,15 +47,15 @@ class Profile:
             raise TypeError(f"{name} must be a pandas Series, got {type(series).__name__}")
         require_aware_index(series.index, name)
         if len(series) < 2:
-            raise ValueError(f"{name} needs at least two intervals, got {len(series)}")
+            raise InputError(f"{name} needs at least two intervals, got {len(series)}")
         index = series.index.tz_convert("UTC")
         if not (index.is_monotonic_increasing and index.is_unique):
-            raise ValueError(f"{name} index must be sorted and unique")
+            raise InputError(f"{name} index must be sorted and unique")
         values = series.to_numpy(dtype=float)
         bad = ~np.isfinite(values) | (values < 0)
         if bad.any():
             first = index[int(np.argmax(bad))]
-            raise ValueError(
+            raise InputError(
                 f"{name} has {int(bad.sum())} missing, infinite or negative value(s), "
                 f"first at {first}; fill or drop them explicitly before simulating"
             )
@@ -149,7 +150,7 @@ class SimulatedDevice(Adapter):
     def _advance(self) -> Reading | None:
         now = self.clock.now()
         if now < self._t:
-            raise ValueError(f"simulated clock went backwards: {now} < {self._t}")
+            raise InputError(f"simulated clock went backwards: {now} < {self._t}")
         try:
             if now > self._t:
                 self._integrate(self._t, now)

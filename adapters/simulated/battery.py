@@ -7,6 +7,7 @@ import datetime as dt
 from adapters.base import Reading
 from adapters.simulated.base import EPS, SimulatedDevice, hours_between
 from vpp.config.models import BatterySpec, SimulatedAdapter
+from vpp.errors import InputError
 from vpp.types import Clock
 
 
@@ -34,7 +35,7 @@ class SimulatedBattery(SimulatedDevice):
         self.battery = asset
         start = asset.soc_initial if soc is None else soc
         if not asset.soc_min - EPS <= start <= asset.soc_max + EPS:
-            raise ValueError(f"soc {start} outside [{asset.soc_min}, {asset.soc_max}]")
+            raise InputError(f"soc {start} outside [{asset.soc_min}, {asset.soc_max}]")
         self.stored_kwh = start * asset.energy_kwh
         self.charged_kwh = 0.0
         self.discharged_kwh = 0.0

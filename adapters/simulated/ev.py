@@ -10,6 +10,7 @@ import pandas as pd
 from adapters.base import Reading
 from adapters.simulated.base import EPS, SimulatedDevice, hours_between
 from vpp.config.models import EvChargingSpec, SimulatedAdapter
+from vpp.errors import InputError
 from vpp.types import Clock
 
 SESSION_REQUIRED = ("arrival", "departure", "requested_energy_kwh")
@@ -41,7 +42,7 @@ class SimulatedEvHub(SimulatedDevice):
         self.hub = asset
         missing = [c for c in SESSION_REQUIRED if c not in sessions.columns]
         if missing:
-            raise ValueError(f"{asset.id} sessions lack column(s) {missing}")
+            raise InputError(f"{asset.id} sessions lack column(s) {missing}")
         frame = sessions.loc[:, list(SESSION_REQUIRED)].copy()
         frame["session_id"] = (
             sessions["session_id"].astype(str).to_numpy()
@@ -54,9 +55,9 @@ class SimulatedEvHub(SimulatedDevice):
             frame[column] = frame[column].dt.tz_convert("UTC")
         energy = frame["requested_energy_kwh"].to_numpy(dtype=float)
         if not (np.isfinite(energy).all() and (energy >= 0).all()):
-            raise ValueError(f"{asset.id} sessions.requested_energy_kwh must be finite and >= 0")
+            raise InputError(f"{asset.id} sessions.requested_energy_kwh must be finite and >= 0")
         if (frame["departure"] <= frame["arrival"]).any():
-            raise ValueError(f"{asset.id} sessions: every departure must follow its arrival")
+            raise InputError(f"{asset.id} sessions: every departure must follow its arrival")
         frame = frame.sort_values("arrival", kind="stable")
         self._pending = [
             (a.to_pydatetime(), d.to_pydatetime(), float(e), str(sid))

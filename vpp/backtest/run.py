@@ -49,7 +49,7 @@ from strategies import (
 )
 from vpp.awards import IntervalAward, delivery_intervals
 from vpp.config.models import MarketRules, ParkConfig
-from vpp.errors import DataQualityError
+from vpp.errors import DataQualityError, InputError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.devices import simulated_devices
 from vpp.runtime.jobs import day_jobs
@@ -583,7 +583,7 @@ def on_schedule_grid(prices: PriceFrame, interval_minutes: int) -> PriceFrame:
     if prices.interval_minutes == interval_minutes:
         return prices
     if prices.interval_minutes % interval_minutes:
-        raise ValueError(
+        raise InputError(
             f"price file has {prices.interval_minutes}-min intervals; the market schedules "
             f"{interval_minutes}-min intervals, which do not divide them"
         )
@@ -591,7 +591,7 @@ def on_schedule_grid(prices: PriceFrame, interval_minutes: int) -> PriceFrame:
     if realtime:
         # An hourly real-time price copied onto quarter-hours would be published when the
         # first quarter ends, 45 minutes before it was known: refuse rather than leak.
-        raise ValueError(
+        raise InputError(
             f"price file has {prices.interval_minutes}-min real-time prices ({', '.join(realtime)}) "
             f"but the market settles {interval_minutes}-min intervals; import real-time prices "
             "at the settlement resolution"
@@ -694,15 +694,15 @@ def run_backtest(
 ) -> BacktestResult:
     """The strategy, perfect foresight and (optionally) the baselines on the same days."""
     if prices.market_id != portfolio.market.id:
-        raise ValueError(
+        raise InputError(
             f"price file is for market {prices.market_id!r}, the portfolio bids into {portfolio.market.id!r}"
         )
     if not days:
-        raise ValueError("no complete days to backtest in the chosen range")
+        raise InputError("no complete days to backtest in the chosen range")
     out_of_rule = _check_inputs(portfolio, prices, days, options)
     grid = {portfolio.market.rules_on(d).interval_minutes for d in days}
     if len(grid) != 1:
-        raise ValueError(
+        raise InputError(
             f"the market's schedule interval changes inside the range: {sorted(grid)} min"
         )
     prices = on_schedule_grid(prices, grid.pop())

@@ -48,6 +48,7 @@ from vpp.assets.base import (
     SessionsSource,
     SimulatedAdapter,
 )
+from vpp.errors import InputError
 from vpp.spec import (
     LARGEST_NUMBER,
     Id,
@@ -221,7 +222,7 @@ class MarketConfig(Spec):
         def pick(versions: list[Any], group: str) -> Any:
             valid = [v for v in versions if v.effective_date <= day]
             if not valid:
-                raise ValueError(
+                raise InputError(
                     f"market {self.id}: no {group} rule in force on {day}; "
                     f"earliest is {versions[0].effective_date}"
                 )

@@ -42,7 +42,7 @@ from strategies import Strategy, StrategyOptions, get_strategy
 from vpp.config.loader import ConfigSet
 from vpp.daemon.metrics import Metrics, MetricsServer
 from vpp.daemon.service import Daemon, DaemonOptions, DeviceFactory
-from vpp.errors import ConfigError, ConfigIssue
+from vpp.errors import ConfigError, ConfigIssue, InputError
 from vpp.gateway import HttpExchange
 from vpp.runtime.clock import AcceleratedClock, SimulationClock, SystemClock
 from vpp.runtime.devices import configured_devices, simulated_devices
@@ -122,10 +122,10 @@ def default_window(
     """
     available = prices.days(portfolio.market.timezone)
     if len(available) < 2:
-        raise ValueError("a simulation needs at least two complete days of prices")
+        raise InputError("a simulation needs at least two complete days of prices")
     first_day = first or available[1]
     if first_day not in available:
-        raise ValueError(f"{first_day} is not a complete day of the price file")
+        raise InputError(f"{first_day} is not a complete day of the price file")
     run = [first_day]  # the consecutive days from first_day (a dropped day ends the run)
     while run[-1] + dt.timedelta(days=1) in available:
         run.append(run[-1] + dt.timedelta(days=1))
@@ -133,7 +133,7 @@ def default_window(
     if last_day > run[-1]:
         after = run[-1] + dt.timedelta(days=1)
         reason = "the file ends" if after > available[-1] else f"{after} is not in the file"
-        raise ValueError(
+        raise InputError(
             f"only {len(run)} consecutive day(s) from {first_day} ({reason}); "
             f"asked for {days}: choose fewer --days or another --first-day"
         )
@@ -396,7 +396,7 @@ def live_daemon(
     """The production daemon: wall clock, ``[daemon] exchange_url``, the parks' adapters."""
     url = cfg.settings.daemon.exchange_url
     if not url:
-        raise ValueError("[daemon] exchange_url is not set in vpp.toml; or run with --simulate")
+        raise InputError("[daemon] exchange_url is not set in vpp.toml; or run with --simulate")
     exchange = http_exchange(cfg, url)  # first: a missing token fails before devices connect
     clock = SystemClock()
     markets = sorted({p.market for p in cfg.parks.values()})

@@ -53,6 +53,7 @@ from vpp.errors import (
     AdapterError,
     BidConflictError,
     ExchangeError,
+    InputError,
     LookAheadError,
     MarketRuleError,
 )
@@ -117,12 +118,12 @@ class MarketPortfolio:
         cls, cfg: ConfigSet, market_id: str, park_ids: Sequence[str] | None = None
     ) -> MarketPortfolio:
         if market_id not in cfg.markets:
-            raise ValueError(
+            raise InputError(
                 f"unknown market {market_id!r}; known: {', '.join(sorted(cfg.markets))}"
             )
         parks = [p for p in cfg.parks_in(market_id) if park_ids is None or p.id in park_ids]
         if not parks:
-            raise ValueError(f"no enrolled park bids into market {market_id!r}")
+            raise InputError(f"no enrolled park bids into market {market_id!r}")
         return cls(
             cfg.markets[market_id],
             tuple(sorted(parks, key=lambda p: p.id)),
