@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from market_replay._errors import InputFormatError, QualityError
 from market_replay.formats import FormatSpec, TimeSpec, get_format
 from market_replay.prices import (
     FLAG_PREFIX,
@@ -55,7 +54,7 @@ from market_replay.quality import (
     QualityReport,
 )
 from vpp.config.models import MarketConfig, MarketRules, PriceLimits
-from vpp.errors import DataQualityError
+from vpp.errors import DataQualityError, InputFormatError, QualityError
 from vpp.timeutil import day_bounds_utc
 
 log = structlog.get_logger(__name__)
