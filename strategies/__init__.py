@@ -26,6 +26,7 @@ from __future__ import annotations
 from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus, check_solver
 from strategies.assets import AssetModel, model_for
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
+from strategies.ev import expected_sessions, realized_sessions
 from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
 from strategies.options import StrategyOptions
@@ -33,14 +34,7 @@ from strategies.park import ParkModelRequest, interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
 from strategies.registry import STRATEGIES, Strategy, get_strategy
 from strategies.schedule import Schedule, idle_schedule, optimise_schedule
-from strategies.state import (
-    AssetState,
-    ParkInputs,
-    expected_sessions,
-    initial_state,
-    load_inputs,
-    realized_sessions,
-)
+from strategies.state import AssetState, ParkInputs, initial_state, load_inputs
 from vpp.market_rules import check_bid  # the one validator, shared with the exchange
 
 __all__ = [

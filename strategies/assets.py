@@ -27,7 +27,9 @@ A type's model:
 model, so a solve is reproducible whatever the order of the registry (a new
 type takes the next free rank). Adding an asset type here is its module with
 its ``MODEL``, its tests and its registry line; no other file of this package
-changes.
+changes. A type module outside this package takes :class:`ModelBuilder` and
+:class:`Stack` from here (``tests/test_asset_registry.py`` plugs in a fifth
+type that way).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from strategies._model import ModelBuilder, Stack
 from vpp.assets import asset_type
 from vpp.errors import InputError
 
@@ -47,7 +50,6 @@ if TYPE_CHECKING:
     import cvxpy as cp
     import pandas as pd
 
-    from strategies._model import ModelBuilder, Stack
     from strategies.park import ParkModelRequest
     from strategies.state import AssetState, ParkInputs, ParkState
 
@@ -192,6 +194,8 @@ __all__ = [
     "AssetBlock",
     "AssetModel",
     "InputsRequest",
+    "ModelBuilder",
+    "Stack",
     "TypedSpec",
     "by_model",
     "input_series",

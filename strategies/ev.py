@@ -40,25 +40,59 @@ cars sharing a charger go into the same lane, whose slots share one
 ``charger-max`` row per interval (built only when ``per_lane > 1``; with one
 slot per lane the box is that limit). More cars or chargers than the slots
 hold raise :class:`SlotsExhaustedError` and the caller rebuilds with more.
+**Expected EV arrivals (day-ahead).** At day-ahead gate closure nobody has
+arrived yet for the delivery day. The forecast (:func:`expected_sessions`)
+replays the hub's sessions of the same weekday in each of the previous ``K``
+weeks (default 4), shifted onto the delivery day, each with weight ``1/K``:
+its energy and its power limit are scaled by ``1/K``. The sum is the average
+fleet of those weeks, with realistic arrival times, dwell times and
+energies; the hub limit applies to it in full. Only sessions that arrived
+before the decision time are used, so the forecast cannot see the future.
+
+**Energy policy.** Drivers' requests are often more than a charge point can
+deliver before their stated departure (about a quarter of the Caltech
+sessions). With ``energy_policy="cap"`` (default) such a request is capped
+at what the charge point can deliver inside the window, and the number of
+capped sessions is logged (``ev_request_capped``); with ``"strict"`` the
+request stands and an impossible one raises
+:class:`~vpp.InfeasibleError` naming ``"{hub}/{session}-energy-required"``.
+Sessions whose stated window extends beyond the horizon must receive the
+share of their remaining energy proportional to the share of their
+remaining window inside the horizon (:func:`session_table`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import structlog
 
 from strategies._model import ModelBuilder, NamedConstraint, Stack
+from strategies.state import (
+    KNOWN_SESSION_COLUMNS,
+    AssetState,
+    EnergyPolicy,
+    ParkInputs,
+    ParkState,
+    state_of,
+)
 from vpp.config.models import EvChargingSpec
 from vpp.errors import InputError
+from vpp.profiles import ev_sessions
 
 if TYPE_CHECKING:
-    from strategies.state import SessionWindow
+    from strategies.assets import InputsRequest
+    from strategies.park import ParkModelRequest
+
+log = structlog.get_logger(__name__)
 
 ASSET_TYPE = "ev"
 
@@ -445,3 +479,347 @@ def add_ev_hubs(
         stack, specs, sessions, session_stack, charge_kw, pair_row, pair_step, to_hub, steps,
         energy_kwh,
     )
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def _horizon_end(index: pd.DatetimeIndex) -> pd.Timestamp:
+    if len(index) < 2:
+        raise InputError("a horizon index needs at least two intervals to infer its end")
+    return index[-1] + (index[-1] - index[-2])
+
+
+def expected_sessions(
+    hub: EvChargingSpec,
+    config_dir: Path,
+    index: pd.DatetimeIndex,
+    timezone: str,
+    decision_time: dt.datetime,
+    weeks: int = 4,
+) -> pd.DataFrame:
+    """Expected sessions: the same weekday of the previous ``weeks`` weeks, weight ``1/weeks``."""
+    start = max(pd.Timestamp(decision_time).tz_convert("UTC"), index[0])
+    end = _horizon_end(index)
+    frames = []
+    for k in range(1, weeks + 1):
+        shift = pd.Timedelta(days=7 * k)
+        past = ev_sessions(hub, config_dir, start - shift, end - shift, timezone)
+        past = past[past["arrival"] >= start - shift]
+        # Only what had happened by the decision time may inform the forecast.
+        past = past[past["arrival"] < pd.Timestamp(decision_time)]
+        if past.empty:
+            continue
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session_id": "expected-w" + str(k) + "/" + past["session_id"].astype(str),
+                    "charger": past["charger"].to_numpy(),
+                    "arrival": past["arrival"] + shift,
+                    "stated_departure": past["stated_departure"] + shift,
+                    "requested_energy_kwh": past["requested_energy_kwh"].to_numpy(float),
+                    "charged_kwh": 0.0,
+                    "weight": 1.0 / weeks,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=[*KNOWN_SESSION_COLUMNS, "weight"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def realized_sessions(
+    hub: EvChargingSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
+) -> pd.DataFrame:
+    """Every session overlapping the horizon as it will happen (perfect foresight, plans).
+
+    Foresight knows when each car really leaves, so the window closes at the
+    actual departure (``stated_departure`` holds it); the energy is the request.
+    """
+    sessions = ev_sessions(hub, config_dir, index[0], _horizon_end(index), timezone)
+    out = sessions.loc[:, ["session_id", "charger", "arrival"]].copy()
+    out["stated_departure"] = sessions["departure"]
+    out["requested_energy_kwh"] = sessions["requested_energy_kwh"].to_numpy(float)
+    out["charged_kwh"] = 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class SessionArrays:
+    """Sessions as arrays: what :func:`session_table` computes on, without pandas.
+
+    ``arrival_ns``/``departure_ns`` are UTC nanoseconds (departure = stated
+    departure); ``remaining_kwh`` = requested - charged (>= 0).
+    """
+
+    session_id: np.ndarray  # str
+    charger: np.ndarray  # object
+    arrival_ns: np.ndarray  # int64
+    departure_ns: np.ndarray  # int64
+    remaining_kwh: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.session_id)
+
+    @classmethod
+    def empty(cls) -> SessionArrays:
+        none = np.zeros(0)
+        ns = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros(0, dtype=object), np.zeros(0, dtype=object), ns, ns, none, none)
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame | None, weight: float | None, hub_id: str = "hub"
+    ) -> SessionArrays:
+        """Rows of ``frame`` (:data:`KNOWN_SESSION_COLUMNS`; plus ``weight`` when
+        ``weight`` is None), each with weight ``weight``."""
+        if frame is None or frame.empty:
+            return cls.empty()
+        missing = set(KNOWN_SESSION_COLUMNS) - set(frame.columns)
+        if missing:
+            raise InputError(f"{hub_id}: sessions lack column(s) {sorted(missing)}")
+        remaining = np.maximum(
+            frame["requested_energy_kwh"].to_numpy(float) - frame["charged_kwh"].to_numpy(float),
+            0.0,
+        )
+        return cls(
+            frame["session_id"].astype(str).to_numpy(dtype=object),
+            frame["charger"].to_numpy(dtype=object),
+            _ns(frame["arrival"]),
+            _ns(frame["stated_departure"]),
+            remaining,
+            np.full(len(frame), weight) if weight is not None else frame["weight"].to_numpy(float),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[SessionArrays]) -> SessionArrays:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in (
+                    "session_id",
+                    "charger",
+                    "arrival_ns",
+                    "departure_ns",
+                    "remaining_kwh",
+                    "weight",
+                )
+            )
+        )
+
+
+@dataclass(frozen=True)
+class SessionWindow:
+    """Sessions seen from a horizon: the rows :func:`session_table` keeps, as arrays.
+
+    ``open_ns`` is the arrival clipped to the horizon start; ``energy_kwh`` the
+    energy owed inside the horizon (share of the window inside it x remaining
+    x weight, capped at what the charger can deliver under policy ``cap``);
+    ``share`` (rows, T) the share of each interval inside each window.
+    """
+
+    sessions: SessionArrays  # kept rows
+    open_ns: np.ndarray
+    energy_kwh: np.ndarray
+    share: np.ndarray
+    overdue: int
+    capped: int
+
+
+def _ns(values: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(values).as_unit("ns").asi8
+
+
+def window_sessions(
+    hub: EvChargingSpec,
+    sessions: SessionArrays,
+    index: pd.DatetimeIndex,
+    dt_h: np.ndarray,
+    *,
+    energy_policy: EnergyPolicy = "cap",
+) -> SessionWindow:
+    """The arithmetic of :func:`session_table` on arrays (see the module doc), no logging."""
+    starts = index.as_unit("ns").asi8
+    start = int(starts[0])
+    end = int(starts[-1] + round(float(dt_h[-1]) * 3.6e12))
+    open_ns = np.maximum(sessions.arrival_ns, start)
+    departure = sessions.departure_ns
+    window = (departure - open_ns).astype(np.float64)
+    inside = (np.minimum(departure, end) - open_ns).astype(np.float64)
+    overdue = window <= 0
+    keep = np.flatnonzero(~overdue & (inside > 0))
+    kept = SessionArrays(
+        *(
+            getattr(sessions, f)[keep]
+            for f in (
+                "session_id",
+                "charger",
+                "arrival_ns",
+                "departure_ns",
+                "remaining_kwh",
+                "weight",
+            )
+        )
+    )
+    fraction = inside[keep] / window[keep]
+    energy = kept.remaining_kwh * fraction * kept.weight
+    share = availability_ns(open_ns[keep], departure[keep], starts, dt_h)
+    capped = 0
+    if energy_policy == "cap" and len(keep):
+        deliverable = hub.charger_power_kw * kept.weight * (share @ dt_h)
+        over = energy > deliverable
+        capped = int(over.sum())
+        energy = np.minimum(energy, deliverable)
+    return SessionWindow(kept, open_ns[keep], energy, share, int(overdue.sum()), capped)
+
+
+def session_table(
+    hub: EvChargingSpec,
+    known: pd.DataFrame | None,
+    expected: pd.DataFrame | None,
+    index: pd.DatetimeIndex,
+    dt_h: np.ndarray,
+    *,
+    energy_policy: EnergyPolicy = "cap",
+) -> pd.DataFrame:
+    """Rows for :func:`strategies.ev.add_ev_hubs`: known sessions (weight 1) and expected ones."""
+    sessions = SessionArrays.concat(
+        [
+            SessionArrays.from_frame(known, 1.0, hub.id),
+            SessionArrays.from_frame(expected, None, hub.id),
+        ]
+    )
+    if not len(sessions):
+        return pd.DataFrame(columns=list(SESSION_TABLE_COLUMNS))
+    window = window_sessions(hub, sessions, index, dt_h, energy_policy=energy_policy)
+    if window.overdue:
+        log.info("ev_session_overdue", hub=hub.id, sessions=window.overdue)
+    if window.capped:
+        log.info("ev_request_capped", hub=hub.id, sessions=window.capped)
+    kept = window.sessions
+    return pd.DataFrame(
+        {
+            "session_id": kept.session_id,
+            "charger": kept.charger,
+            "arrival": pd.DatetimeIndex(window.open_ns, tz="UTC"),
+            "stated_departure": pd.DatetimeIndex(kept.departure_ns, tz="UTC"),
+            "energy_kwh": window.energy_kwh,
+            "weight": kept.weight,
+        },
+        columns=list(SESSION_TABLE_COLUMNS),
+    )
+
+
+def charge_on_arrival(
+    hub: EvChargingSpec, table: pd.DataFrame, index: pd.DatetimeIndex, dt_h: np.ndarray
+) -> np.ndarray:
+    """Uncontrolled charging: full power from arrival until the energy is in, then hub-capped."""
+    if table.empty:
+        return np.zeros(len(index))
+    share = availability(table, index, dt_h)
+    rate = hub.charger_power_kw * table["weight"].to_numpy(float)[:, None] * share
+    needed = table["energy_kwh"].to_numpy(float)
+    delivered_before = np.cumsum(rate * dt_h[None, :], axis=1) - rate * dt_h[None, :]
+    left = np.clip(needed[:, None] - delivered_before, 0.0, None)
+    charge = np.minimum(rate, left / dt_h[None, :]).sum(axis=0)
+    return np.minimum(charge, hub.hub_limit_kw)
+
+
+class EvModel:
+    """The EV-charging type in the strategy layer (:class:`strategies.assets.AssetModel`).
+
+    In real time the plugged-in and expected cars of a position are put into
+    the slot table by the dispatcher (:meth:`EvBlock.set_sessions`), since
+    more cars than the slots hold means a rebuild; :meth:`set_position` has
+    nothing left to do.
+    """
+
+    asset_type = ASSET_TYPE
+    build_rank = 3
+    idle_after_others = False
+
+    def add_block(
+        self,
+        builder: ModelBuilder,
+        specs: Sequence[EvChargingSpec],
+        stack: Stack,
+        request: ParkModelRequest,
+    ) -> EvBlock:
+        index, dt_h = request.index, request.dt_h
+        if request.dynamic is not None:
+            layout = request.dynamic
+            return add_ev_slots(
+                builder, specs, [layout.expected[h.id] for h in specs],
+                [layout.capacity[h.id] for h in specs], index, dt_h, stack,
+            )
+        tables = [
+            request.session_tables[hub.id]
+            if request.session_tables is not None
+            else session_table(
+                hub,
+                state_of(request.state, hub.id).sessions,
+                request.inputs.expected_sessions.get(hub.id),
+                index,
+                dt_h,
+                energy_policy=request.energy_policy,
+            )
+            for hub in specs
+        ]
+        return add_ev_hubs(builder, specs, tables, index, dt_h, stack)
+
+    def soc_kwh(self, block: EvBlock, scenarios: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_position(self, block: EvBlock, state: ParkState | None, position: int) -> None:
+        return None
+
+    def idle_power_kw(
+        self,
+        specs: Sequence[EvChargingSpec],
+        inputs: ParkInputs,
+        state: ParkState | None,
+        dt_h: np.ndarray,
+        headroom_kw: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Idle: every car charges at full power from arrival (:func:`charge_on_arrival`)."""
+        power = {}
+        for hub in specs:
+            table = session_table(
+                hub, state_of(state, hub.id).sessions, inputs.expected_sessions.get(hub.id),
+                inputs.index, dt_h,
+            )
+            power[hub.id] = -charge_on_arrival(hub, table, inputs.index, dt_h)
+        return power, {}
+
+    def initial_state(self, spec: EvChargingSpec) -> AssetState:
+        return AssetState()
+
+    def load_inputs(self, spec: EvChargingSpec, request: InputsRequest) -> Mapping[str, Any]:
+        """Forecast (``decision_time`` set): the expected sessions (:func:`expected_sessions`)
+        for arrivals in ``[max(decision_time, index[0]), horizon end)``; realized: none (perfect
+        foresight plugs the realized sessions in as state, :meth:`realized_state`)."""
+        if request.decision_time is None:
+            return {}
+        expected = expected_sessions(
+            spec, request.config_dir, request.index, request.timezone, request.decision_time,
+            request.expected_weeks,
+        )
+        return {"expected_sessions": expected}
+
+    def realized_state(
+        self, spec: EvChargingSpec, previous: AssetState, request: InputsRequest
+    ) -> AssetState | None:
+        """``previous`` with every session of the horizon plugged in as it will happen."""
+        sessions = realized_sessions(spec, request.config_dir, request.index, request.timezone)
+        return AssetState(
+            previous.soc_kwh, sessions, previous.energy_offset_kwh, previous.shift_kw
+        )
+
+
+MODEL = EvModel()

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
+from strategies.assets import InputsRequest, model_for
 from strategies.day_ahead import product_matrix
 from strategies.park import ParkModel, build_park_model, interval_hours
 from strategies.schedule import Schedule, run_parks, schedule_from_models
@@ -36,9 +37,8 @@ from strategies.state import (
     ParkInputs,
     ParkState,
     initial_state,
-    realized_sessions,
 )
-from vpp.config.models import EvChargingSpec, ParkConfig
+from vpp.config.models import ParkConfig
 from vpp.errors import InputError
 from vpp.units import KWH_PER_MWH
 
@@ -61,15 +61,18 @@ def realized_states(
     index: pd.DatetimeIndex,
     state: ParkState | None = None,
 ) -> dict[str, AssetState]:
-    """``state`` (default: as configured) with every EV hub's realized sessions plugged in."""
+    """``state`` (default: as configured) with what will really happen over ``index``.
+
+    Each type says what that is (:meth:`~strategies.assets.AssetModel.realized_state`):
+    for EV hubs, every realized session plugged in.
+    """
     out = dict(state) if state is not None else initial_state(park)
+    request = InputsRequest(config_dir, index, park.timezone)
     for asset in park.assets:
-        if isinstance(asset, EvChargingSpec):
-            previous = out.get(asset.id, AssetState())
-            sessions = realized_sessions(asset, config_dir, index, park.timezone)
-            out[asset.id] = AssetState(
-                previous.soc_kwh, sessions, previous.energy_offset_kwh, previous.shift_kw
-            )
+        previous = out.get(asset.id, AssetState())
+        realized = model_for(asset).realized_state(asset, previous, request)
+        if realized is not None:
+            out[asset.id] = realized
     return out
 
 

@@ -14,35 +14,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
 import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
-from strategies.battery import BatteryBlock, add_batteries
-from strategies.ev import EvBlock, add_ev_hubs, add_ev_slots
-from strategies.process import ProcessBlock, add_processes
-from strategies.pv import PvBlock, add_pv
-from strategies.state import (
-    EnergyPolicy,
-    ParkInputs,
-    ParkState,
-    SessionWindow,
-    session_table,
-    state_of,
-)
-from vpp.config.models import (
-    AssetSpec,
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
-    ParkConfig,
-    PvSpec,
-)
+from strategies.assets import AssetBlock, AssetModel, by_model
+from strategies.state import EnergyPolicy, ParkInputs, ParkState
+from vpp.config.models import ParkConfig
 from vpp.errors import InputError
 from vpp.timeutil import require_aware_index
+
+if TYPE_CHECKING:
+    from strategies.ev import SessionWindow
 
 ASSET_TYPE = "park"
 
@@ -83,12 +70,18 @@ class DynamicLayout:
 
 @dataclass(frozen=True)
 class ParkModelRequest:
-    """Everything one park model is built from (the arguments of :func:`build_park_model`).
+    """Everything one park model is built from (see :meth:`build`).
 
     ``dt_h`` (T,) are the interval lengths [h] of ``inputs.index``; ``scenarios``
     copies of the park are stacked with probabilities ``weights`` (default
-    equal). The asset types' blocks (:class:`strategies.assets.AssetModel`)
-    read what they need from it.
+    equal); asset costs (degradation, terminal value) are weighted by them.
+    ``session_tables`` (hub id -> :func:`strategies.ev.session_table`)
+    overrides the tables otherwise built from ``state`` and ``inputs``.
+    ``soft=True`` (real time): rows carrying measured state get penalised
+    slack (:mod:`strategies._model`). ``dynamic`` (real time, one scenario):
+    the model's position can move without recompiling (:class:`DynamicLayout`);
+    it implies ``soft``. The asset types' blocks
+    (:class:`strategies.assets.AssetModel`) read what they need from it.
     """
 
     park: ParkConfig
@@ -107,10 +100,55 @@ class ParkModelRequest:
     def index(self) -> pd.DatetimeIndex:
         return self.inputs.index
 
+    def checked(self) -> ParkModelRequest:
+        """The request with ``dt_h`` and ``weights`` as checked float arrays."""
+        steps = len(self.index)
+        dt_h = np.asarray(self.dt_h, dtype=float)
+        if dt_h.shape != (steps,):
+            raise InputError(f"dt_h has shape {dt_h.shape}, want ({steps},)")
+        scenarios = self.scenarios
+        weights = (
+            np.full(scenarios, 1.0 / scenarios)
+            if self.weights is None
+            else np.asarray(self.weights, float)
+        )
+        if (
+            weights.shape != (scenarios,)
+            or not np.isclose(weights.sum(), 1.0)
+            or (weights < 0).any()
+        ):
+            raise InputError(
+                f"weights must be {scenarios} probabilities summing to 1, got {weights}"
+            )
+        if self.dynamic is not None and scenarios != 1:
+            raise InputError("a dynamic (real-time) model has one scenario")
+        return replace(self, dt_h=dt_h, weights=weights)
+
+    def build(self) -> ParkModel:
+        """The park's model: each type's block (in build rank), their net power, the grid limits."""
+        request = self.checked()
+        weights = np.asarray(request.weights)
+        builder = ModelBuilder(omit=request.omit, soft=request.soft or request.dynamic is not None)
+        parts = [
+            (model, model.add_block(builder, specs, Stack(tuple(s.id for s in specs),
+                                                          request.scenarios, weights), request))
+            for model, specs in by_model(request.park.assets)
+        ]
+        net_kw = _net_kw(parts, request.scenarios, weights, len(request.index))
+        model = ParkModel(
+            request.park, request.index, request.dt_h, request.scenarios, weights, builder,
+            parts, net_kw,
+        )
+        _add_grid_limits(model)
+        return model
+
 
 @dataclass
 class ParkModel:
-    """The variables and constraints of one park over one horizon."""
+    """The variables and constraints of one park over one horizon.
+
+    ``parts`` holds each asset type's model and block, in build rank.
+    """
 
     park: ParkConfig
     index: pd.DatetimeIndex
@@ -118,19 +156,19 @@ class ParkModel:
     scenarios: int
     weights: np.ndarray
     builder: ModelBuilder
-    batteries: BatteryBlock | None
-    processes: ProcessBlock | None
-    pv: PvBlock | None
-    ev: EvBlock | None
+    parts: list[tuple[AssetModel[Any, Any], AssetBlock]]
     net_kw: cp.Expression
+
+    def block(self, asset_type: str) -> Any:
+        """The block of the type whose model's ``asset_type`` is ``asset_type``, or None."""
+        for model, block in self.parts:
+            if model.asset_type == asset_type:
+                return block
+        return None
 
     def blocks(self) -> list[tuple[tuple[str, ...], cp.Expression]]:
         """(asset ids, power_kw expression with rows scenario-major) per asset block."""
-        out = []
-        for block in (self.batteries, self.processes, self.pv, self.ev):
-            if block is not None:
-                out.append((block.stack.ids, block.power_kw))
-        return out
+        return [(block.stack.ids, block.power_kw) for _, block in self.parts]
 
     def asset_power_kw(self) -> dict[str, np.ndarray]:
         """Solved power into the grid [kW] per asset id, shape (scenarios, T)."""
@@ -142,12 +180,47 @@ class ParkModel:
         return out
 
     def soc_kwh(self) -> dict[str, np.ndarray]:
-        """Solved battery energy at the end of each interval [kWh], (scenarios, T)."""
-        if self.batteries is None:
-            return {}
-        ids = self.batteries.stack.ids
-        value = np.asarray(self.batteries.soc_kwh.value).reshape(self.scenarios, len(ids), -1)
-        return {a: value[:, i, :] for i, a in enumerate(ids)}
+        """Solved stored energy at the end of each interval [kWh], (scenarios, T)."""
+        out: dict[str, np.ndarray] = {}
+        for model, block in self.parts:
+            out.update(model.soc_kwh(block, self.scenarios))
+        return out
+
+    def set_position(self, state: ParkState | None, position: int) -> None:
+        """Real time: every block's measured ``state`` at the start of interval ``position``."""
+        for model, block in self.parts:
+            model.set_position(block, state, position)
+
+
+def _net_kw(
+    parts: Sequence[tuple[AssetModel[Any, Any], AssetBlock]],
+    scenarios: int,
+    weights: np.ndarray,
+    steps: int,
+) -> cp.Expression:
+    """The park's net power into the grid [kW], (scenarios, T): the sum of every block's."""
+    terms = [
+        Stack(block.stack.ids, scenarios, weights).to_scenarios() @ block.power_kw
+        for _, block in parts
+    ]
+    if not terms:
+        return cp.Constant(np.zeros((scenarios, steps)))
+    return cp.sum(terms) if len(terms) > 1 else terms[0]
+
+
+def _add_grid_limits(model: ParkModel) -> None:
+    """``{park}-grid-export-max`` and ``{park}-grid-import-max`` on the net power."""
+    park = model.park
+    labels = (
+        (park.id,) if model.scenarios == 1
+        else tuple(f"{park.id}@s{s}" for s in range(model.scenarios))
+    )
+    model.builder.add(
+        ASSET_TYPE, "grid-export", "max", labels, model.net_kw - park.grid.export_limit_kw, "<="
+    )
+    model.builder.add(
+        ASSET_TYPE, "grid-import", "max", labels, -model.net_kw - park.grid.import_limit_kw, "<="
+    )
 
 
 def build_park_model(
@@ -155,130 +228,10 @@ def build_park_model(
     inputs: ParkInputs,
     state: ParkState | None,
     dt_h: np.ndarray,
-    *,
-    scenarios: int = 1,
-    weights: np.ndarray | None = None,
-    omit: frozenset[str] = frozenset(),
-    energy_policy: EnergyPolicy = "cap",
-    session_tables: Mapping[str, pd.DataFrame] | None = None,
-    soft: bool = False,
-    dynamic: DynamicLayout | None = None,
+    **options: Any,
 ) -> ParkModel:
-    """Build the constraints of ``park`` over ``inputs.index`` with ``scenarios`` copies.
-
-    ``weights`` are the scenario probabilities (default equal); asset costs
-    (degradation, terminal value) are weighted by them. ``session_tables``
-    (hub id -> :func:`strategies.state.session_table`) overrides the tables
-    otherwise built from ``state`` and ``inputs``. ``soft=True`` (real time):
-    rows carrying measured state get penalised slack (:mod:`strategies._model`).
-    ``dynamic`` (real time, one scenario): the model's position can move without
-    recompiling (:class:`DynamicLayout`); it implies ``soft``.
-    """
-    index = inputs.index
-    dt_h = np.asarray(dt_h, dtype=float)
-    if dt_h.shape != (len(index),):
-        raise InputError(f"dt_h has shape {dt_h.shape}, want ({len(index)},)")
-    weights = np.full(scenarios, 1.0 / scenarios) if weights is None else np.asarray(weights, float)
-    if weights.shape != (scenarios,) or not np.isclose(weights.sum(), 1.0) or (weights < 0).any():
-        raise InputError(f"weights must be {scenarios} probabilities summing to 1, got {weights}")
-    if dynamic is not None and scenarios != 1:
-        raise InputError("a dynamic (real-time) model has one scenario")
-    builder = ModelBuilder(omit=omit, soft=soft or dynamic is not None)
-    moving = dynamic is not None
-
-    def stack(specs: Sequence[AssetSpec]) -> Stack:
-        return Stack(tuple(s.id for s in specs), scenarios, weights)
-
-    batteries = [a for a in park.assets if isinstance(a, BatterySpec)]
-    processes = [a for a in park.assets if isinstance(a, FlexibleProcessSpec)]
-    pvs = [a for a in park.assets if isinstance(a, PvSpec)]
-    hubs = [a for a in park.assets if isinstance(a, EvChargingSpec)]
-
-    battery_block = None
-    if batteries:
-        soc0 = np.array(
-            [
-                state_of(state, b.id).soc_kwh
-                if state_of(state, b.id).soc_kwh is not None
-                else b.soc_initial * b.energy_kwh
-                for b in batteries
-            ],
-            dtype=float,
-        )
-        battery_block = add_batteries(
-            builder, batteries, soc0, dt_h, stack(batteries), dynamic=moving
-        )
-    process_block = None
-    if processes:
-        process_block = add_processes(
-            builder,
-            processes,
-            np.array([_series(inputs.baseline_kw, p.id, park.id, "baseline") for p in processes]),
-            np.array([state_of(state, p.id).energy_offset_kwh for p in processes]),
-            np.array([state_of(state, p.id).shift_kw for p in processes]),
-            index,
-            park.timezone,
-            dt_h,
-            stack(processes),
-            dynamic=moving,
-        )
-    pv_block = None
-    if pvs:
-        pv_block = add_pv(
-            builder,
-            pvs,
-            np.array([_series(inputs.pv_available_kw, p.id, park.id, "PV forecast") for p in pvs]),
-            stack(pvs),
-            dynamic=moving,
-        )
-    ev_block = None
-    if hubs and dynamic is not None:
-        ev_block = add_ev_slots(
-            builder, hubs, [dynamic.expected[h.id] for h in hubs],
-            [dynamic.capacity[h.id] for h in hubs], index, dt_h, stack(hubs),
-        )
-    elif hubs:
-        tables = [
-            session_tables[hub.id]
-            if session_tables is not None
-            else session_table(
-                hub,
-                state_of(state, hub.id).sessions,
-                inputs.expected_sessions.get(hub.id),
-                index,
-                dt_h,
-                energy_policy=energy_policy,
-            )
-            for hub in hubs
-        ]
-        ev_block = add_ev_hubs(builder, hubs, tables, index, dt_h, stack(hubs))
-
-    net_kw: cp.Expression = cp.Constant(np.zeros((scenarios, len(index))))
-    model = ParkModel(
-        park, index, dt_h, scenarios, weights, builder,
-        battery_block, process_block, pv_block, ev_block, net_kw,
-    )
-    terms = []
-    for ids, power in model.blocks():
-        terms.append(Stack(ids, scenarios, weights).to_scenarios() @ power)
-    model.net_kw = cp.sum(terms) if len(terms) > 1 else terms[0]
-    labels = (
-        (park.id,) if scenarios == 1 else tuple(f"{park.id}@s{s}" for s in range(scenarios))
-    )
-    builder.add(
-        ASSET_TYPE, "grid-export", "max", labels, model.net_kw - park.grid.export_limit_kw, "<="
-    )
-    builder.add(
-        ASSET_TYPE, "grid-import", "max", labels, -model.net_kw - park.grid.import_limit_kw, "<="
-    )
-    return model
-
-
-def _series(values: dict | object, asset_id: str, park_id: str, what: str) -> np.ndarray:
-    try:
-        return np.asarray(values[asset_id], dtype=float)  # type: ignore[index]
-    except KeyError:
-        raise InputError(f"{park_id}/{asset_id}: no {what} in the inputs") from None
+    """``ParkModelRequest(park, inputs, state, dt_h, **options).build()``."""
+    return ParkModelRequest(park, inputs, state, dt_h, **options).build()
 
 
 def decision_index(index: pd.DatetimeIndex, now: dt.datetime) -> int:

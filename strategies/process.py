@@ -49,8 +49,9 @@ model serves the whole day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
@@ -58,9 +59,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from strategies._model import ModelBuilder, Stack, previous
+from strategies.assets import input_series
+from strategies.state import AssetState, ParkInputs, ParkState, state_of
 from vpp.config.models import FlexibleProcessSpec
 from vpp.errors import InputError
+from vpp.profiles import load_kw
 from vpp.timeutil import zone
+
+if TYPE_CHECKING:
+    from strategies.assets import InputsRequest
+    from strategies.park import ParkModelRequest
 
 ASSET_TYPE = "process"
 
@@ -233,3 +241,70 @@ def add_processes(
         )
     block.set_state(energy_offset_kwh, shift_kw)
     return block
+
+
+def _offsets_kwh(specs: Sequence[FlexibleProcessSpec], state: ParkState | None) -> np.ndarray:
+    return np.array([state_of(state, p.id).energy_offset_kwh for p in specs], dtype=float)
+
+
+def _shifts_kw(specs: Sequence[FlexibleProcessSpec], state: ParkState | None) -> np.ndarray:
+    return np.array([state_of(state, p.id).shift_kw for p in specs], dtype=float)
+
+
+class ProcessModel:
+    """The flexible-process type in the strategy layer (:class:`strategies.assets.AssetModel`)."""
+
+    asset_type = ASSET_TYPE
+    build_rank = 1
+    idle_after_others = False
+
+    def add_block(
+        self,
+        builder: ModelBuilder,
+        specs: Sequence[FlexibleProcessSpec],
+        stack: Stack,
+        request: ParkModelRequest,
+    ) -> ProcessBlock:
+        park = request.park
+        baseline = np.array(
+            [input_series(request.inputs.baseline_kw, p.id, park.id, "baseline") for p in specs]
+        )
+        return add_processes(
+            builder, specs, baseline, _offsets_kwh(specs, request.state),
+            _shifts_kw(specs, request.state), request.index, park.timezone, request.dt_h, stack,
+            dynamic=request.dynamic is not None,
+        )
+
+    def soc_kwh(self, block: ProcessBlock, scenarios: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_position(self, block: ProcessBlock, state: ParkState | None, position: int) -> None:
+        block.set_state(_offsets_kwh(block.specs, state), _shifts_kw(block.specs, state), position)
+
+    def idle_power_kw(
+        self,
+        specs: Sequence[FlexibleProcessSpec],
+        inputs: ParkInputs,
+        state: ParkState | None,
+        dt_h: np.ndarray,
+        headroom_kw: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Idle: the plant runs its own baseline, no shift."""
+        power = {p.id: -np.asarray(inputs.baseline_kw[p.id], dtype=float) for p in specs}
+        return power, {}
+
+    def initial_state(self, spec: FlexibleProcessSpec) -> AssetState:
+        return AssetState()
+
+    def load_inputs(self, spec: FlexibleProcessSpec, request: InputsRequest) -> Mapping[str, Any]:
+        """The baseline is the plant's own production schedule, known in advance: used as is."""
+        baseline = load_kw(spec, request.config_dir, request.index, request.timezone)
+        return {"baseline_kw": baseline.to_numpy(float)}
+
+    def realized_state(
+        self, spec: FlexibleProcessSpec, previous: AssetState, request: InputsRequest
+    ) -> AssetState | None:
+        return None
+
+
+MODEL = ProcessModel()

@@ -10,17 +10,29 @@ boxed by ``[0, available]`` for a curtailable plant and fixed at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
+import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
+from strategies.assets import input_series
+from strategies.state import AssetState, ParkInputs, ParkState
 from vpp.config.models import PvSpec
 from vpp.errors import InputError
+from vpp.profiles import pv_available_kw
+
+if TYPE_CHECKING:
+    from strategies.assets import InputsRequest
+    from strategies.park import ParkModelRequest
 
 ASSET_TYPE = "pv"
+
+#: Days of past PV output averaged into the PV forecast (see :meth:`PvModel.load_inputs`).
+PV_FORECAST_DAYS = 7
 
 
 @dataclass
@@ -76,3 +88,84 @@ def add_pv(
         upper.shape, name="pv_output_kw", bounds=builder.bounds("pv:output-bounds", lower_p, upper_p)
     )
     return PvBlock(stack, specs, output_kw, upper, (lower_p, upper_p, lower, upper))
+
+
+class PvModel:
+    """The PV type in the strategy layer (:class:`strategies.assets.AssetModel`)."""
+
+    asset_type = ASSET_TYPE
+    build_rank = 2
+    idle_after_others = True
+
+    def add_block(
+        self, builder: ModelBuilder, specs: Sequence[PvSpec], stack: Stack,
+        request: ParkModelRequest,
+    ) -> PvBlock:
+        available = np.array(
+            [
+                input_series(request.inputs.pv_available_kw, p.id, request.park.id, "PV forecast")
+                for p in specs
+            ]
+        )
+        return add_pv(builder, specs, available, stack, dynamic=request.dynamic is not None)
+
+    def soc_kwh(self, block: PvBlock, scenarios: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_position(self, block: PvBlock, state: ParkState | None, position: int) -> None:
+        block.set_position(position)
+
+    def idle_power_kw(
+        self,
+        specs: Sequence[PvSpec],
+        inputs: ParkInputs,
+        state: ParkState | None,
+        dt_h: np.ndarray,
+        headroom_kw: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Idle: all available output, curtailable plants scaled down to the export room left."""
+        steps = len(inputs.index)
+        available = {a.id: np.asarray(inputs.pv_available_kw[a.id], dtype=float) for a in specs}
+        fixed = sum((available[a.id] for a in specs if not a.curtailable), np.zeros(steps))
+        flexible = sum((available[a.id] for a in specs if a.curtailable), np.zeros(steps))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(flexible > 0, np.clip((headroom_kw - fixed) / flexible, 0.0, 1.0), 1.0)
+        power = {a.id: available[a.id] * (scale if a.curtailable else 1.0) for a in specs}
+        return power, {}
+
+    def initial_state(self, spec: PvSpec) -> AssetState:
+        return AssetState()
+
+    def load_inputs(self, spec: PvSpec, request: InputsRequest) -> Mapping[str, Any]:
+        """Realized output, or (``decision_time`` set) the forecast made then.
+
+        The forecast is the average output at the same time of day over the
+        :data:`PV_FORECAST_DAYS` whole days before the decision day: weather is
+        not known in advance, and the simulated plant runs on the realized
+        profile, so PV errors become real deviations.
+        """
+        index, zone = request.index, request.timezone
+        if request.decision_time is None:
+            realized = pv_available_kw(spec, request.config_dir, index, zone)
+            return {"pv_available_kw": realized.to_numpy(float)}
+        decided = pd.Timestamp(request.decision_time).tz_convert(zone).date()
+        first = pd.Timestamp(index[0]).tz_convert(zone).date()
+        lead = (first - decided).days
+        forecast = np.mean(
+            [
+                pv_available_kw(
+                    spec, request.config_dir, index - pd.Timedelta(days=lead + k), zone
+                ).to_numpy(float)
+                for k in range(1, PV_FORECAST_DAYS + 1)
+            ],
+            axis=0,
+        )
+        return {"pv_available_kw": forecast}
+
+    def realized_state(
+        self, spec: PvSpec, previous: AssetState, request: InputsRequest
+    ) -> AssetState | None:
+        return None
+
+
+MODEL = PvModel()

@@ -70,22 +70,23 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from strategies import ev
 from strategies._solver import HotHighs, SolveStats, check_solver, solve
-from strategies.ev import SlotsExhaustedError
+from strategies.assets import specs_of
+from strategies.ev import (
+    EvBlock,
+    SessionArrays,
+    SessionWindow,
+    SlotsExhaustedError,
+    session_table,
+    window_sessions,
+)
 from strategies.options import StrategyOptions
 from strategies.park import DynamicLayout, ParkModel, build_park_model, interval_hours
 from strategies.schedule import Schedule, idle_power_kw
-from strategies.state import (
-    ParkInputs,
-    ParkState,
-    SessionArrays,
-    SessionWindow,
-    session_table,
-    state_of,
-    window_sessions,
-)
+from strategies.state import ParkInputs, ParkState, state_of
 from vpp.awards import IntervalAward
-from vpp.config.models import BatterySpec, EvChargingSpec, ParkConfig
+from vpp.config.models import EvChargingSpec, ParkConfig
 from vpp.errors import InputError, SolverError
 from vpp.types import Setpoint
 from vpp.units import KW_PER_MW, KWH_PER_MWH
@@ -183,7 +184,7 @@ class RealTimePark:
         self.hot = hot and self.solver == "HIGHS"
         self.reuse = reuse
         self.omit = omit
-        self.hubs = [a for a in park.assets if isinstance(a, EvChargingSpec)]
+        self.hubs: list[EvChargingSpec] = specs_of(park.assets, ev.__name__)
         self._compiled: _Compiled | None = None
         #: each hub's expected sessions of the horizon (fixed when the dispatcher is made)
         self._expected = {
@@ -303,9 +304,10 @@ class RealTimePark:
         compiled = self._compiled
         if compiled is None:
             compiled = self._build_day({hub.id: (hub.chargers, 1) for hub in self.hubs})
-        if compiled.model.ev is not None:
+        hubs = _ev_block(compiled.model)
+        if hubs is not None:
             try:
-                compiled.model.ev.set_sessions(known_list, expected_list, position)
+                hubs.set_sessions(known_list, expected_list, position)
             except SlotsExhaustedError as exc:
                 grown = {
                     hub.id: (max(have[0], need[0]), max(have[1], need[1]))
@@ -316,9 +318,9 @@ class RealTimePark:
                 log.info("real_time_slots_grown", park=self.park.id, position=position,
                          ev_slots={h: list(c) for h, c in grown.items()})
                 compiled = self._build_day(grown)
-                ev = compiled.model.ev
-                if ev is not None:
-                    ev.set_sessions(known_list, expected_list, position)
+                grown_hubs = _ev_block(compiled.model)
+                if grown_hubs is not None:
+                    grown_hubs.set_sessions(known_list, expected_list, position)
         self._set_state(compiled.model, state, position)
         return compiled
 
@@ -329,9 +331,10 @@ class RealTimePark:
         if compiled is None or compiled.key != key:
             return self._build_window(key, position, state, tables)
         self._set_state(compiled.model, state, 0)
-        if compiled.model.ev is not None and compiled.model.ev.charge_kw is not None:
-            compiled.model.ev.set_energy(np.concatenate(
-                [tables[spec.id]["energy_kwh"].to_numpy(float) for spec in compiled.model.ev.specs]
+        hubs = _ev_block(compiled.model)
+        if hubs is not None and hubs.charge_kw is not None:
+            hubs.set_energy(np.concatenate(
+                [tables[spec.id]["energy_kwh"].to_numpy(float) for spec in hubs.specs]
             ))
         return compiled
 
@@ -382,8 +385,9 @@ class RealTimePark:
             stats = solve(compiled.problem, [model.builder], solver=self.solver,
                           time_limit_s=self.time_limit_s, build_s=build_s, context=context)
         relabel = {}
-        if model.ev is not None and model.ev.energy_rows is not None and model.ev.slot_labels:
-            relabel[id(model.ev.energy_rows)] = model.ev.slot_labels
+        hubs = _ev_block(model)
+        if hubs is not None and hubs.energy_rows is not None and hubs.slot_labels:
+            relabel[id(hubs.energy_rows)] = hubs.slot_labels
         shortfall_kwh = model.builder.soft_violations(labels=relabel)
         if shortfall_kwh:
             log.warning(
@@ -401,19 +405,13 @@ class RealTimePark:
         return solution, stats
 
     def _set_state(self, model: ParkModel, state: ParkState | None, position: int) -> None:
-        if model.batteries is not None:
-            model.batteries.set_state(
-                np.array([_soc(b, state) for b in model.batteries.specs]), position
-            )
-        if model.processes is not None:
-            specs = model.processes.specs
-            model.processes.set_state(
-                np.array([state_of(state, p.id).energy_offset_kwh for p in specs]),
-                np.array([state_of(state, p.id).shift_kw for p in specs]),
-                position,
-            )
-        if model.pv is not None:
-            model.pv.set_position(position)
+        model.set_position(state, position)
+
+
+def _ev_block(model: ParkModel) -> EvBlock | None:
+    """The EV hubs' block of ``model`` (slots in a day model), or None."""
+    block: EvBlock | None = model.block(ev.ASSET_TYPE)
+    return block
 
 
 def _pad(values: np.ndarray, horizon: int) -> np.ndarray:
@@ -421,11 +419,6 @@ def _pad(values: np.ndarray, horizon: int) -> np.ndarray:
     out = np.zeros(horizon)
     out[horizon - len(values):] = values
     return out
-
-
-def _soc(spec: BatterySpec, state: ParkState | None) -> float:
-    value = state_of(state, spec.id).soc_kwh
-    return spec.soc_initial * spec.energy_kwh if value is None else float(value)
 
 
 def _vector(values: np.ndarray | pd.Series | None, steps: int, name: str) -> np.ndarray:

@@ -25,16 +25,10 @@ import pandas as pd
 import structlog
 
 from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
-from strategies.ev import availability
+from strategies.assets import by_model
 from strategies.park import ParkModel, build_park_model
-from strategies.state import EnergyPolicy, ParkInputs, ParkState, session_table, state_of
-from vpp.config.models import (
-    BatterySpec,
-    EvChargingSpec,
-    FlexibleProcessSpec,
-    ParkConfig,
-    PvSpec,
-)
+from strategies.state import EnergyPolicy, ParkInputs, ParkState
+from vpp.config.models import ParkConfig
 from vpp.errors import InputError, SolverError
 from vpp.types import Setpoint
 from vpp.units import KWH_PER_MWH
@@ -200,50 +194,29 @@ def schedule_from_models(
 def idle_power_kw(
     park: ParkConfig, inputs: ParkInputs, state: ParkState | None, dt_h: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-asset power [kW] (T,) and battery energy [kWh] (T,) of the idle fallback."""
+    """Per-asset power [kW] (T,) and stored energy [kWh] (T,) of the idle fallback.
+
+    Each type gives its own idle schedule (:meth:`~strategies.assets.AssetModel.idle_power_kw`);
+    types placed after the others (PV) get the export room the others leave.
+    """
     steps = len(inputs.index)
+    groups = by_model(park.assets)
     power: dict[str, np.ndarray] = {}
     soc: dict[str, np.ndarray] = {}
-    for asset in park.assets:
-        if isinstance(asset, BatterySpec):
-            energy = state_of(state, asset.id).soc_kwh
-            level = asset.soc_initial * asset.energy_kwh if energy is None else energy
-            power[asset.id] = np.zeros(steps)
-            soc[asset.id] = np.full(steps, float(level))
-        elif isinstance(asset, FlexibleProcessSpec):
-            power[asset.id] = -np.asarray(inputs.baseline_kw[asset.id], dtype=float)
-        elif isinstance(asset, EvChargingSpec):
-            table = session_table(
-                asset, state_of(state, asset.id).sessions, inputs.expected_sessions.get(asset.id),
-                inputs.index, dt_h,
-            )
-            power[asset.id] = -_charge_on_arrival(asset, table, inputs.index, dt_h)
-    pv_ids = [a for a in park.assets if isinstance(a, PvSpec)]
-    others = sum((power[a] for a in power), np.zeros(steps))
-    room = np.maximum(park.grid.export_limit_kw - others, 0.0)
-    available = {a.id: np.asarray(inputs.pv_available_kw[a.id], dtype=float) for a in pv_ids}
-    fixed = sum((available[a.id] for a in pv_ids if not a.curtailable), np.zeros(steps))
-    flexible = sum((available[a.id] for a in pv_ids if a.curtailable), np.zeros(steps))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(flexible > 0, np.clip((room - fixed) / flexible, 0.0, 1.0), 1.0)
-    for asset in pv_ids:
-        power[asset.id] = available[asset.id] * (scale if asset.curtailable else 1.0)
-    return power, soc
-
-
-def _charge_on_arrival(
-    hub: EvChargingSpec, table: pd.DataFrame, index: pd.DatetimeIndex, dt_h: np.ndarray
-) -> np.ndarray:
-    """Uncontrolled charging: full power from arrival until the energy is in, then hub-capped."""
-    if table.empty:
-        return np.zeros(len(index))
-    share = availability(table, index, dt_h)
-    rate = hub.charger_power_kw * table["weight"].to_numpy(float)[:, None] * share
-    needed = table["energy_kwh"].to_numpy(float)
-    delivered_before = np.cumsum(rate * dt_h[None, :], axis=1) - rate * dt_h[None, :]
-    left = np.clip(needed[:, None] - delivered_before, 0.0, None)
-    charge = np.minimum(rate, left / dt_h[None, :]).sum(axis=0)
-    return np.minimum(charge, hub.hub_limit_kw)
+    for after in (False, True):
+        placed = [power[a.id] for a in park.assets if a.id in power]
+        others = sum(placed, np.zeros(steps))
+        headroom = np.maximum(park.grid.export_limit_kw - others, 0.0)
+        for model, specs in groups:
+            if model.idle_after_others is after:
+                part_power, part_soc = model.idle_power_kw(specs, inputs, state, dt_h, headroom)
+                power.update(part_power)
+                soc.update(part_soc)
+    order = {a.id: i for i, a in enumerate(park.assets)}
+    return (
+        dict(sorted(power.items(), key=lambda kv: order[kv[0]])),
+        dict(sorted(soc.items(), key=lambda kv: order[kv[0]])),
+    )
 
 
 def idle_schedule(

@@ -141,13 +141,9 @@ def test_allowed_imports_pass(module: str, source: str) -> None:
     assert violations(module, source) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="14 checks left, all in strategies/ (park, schedule, state, foresight, real_time): the "
-    "strategies side of the asset plug-ins is the open part of issue 11",
-)
-def test_at_most_three_asset_type_checks_outside_the_registry() -> None:
-    """Nothing dispatches on the asset type with isinstance (the issue allows three)."""
+def test_no_asset_type_checks_outside_the_registry() -> None:
+    """Nothing dispatches on the asset type with isinstance: every type-specific step goes
+    through the registry (the issue allowed three; there are none, and it stays so)."""
     from vpp.assets import ASSET_TYPES
 
     spec_names = {entry.spec.__name__ for entry in ASSET_TYPES.values()}
@@ -164,4 +160,4 @@ def test_at_most_three_asset_type_checks_outside_the_registry() -> None:
                 named |= {n.attr for n in ast.walk(node.args[1]) if isinstance(n, ast.Attribute)}
                 if named & spec_names:
                     checks.append(f"{module}:{node.lineno}")
-    assert len(checks) <= 3, checks
+    assert checks == [], checks

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 import datetime as dt
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
+import cvxpy as cp
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import Field
@@ -16,6 +19,11 @@ import vpp.assets
 from adapters import SimulatedDevice, create, simulated_device
 from adapters.base import Reading
 from adapters.simulated import simulated_class
+from strategies.assets import Stack, by_model, model_for
+from strategies.foresight import realized_states
+from strategies.schedule import idle_schedule, optimise_schedule
+from strategies.state import AssetState, ParkInputs, initial_state, load_inputs
+from tests.strategies.conftest import battery, make_park, utc_index
 from vpp.assets import ASSET_TYPES, AssetBase, AssetType, asset_type, assets_of_type
 from vpp.config import load_config, models
 from vpp.config.loader import park_cross_issues
@@ -165,9 +173,58 @@ class SimulatedHeatPump(SimulatedDevice):
 DEVICE = SimulatedHeatPump  # this module is the test type's physics module
 
 
+@dataclass
+class HeatPumpBlock:
+    stack: Stack
+    draw_kw: cp.Variable
+
+    @property
+    def power_kw(self) -> cp.Expression:
+        return -self.draw_kw
+
+
+class HeatPumpModel:
+    """The test type in the strategy layer: draws up to full power, pauses at most ``pause_h``."""
+
+    asset_type = "heat_pump"
+    build_rank = 9
+    idle_after_others = False
+
+    def add_block(self, builder: Any, specs: Any, stack: Stack, request: Any) -> HeatPumpBlock:
+        power = stack.tile(np.array([s.power_kw for s in specs]))
+        pause = stack.tile(np.array([s.pause_h for s in specs]))
+        draw = cp.Variable((stack.rows, len(request.dt_h)), name="heat_pump_draw_kw",
+                           bounds=builder.bounds("heat_pump:draw-bounds", 0.0,
+                                                 np.repeat(power[:, None], len(request.dt_h), 1)))
+        needed = power * (request.dt_h.sum() - pause)
+        builder.add("heat_pump", "energy", "min", stack.labels, needed - draw @ request.dt_h, "<=")
+        return HeatPumpBlock(stack, draw)
+
+    def soc_kwh(self, block: Any, scenarios: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_position(self, block: Any, state: Any, position: int) -> None:
+        return None
+
+    def idle_power_kw(self, specs: Any, inputs: Any, state: Any, dt_h: Any, headroom_kw: Any) -> Any:
+        return {s.id: np.full(len(dt_h), -s.power_kw) for s in specs}, {}
+
+    def initial_state(self, spec: Any) -> AssetState:
+        return AssetState()
+
+    def load_inputs(self, spec: Any, request: Any) -> Mapping[str, Any]:
+        return {}
+
+    def realized_state(self, spec: Any, previous: AssetState, request: Any) -> AssetState | None:
+        return None
+
+
+MODEL = HeatPumpModel()  # ... and its strategy module
+
+
 @pytest.fixture
 def heat_pump(monkeypatch: pytest.MonkeyPatch) -> HeatPumpSpec:
-    entry = AssetType("heat_pump", HeatPumpSpec, "strategies.battery", __name__)
+    entry = AssetType("heat_pump", HeatPumpSpec, __name__, __name__)
     monkeypatch.setitem(ASSET_TYPES, "heat_pump", entry)
     return HeatPumpSpec.model_validate(
         {"id": "hp-1", "type": "heat_pump", "power_kw": 300, "pause_h": 30}
@@ -208,6 +265,33 @@ def test_a_fifth_type_is_described_checked_metered_and_simulated(heat_pump: Heat
     assert not limits.reports_soc
     assert isinstance(create(park, heat_pump, clock=clock), SimulatedHeatPump)
     assert heat_pump.simulation_inputs(ROOT, pd.DatetimeIndex([T0]), "UTC", T0, T0) == {}
+
+
+def test_a_fifth_type_is_planned_idled_and_stated_by_the_strategies(
+    heat_pump: HeatPumpSpec,
+) -> None:
+    """strategies plans, falls back, states and forecasts a park with the new type unchanged."""
+    pump = heat_pump.model_copy(update={"pause_h": 1.0})
+    base = make_park(battery(power_kw=100.0, energy_kwh=200.0, soc_initial=0.5))
+    park = base.model_construct(**{**dict(base), "assets": [*base.assets, pump]})
+    index = utc_index(4)
+    dt_h = np.ones(4)
+    inputs = {park.id: ParkInputs(index)}
+    prices = np.array([50.0, 10.0, 80.0, 20.0])
+    assert model_for(pump) is MODEL
+    assert [m.asset_type for m, _ in by_model(park.assets)] == ["battery", "heat_pump"]
+
+    plan = optimise_schedule([park], inputs, None, dt_h, prices, on_failure="raise")
+    draw = -plan.asset_power_kw[(park.id, "hp-1")].to_numpy()
+    assert draw == pytest.approx([300.0, 300.0, 0.0, 300.0], abs=1e-6)  # pauses in the dearest hour
+    battery_kw = plan.asset_power_kw[(park.id, "bess")].to_numpy()
+    assert plan.park_power_kw[park.id].to_numpy() == pytest.approx(battery_kw - draw, abs=1e-6)
+
+    idle = idle_schedule([park], inputs, None, dt_h)
+    assert idle.asset_power_kw[(park.id, "hp-1")].tolist() == [-300.0] * 4
+    assert initial_state(park)["hp-1"] == AssetState()
+    assert load_inputs(park, ROOT / "config", index).baseline_kw == {}
+    assert realized_states(park, ROOT / "config", index)["hp-1"] == AssetState()
 
 
 # --------------------------------------------------------------------------- no dispatch

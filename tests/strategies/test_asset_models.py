@@ -38,3 +38,38 @@ def test_battery_model_state_and_idle() -> None:
     assert power["b1"].tolist() == [0.0] * 4
     assert soc["b1"].tolist() == [300.0] * 4
     assert battery.measured_soc_kwh(spec, None) == 1000.0
+
+
+def test_every_registered_type_has_a_model_with_its_own_build_rank() -> None:
+    from vpp.assets import ASSET_TYPES
+
+    models = [entry.model_module().MODEL for entry in ASSET_TYPES.values()]
+    assert all(isinstance(m, AssetModel) for m in models)
+    ranks = [m.build_rank for m in models]
+    assert len(set(ranks)) == len(ranks)
+    # the order the golden numbers were pinned with
+    assert sorted(models, key=lambda m: m.build_rank)[0].asset_type == "battery"
+    assert [m.asset_type for m in sorted(models, key=lambda m: m.build_rank)] == [
+        "battery", "process", "pv", "ev",
+    ]
+
+
+def test_pv_idles_into_the_export_room_the_others_leave() -> None:
+    from strategies import pv as pv_module
+    from vpp.config.models import PvSpec
+
+    fixed = PvSpec.model_validate(
+        {"id": "pv-fixed", "type": "pv", "capacity_kwp": 100.0, "profile": {"path": "x.csv"},
+         "curtailable": False}
+    )
+    flexible = fixed.model_copy(update={"id": "pv-flex", "curtailable": True})
+    index = pd.date_range("2025-05-01", periods=3, freq="15min", tz="UTC")
+    inputs = ParkInputs(index, pv_available_kw={
+        "pv-fixed": np.array([50.0, 50.0, 50.0]), "pv-flex": np.array([100.0, 100.0, 0.0])
+    })
+    power, soc = pv_module.MODEL.idle_power_kw(
+        [fixed, flexible], inputs, None, np.full(3, 0.25), np.array([200.0, 100.0, 10.0])
+    )
+    assert power["pv-fixed"].tolist() == [50.0, 50.0, 50.0]  # cannot be curtailed
+    assert power["pv-flex"].tolist() == [100.0, 50.0, 0.0]
+    assert soc == {}

@@ -44,7 +44,7 @@ def _solve(park, prices, inputs=None, state=None, minutes=60):  # type: ignore[n
 
 
 def _battery_soc_recomputed(model: ParkModel) -> np.ndarray:
-    b = model.batteries
+    b = model.block("battery")
     spec = b.specs[0]
     delta = (
         spec.charge_efficiency * b.charge_kw.value[0] - b.discharge_kw.value[0] / spec.discharge_efficiency
@@ -66,7 +66,7 @@ def _process_case(**overrides):  # type: ignore[no-untyped-def]
 
 
 def _shift(model: ParkModel) -> np.ndarray:
-    return np.asarray(model.processes.shift_kw.value)[0]
+    return np.asarray(model.block("process").shift_kw.value)[0]
 
 
 def _recovered_each_block(model: ParkModel, window: int) -> bool:
@@ -87,7 +87,7 @@ def _ev_case(hub_kw: float | None = None, overlap: bool = False):  # type: ignor
 
 
 def _session_power(model: ParkModel) -> np.ndarray:
-    return model.ev.session_power_kw(0)
+    return model.block("ev").session_power_kw(0)
 
 
 def _ev_energy_met(model: ParkModel) -> bool:
@@ -103,19 +103,19 @@ CASES: dict[str, Case] = {
     ),
     "battery:soc-bounds": Case(
         _solve(ARBITRAGE, ARBITRAGE_PRICES),
-        lambda m: bool(((m.batteries.soc_kwh.value >= 200 - TOL) & (m.batteries.soc_kwh.value <= 1800 + TOL)).all()),
+        lambda m: bool(((m.block("battery").soc_kwh.value >= 200 - TOL) & (m.block("battery").soc_kwh.value <= 1800 + TOL)).all()),
     ),
     "battery:charge-bounds": Case(
         _solve(ARBITRAGE, ARBITRAGE_PRICES),
-        lambda m: bool((m.batteries.charge_kw.value <= 1000 + TOL).all() and (m.batteries.charge_kw.value >= -TOL).all()),
+        lambda m: bool((m.block("battery").charge_kw.value <= 1000 + TOL).all() and (m.block("battery").charge_kw.value >= -TOL).all()),
     ),
     "battery:discharge-bounds": Case(
         _solve(ARBITRAGE, ARBITRAGE_PRICES),
-        lambda m: bool((m.batteries.discharge_kw.value <= 1000 + TOL).all() and (m.batteries.discharge_kw.value >= -TOL).all()),
+        lambda m: bool((m.block("battery").discharge_kw.value <= 1000 + TOL).all() and (m.block("battery").discharge_kw.value >= -TOL).all()),
     ),
     "battery:soc-final": Case(
         _solve(make_park(battery(soc_initial=0.5, soc_final="initial")), [100, 100]),
-        lambda m: bool(m.batteries.soc_kwh.value[0, -1] >= 1000 - TOL),
+        lambda m: bool(m.block("battery").soc_kwh.value[0, -1] >= 1000 - TOL),
     ),
     "park:grid-export-max": Case(
         _solve(make_park(battery(), export_kw=300.0), [0, 100]),
@@ -128,7 +128,7 @@ CASES: dict[str, Case] = {
     "pv:output-bounds": Case(
         _solve(make_park(pv(), export_kw=5000.0), [-10, 20],
                ParkInputs(utc_index(2), pv_available_kw={"pv": np.array([100.0, 100.0])})),
-        lambda m: bool(((m.pv.output_kw.value >= -TOL) & (m.pv.output_kw.value <= 100 + TOL)).all()),
+        lambda m: bool(((m.block("pv").output_kw.value >= -TOL) & (m.block("pv").output_kw.value <= 100 + TOL)).all()),
     ),
     "process:shift-bounds": Case(
         _process_case(recovery_window_h=6.0),
@@ -155,7 +155,7 @@ CASES: dict[str, Case] = {
         lambda m: bool((_session_power(m) <= 10 + TOL).all() and (_session_power(m)[1, [0, 3]] <= TOL).all()),
     ),
     "ev:hub-max": Case(
-        _ev_case(hub_kw=12.0), lambda m: bool((-m.ev.power_kw.value <= 12 + TOL).all())
+        _ev_case(hub_kw=12.0), lambda m: bool((-m.block("ev").power_kw.value <= 12 + TOL).all())
     ),
     "ev:charger-max": Case(
         _ev_case(overlap=True),
@@ -244,7 +244,7 @@ def _recovered_from(model: ParkModel, offset: float, position: int, window: int)
 SOFT_CASES: dict[str, Case] = {
     "battery:soc-final": Case(
         _real_time(make_park(battery(soc_initial=0.5, soc_final="initial")), [100, 100]),
-        lambda m: bool(m.batteries.soc_kwh.value[0, -1] >= 1000 - TOL),
+        lambda m: bool(m.block("battery").soc_kwh.value[0, -1] >= 1000 - TOL),
     ),
     "process:energy-recovered": Case(
         _real_time(make_park(process(recovery_window_h=6.0)), PROCESS_PRICES, PROCESS_INPUTS),

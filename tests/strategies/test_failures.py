@@ -53,7 +53,7 @@ def test_cap_policy_serves_what_the_charger_can() -> None:
         model, _ = solve_park(park, _inputs(), {"hub": AssetState(sessions=GREEDY_CAR)},
                               interval_hours(INDEX, 60), np.array([10.0, 20, 30, 40]))
     assert any(e["event"] == "ev_request_capped" for e in logs)
-    assert model.ev.session_power_kw(0) @ model.dt_h == pytest.approx([20.0])
+    assert model.block("ev").session_power_kw(0) @ model.dt_h == pytest.approx([20.0])
 
 
 def test_grid_too_small_for_the_baseline_names_the_grid() -> None:

@@ -38,7 +38,7 @@ def test_efficiencies_apply_on_both_legs() -> None:
     park = make_park(battery(charge_efficiency=0.9, discharge_efficiency=0.9))
     model, value = profit(park, [0, 100])
     assert value == pytest.approx(81.0, abs=1e-6)
-    assert model.batteries.soc_kwh.value[0, -1] == pytest.approx(0.0, abs=1e-6)
+    assert model.block("battery").soc_kwh.value[0, -1] == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("initial", 0.0), ("free", 100.0)])
@@ -90,7 +90,7 @@ def test_process_sheds_at_peaks_and_recovers_in_valleys() -> None:
     inputs = ParkInputs(index, baseline_kw={"furnace": np.full(4, 1000.0)})
     model, value = profit(make_park(process()), [100, 0, 100, 0], inputs)
     assert value == pytest.approx(-100.0, abs=1e-6)
-    assert np.asarray(model.processes.consumption_kw.value)[0] == pytest.approx(
+    assert np.asarray(model.block("process").consumption_kw.value)[0] == pytest.approx(
         [500, 1500, 500, 1500], abs=1e-6
     )
 
@@ -102,7 +102,7 @@ def test_ev_session_charges_in_cheapest_hours_of_its_window() -> None:
     model, value = profit(park, [50, 10, 30, 0], ParkInputs(index), {"hub": AssetState(sessions=known)})
     # 20 kWh at 10 kW: hours 1 (10) and 2 (30); hour 3 (price 0) is after departure.
     assert value == pytest.approx(-0.4, abs=1e-9)
-    assert -np.asarray(model.ev.power_kw.value)[0] == pytest.approx([0, 10, 10, 0], abs=1e-6)
+    assert -np.asarray(model.block("ev").power_kw.value)[0] == pytest.approx([0, 10, 10, 0], abs=1e-6)
 
 
 def test_ev_session_energy_already_charged_is_not_charged_again() -> None:
@@ -119,7 +119,7 @@ def test_ev_partial_interval_availability_limits_power() -> None:
     known = sessions(("a", 0, "2025-05-20 00:30", "2025-05-20 02:00", 15.0, 0.0))
     model, _ = profit(make_park(ev_hub()), [0, 100], ParkInputs(index),
                       {"hub": AssetState(sessions=known)})
-    assert -np.asarray(model.ev.power_kw.value)[0] == pytest.approx([5, 10], abs=1e-6)
+    assert -np.asarray(model.block("ev").power_kw.value)[0] == pytest.approx([5, 10], abs=1e-6)
 
 
 def test_parks_are_solved_independently_and_objectives_add() -> None:

@@ -45,7 +45,7 @@ def test_schedule_invariants(prices, eta_c, eta_d, soc_min, soc_max, soc_initial
     available = np.full(len(prices), pv_kw)
     model, stats = solve_park(park, ParkInputs(index, pv_available_kw={"pv": available}), None,
                               dt_h, np.array(prices))
-    b = model.batteries
+    b = model.block("battery")
     charge, discharge, soc = b.charge_kw.value[0], b.discharge_kw.value[0], b.soc_kwh.value[0]
     energy = spec["energy_kwh"]
     tol = 1e-5 * energy
@@ -57,7 +57,7 @@ def test_schedule_invariants(prices, eta_c, eta_d, soc_min, soc_max, soc_initial
     assert np.allclose(recomputed, soc, atol=tol)
     # Park balance and grid limits
     net = model.net_kw.value[0]
-    assert np.allclose(net, discharge - charge + model.pv.output_kw.value[0], atol=1e-4)
+    assert np.allclose(net, discharge - charge + model.block("pv").output_kw.value[0], atol=1e-4)
     assert (net <= export_kw + 1e-4).all()
     assert (-net <= import_kw + 1e-4).all()
     assert np.isfinite(stats.objective)

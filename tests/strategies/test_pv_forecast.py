@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from strategies.state import PV_FORECAST_DAYS, load_inputs
+from strategies.pv import PV_FORECAST_DAYS
+from strategies.state import load_inputs
 from vpp.config import load_config
 from vpp.profiles import pv_available_kw
 from vpp.timeutil import day_intervals_utc

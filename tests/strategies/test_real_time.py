@@ -198,7 +198,7 @@ def test_two_cars_on_one_charger_grow_the_slots_once() -> None:
     day.solve(1, _state(1), np.zeros(11), prices[1:])
     both = {"hub": AssetState(sessions=sessions((*A, 20.0), (*C, 0.0)))}  # both on charger 0
     solution, stats = day.solve(5, both, np.zeros(7), prices[5:])
-    ev = solution.model.ev  # its values hold until the next solve
+    ev = solution.model.block("ev")  # its values hold until the next solve
     cars = [ev.slot_labels.index("hub/a"), ev.slot_labels.index("hub/c")]
     charging = ev.session_power_kw(0)[cars]
     assert charging.sum() > 1.0
