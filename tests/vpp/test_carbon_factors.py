@@ -112,10 +112,12 @@ def test_a_good_file_loads_and_names_its_file(tmp_path: Path) -> None:
         (("value = 0.5", "value = 500"), "factors[0]", "above 1.5"),
         (("value = 0.5", "value = -0.1"), "factors[0].value", "must be >= 0"),
         (("value = 0.5", 'value = "0.5"'), "factors[0].value", "without quotes"),
-        (("effective_date = 2023-06-01", "effective_date = 2022-06-01"), "factors[0]",
-         "published after the year ends"),
-        (('scope = "national_average"', 'scope = "average"'), "factors[0].scope",
-         "must be one of"),
+        (
+            ("effective_date = 2023-06-01", "effective_date = 2022-06-01"),
+            "factors[0]",
+            "published after the year ends",
+        ),
+        (('scope = "national_average"', 'scope = "average"'), "factors[0].scope", "must be one of"),
         (('area = "Testland"', 'area = "North"'), "", "is for the country"),
         (('region = "xx"', 'region = "yy"'), "region", "must be the file's name"),
         (('name = "test region"', 'name = "t"\ncolour = "red"'), "colour", "unknown key"),
@@ -129,7 +131,8 @@ def test_bad_factor_files_are_one_line_naming_file_field_and_value(
     with pytest.raises(ConfigError) as caught:
         load_carbon_region(path)
     text = str(caught.value)
-    assert str(path) in text and message in text, text
+    assert str(path) in text, text
+    assert message in text, text
     assert len(text.splitlines()) == 1, text
     if field:
         assert f": {field} = " in text, text
@@ -139,12 +142,15 @@ def test_a_duplicate_and_a_missing_scope_given_twice_are_refused(tmp_path: Path)
     twice = GOOD + GOOD.split("\n\n", 1)[1]
     with pytest.raises(ConfigError, match="a second national_average factor for Testland 2022"):
         load_carbon_region(_write(tmp_path, twice))
-    both = GOOD.replace('country = "Testland"\n', 'country = "Testland"\n[missing]\n'
-                        'national_average = "not found"\n')
+    both = GOOD.replace(
+        'country = "Testland"\n',
+        'country = "Testland"\n[missing]\nnational_average = "not found"\n',
+    )
     with pytest.raises(ConfigError, match="both given and listed as missing"):
         load_carbon_region(_write(tmp_path, both))
-    unknown = GOOD.replace('country = "Testland"\n', 'country = "Testland"\n[missing]\n'
-                           'marginal = "not found"\n')
+    unknown = GOOD.replace(
+        'country = "Testland"\n', 'country = "Testland"\n[missing]\nmarginal = "not found"\n'
+    )
     with pytest.raises(ConfigError, match="unknown scope 'marginal'"):
         load_carbon_region(_write(tmp_path, unknown))
     regional = GOOD.replace('scope = "national_average"', 'scope = "regional_average"')
@@ -177,10 +183,13 @@ def test_vpp_validate_checks_carbon_files_in_one_line(config_copy: Path) -> None
     bad.write_text(bad.read_text(encoding="utf-8").replace("value = 192", "value = 1920"), "utf-8")
     result = CliRunner().invoke(app, ["validate", str(config_copy)])
     assert result.exit_code == 1
-    assert "dk.toml: factors[0]" in result.output and "above 1.5" in result.output
+    assert "dk.toml: factors[0]" in result.output
+    assert "above 1.5" in result.output
     assert "Traceback" not in result.output
     single = CliRunner().invoke(app, ["validate", str(bad)])
-    assert single.exit_code == 1 and "above 1.5" in single.output
+    assert single.exit_code == 1
+    assert "above 1.5" in single.output
     shutil.rmtree(config_copy / "carbon")
     missing = CliRunner().invoke(app, ["validate", str(config_copy)])
-    assert missing.exit_code == 1 and "no carbon region file" in missing.output
+    assert missing.exit_code == 1
+    assert "no carbon region file" in missing.output

@@ -44,8 +44,12 @@ def test_the_formula_by_hand_on_2025_05_12(frame: pd.DataFrame) -> None:
     """(1 - (renewables + hydro) / load) x fossil-only factor; the tie-line imports here."""
     # 00:15 closes the interval starting 00:00 local = 16:00 UTC the day before.
     row = _raw("2025-05-12", "00:15")
-    assert (row["系统负荷预测数据"], row["新能源出力预测数据"], row["水电出力预测数据"],
-            row["联络线预测数据"]) == ("12953.56", "706.5", "1259.4", "2800")
+    assert (
+        row["系统负荷预测数据"],
+        row["新能源出力预测数据"],
+        row["水电出力预测数据"],
+        row["联络线预测数据"],
+    ) == ("12953.56", "706.5", "1259.4", "2800")
     by_hand = {
         "2025-05-11T16:00Z": (1 - (706.5 + 1259.4) / 12953.56) * 0.8325,  # night: wind only
         "2025-05-12T02:00Z": (1 - (2316.94 + 1878.7) / 15931.68) * 0.8325,  # 10:00-10:15 local
@@ -61,7 +65,8 @@ def test_the_formula_by_hand_on_2025_05_12(frame: pd.DataFrame) -> None:
     assert by_hand["2025-05-11T16:00Z"] == pytest.approx(0.70616, abs=1e-5)
     assert by_hand["2025-05-12T04:00Z"] == pytest.approx(0.59309, abs=1e-5)
     day = got.loc["2025-05-11T16:00Z":"2025-05-12T15:45Z"]
-    assert len(day) == 96 and not day["clipped"].any()
+    assert len(day) == 96
+    assert not day["clipped"].any()
     # The midday PV dip is in the estimate: 12:00 is cleaner than midnight.
     assert day["intensity_tco2_per_mwh"].min() < by_hand["2025-05-11T16:00Z"]
 
@@ -83,26 +88,44 @@ def test_exports_carry_the_local_mix_and_the_share_is_clipped() -> None:
     # Exporting 250 MW: supply = local generation 1250 MW: (1 - 200/1250) x 0.8.
     assert got["intensity_tco2_per_mwh"].iloc[1] == pytest.approx(0.672)
     # More non-fossil than supply: clipped to 0, flagged.
-    assert got["intensity_tco2_per_mwh"].iloc[2] == 0.0 and got["clipped"].iloc[2]
+    assert got["intensity_tco2_per_mwh"].iloc[2] == 0.0
+    assert got["clipped"].iloc[2]
     # No positive load: no estimate (the caller falls back to the annual factor).
-    assert np.isnan(got["intensity_tco2_per_mwh"].iloc[3]) and not got["clipped"].iloc[3]
-    assert ((got["intensity_tco2_per_mwh"].dropna() >= 0) & (got["intensity_tco2_per_mwh"].dropna() <= 0.8)).all()
+    assert np.isnan(got["intensity_tco2_per_mwh"].iloc[3])
+    assert not got["clipped"].iloc[3]
+    assert (
+        (got["intensity_tco2_per_mwh"].dropna() >= 0)
+        & (got["intensity_tco2_per_mwh"].dropna() <= 0.8)
+    ).all()
 
 
 def test_missing_fundamentals_or_a_wrong_factor_are_refused() -> None:
     index = pd.date_range("2025-05-12", periods=2, freq="15min", tz="UTC")
     with pytest.raises(InputError, match="hydro_forecast_mw"):
         interval_intensity(
-            pd.DataFrame({"load_forecast_mw": [1.0, 1.0], "tie_line_forecast_mw": [0.0, 0.0],
-                          "renewable_forecast_mw": [0.0, 0.0]}, index=index),
+            pd.DataFrame(
+                {
+                    "load_forecast_mw": [1.0, 1.0],
+                    "tie_line_forecast_mw": [0.0, 0.0],
+                    "renewable_forecast_mw": [0.0, 0.0],
+                },
+                index=index,
+            ),
             0.8,
         )
     frame = pd.DataFrame(
-        {c: [1.0, 1.0] for c in ("load_forecast_mw", "renewable_forecast_mw",
-                                  "hydro_forecast_mw", "tie_line_forecast_mw")},
+        {
+            c: [1.0, 1.0]
+            for c in (
+                "load_forecast_mw",
+                "renewable_forecast_mw",
+                "hydro_forecast_mw",
+                "tie_line_forecast_mw",
+            )
+        },
         index=index,
     )
-    with pytest.raises(InputError, match="fossil_tco2_per_mwh = 832.5"):
+    with pytest.raises(InputError, match=r"fossil_tco2_per_mwh = 832\.5"):
         interval_intensity(frame, 832.5)  # kg/MWh given as t/MWh
 
 
@@ -114,7 +137,7 @@ def test_publication_rule_is_the_replay_exchanges(frame: pd.DataFrame) -> None:
     for position in (0, 500, 3000, len(frame) - 1):
         stamp = frame.index[position]
         assert exchange.published_at("load_forecast_mw", stamp) == ours[position].to_pydatetime()
-    assert FUNDAMENTALS_PUBLICATION_LOCAL == dt.time(8, 0)
+    assert dt.time(8, 0) == FUNDAMENTALS_PUBLICATION_LOCAL
 
 
 def test_a_value_published_later_cannot_be_seen(frame: pd.DataFrame) -> None:
@@ -125,7 +148,8 @@ def test_a_value_published_later_cannot_be_seen(frame: pd.DataFrame) -> None:
     with pytest.raises(LookAheadError, match="not published"):
         feed.get(day_start, day_end, published - pd.Timedelta(minutes=1))
     known = feed.get(day_start, day_end, published)
-    assert len(known) == 96 and known.notna().all()
+    assert len(known) == 96
+    assert known.notna().all()
     # At that moment the next day is unknown: nothing of it is returned ...
     seen = feed.known_at(published)
     assert seen.index.max() == day_end - pd.Timedelta(minutes=15)
@@ -144,7 +168,10 @@ def test_without_fundamentals_the_annual_factor_in_force_is_used() -> None:
     index = pd.date_range("2016-03-01", periods=4, freq="h", tz="UTC")
     frame = pd.DataFrame({"da_price": [1.0, 2.0, 3.0, 4.0]}, index=index)
     feed = IntensityFeed(
-        frame, "Europe/Copenhagen", fossil_tco2_per_mwh=None, annual_tco2_per_mwh=0.192,
+        frame,
+        "Europe/Copenhagen",
+        fossil_tco2_per_mwh=None,
+        annual_tco2_per_mwh=0.192,
         annual_effective=dt.date(2016, 3, 1),
     )
     assert not feed.estimated
