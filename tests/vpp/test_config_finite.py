@@ -81,6 +81,24 @@ def _park() -> dict[str, Any]:
         "market": "test-market",
         "timezone": "Asia/Shanghai",
         "grid": {"import_limit_kw": 8000.0, "export_limit_kw": 5000.0},
+        "fuels": [
+            {
+                "name": "natural gas",
+                "unit": "m3",
+                "quantity_per_year": 1000.0,
+                "emission_factor_tco2_per_unit": 0.002,
+                "tce_per_unit": 0.0012,
+                "source": "test values",
+            },
+            {
+                "name": "diesel",
+                "unit": "t",
+                "quantity_per_day": 0.1,
+                "emission_factor_tco2_per_unit": 3.1,
+                "tce_per_unit": 1.46,
+                "source": "test values",
+            },
+        ],
         "assets": [
             {
                 "id": "bess",

@@ -142,6 +142,8 @@ class AssetBase(Spec):
     """Registers whose sum is the energy moved through a wearing asset [kWh]."""
     state_kind: ClassVar[StateKind | None] = None
     """What the operator reads from this asset's telemetry as its state (None: nothing)."""
+    onsite_renewable: ClassVar[bool] = False
+    """Its export is on-site renewable generation (PV): clean energy in the carbon books."""
 
     @property
     def max_export_kw(self) -> float:

@@ -25,6 +25,7 @@ class PvSpec(AssetBase):
     profile: PvProfileSource = Field(description="Irradiance source for simulation and forecasts")
 
     meter_registers: ClassVar[tuple[str, ...]] = ("produced_kwh",)
+    onsite_renewable: ClassVar[bool] = True
 
     @property
     def max_export_kw(self) -> float:

@@ -1,4 +1,4 @@
-"""Backtest outputs: summary.json, intervals.csv, settlement.csv, PNG plots, report.html.
+"""Backtest outputs: summary.json, intervals.csv, settlement.csv, carbon.csv, PNG plots, report.html.
 
 The whole folder is written into a temporary sibling and swapped into
 place (:func:`vpp.files.replace_folder`), so a failed or interrupted run
@@ -33,9 +33,11 @@ REPORT_FILES = (
     "intervals.csv",
     "portfolio.csv",
     "settlement.csv",
+    "carbon.csv",
     "prices_dispatch.png",
     "soc.png",
     "cumulative_revenue.png",
+    "carbon.png",
     "report.html",
 )
 """The files of a backtest report; an output folder holding anything else is refused."""
@@ -129,17 +131,90 @@ def plot_cumulative(revenue: pd.DataFrame, timezone: str, currency: str, path: P
     _save(fig, path)
 
 
-def write_html(path: Path, summary: Mapping[str, Any], images: list[Path]) -> None:
-    """A one-page report with the summary table and the plots embedded."""
+def plot_carbon(carbon: pd.DataFrame, timezone: str, path: Path) -> None:
+    """Grid intensity per interval (estimate and annual factor) and the portfolio's emissions."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    if len(carbon):
+        first = carbon.drop_duplicates("interval_start").set_index("interval_start")
+        local = pd.DatetimeIndex(first.index).tz_convert(timezone)
+        top.plot(local, first["intensity_tco2_per_mwh"], lw=1, label="interval intensity")
+        top.plot(local, first["annual_factor_tco2_per_mwh"], "--", lw=1, label="annual factor")
+        top.plot(local, first["residual_factor_tco2_per_mwh"], ":", lw=1, label="residual factor")
+        per = carbon.groupby("interval_start")[
+            ["location_interval_tco2", "location_annual_tco2", "market_tco2"]
+        ].sum(min_count=1)
+        local_per = pd.DatetimeIndex(per.index).tz_convert(timezone)
+        for column, label in (
+            ("location_interval_tco2", "location-based (interval intensity)"),
+            ("location_annual_tco2", "location-based (annual factor)"),
+            ("market_tco2", "market-based"),
+        ):
+            bottom.plot(local_per, per[column], lw=1, label=label)
+    top.set_ylabel("grid factor [tCO2/MWh]")
+    top.set_title("Grid carbon intensity (average, not marginal) and scope 2 emissions")
+    top.legend(fontsize=8, loc="upper left", ncols=3)
+    bottom.set_ylabel("emissions per interval [tCO2]")
+    bottom.set_xlabel(f"local time ({timezone})")
+    bottom.legend(fontsize=8, loc="upper left", ncols=3)
+    _save(fig, path)
+
+
+#: The summary keys shown in the report's carbon section instead of the main table.
+CARBON_KEYS = ("emissions_", "carbon_", "clean_energy_share")
+
+
+def _is_carbon(key: str) -> bool:
+    return key.startswith(CARBON_KEYS)
+
+
+def _figure(path: Path) -> str:
+    return (
+        f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}"/></figure>'
+    )
+
+
+def _carbon_section(summary: Mapping[str, Any], image: Path | None) -> str:
+    keys = [k for k in summary if _is_carbon(k) and k != "carbon_parks"]
+    if not keys:
+        return ""
+    rows = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(summary[k]))}</td></tr>" for k in keys
+    )
+    parks = summary.get("carbon_parks") or {}
+    park_rows = "\n".join(
+        "<tr>"
+        + f"<th>{html.escape(str(park))}</th>"
+        + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in values.values())
+        + "</tr>"
+        for park, values in parks.items()
+    )
+    header = ""
+    if parks:
+        names = next(iter(parks.values())).keys()
+        header = "<tr><th>park</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
+    return f"""<h2>Carbon</h2>
+<p>Scope 2 from metered grid import: location-based with the interval intensity (an average
+estimate from the published fundamentals where the price file has them, the annual factor
+otherwise) and with the annual factor; market-based with certificates matched first, then the
+residual factor. Export does not reduce scope 2; on-site PV consumed on site counts zero.
+Electricity at {html.escape("GB/T 2589-2020 当量值 0.1229 kgce/kWh")}. See docs/carbon.md.</p>
+<table>{rows}</table>
+<table>{header}{park_rows}</table>
+{_figure(image) if image is not None else ""}
+"""
+
+
+def write_html(
+    path: Path, summary: Mapping[str, Any], images: list[Path], carbon_image: Path | None = None
+) -> None:
+    """A one-page report with the summary table, the plots and the carbon section embedded."""
     rows = "\n".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
         for k, v in summary.items()
+        if not _is_carbon(str(k))
     )
-    figures = "\n".join(
-        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"/></figure>'
-        for p in images
-    )
+    figures = "\n".join(_figure(p) for p in images) + _carbon_section(summary, carbon_image)
     title = f"vpp backtest — {summary.get('market', '')} {summary.get('start', '')} to {summary.get('end', '')}"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -196,6 +271,13 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
     portfolio_out["interval_start"] = portfolio_out["interval_start"].map(lambda t: t.isoformat())
     write_csv(written[2], portfolio_out)
     write_csv(written[3], main.settlement)
+    carbon = result.carbon.intervals() if result.carbon is not None else pd.DataFrame(
+        columns=["interval_start", "park_id"]
+    )
+    carbon_out = carbon.copy()
+    carbon_out["interval_start"] = carbon_out["interval_start"].map(lambda t: t.isoformat())
+    written.append(out / "carbon.csv")
+    write_csv(written[4], carbon_out)
     images = [out / "prices_dispatch.png", out / "soc.png", out / "cumulative_revenue.png"]
     plot_prices_and_dispatch(portfolio, tz, result.currency, images[0])
     socs = main.assets.dropna(subset=["soc_end"])
@@ -214,8 +296,10 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
         foresight[last_of_day] = [per_day.get(d, 0.0) for d in np.asarray(local_day)[last_of_day]]
         revenue["perfect foresight"] = foresight
     plot_cumulative(revenue, tz, result.currency, images[2])
-    write_html(out / "report.html", summary, images)
-    return [*written, *images, out / "report.html"]
+    carbon_image = out / "carbon.png"
+    plot_carbon(carbon, tz, carbon_image)
+    write_html(out / "report.html", summary, images, carbon_image)
+    return [*written, *images, carbon_image, out / "report.html"]
 
 
 def _net(portfolio: pd.DataFrame) -> pd.Series:

@@ -48,6 +48,8 @@ from strategies import (
     realized_states,
 )
 from vpp.awards import IntervalAward, delivery_intervals
+from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
+from vpp.carbon.instruments import Instrument
 from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import DataQualityError, InputError
 from vpp.runtime.clock import ReplayClock
@@ -78,6 +80,11 @@ class BacktestOptions:
     allow_out_of_rule_prices: bool = False
     #: The price file's name, for messages.
     price_file: str = "price file"
+    #: Certificates and green-power contracts held against the run's import (market-based
+    #: scope 2); none by default: nothing is retired in a backtest.
+    carbon_instruments: tuple[Instrument, ...] = ()
+    #: How instruments cover import: ``hourly`` or ``annual`` (:mod:`vpp.carbon.accounting`).
+    carbon_matching: str = "hourly"
 
 
 @dataclass
@@ -111,6 +118,8 @@ class BacktestResult:
     wall_time_s: float = 0.0
     #: Set when the file breaks the market's price limits and the run was allowed anyway.
     out_of_rule_prices: str | None = None
+    #: The main run's carbon books (per park and interval, :mod:`vpp.carbon.accounting`).
+    carbon: CarbonBooks | None = None
 
     def summary(self) -> dict[str, object]:
         p = self.main.portfolio
@@ -150,6 +159,8 @@ class BacktestResult:
             "solve_time_s": round(self.main.solve_time_s, 3),
             "wall_time_s": round(self.wall_time_s, 3),
         }
+        if self.carbon is not None:
+            out.update(self.carbon.summary())
         if self.out_of_rule_prices is not None:
             out["warning"] = (
                 "OUT-OF-RULE PRICES: revenue is computed on prices the market does not allow: "
@@ -489,6 +500,64 @@ def _portfolio_intervals(
     )
 
 
+# --------------------------------------------------------------------------- carbon
+
+
+def carbon_books(
+    portfolio: MarketPortfolio,
+    prices: PriceFrame,
+    run: RunResult,
+    days: Sequence[dt.date],
+    options: BacktestOptions,
+) -> CarbonBooks:
+    """The carbon books of a run from its metered asset energy (:mod:`vpp.carbon.accounting`).
+
+    Each park's grid flow per interval is the net of its assets' metered energy
+    (import where it draws, export where it feeds in); its on-site renewable
+    generation is what its ``onsite_renewable`` assets (PV) produced. The interval
+    intensity comes from the price file's published fundamentals where it has them.
+    """
+    market = portfolio.market
+    index = pd.DatetimeIndex(run.portfolio.index)
+    dt_h = prices.dt_h
+    assets = run.assets
+    grid = grid_factors(
+        index,
+        market.timezone,
+        portfolio.carbon,
+        area=market.carbon_area,
+        fundamentals=prices.frame,
+        region_hint=f"the market file of {market.id}",
+    )
+    books = []
+    for park in portfolio.parks:
+        rows = assets[assets["park_id"] == park.id]
+        energy_kwh = rows.pivot_table(
+            index="interval_start", columns="asset_id", values="actual_kw", aggfunc="sum"
+        ).reindex(index).fillna(0.0) * dt_h
+        renewable = [a.id for a in park.assets if a.onsite_renewable and a.id in energy_kwh]
+        flows = ParkFlows.from_net(
+            park.id,
+            index,
+            energy_kwh.sum(axis=1).to_numpy(float),
+            energy_kwh[renewable].clip(lower=0.0).sum(axis=1).to_numpy(float),
+        )
+        books.append(
+            account_park(
+                flows,
+                grid,
+                instruments=[
+                    i for i in options.carbon_instruments if i.park_id in (None, park.id)
+                ],
+                matching=options.carbon_matching,
+                fuels=park.fuels,
+                days=len(days),
+                timezone=market.timezone,
+            )
+        )
+    return CarbonBooks(tuple(books))
+
+
 # --------------------------------------------------------------------------- foresight
 
 
@@ -736,6 +805,7 @@ def run_backtest(
         pf,
         baselines,
     )
+    result.carbon = carbon_books(portfolio, prices, main, days, options)
     result.wall_time_s = time.perf_counter() - start
     result.out_of_rule_prices = out_of_rule
     log.info(

@@ -211,6 +211,11 @@ SUMMARY_ROWS = (
     "flexibility_capture_ratio",
     "imbalance_mwh",
     "battery_equivalent_cycles",
+    "emissions_location_tco2",
+    "emissions_location_annual_tco2",
+    "emissions_market_tco2",
+    "carbon_intensity_tco2_per_tce",
+    "clean_energy_share",
     "solve_time_s",
     "wall_time_s",
 )

@@ -2,6 +2,7 @@
 
 from vpp.config.loader import (
     ConfigSet,
+    load_carbon_region,
     load_config,
     load_market,
     load_park,
@@ -32,6 +33,7 @@ __all__ = [
     "ParkConfig",
     "PvSpec",
     "Settings",
+    "load_carbon_region",
     "load_config",
     "load_market",
     "load_park",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from vpp.carbon.factors import FactorSet
 from vpp.config._warnings import review_config
 from vpp.config.models import (
     ADAPTER_TYPES,
@@ -145,7 +146,34 @@ def load_market(path: Path) -> MarketConfig:
     return _parse(MarketConfig, path, data)
 
 
+def load_carbon_region(path: Path) -> FactorSet:
+    """Load one carbon region file (``config/carbon/<region>.toml``, :mod:`vpp.carbon.factors`).
+
+    A region's id must match its file name, so ``carbon_region = "cn"`` finds ``cn.toml``.
+    """
+    factors = _parse(FactorSet, path, read_toml(path))
+    if factors.region != path.stem:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path), "region", factors.region, f"must be the file's name, {path.stem!r}"
+                )
+            ]
+        )
+    return factors.read_from(str(path))
+
+
 def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator[ConfigIssue]:
+    names: dict[str, int] = {}
+    for i, fuel in enumerate(park.fuels):
+        if fuel.name in names:
+            yield ConfigIssue(
+                file,
+                f"fuels[{i}].name",
+                fuel.name,
+                f"duplicate fuel name (also fuels[{names[fuel.name]}])",
+            )
+        names.setdefault(fuel.name, i)
     seen: dict[str, int] = {}
     for i, asset in enumerate(park.assets):
         where = f"assets[{i}]"
@@ -255,6 +283,39 @@ def _market_portfolio_issues(config: ConfigSet) -> Iterator[ConfigIssue]:
             )
 
 
+def _carbon_region_issues(config: ConfigSet) -> Iterator[ConfigIssue]:
+    """A market's ``carbon_region`` names a loaded region file, and its ``carbon_area`` an area."""
+    folder = config.root / config.settings.paths.carbon
+    for market_id, market in config.markets.items():
+        file = str(config.market_files.get(market_id, market_id))
+        if market.carbon_region is None:
+            if market.carbon_area is not None:
+                yield ConfigIssue(file, "carbon_area", market.carbon_area, "needs carbon_region")
+            continue
+        region = config.carbon.get(market.carbon_region)
+        if region is None and (folder / f"{market.carbon_region}.toml").exists():
+            continue  # the region file is there but invalid: its own issues say why
+        if region is None:
+            known = ", ".join(sorted(config.carbon)) or "none found"
+            yield ConfigIssue(
+                file,
+                "carbon_region",
+                market.carbon_region,
+                f"no carbon region file {folder / (market.carbon_region + '.toml')} "
+                f"(known: {known})",
+            )
+        elif market.carbon_area is not None and market.carbon_area not in {
+            f.area for f in region.factors
+        }:
+            areas = ", ".join(sorted({f.area for f in region.factors})) or "none"
+            yield ConfigIssue(
+                file,
+                "carbon_area",
+                market.carbon_area,
+                f"not an area of {region.where()} (areas: {areas})",
+            )
+
+
 def load_settings(path: Path) -> Settings:
     return _parse(Settings, path, read_toml(path))
 
@@ -269,6 +330,8 @@ class ConfigSet:
     parks: dict[str, ParkConfig] = field(default_factory=dict)
     park_files: dict[str, Path] = field(default_factory=dict)
     market_files: dict[str, Path] = field(default_factory=dict)
+    #: Carbon region files by region id (``config/carbon/*.toml``; none if the folder is absent).
+    carbon: dict[str, FactorSet] = field(default_factory=dict)
 
     @property
     def project_root(self) -> Path:
@@ -314,6 +377,12 @@ def load_config(root: Path | str) -> ConfigSet:
             issues.append(ConfigIssue(str(path), "id", market.id, "duplicate market id"))
         config.markets[market.id] = market
         config.market_files[market.id] = path
+    for path in _toml_files(root / settings.paths.carbon):
+        try:
+            config.carbon[path.stem] = load_carbon_region(path)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    issues += _carbon_region_issues(config)
     for path in _toml_files(parks_dir):
         try:
             park = load_park(path, config.markets, config.market_files)
@@ -343,6 +412,8 @@ def load_config(root: Path | str) -> ConfigSet:
 def _kind(path: Path, data: dict[str, Any]) -> str:
     if path.name == "vpp.toml":
         return "settings"
+    if path.parent.name == "carbon" or "factors" in data:
+        return "carbon"
     if path.parent.name == "markets" or "bidding" in data or "price_limits" in data:
         return "market"
     return "park"
@@ -365,6 +436,7 @@ def validate_paths(paths: Iterable[Path]) -> tuple[int, list[ConfigIssue]]:
                 cfg = load_config(path)
                 files += _toml_files(path / cfg.settings.paths.markets)
                 files += _toml_files(path / cfg.settings.paths.parks)
+                files += _toml_files(path / cfg.settings.paths.carbon)
             except ConfigError as exc:
                 issues.extend(exc.issues)
                 files += _toml_files(path / "markets") + _toml_files(path / "parks")
@@ -380,6 +452,8 @@ def validate_paths(paths: Iterable[Path]) -> tuple[int, list[ConfigIssue]]:
                 kind = _kind(file, data)
                 if kind == "settings":
                     load_settings(file)
+                elif kind == "carbon":
+                    load_carbon_region(file)
                 elif kind == "market":
                     load_market(file)
                 else:

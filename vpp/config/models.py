@@ -74,6 +74,39 @@ class GridConnection(Spec):
     node: str | None = Field(None, description="Market clearing node, where the market has nodes")
 
 
+class FuelSpec(Spec):
+    """An on-site fuel the park burns (scope 1), e.g. natural gas for a boiler.
+
+    Give the quantity per year or per day (not both) in ``unit``; emissions are
+    quantity x ``emission_factor_tco2_per_unit``, energy quantity x ``tce_per_unit``
+    (its standard-coal equivalent, e.g. GB/T 2589-2020 Appendix A).
+    """
+
+    name: str = Field(min_length=1, description="What is burnt, e.g. 'natural gas (boiler)'")
+    unit: str = Field(min_length=1, description="Unit of the quantity, e.g. m3, t, GJ")
+    quantity_per_year: float | None = Field(None, gt=0, description="Quantity burnt a year [unit]")
+    quantity_per_day: float | None = Field(None, gt=0, description="Quantity burnt a day [unit]")
+    emission_factor_tco2_per_unit: float = Field(
+        ge=0, le=100, description="CO2 emitted per unit burnt [tCO2/unit]"
+    )
+    tce_per_unit: float = Field(
+        ge=0, le=100, description="Standard-coal equivalent per unit [tce/unit]"
+    )
+    source: str = Field(min_length=3, description="Where the factors come from")
+
+    @model_validator(mode="after")
+    def _one_quantity(self) -> FuelSpec:
+        if (self.quantity_per_year is None) == (self.quantity_per_day is None):
+            raise ValueError("give exactly one of quantity_per_year and quantity_per_day")
+        return self
+
+    def quantity(self, days: float) -> float:
+        """Quantity burnt over ``days`` days [unit] (a year counts 365 days)."""
+        if self.quantity_per_day is not None:
+            return self.quantity_per_day * days
+        return (self.quantity_per_year or 0.0) * days / 365.0
+
+
 class ParkConfig(Spec):
     """One industrial park: its grid connection and flexible assets."""
 
@@ -83,6 +116,9 @@ class ParkConfig(Spec):
     timezone: str = Field(description="IANA time zone of the park, e.g. Asia/Shanghai")
     grid: GridConnection
     assets: list[AssetSpec] = Field(min_length=1)
+    fuels: list[FuelSpec] = Field(
+        default_factory=list, description="On-site fuels burnt (scope 1); none by default"
+    )
 
     _tz = field_validator("timezone")(_check_timezone)
 
@@ -180,6 +216,16 @@ class MarketConfig(Spec):
     price_limits: list[PriceLimits] = Field(min_length=1)
     bidding: list[BiddingRule] = Field(min_length=1)
     settlement: list[SettlementRule] = Field(min_length=1)
+    carbon_region: Id | None = Field(
+        None,
+        description="Carbon region file (config/carbon/<carbon_region>.toml) of this market's "
+        "grid emission factors; none: no carbon accounting",
+    )
+    carbon_area: str | None = Field(
+        None,
+        description="Area of the location-based annual factor in the carbon region file (a "
+        "regional grid or province); none: the national average",
+    )
 
     _tz = field_validator("timezone")(_check_timezone)
 
@@ -296,6 +342,7 @@ class StoreSettings(Spec):
 class PathSettings(Spec):
     parks: Path = Field(Path("parks"), description="Folder of park files, relative to vpp.toml")
     markets: Path = Field(Path("markets"), description="Folder of market files")
+    carbon: Path = Field(Path("carbon"), description="Folder of carbon region (emission factor) files")
 
 
 class SolverSettings(Spec):
@@ -394,6 +441,7 @@ __all__ = [
     "EvChargingSpec",
     "FileSource",
     "FlexibleProcessSpec",
+    "FuelSpec",
     "GridConnection",
     "HttpAdapter",
     "Id",

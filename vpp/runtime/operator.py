@@ -42,6 +42,7 @@ from strategies import (
 from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
 from vpp.awards import IntervalAward, portfolio_award_kw
+from vpp.carbon.factors import FactorSet
 from vpp.config.loader import ConfigSet
 from vpp.config.models import (
     AssetSpec,
@@ -112,6 +113,8 @@ class MarketPortfolio:
     parks: tuple[ParkConfig, ...]
     config_dirs: Mapping[str, Path]
     portfolio_id: str
+    #: The market's grid emission factors (its ``carbon_region`` file); None: none configured.
+    carbon: FactorSet | None = None
 
     @classmethod
     def from_config(
@@ -129,6 +132,7 @@ class MarketPortfolio:
             tuple(sorted(parks, key=lambda p: p.id)),
             {p.id: cfg.park_files[p.id].parent for p in parks},
             f"vpp-{market_id}",
+            cfg.carbon.get(cfg.markets[market_id].carbon_region or ""),
         )
 
     def asset(self, key: AssetKey) -> Any:
