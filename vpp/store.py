@@ -540,9 +540,9 @@ class Store:
 
         One transaction: every id is retired or none is. Refused
         (:class:`InputError`, ledger unchanged) when the period is not a month,
-        the park is not enrolled, an id is not in the ledger, belongs to
-        another park, has a vintage after the period's year, or is already
-        retired (the message names it and the park and period it went to). The
+        the park is not enrolled, an id is not in the ledger, is already retired
+        (the message names it and the park and period it went to), belongs to
+        another park, or has a vintage after the period's year. The
         unique ``retirements.instrument_id`` makes the database refuse a second
         retirement that raced past these checks. Returns the retired entries.
         """
@@ -564,6 +564,9 @@ class Store:
                     f"instrument(s) {_names(unknown)} not in the ledger; import them first "
                     "(vpp carbon import-certificates); nothing retired"
                 )
+            done = _retirements_of(session, ids)
+            if done:
+                raise InputError(_already_retired(done[0], len(done)))
             foreign = [records[i] for i in ids if records[i].park_id not in (None, park_id)]
             if foreign:
                 raise InputError(
@@ -578,9 +581,6 @@ class Store:
                     f"instrument {late[0].id!r}: vintage {late[0].vintage} is after period {period}; "
                     "a certificate or offset cannot cover an earlier year's emissions; nothing retired"
                 )
-            done = _retirements_of(session, ids)
-            if done:
-                raise InputError(_already_retired(done[0], len(done)))
             retirements = [
                 RetirementRecord(
                     instrument_id=ident,
