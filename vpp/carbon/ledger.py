@@ -152,7 +152,9 @@ def _parse_row(row: _Row) -> Instrument | None:
         row.issue("kind", kind, f"one of {', '.join(INSTRUMENT_KINDS)}")
         kind = None
     vintage: int | None = None
-    vintage_text = row.required("vintage", "the production year (GEC, green power) or the reduction year (CCER), 2000..2100")
+    vintage_text = row.required(
+        "vintage", "the production year (GEC, green power) or the reduction year (CCER), 2000..2100"
+    )
     if vintage_text is not None:
         if not vintage_text.isdigit() or not 2000 <= int(vintage_text) <= 2100:
             row.issue("vintage", vintage_text, "a year 2000..2100")
@@ -183,14 +185,30 @@ def _parse_row(row: _Row) -> Instrument | None:
     # Cross-field rules, each named by the field a reader should look at.
     if (row.text("delivery_start") == "") != (row.text("delivery_end") == ""):
         missing = "delivery_end" if row.text("delivery_end") == "" else "delivery_start"
-        row.issue(missing, "", "give both delivery_start and delivery_end (hourly matching), or neither (annual)")
+        row.issue(
+            missing,
+            "",
+            "give both delivery_start and delivery_end (hourly matching), or neither (annual)",
+        )
     if start is not None and end is not None:
         if end <= start:
-            row.issue("delivery_end", row.text("delivery_end"), f"must be after delivery_start ({row.text('delivery_start')})")
+            row.issue(
+                "delivery_end",
+                row.text("delivery_end"),
+                f"must be after delivery_start ({row.text('delivery_start')})",
+            )
         if kind == "ccer":
-            row.issue("delivery_start", row.text("delivery_start"), "an offset (ccer) has no delivery hours; leave empty")
+            row.issue(
+                "delivery_start",
+                row.text("delivery_start"),
+                "an offset (ccer) has no delivery hours; leave empty",
+            )
         if vintage is not None and start.year != vintage:
-            row.issue("delivery_start", row.text("delivery_start"), f"lies outside vintage {vintage}; the production year must match")
+            row.issue(
+                "delivery_start",
+                row.text("delivery_start"),
+                f"lies outside vintage {vintage}; the production year must match",
+            )
     if row.issues:
         return None
     assert ident is not None
@@ -243,7 +261,16 @@ def read_certificates(path: Path) -> list[Instrument]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue(name, "", None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8 CSV")]) from None
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    name,
+                    "",
+                    None,
+                    f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8 CSV",
+                )
+            ]
+        ) from None
     reader = csv.reader(_lines(text))
     header: list[str] = []
     header_line = 0
@@ -253,7 +280,16 @@ def read_certificates(path: Path) -> list[Instrument]:
             header_line = reader.line_num
             break
     if not header:
-        raise ConfigError([ConfigIssue(name, "", None, f"no header row; the first line names the columns: {', '.join(COLUMNS)}")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    name,
+                    "",
+                    None,
+                    f"no header row; the first line names the columns: {', '.join(COLUMNS)}",
+                )
+            ]
+        )
     issues: list[ConfigIssue] = []
     where = f"{name}:{header_line}"
     shown = ",".join(header)
@@ -261,11 +297,27 @@ def read_certificates(path: Path) -> list[Instrument]:
     unknown = [column for column in header if column not in COLUMNS]
     doubled = sorted({column for column in header if header.count(column) > 1})
     if missing:
-        issues.append(ConfigIssue(where, "header", shown, f"lacks column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}"))
+        issues.append(
+            ConfigIssue(
+                where,
+                "header",
+                shown,
+                f"lacks column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}",
+            )
+        )
     if unknown:
-        issues.append(ConfigIssue(where, "header", shown, f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}"))
+        issues.append(
+            ConfigIssue(
+                where,
+                "header",
+                shown,
+                f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}",
+            )
+        )
     if doubled:
-        issues.append(ConfigIssue(where, "header", shown, f"column(s) {', '.join(doubled)} appear twice"))
+        issues.append(
+            ConfigIssue(where, "header", shown, f"column(s) {', '.join(doubled)} appear twice")
+        )
     if issues:
         raise ConfigError(issues)
     instruments: list[Instrument] = []
@@ -276,7 +328,11 @@ def read_certificates(path: Path) -> list[Instrument]:
         line = reader.line_num
         row = _Row(name, line, dict(zip(header, cells, strict=False)))
         if len(cells) > len(header):
-            row.issue("", None, f"{len(cells)} cells but the header has {len(header)} columns; quote a value that holds a comma")
+            row.issue(
+                "",
+                None,
+                f"{len(cells)} cells but the header has {len(header)} columns; quote a value that holds a comma",
+            )
             issues.extend(row.issues)
             continue
         instrument = _parse_row(row)
@@ -292,7 +348,16 @@ def read_certificates(path: Path) -> list[Instrument]:
     if issues:
         raise ConfigError(issues)
     if not instruments:
-        raise ConfigError([ConfigIssue(name, "", None, "no instruments; one row per certificate, contract or offset after the header")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    name,
+                    "",
+                    None,
+                    "no instruments; one row per certificate, contract or offset after the header",
+                )
+            ]
+        )
     return instruments
 
 

@@ -65,7 +65,9 @@ def _totals(entries: list[LedgerEntry]) -> str:
     ]
     units: dict[str, float] = {}
     for entry in entries:
-        units[entry.instrument.unit] = units.get(entry.instrument.unit, 0.0) + entry.instrument.quantity
+        units[entry.instrument.unit] = (
+            units.get(entry.instrument.unit, 0.0) + entry.instrument.quantity
+        )
     amounts = [f"{units.get(unit, 0.0):,.6g} {unit}" for unit in ("MWh", "tCO2")]
     return f"{', '.join(kinds)}: {', '.join(amounts)}"
 
@@ -80,7 +82,9 @@ def import_certificates(
     ledger = _store(store, config)
     written = ledger.add_instruments(instruments)
     counts = ", ".join(f"{written[kind]} {_KIND_LABEL[kind]}" for kind in INSTRUMENT_KINDS)
-    console.print(f"[green]imported[/] {len(instruments)} instrument(s) ({counts}) into {ledger.safe_url}")
+    console.print(
+        f"[green]imported[/] {len(instruments)} instrument(s) ({counts}) into {ledger.safe_url}"
+    )
 
 
 def retire(
@@ -130,9 +134,13 @@ def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
 
 
 def ledger(
-    park: Annotated[str | None, typer.Option("--park", help="Only this park's instruments and retirements")] = None,
+    park: Annotated[
+        str | None, typer.Option("--park", help="Only this park's instruments and retirements")
+    ] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="gec, green_power or ccer")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON on stdout instead of a table")
+    ] = False,
     store: StoreOption = None,
     config: ConfigOption = None,
 ) -> None:
