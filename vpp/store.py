@@ -12,20 +12,29 @@ import json
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Column, DateTime, Text, UniqueConstraint, event, inspect, text
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint, event, inspect, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
 
+from vpp.carbon import (
+    INSTRUMENT_KINDS,
+    Instrument,
+    InstrumentKind,
+    LedgerEntry,
+    Retirement,
+    check_period,
+)
 from vpp.config.models import ParkConfig
-from vpp.errors import StoreError, StoreLockedError
+from vpp.errors import InputError, StoreError, StoreLockedError
 
 log = structlog.get_logger(__name__)
 
@@ -200,6 +209,45 @@ class SettlementRecord(SQLModel, table=True):
     degradation_cost: float
     net_revenue: float
     imbalance_mwh: float
+
+
+class InstrumentRecord(SQLModel, table=True):
+    """A certificate, green-power contract or offset in the ledger (:class:`vpp.carbon.Instrument`)."""
+
+    __tablename__ = "instruments"
+
+    id: str = Field(primary_key=True)  # the registry's id: unique across kinds
+    kind: str = Field(index=True)  # "gec" | "green_power" | "ccer"
+    vintage: int = Field(index=True)
+    quantity: float  # in ``unit``
+    unit: str  # "MWh" (gec, green_power) | "tCO2" (ccer)
+    price_per_unit: float  # [currency/unit]
+    currency: str
+    source: str
+    park_id: str | None = Field(default=None, foreign_key="parks.id", index=True)  # None: any park
+    delivery_start: dt.datetime | None = _utc_column(nullable=True)
+    delivery_end: dt.datetime | None = _utc_column(nullable=True)
+    imported_at: dt.datetime = _utc_column(nullable=False)
+
+
+class RetirementRecord(SQLModel, table=True):
+    """An instrument retired, whole, against one park's emissions of one month.
+
+    ``instrument_id`` is unique: the database itself refuses a second
+    retirement, so two writers racing past the check cannot both land.
+    """
+
+    __tablename__ = "retirements"
+    __table_args__ = (UniqueConstraint("instrument_id", name="uq_retirements_instrument"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: str = Field(foreign_key="instruments.id")
+    park_id: str = Field(foreign_key="parks.id", index=True)
+    period: str = Field(index=True)  # "YYYY-MM"
+    quantity: float  # the instrument's, in ``unit``
+    unit: str
+    retired_at: dt.datetime = _utc_column(nullable=False)
+    note: str = ""
 
 
 # --------------------------------------------------------------------------- store
@@ -386,6 +434,270 @@ class Store:
         if record is None:
             raise StoreError(f"park {park_id!r} is not enrolled")
         return ParkConfig.model_validate(json.loads(record.spec_json))
+
+    # ----------------------------------------------------------------------- carbon ledger
+
+    def add_instruments(self, instruments: Iterable[Instrument]) -> dict[str, int]:
+        """Write certificates, contracts and offsets to the ledger in one transaction.
+
+        Refused whole (:class:`InputError`, nothing written) when an id appears
+        twice in ``instruments`` or is already in the ledger, or when an
+        instrument names a park that is not enrolled. Returns the number
+        written per kind (every kind of :data:`INSTRUMENT_KINDS`, zeros included).
+        """
+        instruments = list(instruments)
+        if not instruments:
+            raise InputError("no instruments to import; give at least one")
+        counts = Counter(i.id for i in instruments)
+        doubled = sorted(ident for ident, n in counts.items() if n > 1)
+        if doubled:
+            raise InputError(f"instrument id(s) {_names(doubled)} given more than once; every id once; nothing imported")
+        now = utcnow()
+        with self.session() as session:
+            present = {r.id: r for r in _records_by_id(session, InstrumentRecord, list(counts))}
+            if present:
+                first = present[min(present)]
+                raise InputError(
+                    f"instrument id(s) {_names(sorted(present))} already in the ledger "
+                    f"(e.g. {first.id!r} imported {first.imported_at.isoformat(timespec='seconds')}); "
+                    "an instrument is imported once; remove those rows; nothing imported"
+                )
+            parks = set(session.exec(select(ParkRecord.id)))
+            unknown = sorted({i.park_id for i in instruments if i.park_id is not None} - parks)
+            if unknown:
+                owners = sorted(i.id for i in instruments if i.park_id in unknown)
+                raise InputError(
+                    f"park(s) {_names(unknown)} not enrolled (named by instrument(s) {_names(owners)}); "
+                    "enroll the park first (vpp enroll) or leave park_id empty; nothing imported"
+                )
+            for instrument in instruments:
+                session.add(
+                    InstrumentRecord(
+                        id=instrument.id,
+                        kind=instrument.kind,
+                        vintage=instrument.vintage,
+                        quantity=instrument.quantity,
+                        unit=instrument.unit,
+                        price_per_unit=instrument.price_per_unit,
+                        currency=instrument.currency,
+                        source=instrument.source,
+                        park_id=instrument.park_id,
+                        delivery_start=instrument.delivery_start,
+                        delivery_end=instrument.delivery_end,
+                        imported_at=now,
+                    )
+                )
+            try:
+                session.flush()
+            except IntegrityError as exc:  # another import landed the same id meanwhile
+                raise StoreError(
+                    f"store {self.safe_url}: import refused by the database ({_one_line(exc)}); "
+                    "another import wrote some of these ids meanwhile; nothing imported"
+                ) from exc
+        written: dict[str, int] = dict.fromkeys(INSTRUMENT_KINDS, 0)
+        written.update(Counter(i.kind for i in instruments))
+        log.info("instruments_imported", store=self.safe_url, **written)
+        return written
+
+    def instruments(
+        self,
+        *,
+        kind: str | None = None,
+        park_id: str | None = None,
+        vintage: int | None = None,
+        retired: bool | None = None,
+    ) -> list[LedgerEntry]:
+        """The ledger's instruments, by id, with their retirement if any.
+
+        ``park_id`` selects those belonging to the park or retired against it
+        (an instrument without a park is anybody's until retired); ``retired``
+        True/False selects retired/unretired ones; ``None`` filters nothing.
+        """
+        query = select(InstrumentRecord, RetirementRecord).outerjoin(
+            RetirementRecord,
+            RetirementRecord.instrument_id == InstrumentRecord.id,  # type: ignore[arg-type]
+        )
+        if kind is not None:
+            query = query.where(InstrumentRecord.kind == kind)
+        if vintage is not None:
+            query = query.where(InstrumentRecord.vintage == vintage)
+        if park_id is not None:
+            query = query.where(
+                or_(InstrumentRecord.park_id == park_id, RetirementRecord.park_id == park_id)  # type: ignore[arg-type]
+            )
+        if retired is True:
+            query = query.where(RetirementRecord.id.is_not(None))  # type: ignore[union-attr]
+        elif retired is False:
+            query = query.where(RetirementRecord.id.is_(None))  # type: ignore[union-attr]
+        with Session(self.engine) as session:
+            rows = list(session.exec(query.order_by(InstrumentRecord.id)))
+        return [_ledger_entry(instrument, retirement) for instrument, retirement in rows]
+
+    def retire(
+        self, park_id: str, period: str, instrument_ids: Iterable[str], *, note: str = ""
+    ) -> list[LedgerEntry]:
+        """Retire instruments, each whole, against ``park_id``'s emissions of ``period`` (YYYY-MM).
+
+        One transaction: every id is retired or none is. Refused
+        (:class:`InputError`, ledger unchanged) when the period is not a month,
+        the park is not enrolled, an id is not in the ledger, is already retired
+        (the message names it and the park and period it went to), belongs to
+        another park, or has a vintage after the period's year. The
+        unique ``retirements.instrument_id`` makes the database refuse a second
+        retirement that raced past these checks. Returns the retired entries.
+        """
+        check_period(period)
+        ids = list(instrument_ids)
+        if not ids:
+            raise InputError("no instrument ids given; name at least one to retire")
+        doubled = sorted(ident for ident, n in Counter(ids).items() if n > 1)
+        if doubled:
+            raise InputError(f"instrument id(s) {_names(doubled)} given more than once; nothing retired")
+        now = utcnow()
+        with self.session() as session:
+            if session.get(ParkRecord, park_id) is None:
+                raise InputError(f"park {park_id!r} is not enrolled; enroll it first (vpp enroll); nothing retired")
+            records = {r.id: r for r in _records_by_id(session, InstrumentRecord, ids)}
+            unknown = [ident for ident in ids if ident not in records]
+            if unknown:
+                raise InputError(
+                    f"instrument(s) {_names(unknown)} not in the ledger; import them first "
+                    "(vpp carbon import-certificates); nothing retired"
+                )
+            done = _retirements_of(session, ids)
+            if done:
+                raise InputError(_already_retired(done[0], len(done)))
+            foreign = [records[i] for i in ids if records[i].park_id not in (None, park_id)]
+            if foreign:
+                raise InputError(
+                    f"instrument {foreign[0].id!r} belongs to park {foreign[0].park_id!r}, not {park_id!r}"
+                    + (f" (and {len(foreign) - 1} more of other parks)" if len(foreign) > 1 else "")
+                    + "; nothing retired"
+                )
+            year = int(period[:4])
+            late = [records[i] for i in ids if records[i].vintage > year]
+            if late:
+                raise InputError(
+                    f"instrument {late[0].id!r}: vintage {late[0].vintage} is after period {period}; "
+                    "a certificate or offset cannot cover an earlier year's emissions; nothing retired"
+                )
+            retirements = [
+                RetirementRecord(
+                    instrument_id=ident,
+                    park_id=park_id,
+                    period=period,
+                    quantity=records[ident].quantity,
+                    unit=records[ident].unit,
+                    retired_at=now,
+                    note=note,
+                )
+                for ident in ids
+            ]
+            session.add_all(retirements)
+            try:
+                session.flush()
+            except IntegrityError as exc:  # another writer retired one of them since the check
+                session.rollback()
+                done = _retirements_of(session, ids)
+                if done:
+                    raise InputError(_already_retired(done[0], len(done))) from exc
+                raise StoreError(
+                    f"store {self.safe_url}: retirement refused by the database: {_one_line(exc)}; nothing retired"
+                ) from exc
+        log.info("instruments_retired", park=park_id, period=period, instruments=len(ids))
+        return [_ledger_entry(records[r.instrument_id], r) for r in retirements]
+
+    def retirements(
+        self, park_id: str | None = None, *, first: str | None = None, last: str | None = None
+    ) -> list[LedgerEntry]:
+        """Retired instruments with their retirement, by period then id.
+
+        ``park_id`` selects one park; ``first``/``last`` (YYYY-MM, inclusive)
+        bound the periods.
+        """
+        query = select(InstrumentRecord, RetirementRecord).join(
+            RetirementRecord,
+            RetirementRecord.instrument_id == InstrumentRecord.id,  # type: ignore[arg-type]
+        )
+        if park_id is not None:
+            query = query.where(RetirementRecord.park_id == park_id)
+        if first is not None:
+            query = query.where(RetirementRecord.period >= check_period(first, "first"))
+        if last is not None:
+            query = query.where(RetirementRecord.period <= check_period(last, "last"))
+        if first is not None and last is not None and first > last:
+            raise InputError(f"first period {first} is after last period {last}; give first <= last")
+        with Session(self.engine) as session:
+            rows = list(session.exec(query.order_by(RetirementRecord.period, InstrumentRecord.id)))
+        return [_ledger_entry(instrument, retirement) for instrument, retirement in rows]
+
+
+# --------------------------------------------------------------------------- ledger helpers
+
+_IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
+
+
+def _names(ids: list[str], shown: int = 5) -> str:
+    """``'a', 'b'`` and, past ``shown``, how many more."""
+    head = ", ".join(repr(i) for i in ids[:shown])
+    return head + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+def _records_by_id(session: Session, table: type[InstrumentRecord], ids: list[str]) -> list[InstrumentRecord]:
+    found: list[InstrumentRecord] = []
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        found += session.exec(select(table).where(table.id.in_(chunk)))  # type: ignore[attr-defined]
+    return found
+
+
+def _retirements_of(session: Session, ids: list[str]) -> list[RetirementRecord]:
+    found: list[RetirementRecord] = []
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        found += session.exec(
+            select(RetirementRecord).where(RetirementRecord.instrument_id.in_(chunk))  # type: ignore[attr-defined]
+        )
+    return sorted(found, key=lambda r: ids.index(r.instrument_id))
+
+
+def _already_retired(record: RetirementRecord, count: int) -> str:
+    more = f" (and {count - 1} more of those given)" if count > 1 else ""
+    return (
+        f"instrument {record.instrument_id!r} is already retired, to park {record.park_id!r} "
+        f"for {record.period} on {record.retired_at.isoformat(timespec='seconds')}{more}; "
+        "an instrument is retired once; nothing retired"
+    )
+
+
+def _ledger_entry(record: InstrumentRecord, retirement: RetirementRecord | None) -> LedgerEntry:
+    instrument = Instrument(
+        id=record.id,
+        kind=cast(InstrumentKind, record.kind),
+        vintage=record.vintage,
+        quantity=record.quantity,
+        price_per_unit=record.price_per_unit,
+        currency=record.currency,
+        source=record.source,
+        park_id=record.park_id,
+        delivery_start=record.delivery_start,
+        delivery_end=record.delivery_end,
+    )
+    return LedgerEntry(
+        instrument=instrument,
+        imported_at=record.imported_at,
+        retirement=None
+        if retirement is None
+        else Retirement(
+            instrument_id=retirement.instrument_id,
+            park_id=retirement.park_id,
+            period=retirement.period,
+            quantity=retirement.quantity,
+            unit=retirement.unit,
+            retired_at=retirement.retired_at,
+            note=retirement.note,
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- single-writer lock

@@ -15,6 +15,7 @@ import pickle
 import queue
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -169,21 +170,58 @@ def _snapshot(store: Store) -> dict[str, Any]:
         }
 
 
-def _corrupt(path: Path) -> None:
-    """Overwrite the second half of an SQLite file with garbage, as a bad disk would.
+#: The tables the running daemon keeps writing; _corrupt garbles the disk under them.
+_DAEMON_DATA = ("bids", "awards", "day_plans", "setpoints", "telemetry")
 
-    The header's change counter moves too (as any other writer's commit would), so
-    every connection rereads pages from the file instead of its cache.
+
+def _daemon_data_pages(path: Path) -> list[int] | None:
+    """The pages of the daemon's data tables and their indexes (SQLite's ``dbstat``), or None.
+
+    Naming the pages keeps the test independent of the file's layout: every table
+    the store creates (the carbon ledger's, say) moves where "the second half"
+    falls, and could leave the daemon's data untouched.
+    """
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        owners = {
+            name
+            for name, table in connection.execute("SELECT name, tbl_name FROM sqlite_master")
+            if table in _DAEMON_DATA
+        }
+        rows = connection.execute("SELECT name, pageno FROM dbstat").fetchall()
+    except sqlite3.OperationalError:  # a SQLite built without dbstat
+        return None
+    finally:
+        connection.close()
+    return sorted({page for name, page in rows if name in owners})
+
+
+def _corrupt(path: Path) -> None:
+    """Overwrite the pages of the daemon's data with garbage, as a bad disk would.
+
+    Without ``dbstat``, the second half of the file. The header's change counter
+    moves too (as any other writer's commit would), so every connection rereads
+    pages from the file instead of its cache.
     """
     size = path.stat().st_size
+    pages = _daemon_data_pages(path)
     with path.open("r+b") as handle:
+        handle.seek(16)  # the header's page size; 1 stands for 65536
+        (page_size,) = struct.unpack(">H", handle.read(2))
+        page_size = 65536 if page_size == 1 else page_size
+        garbage = b"\xde\xad\xbe\xef" * (page_size // 4)
         handle.seek(24)
         (counter,) = struct.unpack(">I", handle.read(4))
         handle.seek(24)
         handle.write(struct.pack(">I", counter + 1))
-        start = size // 2 // 4096 * 4096
-        handle.seek(start)
-        handle.write(b"\xde\xad\xbe\xef" * ((size - start) // 4))
+        if pages is None:
+            start = size // 2 // page_size * page_size
+            handle.seek(start)
+            handle.write(b"\xde\xad\xbe\xef" * ((size - start) // 4))
+            return
+        for page in pages:  # 1-based page numbers
+            handle.seek((page - 1) * page_size)
+            handle.write(garbage)
 
 
 # --------------------------------------------------------------------------- plans as data
