@@ -120,8 +120,6 @@ class BacktestResult:
     out_of_rule_prices: str | None = None
     #: The main run's carbon books (per park and interval, :mod:`vpp.carbon.accounting`).
     carbon: CarbonBooks | None = None
-    #: The internal carbon price the strategy charged on grid import [currency/tCO2].
-    carbon_price_per_t: float = 0.0
 
     def summary(self) -> dict[str, object]:
         p = self.main.portfolio
@@ -163,7 +161,6 @@ class BacktestResult:
         }
         if self.carbon is not None:
             out.update(self.carbon.summary())
-        out["carbon_price_per_t"] = self.carbon_price_per_t
         if self.out_of_rule_prices is not None:
             out["warning"] = (
                 "OUT-OF-RULE PRICES: revenue is computed on prices the market does not allow: "
@@ -558,7 +555,7 @@ def carbon_books(
                 timezone=market.timezone,
             )
         )
-    return CarbonBooks(tuple(books))
+    return CarbonBooks(tuple(books), carbon_price_per_t=options.strategy.carbon_price_per_t)
 
 
 # --------------------------------------------------------------------------- foresight
@@ -809,7 +806,6 @@ def run_backtest(
         baselines,
     )
     result.carbon = carbon_books(portfolio, prices, main, days, options)
-    result.carbon_price_per_t = options.strategy.carbon_price_per_t
     result.wall_time_s = time.perf_counter() - start
     result.out_of_rule_prices = out_of_rule
     log.info(

@@ -106,9 +106,9 @@ def _carbon_prices(values: list[float] | None) -> list[float]:
     out: list[float] = []
     for value in values or []:
         if not math.isfinite(value) or value < 0:
-            fail(f"--carbon-price-per-t = {value}: must be a finite number >= 0", 2)
+            fail(f"--carbon-price-per-t = {value}: must be a finite number >= 0")
         if value in out:
-            fail(f"--carbon-price-per-t = {value:g} is given twice; give each price once", 2)
+            fail(f"--carbon-price-per-t = {value:g} is given twice; give each price once")
         out.append(float(value))
     return out
 

@@ -52,7 +52,7 @@ def plan(
         except InputError as exc:
             fail(f"--solver: {exc}", exit_code(exc))
     if not math.isfinite(carbon_price_per_t) or carbon_price_per_t < 0:
-        fail(f"--carbon-price-per-t = {carbon_price_per_t}: must be a finite number >= 0", 2)
+        fail(f"--carbon-price-per-t = {carbon_price_per_t}: must be a finite number >= 0")
     check_plan_out(out)  # before the solve: an unwritable --out fails in a second
     cfg = load(config)
     try:
