@@ -78,7 +78,8 @@ def test_a_carbon_price_never_raises_emissions_nor_value(plans, day) -> None:  #
 
 def test_the_plan_reports_what_it_charged(plans) -> None:  # type: ignore[no-untyped-def]
     blind, priced = plans[(DAYS[1], 0.0)], plans[(DAYS[1], 500.0)]
-    assert blind.carbon_price_per_t == 0.0 and priced.carbon_price_per_t == 500.0
+    assert blind.carbon_price_per_t == 0.0
+    assert priced.carbon_price_per_t == 500.0
     # the objective of the carbon-blind plan holds no carbon cost
     assert priced.schedule.objective < priced.energy_revenue() - _wear(priced) + 1e-6
     by_hand = sum(

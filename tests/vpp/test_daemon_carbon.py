@@ -46,14 +46,17 @@ def test_an_overrun_budget_raises_an_alert_naming_hours_and_assets(tmp_path: Pat
     alerts = [e for e in logs if e["event"] == "carbon_budget_exceeded"]
     assert len(alerts) == 1, [e["event"] for e in logs if "carbon" in e["event"]]
     alert = alerts[0]
-    assert alert["park"] == "jinan-north" and alert["day"] == DAY.isoformat()
+    assert alert["park"] == "jinan-north"
+    assert alert["day"] == DAY.isoformat()
     assert alert["alert"] is True
     assert alert["budget_tco2"] == 1.5
     assert alert["emissions_tco2"] > 1.5
     assert alert["over_tco2"] == round(alert["emissions_tco2"] - 1.5, 4)
-    assert 1 <= len(alert["hours"]) <= 3 and all(h[2] == ":" for h in alert["hours"])
+    assert 1 <= len(alert["hours"]) <= 3
+    assert all(h[2] == ":" for h in alert["hours"])
     assets = {a.split()[0] for a in alert["assets"]}
-    assert assets and assets <= {a.id for a in cfg.parks["jinan-north"].assets}
+    assert assets
+    assert assets <= {a.id for a in cfg.parks["jinan-north"].assets}
     assert not [e for e in logs if e["event"] == "carbon_budget_met"]
     assert daemon.metrics.get("vpp_carbon_budget_exceeded_total", park="jinan-north") == 1
     assert daemon.metrics.get("vpp_park_emissions_tco2", park="jinan-north") > 1.5
