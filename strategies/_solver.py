@@ -432,8 +432,19 @@ class HotHighs:
             self._remember(cost, lower, upper, row_lower, row_upper)
         run_start = time.perf_counter()
         self.highs.run()
-        self.solve_s = time.perf_counter() - run_start
         status = self.highs.getModelStatus().name
+        if status not in ("kOptimal", "kInfeasible"):
+            # A warm start can stall on a degenerate basis (HiGHS says kUnknown): solve the
+            # same LP from scratch, then from a freshly passed model, before giving up.
+            log.info("hot_solve_retry", status=status)
+            self.highs.clearSolver()
+            self.highs.run()
+            status = self.highs.getModelStatus().name
+            if status not in ("kOptimal", "kInfeasible"):
+                self._pass_model(data, matrix)
+                self.highs.run()
+                status = self.highs.getModelStatus().name
+        self.solve_s = time.perf_counter() - run_start
         if status != "kOptimal":
             culprits = diagnose(self.builders) if status in (
                 "kInfeasible", "kUnboundedOrInfeasible") else []

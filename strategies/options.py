@@ -17,6 +17,7 @@ and :class:`vpp.config.models.SolverSettings`): an empty ``vpp.toml`` and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,8 @@ class StrategyOptions:
             (``cap``: capped; ``strict``: infeasible).
         parallel: parks solved in parallel for a day-ahead bid.
         forecaster_options: extra keyword arguments of the forecasters.
+        carbon_price_per_t: internal carbon price on grid import [currency/tCO2]
+            (:mod:`strategies.carbon`); 0: carbon-blind.
     """
 
     name: str = _SETTINGS.strategy
@@ -61,6 +64,7 @@ class StrategyOptions:
     energy_policy: EnergyPolicy = "cap"
     parallel: int = 1
     forecaster_options: Mapping[str, Any] = field(default_factory=dict)
+    carbon_price_per_t: float = _SETTINGS.carbon_price_per_t
 
     def __post_init__(self) -> None:
         if self.scenarios < 1:
@@ -70,6 +74,10 @@ class StrategyOptions:
         if self.deviation_penalty_per_mwh < 0:
             raise InputError(
                 f"deviation_penalty_per_mwh = {self.deviation_penalty_per_mwh}: must be >= 0"
+            )
+        if not math.isfinite(self.carbon_price_per_t) or self.carbon_price_per_t < 0:
+            raise InputError(
+                f"carbon_price_per_t = {self.carbon_price_per_t}: must be a finite number >= 0"
             )
 
     @classmethod
@@ -85,6 +93,7 @@ class StrategyOptions:
             reoptimise_every=settings.reoptimise_every,
             deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
             rt_forecaster=settings.rt_forecaster,
+            carbon_price_per_t=settings.carbon_price_per_t,
             solver=solver.name,
             time_limit_s=solver.time_limit_s,
         )

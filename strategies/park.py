@@ -23,6 +23,7 @@ import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
 from strategies.assets import AssetBlock, AssetModel, by_model
+from strategies.carbon import add_carbon_terms
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
 from vpp.config.models import ParkConfig
 from vpp.errors import InputError
@@ -140,6 +141,8 @@ class ParkModelRequest:
             parts, net_kw,
         )
         _add_grid_limits(model)
+        if request.inputs.carbon is not None:
+            model.emissions_tco2 = add_carbon_terms(model, request.inputs.carbon)
         return model
 
 
@@ -158,6 +161,8 @@ class ParkModel:
     builder: ModelBuilder
     parts: list[tuple[AssetModel[Any, Any], AssetBlock]]
     net_kw: cp.Expression
+    #: Expected scope 2 emissions [tCO2] when the inputs carry an active carbon signal.
+    emissions_tco2: cp.Expression | None = None
 
     def block(self, asset_type: str) -> Any:
         """The block of the type whose model's ``asset_type`` is ``asset_type``, or None."""

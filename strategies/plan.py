@@ -21,11 +21,13 @@ import pandas as pd
 import structlog
 
 from strategies._solver import DEFAULT_SOLVER, SolveStats
+from strategies.carbon import carbon_signal, import_emissions_tco2
 from strategies.foresight import perfect_foresight, realized_states
 from strategies.park import interval_hours
 from strategies.schedule import Schedule, idle_schedule
 from strategies.state import load_inputs
 from vpp import files
+from vpp.carbon.accounting import grid_factors
 from vpp.config.loader import ConfigSet
 from vpp.errors import InfeasibleError, InputError, SolverError
 from vpp.timeutil import day_intervals_utc, require_aware_index
@@ -48,10 +50,37 @@ class PlanResult:
     error: str | None
     constraint: str | None
     total_s: float
+    #: The internal carbon price of the objective [currency/tCO2] (0: carbon-blind).
+    carbon_price_per_t: float = 0.0
+    #: Grid intensity per interval [tCO2/MWh]; NaN where the market has no factor.
+    intensity_tco2_per_mwh: np.ndarray | None = None
 
     @property
     def stats(self) -> SolveStats | None:
         return self.schedule.stats
+
+    def _dt_h(self) -> np.ndarray:
+        index = self.schedule.index
+        if len(index) < 2:
+            return np.full(len(index), 0.25)
+        step_h = float(np.median(np.diff(index.as_unit("ns").asi8))) / 3.6e12
+        return np.full(len(index), step_h)
+
+    def energy_revenue(self) -> float:
+        """Revenue of the parks' net power at the plan's prices [currency]."""
+        net_kw = self.schedule.park_power_kw.sum(axis=1).to_numpy(float)
+        return float((net_kw * self._dt_h() / 1000.0 * self.prices.to_numpy(float)).sum())
+
+    def emissions_location_tco2(self) -> float | None:
+        """Scope 2 location-based emissions of the planned import [tCO2]; None without factors."""
+        intensity = self.intensity_tco2_per_mwh
+        if intensity is None or not np.isfinite(intensity).all():
+            return None
+        total = 0.0
+        for park_id in self.schedule.park_power_kw.columns:
+            net_kw = self.schedule.park_power_kw[park_id].to_numpy(float)
+            total += float(import_emissions_tco2(net_kw, self._dt_h(), intensity).sum())
+        return total
 
 
 def plan_day(
@@ -63,13 +92,19 @@ def plan_day(
     solver: str | None = None,
     price_column: str = "da_price",
     parallel: int = 1,
+    carbon_price_per_t: float = 0.0,
 ) -> PlanResult:
     """Optimal schedule of every park on ``market_id`` for local ``day`` at known prices.
 
     EV sessions are the realized ones of that day (the plan knows who comes).
     A solver failure yields the idle fallback with ``status`` ``infeasible`` or
     ``failed`` and the error (naming the constraint when infeasible).
+    ``carbon_price_per_t`` > 0 (or a park's ``carbon_budget``) charges the grid
+    import's emissions in the objective (:mod:`strategies.carbon`), at the
+    intensity of the price file's fundamentals -- known, like the prices.
     """
+    if not math.isfinite(carbon_price_per_t) or carbon_price_per_t < 0:
+        raise InputError(f"carbon_price_per_t = {carbon_price_per_t}: must be a finite number >= 0")
     start = time.perf_counter()
     if market_id not in config.markets:
         raise InputError(f"unknown market {market_id!r}; known: {', '.join(sorted(config.markets))}")
@@ -94,6 +129,16 @@ def plan_day(
         folder = config.park_files[park.id].parent if park.id in config.park_files else config.root
         inputs[park.id] = load_inputs(park, folder, index)
         states[park.id] = realized_states(park, folder, index)
+    factors = config.carbon.get(market.carbon_region or "")
+    for park in parks:
+        signal = carbon_signal(
+            park, index, rules.timezone, factors, price_per_t=carbon_price_per_t,
+            area=market.carbon_area, fundamentals=prices, market_id=market_id,
+        )
+        inputs[park.id] = inputs[park.id].with_carbon(signal)
+    intensity = grid_factors(
+        index, rules.timezone, factors, area=market.carbon_area, fundamentals=prices
+    ).intensity
     chosen = solver or config.settings.solver.name or DEFAULT_SOLVER
     status, error, constraint = "optimal", None, None
     try:
@@ -118,7 +163,7 @@ def plan_day(
              objective=schedule.objective, total_s=round(total, 3))
     return PlanResult(
         market_id, day, rules.timezone, rules.currency, price_column, series, schedule, status,
-        error, constraint, total,
+        error, constraint, total, carbon_price_per_t, intensity,
     )
 
 
@@ -193,7 +238,11 @@ def _write_plan_files(plan: PlanResult, out_dir: Path) -> None:
         "parks": list(schedule.park_power_kw.columns),
         "status": plan.status,
         "objective": _round(schedule.objective),
-        "objective_unit": f"{plan.currency} (revenue at the prices minus degradation cost)",
+        "objective_unit": f"{plan.currency} (revenue at the prices minus degradation cost"
+        + (" minus carbon cost)" if plan.carbon_price_per_t > 0 else ")"),
+        "energy_revenue": _round(plan.energy_revenue()),
+        "carbon_price_per_t": plan.carbon_price_per_t,
+        "emissions_location_tco2": _round(plan.emissions_location_tco2()),
         "solver": stats.solver if stats else None,
         "build_s": _round(stats.build_s) if stats else None,
         "compile_s": _round(stats.compile_s) if stats else None,

@@ -16,6 +16,7 @@ energy policy, the session table) lives with the EV model in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import pandas as pd
 import structlog
 
 from strategies.assets import InputsRequest, model_for
+from strategies.carbon import CarbonSignal
 from vpp.config.models import ParkConfig
 from vpp.errors import InputError
 from vpp.timeutil import require_aware, require_aware_index
@@ -87,13 +89,16 @@ class ParkInputs:
 
     ``pv_available_kw`` and ``baseline_kw`` map asset ids to arrays (T,) [kW >= 0];
     ``expected_sessions`` maps EV hub ids to expected sessions (columns of
-    :data:`KNOWN_SESSION_COLUMNS` plus ``weight`` in (0, 1]).
+    :data:`KNOWN_SESSION_COLUMNS` plus ``weight`` in (0, 1]); ``carbon`` the
+    carbon price and budget of the objective (:class:`strategies.carbon.CarbonSignal`).
     """
 
     index: pd.DatetimeIndex
     pv_available_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
     baseline_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
     expected_sessions: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    #: The carbon price and budget the objective charges (:mod:`strategies.carbon`); None: none.
+    carbon: CarbonSignal | None = None
 
     def __post_init__(self) -> None:
         require_aware_index(self.index, "index")
@@ -102,6 +107,17 @@ class ParkInputs:
                 raise InputError(
                     f"input for {name} has shape {np.shape(series)}, want ({len(self.index)},)"
                 )
+        if self.carbon is not None and self.carbon.intensity_tco2_per_mwh.shape != (
+            len(self.index),
+        ):
+            raise InputError(
+                f"carbon intensity has {len(self.carbon.intensity_tco2_per_mwh)} values, "
+                f"want {len(self.index)}"
+            )
+
+    def with_carbon(self, carbon: CarbonSignal | None) -> ParkInputs:
+        """These inputs with the carbon signal ``carbon`` (None: carbon-blind)."""
+        return dataclasses.replace(self, carbon=carbon)
 
     def window(self, start: int) -> ParkInputs:
         """The inputs from interval ``start`` to the end of the horizon."""
@@ -110,6 +126,7 @@ class ParkInputs:
             {k: np.asarray(v)[start:] for k, v in self.pv_available_kw.items()},
             {k: np.asarray(v)[start:] for k, v in self.baseline_kw.items()},
             self.expected_sessions,
+            None if self.carbon is None else self.carbon.window(start),
         )
 
 
@@ -135,7 +152,7 @@ def load_inputs(
     if decision_time is not None:
         require_aware(decision_time, "decision_time")
     request = InputsRequest(config_dir, index, park.timezone, decision_time, expected_weeks)
-    fields: dict[str, dict[str, Any]] = {
+    fields: dict[str, Any] = {
         "pv_available_kw": {}, "baseline_kw": {}, "expected_sessions": {}
     }
     for asset in park.assets:

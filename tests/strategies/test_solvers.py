@@ -85,3 +85,39 @@ def test_highs_prints_no_banner() -> None:
     assert result.stdout.strip().endswith("done")
     assert "Running HiGHS" not in result.stdout + result.stderr
     assert "Copyright" not in result.stdout + result.stderr
+
+
+def test_a_stalled_warm_start_is_solved_again_from_scratch() -> None:
+    """HiGHS can stop a warm-started re-solve with kUnknown (seen with carbon-priced real
+    time); the persistent model then re-solves cold and answers the right optimum. The
+    stall is forced on a real HiGHS by a one-iteration limit on the warm run only."""
+    import cvxpy as cp
+
+    from strategies._solver import HotHighs
+
+    x = cp.Variable(3, nonneg=True)
+    price = cp.Parameter(3, value=np.array([1.0, 2.0, 3.0]))
+    problem = cp.Problem(cp.Minimize(price @ x + cp.sum(cp.pos(1 - x))), [cp.sum(x) >= 2, x <= 5])
+    hot = HotHighs(problem)
+    hot.solve()
+    price.value = np.array([3.0, 2.0, -1.0])
+    highs = hot.highs
+    real_run = highs.run
+    calls = []
+
+    def stalled_then_real() -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            highs.setOptionValue("simplex_iteration_limit", 0)
+            out = real_run()
+            highs.setOptionValue("simplex_iteration_limit", 2**31 - 1)
+            return out
+        return real_run()
+
+    highs.run = stalled_then_real
+    stats = hot.solve()
+    assert len(calls) >= 2
+    assert stats.status.value == "optimal"
+    reference = cp.Problem(problem.objective, problem.constraints)
+    reference.solve(solver=cp.HIGHS)
+    assert problem.value == pytest.approx(reference.value, abs=1e-7)

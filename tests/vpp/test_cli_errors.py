@@ -193,6 +193,33 @@ CASES: dict[str, Case] = {
                       "--out", str(_file(t).parent)], 1,
         r"holds files that are not part of this output \(plain.txt\)",
     ),
+    "plan-negative-carbon-price": (
+        lambda t, p: ["plan", "-c", C, "--prices", str(p), "--day", "2025-05-20",
+                      "--carbon-price-per-t", "-5", "--out", str(t / "plan")], 1,
+        r"--carbon-price-per-t = -5.0: must be a finite number >= 0",
+    ),
+    "backtest-negative-carbon-price": (
+        lambda t, p: ["backtest", "-c", C, "--prices", str(t / "none.csv"),
+                      "--carbon-price-per-t", "-1", "--out", str(t / "bt")], 1,
+        r"--carbon-price-per-t = -1.0: must be a finite number >= 0",
+    ),
+    "backtest-nan-carbon-price": (
+        lambda t, p: ["backtest", "-c", C, "--prices", str(t / "none.csv"),
+                      "--carbon-price-per-t", "nan", "--out", str(t / "bt")], 1,
+        r"--carbon-price-per-t = nan: must be a finite number >= 0",
+    ),
+    "backtest-carbon-price-twice": (
+        lambda t, p: ["backtest", "-c", C, "--prices", str(t / "none.csv"),
+                      "--carbon-price-per-t", "100", "--carbon-price-per-t", "100",
+                      "--out", str(t / "bt")], 1,
+        r"--carbon-price-per-t = 100 is given twice; give each price once",
+    ),
+    "backtest-sweep-out-holds-other-files": (
+        lambda t, p: ["backtest", "-c", C, "--prices", str(t / "none.csv"),
+                      "--carbon-price-per-t", "0", "--carbon-price-per-t", "100",
+                      "--out", str(_file(t).parent)], 1,
+        r"holds files that are not part of this output \(plain.txt\)",
+    ),
     "log-level-unknown": (
         lambda t, p: ["--log-level", "LOUD", "parks", "-c", C], 1,
         r"--log-level 'LOUD': must be one of DEBUG, INFO",

@@ -81,6 +81,7 @@ def _park() -> dict[str, Any]:
         "market": "test-market",
         "timezone": "Asia/Shanghai",
         "grid": {"import_limit_kw": 8000.0, "export_limit_kw": 5000.0},
+        "carbon_budget": {"daily_tco2": 12.0, "penalty_per_t": 1000.0},
         "fuels": [
             {
                 "name": "natural gas",

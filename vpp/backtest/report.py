@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +189,19 @@ def _carbon_section(summary: Mapping[str, Any], image: Path | None) -> str:
         + "</tr>"
         for park, values in parks.items()
     )
+    side = ""
+    if "emissions_location_tco2" in summary:
+        price = float(summary.get("carbon_price_per_t") or 0.0)
+        emissions = summary.get("emissions_location_tco2")
+        cost = price * float(emissions) if isinstance(emissions, (int, float)) else None
+        side = (
+            "<table><tr><th>internal carbon price</th><th>net revenue</th>"
+            "<th>emissions (location, interval)</th><th>carbon cost at that price</th></tr>"
+            f"<tr><td>{html.escape(_fmt(price))} per tCO2</td>"
+            f"<td>{html.escape(_fmt(summary.get('net_revenue')))}</td>"
+            f"<td>{html.escape(_fmt(emissions))} tCO2</td>"
+            f"<td>{html.escape(_fmt(cost))}</td></tr></table>"
+        )
     header = ""
     if parks:
         names = next(iter(parks.values())).keys()
@@ -199,10 +212,56 @@ estimate from the published fundamentals where the price file has them, the annu
 otherwise) and with the annual factor; market-based with certificates matched first, then the
 residual factor. Export does not reduce scope 2; on-site PV consumed on site counts zero.
 Electricity at {html.escape("GB/T 2589-2020 当量值 0.1229 kgce/kWh")}. See docs/carbon.md.</p>
+{side}
 <table>{rows}</table>
 <table>{header}{park_rows}</table>
 {_figure(image) if image is not None else ""}
 """
+
+
+SWEEP_FILES = ("carbon_sweep.csv", "carbon_sweep.png")
+"""The files a carbon-price sweep writes next to its runs' folders."""
+
+SWEEP_COLUMNS = (
+    "carbon_price_per_t", "net_revenue", "emissions_location_tco2",
+    "emissions_location_annual_tco2", "emissions_market_tco2", "flexibility_capture_ratio",
+    "folder",
+)
+
+
+def sweep_folder(price_per_t: float) -> str:
+    """The sub-folder of one run of a carbon-price sweep, e.g. ``carbon_price_200``."""
+    return f"carbon_price_{price_per_t:g}".replace(".", "_")
+
+
+def write_carbon_sweep(
+    summaries: Sequence[Mapping[str, Any]], out: Path, currency: str
+) -> list[Path]:
+    """``carbon_sweep.csv`` (one row per price) and a plot of revenue against emissions."""
+    rows = pd.DataFrame(
+        [
+            {
+                **{k: s.get(k) for k in SWEEP_COLUMNS if k != "folder"},
+                "folder": sweep_folder(float(s.get("carbon_price_per_t") or 0.0)),
+            }
+            for s in summaries
+        ],
+        columns=list(SWEEP_COLUMNS),
+    )
+    csv_path, png_path = out / SWEEP_FILES[0], out / SWEEP_FILES[1]
+    write_csv(csv_path, rows)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = pd.to_numeric(rows["emissions_location_tco2"], errors="coerce")
+    y = pd.to_numeric(rows["net_revenue"], errors="coerce")
+    ax.plot(x, y, marker="o")
+    for price, xi, yi in zip(rows["carbon_price_per_t"], x, y, strict=True):
+        ax.annotate(f"{float(price):g}", (xi, yi), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("scope 2 location-based emissions [tCO2]")
+    ax.set_ylabel(f"net revenue [{currency}]")
+    ax.set_title("Revenue against emissions by internal carbon price [per tCO2]")
+    ax.grid(alpha=0.3)
+    _save(fig, png_path)
+    return [csv_path, png_path]
 
 
 def write_html(

@@ -555,7 +555,7 @@ def carbon_books(
                 timezone=market.timezone,
             )
         )
-    return CarbonBooks(tuple(books))
+    return CarbonBooks(tuple(books), carbon_price_per_t=options.strategy.carbon_price_per_t)
 
 
 # --------------------------------------------------------------------------- foresight

@@ -57,6 +57,14 @@ def backtest(
         bool, typer.Option(help="Also run persistence and no-flexibility baselines")
     ] = True,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder")] = None,
+    carbon_price_per_t: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--carbon-price-per-t",
+            help="Internal carbon price on grid import [currency/tCO2] [default: [backtest] "
+            "carbon_price_per_t]; repeat it for a sweep (one run per price, carbon_sweep.csv/png)",
+        ),
+    ] = None,
 ) -> None:
     """Backtest a strategy on a canonical price file; write summary, CSVs, plots and report.html."""
     from vpp.backtest.report import check_out, write_backtest
@@ -73,13 +81,93 @@ def backtest(
     if price_path is None:
         fail("no price file: pass --prices or set [backtest] prices in vpp.toml")
     out_dir = out or (cfg.root / settings.out)
-    check_out(out_dir)
+    prices_per_t = _carbon_prices(carbon_price_per_t)
+    if len(prices_per_t) > 1:
+        _check_sweep_out(out_dir, prices_per_t)
+    else:
+        check_out(out_dir)
     frame, portfolio, days = _load_days(cfg, price_path, first, last)
     options = _options(cfg, names, reoptimise_every, baselines, price_path)
+    if prices_per_t:
+        options = _with_carbon_price(options, prices_per_t[0])
+    if len(prices_per_t) > 1:
+        _sweep(portfolio, frame, days, options, prices_per_t, out_dir)
+        return
     result = _run_with_progress(portfolio, frame, days, options)
     files = write_backtest(result, out_dir)
     _print_summary(result.summary())
     console.print(f"wrote {len(files)} files to {out_dir} (open {out_dir / 'report.html'})")
+
+
+def _carbon_prices(values: list[float] | None) -> list[float]:
+    """The ``--carbon-price-per-t`` values, each finite and >= 0, no repeats (one line otherwise)."""
+    import math
+
+    out: list[float] = []
+    for value in values or []:
+        if not math.isfinite(value) or value < 0:
+            fail(f"--carbon-price-per-t = {value}: must be a finite number >= 0")
+        if value in out:
+            fail(f"--carbon-price-per-t = {value:g} is given twice; give each price once")
+        out.append(float(value))
+    return out
+
+
+def _with_carbon_price(options: BacktestOptions, price_per_t: float) -> BacktestOptions:
+    import dataclasses
+
+    return dataclasses.replace(
+        options, strategy=options.strategy.replace(carbon_price_per_t=price_per_t)
+    )
+
+
+def _check_sweep_out(out_dir: Path, prices_per_t: list[float]) -> None:
+    """A sweep's folder holds only its files and one run folder per price (each refusable)."""
+    from vpp import files
+    from vpp.backtest.report import SWEEP_FILES, check_out, sweep_folder
+
+    folders = [sweep_folder(p) for p in prices_per_t]
+    try:
+        files.check_output_folder(out_dir, (*SWEEP_FILES, *folders))
+    except VppError as exc:
+        fail_on(exc)
+    for folder in folders:
+        check_out(out_dir / folder)
+
+
+def _sweep(
+    portfolio: MarketPortfolio,
+    frame: PriceFrame,
+    days: list[dt.date],
+    options: BacktestOptions,
+    prices_per_t: list[float],
+    out_dir: Path,
+) -> None:
+    """One run per carbon price, each in its folder, then the sweep's table and plot."""
+    from vpp.backtest.report import sweep_folder, write_backtest, write_carbon_sweep
+
+    summaries = []
+    for price in prices_per_t:
+        result = _run_with_progress(portfolio, frame, days, _with_carbon_price(options, price))
+        write_backtest(result, out_dir / sweep_folder(price))
+        summaries.append(result.summary())
+    try:
+        paths = write_carbon_sweep(summaries, out_dir, frame.currency)
+    except VppError as exc:
+        fail_on(exc)
+    table = Table(title=f"Carbon price sweep {portfolio.market.id} ({frame.currency})")
+    for name in ("carbon price / t", "net revenue", "emissions tCO2", "capture"):
+        table.add_column(name, justify="right")
+    for s in summaries:
+        emissions = s.get("emissions_location_tco2")
+        capture = s.get("flexibility_capture_ratio")
+        table.add_row(
+            f"{s['carbon_price_per_t']:g}", f"{s['net_revenue']:,.2f}",
+            "-" if emissions is None else f"{emissions:,.3f}",
+            "-" if capture is None else f"{capture:.3f}",
+        )
+    console.print(table)
+    console.print(f"wrote {paths[0]}, {paths[1]} and {len(summaries)} run folders to {out_dir}")
 
 
 @dataclass(frozen=True)
@@ -216,6 +304,7 @@ SUMMARY_ROWS = (
     "emissions_market_tco2",
     "carbon_intensity_tco2_per_tce",
     "clean_energy_share",
+    "carbon_price_per_t",
     "solve_time_s",
     "wall_time_s",
 )

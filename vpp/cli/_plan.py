@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,13 @@ def plan(
     price_column: Annotated[
         str, typer.Option("--price-column", help="Price column to plan against")
     ] = "da_price",
+    carbon_price_per_t: Annotated[
+        float,
+        typer.Option(
+            "--carbon-price-per-t",
+            help="Internal carbon price on grid import [currency/tCO2]; 0: carbon-blind",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write the optimal schedule for DAY: per asset and per park (CSV) and plan.json."""
     from market_replay import read_prices
@@ -43,24 +51,30 @@ def plan(
             solver = check_solver(solver)
         except InputError as exc:
             fail(f"--solver: {exc}", exit_code(exc))
+    if not math.isfinite(carbon_price_per_t) or carbon_price_per_t < 0:
+        fail(f"--carbon-price-per-t = {carbon_price_per_t}: must be a finite number >= 0")
     check_plan_out(out)  # before the solve: an unwritable --out fails in a second
     cfg = load(config)
     try:
         frame = read_prices(prices)
         result = plan_day(
             cfg, frame.frame, delivery_day, frame.market_id, solver=solver,
-            price_column=price_column,
+            price_column=price_column, carbon_price_per_t=carbon_price_per_t,
         )
         paths = write_plan(result, out)
     except VppError as exc:
         fail_on(exc)
     table = Table(title=f"Plan {frame.market_id} {delivery_day.isoformat()}")
-    for name in ("status", "objective", "build s", "solve s", "total s"):
+    for name in ("status", "objective", "energy revenue", "emissions tCO2", "build s",
+                 "solve s", "total s"):
         table.add_column(name, justify="right")
     stats = result.stats
+    emissions = result.emissions_location_tco2()
     table.add_row(
         result.status,
         f"{result.schedule.objective:,.2f} {result.currency}",
+        f"{result.energy_revenue():,.2f} {result.currency}",
+        "-" if emissions is None else f"{emissions:,.3f}",
         f"{stats.build_s:.3f}" if stats else "-",
         f"{stats.solve_s:.3f}" if stats else "-",
         f"{result.total_s:.3f}",

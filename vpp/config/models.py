@@ -107,6 +107,22 @@ class FuelSpec(Spec):
         return (self.quantity_per_year or 0.0) * days / 365.0
 
 
+class CarbonBudget(Spec):
+    """A park's daily emission budget (``[carbon_budget]`` of the park file).
+
+    The strategy keeps the day's scope 2 location-based emissions under
+    ``daily_tco2`` where it can (each tonne above costs ``penalty_per_t`` in
+    its objective, see :mod:`strategies.carbon`), and the daemon alerts on
+    every settled day above it, naming the hours and assets that drove it.
+    """
+
+    daily_tco2: float = Field(gt=0, le=1e6, description="Emissions budget per local day [tCO2]")
+    penalty_per_t: float = Field(
+        1000.0, ge=0, le=1e6,
+        description="Objective cost of each tonne above the budget [currency/tCO2]",
+    )
+
+
 class ParkConfig(Spec):
     """One industrial park: its grid connection and flexible assets."""
 
@@ -118,6 +134,9 @@ class ParkConfig(Spec):
     assets: list[AssetSpec] = Field(min_length=1)
     fuels: list[FuelSpec] = Field(
         default_factory=list, description="On-site fuels burnt (scope 1); none by default"
+    )
+    carbon_budget: CarbonBudget | None = Field(
+        None, description="Daily emission budget (scope 2 location-based); none by default"
     )
 
     _tz = field_validator("timezone")(_check_timezone)
@@ -365,6 +384,11 @@ class StrategySettings(Spec):
     rt_forecaster: str | None = Field(
         None,
         description="Forecaster of real-time prices; default: the published day-ahead price",
+    )
+    carbon_price_per_t: float = Field(
+        0.0, ge=0, le=1e5,
+        description="Internal carbon price charged on grid import in the objective "
+        "[currency/tCO2]; 0: carbon-blind",
     )
 
 

@@ -736,6 +736,12 @@ class Daemon:
             self.metrics.set(
                 "vpp_settlement_net_revenue", float(row["net_revenue"]), park=str(row["park_id"])
             )
+            if "carbon_budget_over_tco2" in row:
+                park = str(row["park_id"])
+                self.metrics.set("vpp_park_emissions_tco2", row["emissions_location_tco2"],
+                                 park=park)
+                if row["carbon_budget_over_tco2"] > 0:
+                    self.metrics.inc("vpp_carbon_budget_exceeded_total", park=park)
         log.info(
             "day_settled",
             market=market_id,

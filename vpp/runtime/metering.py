@@ -34,6 +34,7 @@ from sqlmodel import select
 
 from vpp.assets import ASSET_TYPES
 from vpp.portfolio import capability
+from vpp.runtime.carbon_budget import check_budgets
 from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
 from vpp.runtime.settlement import settle_parks, settlement_prices
 from vpp.store import SettlementRecord, Store, TelemetryRecord
@@ -416,6 +417,15 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
     for row in rows:  # what the meters needed (also logged): none on a healthy day
         row["meter_resets"] = sum(n for k, n in meters.resets.items() if k[0] == row["park_id"])
         row["meter_faults"] = sum(n for k, n in meters.faults.items() if k[0] == row["park_id"])
+    checks = {
+        c.park_id: c
+        for c in check_budgets(operator.portfolio, energy, index, day, operator.data.history())
+    }
+    for row in rows:  # the daemon exports these as metrics; the settlement table ignores them
+        check = checks.get(str(row["park_id"]))
+        if check is not None:
+            row["emissions_location_tco2"] = check.emissions_tco2
+            row["carbon_budget_over_tco2"] = check.over_tco2
     _store_settlement(store, operator.market.id, day, rows)
     return rows
 

@@ -39,6 +39,7 @@ from strategies import (
     Strategy,
     load_inputs,
 )
+from strategies.carbon import carbon_signal
 from strategies.registry import IdleStrategy
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
 from vpp.awards import IntervalAward, portfolio_award_kw
@@ -229,12 +230,29 @@ class Operator:
         return plan
 
     def _inputs(self, index: pd.DatetimeIndex, decision_time: dt.datetime) -> dict[str, ParkInputs]:
-        return {
+        """Each park's inputs as forecast at ``decision_time``, with its carbon signal.
+
+        The carbon signal (:mod:`strategies.carbon`; only with a carbon price or
+        a park budget) takes the grid intensity from the fundamentals the market
+        has published by now (:meth:`MarketData.history`), never later ones.
+        """
+        inputs = {
             p.id: load_inputs(
                 p, self.portfolio.config_dirs[p.id], index, decision_time=decision_time
             )
             for p in self.portfolio.parks
         }
+        price_per_t = self.strategy.options.carbon_price_per_t
+        if price_per_t <= 0 and all(p.carbon_budget is None for p in self.portfolio.parks):
+            return inputs
+        history = self.data.history()
+        for park in self.portfolio.parks:
+            signal = carbon_signal(
+                park, index, self.timezone, self.portfolio.carbon, price_per_t=price_per_t,
+                area=self.market.carbon_area, fundamentals=history, market_id=self.market.id,
+            )
+            inputs[park.id] = inputs[park.id].with_carbon(signal)
+        return inputs
 
     def _features(self, history: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DataFrame | None:
         columns = [
