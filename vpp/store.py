@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -209,6 +209,30 @@ class SettlementRecord(SQLModel, table=True):
     degradation_cost: float
     net_revenue: float
     imbalance_mwh: float
+
+
+class CarbonIntervalRecord(SQLModel, table=True):
+    """One park's metered grid flows and grid factors of one interval (the carbon books).
+
+    Written by the daemon with each settled day (:mod:`vpp.runtime.carbon_budget`),
+    read by ``vpp carbon report``.
+    """
+
+    __tablename__ = "carbon_intervals"
+    __table_args__ = (UniqueConstraint("market_id", "park_id", "interval_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    market_id: str
+    park_id: str = Field(index=True)
+    delivery_day: dt.date = Field(index=True)
+    interval_start: dt.datetime = _utc_column(nullable=False, index=True)
+    import_mwh: float
+    export_mwh: float
+    onsite_renewable_mwh: float
+    intensity_tco2_per_mwh: float | None
+    intensity_estimated: bool
+    annual_factor_tco2_per_mwh: float | None
+    residual_factor_tco2_per_mwh: float | None
 
 
 class InstrumentRecord(SQLModel, table=True):
@@ -606,6 +630,38 @@ class Store:
                 ) from exc
         log.info("instruments_retired", park=park_id, period=period, instruments=len(ids))
         return [_ledger_entry(records[r.instrument_id], r) for r in retirements]
+
+    def record_carbon_intervals(
+        self, market_id: str, day: dt.date, rows: Sequence[CarbonIntervalRecord]
+    ) -> None:
+        """Replace the market's carbon interval rows of ``day`` by ``rows`` (one transaction)."""
+        with self.session() as session:
+            old = session.exec(
+                select(CarbonIntervalRecord).where(
+                    CarbonIntervalRecord.market_id == market_id,
+                    CarbonIntervalRecord.delivery_day == day,
+                )
+            )
+            for record in old:
+                session.delete(record)
+            session.flush()
+            session.add_all(list(rows))
+
+    def carbon_intervals(
+        self, park_id: str, first: dt.date, last: dt.date
+    ) -> list[CarbonIntervalRecord]:
+        """The park's carbon interval rows of delivery days ``first`` .. ``last``, by interval."""
+        query = (
+            select(CarbonIntervalRecord)
+            .where(
+                CarbonIntervalRecord.park_id == park_id,
+                CarbonIntervalRecord.delivery_day >= first,
+                CarbonIntervalRecord.delivery_day <= last,
+            )
+            .order_by(CarbonIntervalRecord.interval_start)  # type: ignore[arg-type]
+        )
+        with Session(self.engine) as session:
+            return list(session.exec(query))
 
     def retirements(
         self, park_id: str | None = None, *, first: str | None = None, last: str | None = None

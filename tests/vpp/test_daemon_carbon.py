@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
@@ -60,3 +61,22 @@ def test_an_overrun_budget_raises_an_alert_naming_hours_and_assets(tmp_path: Pat
     assert not [e for e in logs if e["event"] == "carbon_budget_met"]
     assert daemon.metrics.get("vpp_carbon_budget_exceeded_total", park="jinan-north") == 1
     assert daemon.metrics.get("vpp_park_emissions_tco2", park="jinan-north") > 1.5
+    # The settled day's carbon books are in the store; `vpp carbon report` reads them.
+    import json
+
+    from typer.testing import CliRunner
+
+    from vpp.cli import app
+
+    assert len(store.carbon_intervals("jinan-north", DAY, DAY)) == 96
+    assert len(store.carbon_intervals("qingdao-logistics", DAY, DAY)) == 96
+    result = CliRunner().invoke(app, [
+        "--log-level", "ERROR", "carbon", "report", "-c", str(cfg.root), "--store",
+        f"sqlite:///{tmp_path / 'daemon.db'}", "--park", "jinan-north", "--start",
+        DAY.isoformat(), "--end", DAY.isoformat(), "--json",
+    ])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["intervals"] == 96
+    assert report["scope2_location_tco2"] == pytest.approx(alert["emissions_tco2"], abs=1e-3)
+    assert report["source"].startswith("store sqlite:///")

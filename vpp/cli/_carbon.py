@@ -1,7 +1,8 @@
 """``vpp carbon``: the ledger of certificates, green-power contracts and offsets.
 
-Commands: ``import-certificates``, ``retire``, ``ledger``. ``report`` (the
-park indicator and scope 2 both ways) joins this group later.
+Commands: ``import-certificates``, ``retire``, ``ledger``, and ``report`` (one
+park's indicator, scope 1 and 2 both ways, certificates and offsets retired,
+the gap to the threshold, from the daemon's store or a backtest folder).
 
 The store is the one of ``--config`` (``[store] url`` or ``VPP_DATABASE_URL``,
 as for ``vpp enroll``), or ``--store URL``, which overrides both.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -188,6 +190,106 @@ def ledger(
     )
 
 
+def report(
+    park: Annotated[str, typer.Option("--park", help="The park to report on")],
+    start: Annotated[str, typer.Option("--start", help="First local day YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--end", help="Last local day YYYY-MM-DD")],
+    backtest: Annotated[
+        Path | None,
+        typer.Option("--backtest", help="A backtest output folder (its carbon.csv) instead of "
+                     "the daemon's store"),
+    ] = None,
+    matching: Annotated[
+        str, typer.Option("--matching", help="Certificate matching: hourly or annual")
+    ] = "hourly",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON on stdout instead of a table")
+    ] = False,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """One park's carbon over a period: the 单位能耗碳排放 indicator and its gap to the threshold,
+    scope 1 and scope 2 both ways, certificates and offsets retired, the clean-energy share."""
+    from vpp.carbon.accounting import MATCHING_RULES
+    from vpp.carbon.report import COLUMNS, park_report, read_backtest_intervals
+    from vpp.cli._common import parse_day
+
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if first > last:
+        fail(f"--start {first} is after --end {last}; give --start <= --end")
+    check_name("--matching", matching, MATCHING_RULES)
+    cfg = load(config)
+    if park not in cfg.parks:
+        fail(f"--park {park!r}: unknown park; known: {', '.join(sorted(cfg.parks)) or 'none'}")
+    spec = cfg.parks[park]
+    ledger_store = _store(store, config)
+    try:
+        if backtest is not None:
+            frame = read_backtest_intervals(backtest)
+            frame = frame[frame["park_id"] == park]
+            source = f"{backtest / 'carbon.csv'}"
+        else:
+            rows = ledger_store.carbon_intervals(park, first, last)
+            frame = pd.DataFrame(
+                [{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=list(COLUMNS),
+                index=pd.DatetimeIndex(
+                    [r.interval_start for r in rows], name="interval_start", tz="UTC"
+                ),
+            )
+            source = f"store {ledger_store.safe_url}"
+        retired = ledger_store.retirements(
+            park, first=f"{first:%Y-%m}", last=f"{last:%Y-%m}"
+        )
+        result = park_report(
+            spec, frame, first, last, source=source, retired=retired, matching=matching
+        )
+    except VppError as exc:
+        fail_on(exc)
+    data = result.as_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    _print_report(data)
+
+
+def _print_report(data: dict[str, Any]) -> None:
+    def num(key: str, unit: str = "", digits: int = 3) -> str:
+        value = data.get(key)
+        return "-" if value is None else f"{value:,.{digits}f}{(' ' + unit) if unit else ''}"
+
+    table = Table(title=f"Carbon {data['park_id']} {data['start']} to {data['end']}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    passes = data["passes"]
+    verdict = "-" if passes is None else ("within the threshold" if passes else "ABOVE the threshold")
+    rows = [
+        ("单位能耗碳排放 indicator", num("carbon_intensity_tco2_per_tce", "tCO2/tce", 4)
+         + f" ({data['carbon_intensity_basis'] or '-'}-based)"),
+        ("threshold", num("threshold_tco2_per_tce", "tCO2/tce", 2) + f" -- {data['threshold']}"),
+        ("gap to threshold", num("gap_tco2_per_tce", "tCO2/tce", 4) + f" ({verdict})"),
+        ("clean-energy share", num("clean_energy_share", "", 4)
+         + f" (guide {data['clean_energy_share_guide']:.2f})"),
+        ("energy use", num("energy_tce", "tce") + f" (~{data['annual_energy_tce']:,.0f} tce/yr)"),
+        ("grid import / export", f"{num('import_mwh', 'MWh')} / {num('export_mwh', 'MWh')}"),
+        ("on-site renewable", num("onsite_renewable_mwh", "MWh")),
+        ("scope 1", num("scope1_tco2", "tCO2")),
+        ("scope 2 location (interval intensity)", num("scope2_location_tco2", "tCO2")),
+        ("scope 2 location (annual factor)", num("scope2_location_annual_tco2", "tCO2")),
+        ("scope 2 market-based", num("scope2_market_tco2", "tCO2")
+         + (f" ({data['scope2_market_reason']})" if data.get("scope2_market_reason") else "")),
+        (f"certificates retired / matched ({data['matching']})",
+         f"{num('certificates_retired_mwh', 'MWh')} / {num('certificates_matched_mwh', 'MWh')}"),
+        ("offsets retired (CCER)", num("offsets_retired_tco2", "tCO2")),
+        ("gross emissions / net of offsets",
+         f"{num('gross_tco2', 'tCO2')} / {num('net_after_offsets_tco2', 'tCO2')}"),
+    ]
+    for item, value in rows:
+        table.add_row(item, value)
+    console.print(table)
+    console.print(f"from {data['source']} ({data['intervals']} intervals)", highlight=False)
+
+
 app.command("import-certificates")(import_certificates)
 app.command()(retire)
 app.command()(ledger)
+app.command()(report)

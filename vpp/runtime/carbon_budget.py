@@ -1,4 +1,9 @@
-"""Each settled day against the parks' daily emission budgets (``[carbon_budget]``).
+"""Each settled day's carbon books: stored per interval, and checked against the budgets.
+
+With every settled day the daemon stores each park's metered grid import and
+export, its on-site renewable generation and the grid factors of each
+interval (``carbon_intervals``, :func:`carbon_rows`), the rows ``vpp carbon
+report`` accounts from. Then every park with a budget (``[carbon_budget]``):
 
 After a day is metered (:func:`vpp.runtime.metering.settle_day`), every park
 with a budget gets its scope 2 location-based emissions of the day --
@@ -20,7 +25,8 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from vpp.carbon.accounting import grid_factors
+from vpp.carbon.accounting import GridFactors, grid_factors
+from vpp.store import CarbonIntervalRecord
 from vpp.units import KWH_PER_MWH
 
 if TYPE_CHECKING:
@@ -57,12 +63,65 @@ class BudgetCheck:
         return self.over_tco2 > 1e-9
 
 
+def day_factors(
+    portfolio: MarketPortfolio, index: pd.DatetimeIndex, fundamentals: pd.DataFrame | None
+) -> GridFactors:
+    """The grid factors of the day's intervals (interval estimate where published)."""
+    market = portfolio.market
+    return grid_factors(
+        index, market.timezone, portfolio.carbon, area=market.carbon_area,
+        fundamentals=fundamentals, region_hint=f"the market file of {market.id}",
+    )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def carbon_rows(
+    portfolio: MarketPortfolio,
+    energy: DayEnergy,
+    index: pd.DatetimeIndex,
+    day: dt.date,
+    grid: GridFactors,
+) -> list[CarbonIntervalRecord]:
+    """Every park's flows [MWh] and grid factors per interval of ``day``, as store rows.
+
+    Import and export are the park's net metered energy (a park never imports and
+    exports in one interval at its connection); on-site renewable is what its
+    ``onsite_renewable`` assets (PV) produced.
+    """
+    rows = []
+    for park in portfolio.parks:
+        net_kwh = energy.park_energy_kwh.get(park.id, np.zeros(len(index)))
+        renewable = np.zeros(len(index))
+        for asset in park.assets:
+            if asset.onsite_renewable and (park.id, asset.id) in energy.asset_energy_kwh:
+                renewable += np.clip(energy.asset_energy_kwh[(park.id, asset.id)], 0.0, None)
+        for t, start in enumerate(index):
+            rows.append(CarbonIntervalRecord(
+                market_id=portfolio.market.id,
+                park_id=park.id,
+                delivery_day=day,
+                interval_start=start.to_pydatetime(),
+                import_mwh=float(max(-net_kwh[t], 0.0)) / KWH_PER_MWH,
+                export_mwh=float(max(net_kwh[t], 0.0)) / KWH_PER_MWH,
+                onsite_renewable_mwh=float(renewable[t]) / KWH_PER_MWH,
+                intensity_tco2_per_mwh=_finite(grid.intensity[t]),
+                intensity_estimated=bool(grid.estimated[t]),
+                annual_factor_tco2_per_mwh=_finite(grid.annual[t]),
+                residual_factor_tco2_per_mwh=_finite(grid.residual[t]),
+            ))
+    return rows
+
+
 def check_budgets(
     portfolio: MarketPortfolio,
     energy: DayEnergy,
     index: pd.DatetimeIndex,
     day: dt.date,
     fundamentals: pd.DataFrame | None,
+    grid: GridFactors | None = None,
 ) -> list[BudgetCheck]:
     """Every budgeted park's day (logged ``carbon_budget_exceeded`` when above it).
 
@@ -73,10 +132,7 @@ def check_budgets(
     if not budgeted:
         return []
     market = portfolio.market
-    grid = grid_factors(
-        index, market.timezone, portfolio.carbon, area=market.carbon_area,
-        fundamentals=fundamentals, region_hint=f"the market file of {market.id}",
-    )
+    grid = grid or day_factors(portfolio, index, fundamentals)
     intensity = grid.intensity
     if not np.isfinite(intensity).all():
         for park in budgeted:

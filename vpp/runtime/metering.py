@@ -34,7 +34,7 @@ from sqlmodel import select
 
 from vpp.assets import ASSET_TYPES
 from vpp.portfolio import capability
-from vpp.runtime.carbon_budget import check_budgets
+from vpp.runtime.carbon_budget import carbon_rows, check_budgets, day_factors
 from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
 from vpp.runtime.settlement import settle_parks, settlement_prices
 from vpp.store import SettlementRecord, Store, TelemetryRecord
@@ -417,9 +417,11 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
     for row in rows:  # what the meters needed (also logged): none on a healthy day
         row["meter_resets"] = sum(n for k, n in meters.resets.items() if k[0] == row["park_id"])
         row["meter_faults"] = sum(n for k, n in meters.faults.items() if k[0] == row["park_id"])
+    history = operator.data.history()
+    grid = day_factors(operator.portfolio, index, history)
     checks = {
         c.park_id: c
-        for c in check_budgets(operator.portfolio, energy, index, day, operator.data.history())
+        for c in check_budgets(operator.portfolio, energy, index, day, history, grid)
     }
     for row in rows:  # the daemon exports these as metrics; the settlement table ignores them
         check = checks.get(str(row["park_id"]))
@@ -427,6 +429,9 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
             row["emissions_location_tco2"] = check.emissions_tco2
             row["carbon_budget_over_tco2"] = check.over_tco2
     _store_settlement(store, operator.market.id, day, rows)
+    store.record_carbon_intervals(
+        operator.market.id, day, carbon_rows(operator.portfolio, energy, index, day, grid)
+    )
     return rows
 
 
