@@ -10,7 +10,7 @@ Public API (see ``docs/strategy.md``):
 * state and inputs: :class:`AssetState`, :class:`ParkInputs`, :func:`load_inputs`,
   :func:`initial_state`, :func:`realized_states`;
 * forecasts: :class:`Forecast`, :func:`get_forecaster` (``persistence``,
-  ``weekly``, ``rolling_median``, ``regression``);
+  ``weekly``, ``rolling_median``, ``regression``, ``gbm``);
 * decisions: :func:`build_day_ahead_bid` -> :class:`DayAheadResult`,
   :class:`RealTimeDispatcher` -> :class:`RealTimeResult`,
   :func:`perfect_foresight` -> :class:`ForesightResult`,
@@ -29,6 +29,7 @@ from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_
 from strategies.ev import expected_sessions, realized_sessions
 from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
+from strategies.gbm import GradientBoosting
 from strategies.options import StrategyOptions
 from strategies.park import ParkModelRequest, interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
@@ -49,6 +50,7 @@ __all__ = [
     "Forecast",
     "Forecaster",
     "ForesightResult",
+    "GradientBoosting",
     "ParkInputs",
     "ParkModelRequest",
     "RealTimeDispatcher",
