@@ -523,10 +523,17 @@ FORECASTERS: dict[str, Callable[..., Forecaster]] = {
 }
 
 
+#: Forecasters of real-time prices only, usable as ``rt_forecaster`` (``day_ahead``,
+#: ``da_spread``: :mod:`strategies.realtime_forecast` registers them); any of
+#: :data:`FORECASTERS` may forecast ``rt_price`` too.
+RT_FORECASTERS: dict[str, Callable[..., Forecaster]] = {}
+
+
 def get_forecaster(name: str, **kwargs: Any) -> Forecaster:
-    """A forecaster by name (``persistence``, ``weekly``, ``rolling_median``, ``regression``)."""
-    try:
-        factory = FORECASTERS[name]
-    except KeyError:
-        raise InputError(f"unknown forecaster {name!r}; choose one of {', '.join(FORECASTERS)}") from None
+    """A forecaster by name (``persistence``, ``weekly``, ``rolling_median``, ``regression``,
+    ``gbm``; for real-time prices also ``day_ahead``, ``da_spread``)."""
+    factory = FORECASTERS.get(name) or RT_FORECASTERS.get(name)
+    if factory is None:
+        choices = ", ".join([*FORECASTERS, *RT_FORECASTERS])
+        raise InputError(f"unknown forecaster {name!r}; choose one of {choices}")
     return factory(**kwargs)
