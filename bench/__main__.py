@@ -1,16 +1,18 @@
 """``python -m bench [strategy|backtest] [options]``: benchmarks that print numbers and ratios.
 
 * ``strategy`` (default): model build/compile/solve against direct highspy (:mod:`bench.strategy`);
-* ``backtest``: wall time per simulated day and its growth (:mod:`bench.backtest`).
+* ``backtest``: wall time per simulated day and its growth (:mod:`bench.backtest`);
+* ``forecast``: day-ahead MAE of ``gbm`` over persistence's per market (:mod:`bench.forecast`).
 """
 
 import sys
 
-from bench import backtest, strategy
+from bench import backtest, forecast, strategy
 
 args = sys.argv[1:]
-if args and args[0] in ("strategy", "backtest"):
+if args and args[0] in ("strategy", "backtest", "forecast"):
     which, args = args[0], args[1:]
 else:
     which = "strategy"
-sys.exit((backtest if which == "backtest" else strategy).main(args))
+modules = {"strategy": strategy, "backtest": backtest, "forecast": forecast}
+sys.exit(modules[which].main(args))

@@ -10,7 +10,10 @@ Public API (see ``docs/strategy.md``):
 * state and inputs: :class:`AssetState`, :class:`ParkInputs`, :func:`load_inputs`,
   :func:`initial_state`, :func:`realized_states`;
 * forecasts: :class:`Forecast`, :func:`get_forecaster` (``persistence``,
-  ``weekly``, ``rolling_median``, ``regression``);
+  ``weekly``, ``rolling_median``, ``regression``, ``gbm``; real time only:
+  ``day_ahead``, ``da_spread``), :data:`RT_FORECASTERS`;
+* forecast scores: :func:`walk_forward` -> :class:`ForecastScore`,
+  :func:`pinball_loss`, :func:`band_coverage`;
 * decisions: :func:`build_day_ahead_bid` -> :class:`DayAheadResult`,
   :class:`RealTimeDispatcher` -> :class:`RealTimeResult`,
   :func:`perfect_foresight` -> :class:`ForesightResult`,
@@ -27,11 +30,14 @@ from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus,
 from strategies.assets import AssetModel, model_for
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.ev import expected_sessions, realized_sessions
-from strategies.forecast import FORECASTERS, Forecast, Forecaster, get_forecaster
+from strategies.evaluation import ForecastScore, band_coverage, pinball_loss, walk_forward
+from strategies.forecast import FORECASTERS, RT_FORECASTERS, Forecast, Forecaster, get_forecaster
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
+from strategies.gbm import GradientBoosting
 from strategies.options import StrategyOptions
 from strategies.park import ParkModelRequest, interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
+from strategies.realtime_forecast import DayAheadSpread
 from strategies.registry import STRATEGIES, Strategy, get_strategy
 from strategies.schedule import Schedule, idle_schedule, optimise_schedule
 from strategies.state import AssetState, ParkInputs, initial_state, load_inputs
@@ -40,15 +46,19 @@ from vpp.market_rules import check_bid  # the one validator, shared with the exc
 __all__ = [
     "DEFAULT_SOLVER",
     "FORECASTERS",
+    "RT_FORECASTERS",
     "SOLVERS",
     "STRATEGIES",
     "AssetModel",
     "AssetState",
     "BidAllocation",
     "DayAheadResult",
+    "DayAheadSpread",
     "Forecast",
+    "ForecastScore",
     "Forecaster",
     "ForesightResult",
+    "GradientBoosting",
     "ParkInputs",
     "ParkModelRequest",
     "RealTimeDispatcher",
@@ -59,6 +69,7 @@ __all__ = [
     "SolveStatus",
     "Strategy",
     "StrategyOptions",
+    "band_coverage",
     "build_day_ahead_bid",
     "check_bid",
     "check_solver",
@@ -72,6 +83,8 @@ __all__ = [
     "model_for",
     "optimise_schedule",
     "perfect_foresight",
+    "pinball_loss",
     "realized_sessions",
     "realized_states",
+    "walk_forward",
 ]

@@ -75,11 +75,18 @@ class Forecast:
     ``scenarios`` has one row per target interval (same index as ``point``)
     and one column per scenario (``s0``, ``s1``, ...); ``probabilities`` (S,)
     sums to 1. :attr:`matrix` gives the scenarios as an (S, T) array.
+
+    ``quantiles`` (optional, from a quantile forecaster such as ``gbm``) has
+    one row per target interval and one column per probability level in
+    (0, 1), ascending, non-crossing along each row [currency/MWh].
+    :meth:`quantile_values` reads any level from it, or from the scenarios
+    when it is absent.
     """
 
     point: pd.Series
     scenarios: pd.DataFrame
     probabilities: np.ndarray
+    quantiles: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         require_aware_index(self.point.index, "point.index")
@@ -91,6 +98,15 @@ class Forecast:
             raise InputError("scenario probabilities must be >= 0 and sum to 1")
         if not (np.isfinite(self.point).all() and np.isfinite(self.scenarios.to_numpy()).all()):
             raise InputError("forecast values must be finite")
+        if self.quantiles is not None:
+            levels = np.asarray(self.quantiles.columns, dtype=float)
+            values = self.quantiles.to_numpy(float)
+            if not self.quantiles.index.equals(self.point.index):
+                raise InputError("quantiles and point must share one index")
+            if not ((levels > 0) & (levels < 1)).all() or (np.diff(levels) <= 0).any():
+                raise InputError(f"quantile levels must ascend within (0, 1); got {levels.tolist()}")
+            if not np.isfinite(values).all() or (np.diff(values, axis=1) < 0).any():
+                raise InputError("quantile forecasts must be finite and non-crossing")
 
     @property
     def index(self) -> pd.DatetimeIndex:
@@ -122,7 +138,56 @@ class Forecast:
 
     def window(self, start: int) -> Forecast:
         """The forecast from position ``start`` on."""
-        return Forecast(self.point.iloc[start:], self.scenarios.iloc[start:], self.probabilities)
+        quantiles = None if self.quantiles is None else self.quantiles.iloc[start:]
+        return Forecast(
+            self.point.iloc[start:], self.scenarios.iloc[start:], self.probabilities, quantiles
+        )
+
+    def quantile_values(self, levels: Sequence[float]) -> np.ndarray:
+        """Forecast quantiles (T, len(levels)) at probability ``levels`` [currency/MWh].
+
+        From :attr:`quantiles` when present: linear in the level between two
+        forecast levels, the outermost level beyond them. Otherwise the
+        probability-weighted empirical quantile of the scenarios per interval
+        (step function of the sorted scenarios). Non-decreasing along each row.
+        """
+        wanted = np.asarray(levels, dtype=float)
+        if self.quantiles is not None:
+            known = np.asarray(self.quantiles.columns, dtype=float)
+            values = self.quantiles.to_numpy(float)
+            return np.array([np.interp(wanted, known, row) for row in values])
+        matrix = self.scenarios.to_numpy(float)  # (T, S)
+        order = np.argsort(matrix, axis=1, kind="stable")
+        ranked = np.take_along_axis(matrix, order, axis=1)
+        cumulative = np.cumsum(self.probabilities[order], axis=1)
+        out = np.empty((len(matrix), len(wanted)))
+        for t in range(len(matrix)):
+            positions = np.searchsorted(cumulative[t], wanted - 1e-12, side="left")
+            out[t] = ranked[t, np.minimum(positions, matrix.shape[1] - 1)]
+        return out
+
+    @classmethod
+    def from_quantiles(
+        cls, quantiles: pd.DataFrame, scenarios: int, name: str = "price_per_mwh"
+    ) -> Forecast:
+        """Point (the median) and ``scenarios`` equally likely scenarios from quantile forecasts.
+
+        ``quantiles``: rows = target intervals, columns = ascending levels in (0, 1); each
+        row is sorted first (quantile models trained apart may cross). Scenario ``k`` is the
+        forecast quantile at level ``(k + 1/2) / scenarios`` of every interval (see
+        ``docs/forecasting.md``): comonotone scenarios, the k-th lowest price everywhere.
+        """
+        levels = np.asarray(quantiles.columns, dtype=float)
+        values = np.sort(quantiles.to_numpy(float), axis=1)
+        ordered = pd.DataFrame(values, index=quantiles.index, columns=levels)
+        picks = (np.arange(scenarios) + 0.5) / scenarios
+        matrix = np.array([np.interp(picks, levels, row) for row in values])  # (T, S)
+        point = pd.Series(
+            np.array([np.interp(0.5, levels, row) for row in values]), index=quantiles.index,
+            name=name,
+        )
+        frame = pd.DataFrame(matrix, index=quantiles.index, columns=[f"s{k}" for k in range(scenarios)])
+        return cls(point, frame, np.full(scenarios, 1.0 / scenarios), ordered)
 
 
 class _DayTable:
@@ -216,6 +281,29 @@ class Forecaster(abc.ABC):
         features: pd.DataFrame | None = None,
     ) -> Forecast:
         """Point forecast and scenarios for ``index`` from ``history`` known at decision time."""
+        past = self._published_past(history, index)
+        table = _DayTable(past[self.column], self.timezone)
+        context = _Context(past, features, index, self.timezone)
+        days, slots = _local_days_and_slots(index, self.timezone)
+        point = np.empty(len(index))
+        for day in days.unique():
+            mask = np.asarray(days == day)
+            point[mask] = self._values_at(table, day, context, slots[mask], target=True)
+        if not np.isfinite(point).all():
+            raise DataQualityError(
+                f"{self.name} forecaster: no usable {self.column} history for some of "
+                f"{index[0]}..{index[-1]} (nothing within {self.max_lookback_days} days before)"
+            )
+        errors = self._error_profiles(table, context, days.unique()[0])
+        return self._with_scenarios(point, errors, index, days, slots, table.slots)
+
+    # -- internals ------------------------------------------------------------------------
+    def _published_past(self, history: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DataFrame:
+        """The rows of ``history`` before ``index[0]``, zero-coded days masked (see module doc).
+
+        The look-ahead guard of every forecaster: a value of the target column at or after
+        ``index[0]`` raises :class:`~vpp.LookAheadError`.
+        """
         require_aware_index(index, "index")
         require_aware_index(history.index, "history.index")
         if self.column not in history.columns:
@@ -234,22 +322,8 @@ class Forecaster(abc.ABC):
                 f"{self.name} forecaster: no {self.column} published before {index[0]} "
                 f"(the price data starts too late); it needs at least 1 day of history"
             )
-        table = _DayTable(past[self.column], self.timezone)
-        context = _Context(past, features, index, self.timezone)
-        days, slots = _local_days_and_slots(index, self.timezone)
-        point = np.empty(len(index))
-        for day in days.unique():
-            mask = np.asarray(days == day)
-            point[mask] = self._values_at(table, day, context, slots[mask], target=True)
-        if not np.isfinite(point).all():
-            raise DataQualityError(
-                f"{self.name} forecaster: no usable {self.column} history for some of "
-                f"{index[0]}..{index[-1]} (nothing within {self.max_lookback_days} days before)"
-            )
-        errors = self._error_profiles(table, context, days.unique()[0])
-        return self._with_scenarios(point, errors, index, days, slots, table.slots)
+        return past
 
-    # -- internals ------------------------------------------------------------------------
     def _values_at(
         self, table: _DayTable, day: pd.Timestamp, context: _Context, slots: np.ndarray,
         *, target: bool,
@@ -449,10 +523,17 @@ FORECASTERS: dict[str, Callable[..., Forecaster]] = {
 }
 
 
+#: Forecasters of real-time prices only, usable as ``rt_forecaster`` (``day_ahead``,
+#: ``da_spread``: :mod:`strategies.realtime_forecast` registers them); any of
+#: :data:`FORECASTERS` may forecast ``rt_price`` too.
+RT_FORECASTERS: dict[str, Callable[..., Forecaster]] = {}
+
+
 def get_forecaster(name: str, **kwargs: Any) -> Forecaster:
-    """A forecaster by name (``persistence``, ``weekly``, ``rolling_median``, ``regression``)."""
-    try:
-        factory = FORECASTERS[name]
-    except KeyError:
-        raise InputError(f"unknown forecaster {name!r}; choose one of {', '.join(FORECASTERS)}") from None
+    """A forecaster by name (``persistence``, ``weekly``, ``rolling_median``, ``regression``,
+    ``gbm``; for real-time prices also ``day_ahead``, ``da_spread``)."""
+    factory = FORECASTERS.get(name) or RT_FORECASTERS.get(name)
+    if factory is None:
+        choices = ", ".join([*FORECASTERS, *RT_FORECASTERS])
+        raise InputError(f"unknown forecaster {name!r}; choose one of {choices}")
     return factory(**kwargs)

@@ -188,7 +188,7 @@ def _checked_names(
     solver: str | None,
 ) -> _Names:
     """Options over ``[backtest]`` settings, each refused (one line) unless known."""
-    from strategies import FORECASTERS, SOLVERS, STRATEGIES
+    from strategies import FORECASTERS, RT_FORECASTERS, SOLVERS, STRATEGIES
 
     settings = cfg.settings.backtest
     strategy_name = check_name(
@@ -203,7 +203,7 @@ def _checked_names(
     if rt_name is not None:
         check_name(
             "--rt-forecaster" if rt_forecaster else "[backtest] rt_forecaster", rt_name,
-            FORECASTERS,
+            [*FORECASTERS, *RT_FORECASTERS],
         )
     solver_name = (solver or cfg.settings.solver.name).upper()
     if solver_name not in SOLVERS:

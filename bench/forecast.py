@@ -1,0 +1,84 @@
+"""``python -m bench forecast [--days N]``: day-ahead MAE of ``gbm`` over persistence's, per market.
+
+Each shared price file is imported (``drop-day``), the last ``--days`` days
+(default 120) are evaluated walk-forward at the day-ahead gate closure from
+the replay exchange's history (:func:`strategies.walk_forward`, the code
+behind ``vpp forecast evaluate``), and the ratio ``MAE gbm / MAE
+persistence`` is printed per market (< 1 beats persistence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import structlog
+
+from market_replay import import_prices
+from market_replay.exchange import ReplayExchange
+from strategies import walk_forward
+from vpp.config import load_market
+from vpp.timeutil import day_intervals_utc
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path("/work/shared/data/prices")
+MARKETS = [
+    ("cn-province-a", "cn-spot-96", "cn_province_a_spot_2025-05_2025-06_15min.csv"),
+    ("nordpool-dk1", "nordpool-regulating", "nordpool_dk1_dk2_spot_regulating_2016_hourly.csv"),
+    ("ercot-houston", "ercot-dam", "ercot_dam_spp_hubs_zones_2022-2024_hourly.csv"),
+    ("epex-de-lu", "entsoe-day-ahead", "entsoe_de_lu_day_ahead_2020-2022_hourly.csv"),
+]
+
+
+class _Clock:
+    at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self.at
+
+
+def run(market_id: str, fmt: str, file: str, days: int) -> tuple[float, int, float]:
+    path = REPO / "data" / "prices" / file
+    path = path if path.exists() else SHARED / file
+    market = load_market(REPO / "config" / "markets" / f"{market_id}.toml")
+    prices = import_prices(path, fmt, market, policy="drop-day").prices
+    frame = prices.frame
+    tz = market.timezone
+    last = frame.index[-1].tz_convert(tz).date()
+    first = max(frame.index[0].tz_convert(tz).date() + dt.timedelta(days=8),
+                last - dt.timedelta(days=days - 1))
+    clock = _Clock()
+    exchange = ReplayExchange(frame, market, clock)
+
+    def history_at(when: dt.datetime) -> pd.DataFrame:
+        clock.at = when
+        return exchange.history()
+
+    wanted = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+    start = time.perf_counter()
+    scores = walk_forward(
+        wanted, history_at=history_at,
+        decision_time=lambda d: market.rules_on(d).gate_closure(d),
+        day_index=lambda d: day_intervals_utc(d, tz, prices.interval_minutes),
+        actual=frame["da_price"], forecasters=["gbm"], timezone=tz,
+    )
+    return scores[0].mae_vs_persistence, scores[0].days, time.perf_counter() - start
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench forecast")
+    parser.add_argument("--days", type=int, default=120, help="days evaluated per market")
+    parser.add_argument("--market", action="append", help="only these market ids")
+    args = parser.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    print(f"{'market':16} {'days':>5} {'MAE gbm / persistence':>22} {'wall s':>7}")
+    for market_id, fmt, file in MARKETS:
+        if args.market and market_id not in args.market:
+            continue
+        ratio, scored, wall = run(market_id, fmt, file, args.days)
+        print(f"{market_id:16} {scored:5d} {ratio:22.3f} {wall:7.1f}")
+    return 0
