@@ -33,7 +33,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 
-from vpp.carbon.accounting import grid_factors
+from vpp.carbon.accounting import GridFactors, grid_factors
 from vpp.carbon.factors import FactorSet
 from vpp.config.models import ParkConfig
 from vpp.errors import InputError
@@ -155,22 +155,25 @@ def carbon_signal(
     area: str | None = None,
     fundamentals: pd.DataFrame | None = None,
     market_id: str = "the market",
+    grid: GridFactors | None = None,
 ) -> CarbonSignal | None:
     """The carbon signal of ``park`` over ``index``; None when carbon plays no part.
 
     ``fundamentals`` must hold only what is published at decision time (the
     market's history as of then, or the realized file for a plan at known
     prices): the intensity is estimated from them where they allow, the annual
-    location-based factor otherwise (:func:`vpp.carbon.accounting.grid_factors`).
+    location-based factor otherwise (:func:`vpp.carbon.accounting.grid_factors`;
+    ``grid``: those factors already computed for ``index``, shared by a portfolio's parks).
     A carbon price or budget on a market without a factor in force is refused.
     """
     budget = park.carbon_budget
     if price_per_t <= 0 and budget is None:
         return None
-    grid = grid_factors(
-        index, timezone, factors, area=area, fundamentals=fundamentals,
-        region_hint=f"the market file of {market_id}",
-    )
+    if grid is None:
+        grid = grid_factors(
+            index, timezone, factors, area=area, fundamentals=fundamentals,
+            region_hint=f"the market file of {market_id}",
+        )
     missing = ~np.isfinite(grid.intensity)
     if missing.any():
         what = (

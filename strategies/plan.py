@@ -54,17 +54,17 @@ class PlanResult:
     carbon_price_per_t: float = 0.0
     #: Grid intensity per interval [tCO2/MWh]; NaN where the market has no factor.
     intensity_tco2_per_mwh: np.ndarray | None = None
+    #: Length of each interval [h].
+    dt_h: np.ndarray | None = None
 
     @property
     def stats(self) -> SolveStats | None:
         return self.schedule.stats
 
     def _dt_h(self) -> np.ndarray:
-        index = self.schedule.index
-        if len(index) < 2:
-            return np.full(len(index), 0.25)
-        step_h = float(np.median(np.diff(index.as_unit("ns").asi8))) / 3.6e12
-        return np.full(len(index), step_h)
+        if self.dt_h is None:
+            raise InputError("the plan has no interval lengths (dt_h); build it with plan_day")
+        return self.dt_h
 
     def energy_revenue(self) -> float:
         """Revenue of the parks' net power at the plan's prices [currency]."""
@@ -130,15 +130,16 @@ def plan_day(
         inputs[park.id] = load_inputs(park, folder, index)
         states[park.id] = realized_states(park, folder, index)
     factors = config.carbon.get(market.carbon_region or "")
+    grid = grid_factors(
+        index, rules.timezone, factors, area=market.carbon_area, fundamentals=prices,
+        region_hint=f"the market file of {market_id}",
+    )
     for park in parks:
         signal = carbon_signal(
             park, index, rules.timezone, factors, price_per_t=carbon_price_per_t,
-            area=market.carbon_area, fundamentals=prices, market_id=market_id,
+            market_id=market_id, grid=grid,
         )
         inputs[park.id] = inputs[park.id].with_carbon(signal)
-    intensity = grid_factors(
-        index, rules.timezone, factors, area=market.carbon_area, fundamentals=prices
-    ).intensity
     chosen = solver or config.settings.solver.name or DEFAULT_SOLVER
     status, error, constraint = "optimal", None, None
     try:
@@ -163,7 +164,8 @@ def plan_day(
              objective=schedule.objective, total_s=round(total, 3))
     return PlanResult(
         market_id, day, rules.timezone, rules.currency, price_column, series, schedule, status,
-        error, constraint, total, carbon_price_per_t, intensity,
+        error, constraint, total, carbon_price_per_t, grid.intensity,
+        interval_hours(index, rules.interval_minutes),
     )
 
 

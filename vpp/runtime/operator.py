@@ -59,6 +59,7 @@ from vpp.errors import (
     LookAheadError,
     MarketRuleError,
 )
+from vpp.runtime.carbon_budget import day_factors
 from vpp.timeutil import day_intervals_utc
 from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry
 from vpp.wire import award_issues, bid_content_hash
@@ -245,11 +246,11 @@ class Operator:
         price_per_t = self.strategy.options.carbon_price_per_t
         if price_per_t <= 0 and all(p.carbon_budget is None for p in self.portfolio.parks):
             return inputs
-        history = self.data.history()
+        grid = day_factors(self.portfolio, index, self.data.history())
         for park in self.portfolio.parks:
             signal = carbon_signal(
                 park, index, self.timezone, self.portfolio.carbon, price_per_t=price_per_t,
-                area=self.market.carbon_area, fundamentals=history, market_id=self.market.id,
+                market_id=self.market.id, grid=grid,
             )
             inputs[park.id] = inputs[park.id].with_carbon(signal)
         return inputs
