@@ -11,7 +11,9 @@ Public API (see ``docs/strategy.md``):
   :func:`initial_state`, :func:`realized_states`;
 * forecasts: :class:`Forecast`, :func:`get_forecaster` (``persistence``,
   ``weekly``, ``rolling_median``, ``regression``, ``gbm``; real time only:
-  ``day_ahead``, ``da_spread``), :data:`RT_FORECASTERS`;
+  ``day_ahead``, ``da_spread``; PV output only: ``clear_sky``), :data:`RT_FORECASTERS`,
+  :data:`PV_FORECASTERS`, :class:`ClearSkyForecaster`, :func:`clear_sky_forecast_kw`,
+  :func:`clearness`;
 * forecast scores: :func:`walk_forward` -> :class:`ForecastScore`,
   :func:`pinball_loss`, :func:`band_coverage`;
 * decisions: :func:`build_day_ahead_bid` -> :class:`DayAheadResult`,
@@ -31,11 +33,19 @@ from strategies.assets import AssetModel, model_for
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.ev import expected_sessions, realized_sessions
 from strategies.evaluation import ForecastScore, band_coverage, pinball_loss, walk_forward
-from strategies.forecast import FORECASTERS, RT_FORECASTERS, Forecast, Forecaster, get_forecaster
+from strategies.forecast import (
+    FORECASTERS,
+    PV_FORECASTERS,
+    RT_FORECASTERS,
+    Forecast,
+    Forecaster,
+    get_forecaster,
+)
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
 from strategies.gbm import GradientBoosting
 from strategies.options import StrategyOptions
 from strategies.park import ParkModelRequest, interval_hours
+from strategies.pv_forecast import ClearSkyForecaster, clear_sky_forecast_kw, clearness
 from strategies.real_time import RealTimeDispatcher, RealTimePark, RealTimeResult
 from strategies.realtime_forecast import DayAheadSpread
 from strategies.registry import STRATEGIES, Strategy, get_strategy
@@ -46,12 +56,14 @@ from vpp.market_rules import check_bid  # the one validator, shared with the exc
 __all__ = [
     "DEFAULT_SOLVER",
     "FORECASTERS",
+    "PV_FORECASTERS",
     "RT_FORECASTERS",
     "SOLVERS",
     "STRATEGIES",
     "AssetModel",
     "AssetState",
     "BidAllocation",
+    "ClearSkyForecaster",
     "DayAheadResult",
     "DayAheadSpread",
     "Forecast",
@@ -73,6 +85,8 @@ __all__ = [
     "build_day_ahead_bid",
     "check_bid",
     "check_solver",
+    "clear_sky_forecast_kw",
+    "clearness",
     "expected_sessions",
     "get_forecaster",
     "get_strategy",

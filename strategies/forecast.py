@@ -528,12 +528,18 @@ FORECASTERS: dict[str, Callable[..., Forecaster]] = {
 #: :data:`FORECASTERS` may forecast ``rt_price`` too.
 RT_FORECASTERS: dict[str, Callable[..., Forecaster]] = {}
 
+#: Forecasters of PV output only (``clear_sky``: :mod:`strategies.pv_forecast` registers
+#: it; it needs the clear-sky output as a ``clear_sky_kw`` column); any of
+#: :data:`FORECASTERS` may forecast PV output too.
+PV_FORECASTERS: dict[str, Callable[..., Forecaster]] = {}
+
 
 def get_forecaster(name: str, **kwargs: Any) -> Forecaster:
     """A forecaster by name (``persistence``, ``weekly``, ``rolling_median``, ``regression``,
-    ``gbm``; for real-time prices also ``day_ahead``, ``da_spread``)."""
-    factory = FORECASTERS.get(name) or RT_FORECASTERS.get(name)
+    ``gbm``; for real-time prices also ``day_ahead``, ``da_spread``; for PV output also
+    ``clear_sky``)."""
+    factory = FORECASTERS.get(name) or RT_FORECASTERS.get(name) or PV_FORECASTERS.get(name)
     if factory is None:
-        choices = ", ".join([*FORECASTERS, *RT_FORECASTERS])
+        choices = ", ".join([*FORECASTERS, *RT_FORECASTERS, *PV_FORECASTERS])
         raise InputError(f"unknown forecaster {name!r}; choose one of {choices}")
     return factory(**kwargs)

@@ -20,10 +20,11 @@ import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
 from strategies.assets import input_series
+from strategies.pv_forecast import clear_sky_forecast_kw
 from strategies.state import AssetState, ParkInputs, ParkState
 from vpp.config.models import PvSpec
 from vpp.errors import InputError
-from vpp.profiles import pv_available_kw
+from vpp.profiles import pv_available_kw, pv_clear_sky_kw
 
 if TYPE_CHECKING:
     from strategies.assets import InputsRequest
@@ -139,10 +140,13 @@ class PvModel:
     def load_inputs(self, spec: PvSpec, request: InputsRequest) -> Mapping[str, Any]:
         """Realized output, or (``decision_time`` set) the forecast made then.
 
-        The forecast is the average output at the same time of day over the
-        :data:`PV_FORECAST_DAYS` whole days before the decision day: weather is
-        not known in advance, and the simulated plant runs on the realized
-        profile, so PV errors become real deviations.
+        The forecast (``forecast_method``) uses the :data:`PV_FORECAST_DAYS`
+        whole days before the decision day, never the delivery day's weather:
+        ``recent_mean`` (default) is the average output at the same time of
+        day over those days; ``clear_sky`` is pvlib's clear-sky output of the
+        delivery intervals scaled by those days' realized over clear-sky
+        energy (:mod:`strategies.pv_forecast`). The simulated plant runs on
+        the realized profile, so PV errors become real deviations.
         """
         index, zone = request.index, request.timezone
         if request.decision_time is None:
@@ -151,15 +155,17 @@ class PvModel:
         decided = pd.Timestamp(request.decision_time).tz_convert(zone).date()
         first = pd.Timestamp(index[0]).tz_convert(zone).date()
         lead = (first - decided).days
-        forecast = np.mean(
-            [
-                pv_available_kw(
-                    spec, request.config_dir, index - pd.Timedelta(days=lead + k), zone
-                ).to_numpy(float)
-                for k in range(1, PV_FORECAST_DAYS + 1)
-            ],
-            axis=0,
+        past = [index - pd.Timedelta(days=lead + k) for k in range(1, PV_FORECAST_DAYS + 1)]
+        realized_past = np.array(
+            [pv_available_kw(spec, request.config_dir, days, zone).to_numpy(float) for days in past]
         )
+        if spec.forecast_method == "recent_mean":
+            return {"pv_available_kw": np.mean(realized_past, axis=0)}
+        clear_past = np.array(
+            [pv_clear_sky_kw(spec, request.config_dir, days, zone).to_numpy(float) for days in past]
+        )
+        clear = pv_clear_sky_kw(spec, request.config_dir, index, zone).to_numpy(float)
+        forecast = clear_sky_forecast_kw(realized_past, clear_past, clear, spec.max_export_kw)
         return {"pv_available_kw": forecast}
 
     def realized_state(

@@ -20,7 +20,9 @@ the signed ``power_kw`` of :mod:`vpp.units`.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -214,6 +216,102 @@ def _read_tmy3(path: Path) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class Tmy3Site:
+    """The site of a TMY3 file, from its first (metadata) line."""
+
+    station: str
+    name: str
+    utc_offset_h: float
+    latitude_deg: float
+    longitude_deg: float
+    altitude_m: float
+
+    @property
+    def timezone(self) -> str:
+        """The fixed-offset zone of the file's local standard time (``Etc/GMT+5`` for UTC-5)."""
+        if self.utc_offset_h != int(self.utc_offset_h):
+            raise InputError(
+                f"TMY3 site {self.station}: utc offset {self.utc_offset_h:g} h is not a whole "
+                "hour; no Etc/GMT zone names it"
+            )
+        hours = -int(self.utc_offset_h)
+        return "UTC" if hours == 0 else f"Etc/GMT{hours:+d}"
+
+
+@lru_cache(maxsize=4)
+def tmy3_site(path: Path) -> Tmy3Site:
+    """The site (station, offset of local standard time from UTC, location) of a TMY3 file.
+
+    Line 1 reads ``station,"name",state,utc_offset_h,latitude_deg,longitude_deg,altitude_m``;
+    a missing or out-of-range field raises :class:`~vpp.DataQualityError` naming it.
+    """
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataQualityError(f"{path}: cannot read TMY3: {exc}") from exc
+    fields = next(csv.reader([first]), [])
+    names = ("utc_offset_h", "latitude_deg", "longitude_deg", "altitude_m")
+    if len(fields) < 7:
+        raise DataQualityError(
+            f"{path}: line 1: a TMY3 metadata line has 7 fields (station, name, state, "
+            f"{', '.join(names)}), got {len(fields)}: {first.strip()[:80]!r}"
+        )
+    values: dict[str, float] = {}
+    limits = {"utc_offset_h": 14.0, "latitude_deg": 90.0, "longitude_deg": 180.0, "altitude_m": 9000.0}
+    for name, text in zip(names, fields[3:7], strict=True):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        low = -500.0 if name == "altitude_m" else -limits[name]
+        if not (np.isfinite(value) and low <= value <= limits[name]):
+            raise DataQualityError(
+                f"{path}: line 1, field {name} = {text!r}: must be a number in "
+                f"[{low:g}, {limits[name]:g}]"
+            )
+        values[name] = value
+    return Tmy3Site(fields[0].strip(), fields[1].strip(), **values)
+
+
+@lru_cache(maxsize=4)
+def _clear_sky_ghi(path: Path) -> pd.Series:
+    """pvlib Ineichen clear-sky GHI [W/m2] of the TMY3 site, hour-mean on the file's hours.
+
+    Same layout as :func:`_read_tmy3` (naive local standard time, hour-ENDING labels on
+    the reference year); each hour is the mean of 12 five-minute midpoints.
+    """
+    import pvlib  # a heavy import, needed by the clear-sky forecast only
+
+    site = tmy3_site(path)
+    ends = _read_tmy3(path).index
+    offsets = pd.to_timedelta(np.arange(12) * 5 + 2.5, unit="min") - pd.Timedelta(hours=1)
+    points = (ends.repeat(12) + np.tile(offsets, len(ends))).tz_localize(site.timezone)
+    location = pvlib.location.Location(
+        site.latitude_deg, site.longitude_deg, tz=site.timezone, altitude=site.altitude_m
+    )
+    ghi = location.get_clearsky(points, model="ineichen")["ghi"].to_numpy(float)
+    hourly = ghi.reshape(len(ends), 12).mean(axis=1)
+    return pd.Series(np.maximum(hourly, 0.0), index=ends, name="clear_sky_ghi_w_per_m2")
+
+
+def _hourly_kw_on(
+    hourly_kw: np.ndarray, ends: pd.DatetimeIndex, spec: PvSpec, index: pd.DatetimeIndex,
+    timezone: str,
+) -> np.ndarray:
+    """Average power over each interval of ``index`` from hourly DC power on the weather
+    file's hour-ending labels, times the performance ratio and the source's scale [kW]."""
+    hour_ns = pd.Timedelta(hours=1).value
+    boundaries = np.concatenate([[ends.asi8[0] - hour_ns], ends.asi8])
+    cumulative = np.concatenate([[0.0], np.cumsum(hourly_kw * hour_ns)])
+    coverage = (dt.date(_REF_YEAR, 1, 1), dt.date(_REF_YEAR, 12, 31))
+    starts = _mapped_starts(index, timezone, spec.profile, coverage, _REF_YEAR)
+    step = _interval_length(index)
+    kw = _average_power(boundaries, cumulative, starts, step.value)
+    return kw * spec.performance_ratio * spec.profile.scale
+
+
 def pv_available_kw(
     spec: PvSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
 ) -> pd.Series:
@@ -225,20 +323,33 @@ def pv_available_kw(
     against the weather uncertainty of a day-ahead forecast.
     """
     weather = _read_tmy3(resolve_path(config_dir, spec.profile.path))
-    ends = weather.index.asi8
-    hour_ns = pd.Timedelta(hours=1).value
-    boundaries = np.concatenate([[ends[0] - hour_ns], ends])
     t_cell = weather["temp_air_c"].to_numpy() + weather["ghi_w_per_m2"].to_numpy() / 1000 * 25
     derate = 1 - 0.004 * np.maximum(t_cell - 25, 0)
     dc_kw = spec.capacity_kwp * weather["ghi_w_per_m2"].to_numpy() / 1000 * derate
-    cumulative = np.concatenate([[0.0], np.cumsum(dc_kw * hour_ns)])
-    coverage = (dt.date(_REF_YEAR, 1, 1), dt.date(_REF_YEAR, 12, 31))
-    starts = _mapped_starts(index, timezone, spec.profile, coverage, _REF_YEAR)
-    step = _interval_length(index)
-    kw = _average_power(boundaries, cumulative, starts, step.value)
-    kw = kw * spec.performance_ratio * spec.profile.scale
+    kw = _hourly_kw_on(dc_kw, pd.DatetimeIndex(weather.index), spec, index, timezone)
     ac_limit = spec.inverter_kw or spec.capacity_kwp
     return pd.Series(np.clip(kw, 0, ac_limit), index=index, name=f"{spec.id}_pv_kw")
+
+
+def pv_clear_sky_kw(
+    spec: PvSpec, config_dir: Path, index: pd.DatetimeIndex, timezone: str
+) -> pd.Series:
+    """PV output under a clear sky [kW, >= 0] over ``index`` (UTC interval starts).
+
+    pvlib's Ineichen clear-sky GHI (Linke turbidity from pvlib's climatology)
+    at the site of the TMY3 file's metadata line, through the model of
+    :func:`pv_available_kw` for the same horizontal plant (``capacity_kwp``,
+    ``performance_ratio``, the source's ``scale`` and day mapping) but at
+    25 C cell temperature and *not* clipped at the inverter: a quantity known
+    for any day in advance (astronomy and climatology only), the base of the
+    clear-sky PV forecast (:mod:`strategies.pv_forecast`), which scales it by
+    the recent clearness and clips it.
+    """
+    path = resolve_path(config_dir, spec.profile.path)
+    ghi = _clear_sky_ghi(path)
+    dc_kw = spec.capacity_kwp * ghi.to_numpy(float) / 1000
+    kw = _hourly_kw_on(dc_kw, pd.DatetimeIndex(ghi.index), spec, index, timezone)
+    return pd.Series(np.maximum(kw, 0.0), index=index, name=f"{spec.id}_clear_sky_kw")
 
 
 # --------------------------------------------------------------------------- EV sessions

@@ -23,6 +23,13 @@ class PvSpec(AssetBase):
     performance_ratio: float = Field(0.85, gt=0, le=1, description="System losses factor")
     curtailable: bool = True
     profile: PvProfileSource = Field(description="Irradiance source for simulation and forecasts")
+    forecast_method: Literal["recent_mean", "clear_sky"] = Field(
+        "recent_mean",
+        description="How the strategy forecasts the output at a decision time: the mean output "
+        "at that time of day over the 7 days before ('recent_mean'), or pvlib clear-sky output "
+        "at the profile's site scaled by those days' clearness ('clear_sky'); "
+        "docs/forecasting.md",
+    )
 
     meter_registers: ClassVar[tuple[str, ...]] = ("produced_kwh",)
     onsite_renewable: ClassVar[bool] = True
