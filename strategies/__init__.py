@@ -14,7 +14,7 @@ Public API (see ``docs/strategy.md``):
   ``day_ahead``, ``da_spread``; PV output only: ``clear_sky``), :data:`RT_FORECASTERS`,
   :data:`PV_FORECASTERS`, :class:`ClearSkyForecaster`, :func:`clear_sky_forecast_kw`,
   :func:`clearness`;
-* forecast scores: :func:`walk_forward` -> :class:`ForecastScore`,
+* forecast scores: :func:`walk_forward`, :func:`walk_forward_series` -> :class:`ForecastScore`,
   :func:`pinball_loss`, :func:`band_coverage`;
 * decisions: :func:`build_day_ahead_bid` -> :class:`DayAheadResult`,
   :class:`RealTimeDispatcher` -> :class:`RealTimeResult`,
@@ -32,7 +32,14 @@ from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus,
 from strategies.assets import AssetModel, model_for
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.ev import expected_sessions, realized_sessions
-from strategies.evaluation import ForecastScore, band_coverage, pinball_loss, walk_forward
+from strategies.evaluation import (
+    ForecastScore,
+    band_coverage,
+    pinball_loss,
+    series_decision_time,
+    walk_forward,
+    walk_forward_series,
+)
 from strategies.forecast import (
     FORECASTERS,
     PV_FORECASTERS,
@@ -100,5 +107,7 @@ __all__ = [
     "pinball_loss",
     "realized_sessions",
     "realized_states",
+    "series_decision_time",
     "walk_forward",
+    "walk_forward_series",
 ]

@@ -37,6 +37,7 @@ import structlog
 
 from strategies.forecast import get_forecaster
 from vpp.errors import DataQualityError, InputError, LookAheadError
+from vpp.timeutil import day_intervals_utc, require_aware_index, zone
 
 log = structlog.get_logger(__name__)
 
@@ -113,12 +114,17 @@ def walk_forward(
     scenarios: int = 5,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: Callable[[dt.date], None] | None = None,
+    features_at: Callable[[pd.DatetimeIndex], pd.DataFrame] | None = None,
+    label: str | None = None,
 ) -> list[ForecastScore]:
     """Scores of ``forecasters`` (and :data:`BASELINE`) forecasting ``target`` day by day.
 
     ``actual``: the realised ``target`` values on UTC interval starts;
     ``options``: extra keyword arguments per forecaster name. ``progress`` is
-    called once per day. Raises :class:`~vpp.InputError` when no day could be
+    called once per day. ``features_at(index)``: what is known in advance about
+    the day's intervals (published fundamentals, the PV clear-sky output), handed
+    to every forecaster; ``label``: the scores' ``target`` (default: ``da``/``rt``
+    for the price columns, else ``target``). Raises :class:`~vpp.InputError` when no day could be
     evaluated.
     """
     names = list(dict.fromkeys([*forecasters, BASELINE]))
@@ -136,6 +142,7 @@ def walk_forward(
                 progress(day)
             continue
         history = history_at(decision_time(day))
+        features = None if features_at is None else features_at(index)
         made: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         try:
             for name in names:
@@ -143,7 +150,7 @@ def walk_forward(
                     name, column=target, timezone=timezone, scenarios=scenarios,
                     **options.get(name, {}),
                 )
-                forecast = forecaster.forecast(history, index)
+                forecast = forecaster.forecast(history, index, features)
                 made[name] = (forecast.point.to_numpy(float), forecast.quantile_values(LEVELS))
         except (DataQualityError, LookAheadError) as exc:
             log.info("evaluation_day_skipped", day=day.isoformat(), reason=str(exc))
@@ -166,10 +173,72 @@ def walk_forward(
     if skipped:
         log.info("evaluation_days_skipped", days=skipped)
     y = np.concatenate(actuals)
-    label = {"da_price": "da", "rt_price": "rt"}.get(target, target)
+    label = label or {"da_price": "da", "rt_price": "rt"}.get(target, target)
     baseline_mae = float(np.mean(np.abs(np.concatenate(points[BASELINE]) - y)))
     return [
         score(name, label, y, np.concatenate(points[name]), np.vstack(bands[name]),
               baseline_mae, len(actuals))
         for name in dict.fromkeys(forecasters)
     ]
+
+
+#: Decision time of a series forecast (``vpp forecast evaluate --target pv|load|ev``): this
+#: local time on the day before delivery, the gate closure of a noon day-ahead auction.
+SERIES_DECISION_TIME = dt.time(12, 0)
+
+
+def series_decision_time(day: dt.date, timezone: str) -> dt.datetime:
+    """:data:`SERIES_DECISION_TIME` on the local day before ``day``, tz-aware."""
+    return dt.datetime.combine(day - dt.timedelta(days=1), SERIES_DECISION_TIME, tzinfo=zone(timezone))
+
+
+def walk_forward_series(
+    frame: pd.DataFrame,
+    days: Sequence[dt.date],
+    *,
+    target: str,
+    label: str,
+    timezone: str,
+    forecasters: Sequence[str],
+    known_in_advance: Sequence[str] = (),
+    scenarios: int = 5,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Callable[[dt.date], None] | None = None,
+) -> list[ForecastScore]:
+    """:func:`walk_forward` over a measured series (PV output, load, EV energy).
+
+    ``frame``: UTC interval starts (one constant step) and the ``target`` column, plus the
+    ``known_in_advance`` columns (the PV clear-sky output), which are handed over for the
+    day's intervals as features. Each day is forecast at :func:`series_decision_time` from
+    the rows strictly before it; the day's actual ``target`` values are compared.
+    """
+    require_aware_index(frame.index, "frame.index")
+    if target not in frame.columns:
+        raise InputError(f"frame has no {target!r} column; got {list(frame.columns)}")
+    steps = np.unique(np.diff(frame.index.as_unit("ns").asi8))
+    if len(steps) != 1:
+        raise InputError("frame must have one constant interval length")
+    minutes = int(steps[0] // 60_000_000_000)
+    known = list(known_in_advance)
+
+    def history_at(when: dt.datetime) -> pd.DataFrame:
+        return frame.loc[frame.index < pd.Timestamp(when)]
+
+    def features_at(index: pd.DatetimeIndex) -> pd.DataFrame:
+        return frame.loc[:, known].reindex(index)
+
+    return walk_forward(
+        days,
+        history_at=history_at,
+        decision_time=lambda day: series_decision_time(day, timezone),
+        day_index=lambda day: day_intervals_utc(day, timezone, minutes),
+        actual=frame[target],
+        forecasters=forecasters,
+        timezone=timezone,
+        target=target,
+        scenarios=scenarios,
+        options=options,
+        progress=progress,
+        features_at=features_at if known else None,
+        label=label,
+    )

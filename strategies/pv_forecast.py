@@ -13,7 +13,8 @@ up to then, never the delivery day's weather. So::
 (:meth:`strategies.pv.PvModel.load_inputs`, ``forecast_method =
 "clear_sky"``), or the complete days of the history cut at the decision time
 in the walk-forward evaluation (:class:`ClearSkyForecaster`,
-``vpp forecast evaluate --target pv``). It also carries the recent
+``vpp forecast evaluate --target pv``; ``recent_mean`` scores the PV model's
+default, the mean of those days, the same way). It also carries the recent
 temperature derating and inverter clipping, which the clear-sky output
 leaves out. Past days without any clear-sky energy (none at these
 latitudes) give a clearness of 0, logged ``pv_forecast_no_clear_sky``.
@@ -123,7 +124,22 @@ class ClearSkyForecaster(Forecaster):
         rows = np.flatnonzero(complete)[-self.window_days:]
         if not len(rows) or np.isnan(today).any():
             return np.full(len(table.slots), np.nan)
-        return clear_sky_forecast_kw(realized[rows], clear[rows], today, self.limit_kw)
+        return self._combine(realized[rows], clear[rows], today)
+
+    def _combine(self, realized: np.ndarray, clear: np.ndarray, today: np.ndarray) -> np.ndarray:
+        return clear_sky_forecast_kw(realized, clear, today, self.limit_kw)
+
+
+class RecentMeanForecaster(ClearSkyForecaster):
+    """``recent_mean``: the mean output at that time of day over the same complete days as
+    ``clear_sky`` -- the PV model's default forecast (``forecast_method = "recent_mean"``),
+    scored on the same footing."""
+
+    name = "recent_mean"
+
+    def _combine(self, realized: np.ndarray, clear: np.ndarray, today: np.ndarray) -> np.ndarray:
+        return np.clip(realized.mean(axis=0), 0.0, self.limit_kw)
 
 
 PV_FORECASTERS[ClearSkyForecaster.name] = ClearSkyForecaster
+PV_FORECASTERS[RecentMeanForecaster.name] = RecentMeanForecaster

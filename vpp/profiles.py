@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -291,7 +292,11 @@ def _clear_sky_ghi(path: Path) -> pd.Series:
     location = pvlib.location.Location(
         site.latitude_deg, site.longitude_deg, tz=site.timezone, altitude=site.altitude_m
     )
-    ghi = location.get_clearsky(points, model="ineichen")["ghi"].to_numpy(float)
+    with warnings.catch_warnings():
+        # pvlib 0.16 reads DatetimeIndex.dayofyear, which pandas >= 3.1 deprecates (renamed
+        # day_of_year, same values); nothing of ours to fix, so only that one message is muted.
+        warnings.filterwarnings("ignore", message=r"DatetimeIndex\.dayofyear is deprecated")
+        ghi = location.get_clearsky(points, model="ineichen")["ghi"].to_numpy(float)
     hourly = ghi.reshape(len(ends), 12).mean(axis=1)
     return pd.Series(np.maximum(hourly, 0.0), index=ends, name="clear_sky_ghi_w_per_m2")
 
@@ -481,3 +486,85 @@ def ev_sessions(
         (frame["charger"] >= 0) & (frame["departure"] > start_utc) & (frame["arrival"] < end_utc)
     ]
     return frame.loc[:, list(SESSION_COLUMNS)].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- evaluation series
+
+#: Where the shipped load and session sources were measured (their local wall clock).
+STEEL_PLANT_TIMEZONE = "Asia/Seoul"
+ACN_TIMEZONE = "America/Los_Angeles"
+
+
+def load_series_kw(
+    path: Path, column: str = "Usage_kWh", timezone: str = STEEL_PLANT_TIMEZONE
+) -> pd.Series:
+    """The measured load of a steel-plant (UCI) file as power [kW, >= 0] on UTC interval starts.
+
+    The file's naive interval-END labels are read on the local clock ``timezone``; power is
+    the interval's energy over its length (``energy_kwh / dt_h``).
+    """
+    energy = _read_steel_plant(path, column)
+    step = _interval_length(pd.DatetimeIndex(energy.index))
+    starts = pd.DatetimeIndex(energy.index - step).tz_localize(
+        timezone, ambiguous="NaT", nonexistent="NaT"
+    )
+    keep = ~starts.isna()
+    dt_h = step / pd.Timedelta(hours=1)
+    return pd.Series(
+        energy.to_numpy(float)[keep] / dt_h,
+        index=pd.DatetimeIndex(starts[keep]).tz_convert("UTC").rename("interval_start"),
+        name="load_kw",
+    )
+
+
+def ev_arrival_energy_kwh(
+    path: Path, interval_minutes: int = 60, timezone: str = ACN_TIMEZONE
+) -> pd.Series:
+    """Energy delivered to the sessions arriving in each interval [kWh] of an ACN file.
+
+    On UTC interval starts covering every local day (``timezone``) from the first to the
+    last arrival, zero where no session arrived; each session counts in the interval of
+    its arrival with its delivered energy (what the hub had to serve).
+    """
+    sessions = _read_acn(path)
+    if sessions.empty:
+        raise DataQualityError(f"{path}: no session with an arrival before its departure")
+    local = sessions["arrival"].dt.tz_convert(timezone)
+    first = local.min().normalize()
+    last = local.max().normalize() + pd.Timedelta(days=1)
+    starts = pd.date_range(first, last, freq=f"{interval_minutes}min", inclusive="left")
+    utc = pd.DatetimeIndex(starts).tz_convert("UTC").rename("interval_start")
+    step_ns = pd.Timedelta(minutes=interval_minutes).value
+    arrival_ns = pd.DatetimeIndex(sessions["arrival"]).as_unit("ns").asi8
+    slot = (arrival_ns - utc.as_unit("ns").asi8[0]) // step_ns
+    totals = np.bincount(
+        slot, weights=sessions["delivered_energy_kwh"].fillna(0.0).to_numpy(float),
+        minlength=len(utc),
+    )
+    return pd.Series(totals[: len(utc)], index=utc, name="arriving_energy_kwh")
+
+
+def pv_reference_frame(path: Path, capacity_kwp: float = 1000.0) -> pd.DataFrame:
+    """Realized (``pv_kw``) and clear-sky (``clear_sky_kw``) output [kW] of a reference plant.
+
+    A horizontal ``capacity_kwp`` plant with the :class:`~vpp.config.models.PvSpec`
+    defaults at the TMY3 file's site, hourly over the file's year laid out on the
+    reference year 2001, on UTC interval starts (the site's local standard time is
+    the file's clock).
+    """
+    site = tmy3_site(path)
+    spec = PvSpec.model_validate(
+        {"id": "reference", "type": "pv", "capacity_kwp": capacity_kwp,
+         "profile": {"path": str(path)}}
+    )
+    tz = site.timezone
+    start = pd.Timestamp(f"{_REF_YEAR}-01-01", tz=tz)
+    index = pd.date_range(start, start + pd.DateOffset(years=1), freq="60min", inclusive="left")
+    index = index.tz_convert("UTC").rename("interval_start")
+    return pd.DataFrame(
+        {
+            "pv_kw": pv_available_kw(spec, path.parent, index, tz).to_numpy(float),
+            "clear_sky_kw": pv_clear_sky_kw(spec, path.parent, index, tz).to_numpy(float),
+        },
+        index=index,
+    )
