@@ -123,6 +123,7 @@ def test_series_target_table(shared_data: Path) -> None:
     assert result.exit_code == 0, result.stderr
     for text in ("clear_sky", "MAE / persistence", "pv forecasts"):
         assert text in result.stdout
+    assert "[kW per MWp]" in " ".join(result.stdout.split())  # the unit, not eaten as markup
 
 
 def _bad_tmy3(tmp: Path, shared: Path) -> Path:

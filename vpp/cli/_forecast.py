@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from vpp.cli._common import check_range, config_path, console, err_console, fail, parse_day
@@ -117,7 +118,7 @@ def _report(
     if as_json:
         typer.echo(json.dumps([{k: getattr(s, k) for k in KEYS} for s in scores], indent=2))
         return
-    table = Table(title=title)
+    table = Table(title=escape(title))  # '[kW]' is text, not rich markup
     for heading in ("forecaster", "MAE", "RMSE", "pinball", "10-90% coverage", "MAE / persistence"):
         table.add_column(heading, justify="left" if heading == "forecaster" else "right")
     for s in scores:
