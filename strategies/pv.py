@@ -20,7 +20,7 @@ import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
 from strategies.assets import input_series
-from strategies.pv_forecast import clear_sky_forecast_kw
+from strategies.pv_forecast import PV_FORECAST_DAYS, clear_sky_forecast_kw
 from strategies.state import AssetState, ParkInputs, ParkState
 from vpp.config.models import PvSpec
 from vpp.errors import InputError
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from strategies.park import ParkModelRequest
 
 ASSET_TYPE = "pv"
-
-#: Days of past PV output averaged into the PV forecast (see :meth:`PvModel.load_inputs`).
-PV_FORECAST_DAYS = 7
 
 
 @dataclass

@@ -9,7 +9,7 @@ up to then, never the delivery day's weather. So::
     forecast_kw = clip(clearness * clear_sky_kw(delivery day), 0, inverter limit)
 
 ``clearness`` is a ratio of energies (the interval lengths cancel), over the
-:data:`CLEARNESS_DAYS` whole days before the decision day in the PV model
+:data:`PV_FORECAST_DAYS` whole days before the decision day in the PV model
 (:meth:`strategies.pv.PvModel.load_inputs`, ``forecast_method =
 "clear_sky"``), or the complete days of the history cut at the decision time
 in the walk-forward evaluation (:class:`ClearSkyForecaster`,
@@ -33,8 +33,9 @@ from vpp.errors import InputError
 
 log = structlog.get_logger(__name__)
 
-#: Whole days before the decision day whose clearness scales the clear-sky output.
-CLEARNESS_DAYS = 7
+#: Whole days before the decision day that a PV forecast learns from: their mean output
+#: (``recent_mean``) or their clearness (``clear_sky``).
+PV_FORECAST_DAYS = 7
 
 #: The column of a history/features frame that holds the clear-sky output [kW].
 CLEAR_SKY_COLUMN = "clear_sky_kw"
@@ -89,7 +90,7 @@ class ClearSkyForecaster(Forecaster):
         self,
         column: str = "pv_kw",
         *,
-        window_days: int = CLEARNESS_DAYS,
+        window_days: int = PV_FORECAST_DAYS,
         limit_kw: float | None = None,
         **kwargs: Any,
     ) -> None:

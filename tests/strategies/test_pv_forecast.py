@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 
 import strategies.pv as pv_module
 from strategies.pv import PV_FORECAST_DAYS
-from strategies.pv_forecast import CLEARNESS_DAYS, ClearSkyForecaster, clear_sky_forecast_kw
+from strategies.pv_forecast import ClearSkyForecaster, clear_sky_forecast_kw
 from strategies.state import load_inputs
 from vpp.config import load_config
 from vpp.config.models import ParkConfig
@@ -151,7 +151,7 @@ def test_clear_sky_forecast_never_sees_the_delivery_days_weather(
     cut = load_inputs(cut_park, folder, index, decision_time=decided).pv_available_kw[_pv(park).id]
     np.testing.assert_array_equal(cut, forecast)
     decision_day = pd.Timestamp(decided.date(), tz=park.timezone)
-    assert len(asked) == CLEARNESS_DAYS
+    assert len(asked) == PV_FORECAST_DAYS
     assert all(i[-1] < decision_day for i in asked)
     assert forecast.max() > 0
     assert not np.allclose(forecast, realized)
