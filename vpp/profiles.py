@@ -505,14 +505,17 @@ def load_series_kw(
     """
     energy = _read_steel_plant(path, column)
     step = _interval_length(pd.DatetimeIndex(energy.index))
-    starts = pd.DatetimeIndex(energy.index - step).tz_localize(
-        timezone, ambiguous="NaT", nonexistent="NaT"
-    )
-    keep = ~starts.isna()
+    try:
+        starts = pd.DatetimeIndex(energy.index - step).tz_localize(timezone)
+    except (ValueError, TypeError) as exc:  # pytz's Ambiguous/NonExistentTimeError are ValueErrors
+        raise DataQualityError(
+            f"{path}: column 'date': a local time that {timezone} skips or repeats ({exc}); "
+            "the file's clock must be a zone without DST"
+        ) from exc
     dt_h = step / pd.Timedelta(hours=1)
     return pd.Series(
-        energy.to_numpy(float)[keep] / dt_h,
-        index=pd.DatetimeIndex(starts[keep]).tz_convert("UTC").rename("interval_start"),
+        energy.to_numpy(float) / dt_h,
+        index=starts.tz_convert("UTC").rename("interval_start"),
         name="load_kw",
     )
 
