@@ -37,6 +37,10 @@ log = structlog.get_logger(__name__)
 #: (``recent_mean``) or their clearness (``clear_sky``).
 PV_FORECAST_DAYS = 7
 
+#: A past clear-sky output summing to no more than this [kW] is no sun at all (a ratio over
+#: it would be noise, or overflow on subnormal numbers).
+NO_CLEAR_SKY_KW = 1e-9
+
 #: The column of a history/features frame that holds the clear-sky output [kW].
 CLEAR_SKY_COLUMN = "clear_sky_kw"
 
@@ -54,7 +58,7 @@ def clearness(realized_kw: np.ndarray, clear_sky_kw: np.ndarray) -> float:
     if not (np.isfinite(realized).all() and np.isfinite(clear).all()):
         raise InputError("realized and clear-sky PV power must be finite")
     total = float(clear.sum())
-    if total <= 0:
+    if total <= NO_CLEAR_SKY_KW:
         log.info("pv_forecast_no_clear_sky", intervals=int(clear.size))
         return 0.0
     return max(float(realized.sum()) / total, 0.0)
@@ -104,9 +108,7 @@ class ClearSkyForecaster(Forecaster):
         history = context.history
         if CLEAR_SKY_COLUMN not in history.columns:
             raise InputError(f"clear_sky forecaster: history has no {CLEAR_SKY_COLUMN!r} column")
-        past = _DayTable(history[CLEAR_SKY_COLUMN], self.timezone).table.reindex(
-            columns=table.slots
-        )
+        past = _DayTable(history[CLEAR_SKY_COLUMN], self.timezone).table
         if context.target:
             if context.features is None or CLEAR_SKY_COLUMN not in context.features.columns:
                 raise InputError(
@@ -116,16 +118,20 @@ class ClearSkyForecaster(Forecaster):
             source = _DayTable(context.features[CLEAR_SKY_COLUMN], self.timezone).table
         else:
             source = past
-        today = source.reindex(index=[day], columns=table.slots).to_numpy(float)[0]
+        # A past day is complete when it has every time of day of the day forecast (whose
+        # clear sky is known in whole), not only those of a history cut at noon.
+        slots = source.columns.union(past.columns)
+        today = source.reindex(index=[day], columns=slots).to_numpy(float)[0]
         span = self.window_days + self.max_lookback_days
         wanted = pd.date_range(day - pd.Timedelta(days=span), periods=span, freq="D")
-        realized = table.before(day, span)
-        clear = past.reindex(wanted).to_numpy(float)
+        realized = table.table.reindex(index=wanted, columns=slots).to_numpy(float)
+        clear = past.reindex(index=wanted).to_numpy(float)
         complete = np.isfinite(realized).all(axis=1) & np.isfinite(clear).all(axis=1)
         rows = np.flatnonzero(complete)[-self.window_days:]
         if not len(rows) or np.isnan(today).any():
             return np.full(len(table.slots), np.nan)
-        return self._combine(realized[rows], clear[rows], today)
+        values = self._combine(realized[rows], clear[rows], today)
+        return pd.Series(values, index=slots).reindex(table.slots).to_numpy(float)
 
     def _combine(self, realized: np.ndarray, clear: np.ndarray, today: np.ndarray) -> np.ndarray:
         return clear_sky_forecast_kw(realized, clear, today, self.limit_kw)

@@ -214,3 +214,16 @@ def test_clear_sky_forecaster_is_cut_at_the_decision_time(shared_data: Path) -> 
     with pytest.raises(LookAheadError):
         forecaster.forecast(frame.loc[frame.index <= index[5]], index,
                             frame.loc[index, ["clear_sky_kw"]])
+
+
+def test_clear_sky_forecaster_never_learns_from_half_a_day(shared_data: Path) -> None:
+    """The file's first day cut at noon is no complete day: no clearness, no forecast (the
+    walk-forward skips the day) -- never the morning's ratio spread over the afternoon."""
+    frame = pv_reference_frame(shared_data / "pv" / "tmy3_greensboro_nc_723170.csv")
+    tz = "Etc/GMT+5"
+    index = day_intervals_utc(dt.date(2001, 1, 2), tz, 60)
+    history = frame.loc[frame.index < pd.Timestamp("2001-01-01 12:00", tz=tz)]
+    with pytest.raises(DataQualityError, match="clear_sky forecaster: no usable pv_kw history"):
+        ClearSkyForecaster(timezone=tz, scenarios=1).forecast(
+            history, index, frame.loc[index, ["clear_sky_kw"]]
+        )
