@@ -22,6 +22,11 @@ exchange's history at the day-ahead gate closure), each forecaster forecasts
 the whole day from it, and the day's actual values are compared. A day that
 any forecaster cannot forecast (no history yet, missing actuals) is skipped
 for all of them, so the ratios compare like with like.
+
+**Measured series** (PV output [kW], load [kW], EV arriving energy [kWh per
+interval]): :func:`walk_forward_series` decides each day at noon local time
+the day before (:func:`series_decision_time`) from the rows before it, and
+hands the columns known in advance (the PV clear-sky output) over as features.
 """
 
 from __future__ import annotations
