@@ -319,8 +319,10 @@ def create_store_engine(url: str) -> Engine:
     """The engine of a store URL, or one-line :class:`StoreError` (password hidden)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # A server-side store may drop idle connections or restart: test each before use.
+    options = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        engine = create_engine(_engine_url(url))
+        engine = create_engine(_engine_url(url), **options)
     except SQLAlchemyError as exc:  # not a URL, or an unknown database kind
         raise StoreError(
             f"cannot open store {shown_url(url)}: {_one_line(exc)}; "

@@ -219,7 +219,7 @@ def test_an_old_store_upgrades_with_its_data_kept(store_url: str, release: str) 
     _old_store(store_url, release)
     with pytest.raises(StoreSchemaError, match="vpp db upgrade") as refused:
         Store(store_url)
-    assert "written before versioned migrations" in str(refused.value)
+    assert "from before versioned migrations" in str(refused.value)
     assert f"needs revision {HEAD}" in str(refused.value)
 
     result = runner.invoke(app, ["--log-json", "db", "upgrade", "--database", store_url])
@@ -281,7 +281,7 @@ def test_the_daemon_refuses_an_old_schema_naming_the_command(store_url: str, tmp
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert lines[0].startswith("error: store ")
-    assert "written before versioned migrations" in lines[0]
+    assert "from before versioned migrations" in lines[0]
     assert f"run: vpp db upgrade --config {config}" in lines[0]
     assert "Traceback" not in result.output
     assert not _version_table(store_url)  # refused before anything was written

@@ -77,10 +77,10 @@ class SchemaState:
     revision: str | None  # None: no Alembic version (empty, or written before Alembic)
 
     def describe(self) -> str:
-        """``at revision 0001`` / ``written before versioned migrations`` / ``empty``."""
+        """``at revision 0001`` / ``from before versioned migrations`` / ``empty``."""
         if self.revision is not None:
             return f"at revision {self.revision}"
-        return "empty" if self.kind == "empty" else "written before versioned migrations (no revision)"
+        return "empty" if self.kind == "empty" else "from before versioned migrations (no revision)"
 
 
 def _state(connection: Connection) -> SchemaState:
@@ -119,8 +119,8 @@ def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         after = _state(connection)
-    if before.kind == "empty":
-        log.info("store_schema_created", revision=after.revision)
+    if before.kind == "empty":  # every first use: as quiet as create_all was
+        log.debug("store_schema_created", revision=after.revision)
     else:
         log.info("store_schema_upgraded", before=before.revision or "none", after=after.revision)
     return before, after
