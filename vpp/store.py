@@ -1,8 +1,10 @@
-"""Persistence with SQLModel: SQLite by default, any SQLAlchemy URL otherwise.
+"""Persistence with SQLModel: SQLite by default, PostgreSQL (psycopg 3) or any SQLAlchemy URL.
 
 Every write that belongs together happens in one transaction: enrolment of
 a folder of parks either lands whole or not at all. Timestamps are stored
 in UTC and come back tz-aware; writing a naive timestamp is a ``TypeError``.
+The tables below are the schema's head; its revisions are Alembic scripts in
+:mod:`vpp.migrations` (a change here needs a new revision, ``docs/store.md``).
 """
 
 from __future__ import annotations
@@ -386,7 +388,7 @@ class Store:
         try:
             state = schema_state(self.engine)
             if state.kind == "empty":
-                _, state = upgrade_schema(self.engine)
+                state = self._create()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {self.safe_url}: {_one_line(exc)}") from exc
         if state.kind == "old":
@@ -396,6 +398,21 @@ class Store:
             )
         if state.kind == "newer":
             raise StoreSchemaError(_newer_message(self.safe_url, state))
+
+    def _create(self) -> SchemaState:
+        """Create an empty store at head; another process creating it meanwhile is fine.
+
+        PostgreSQL serialises the two under the upgrade's advisory lock; on
+        SQLite the loser's ``CREATE TABLE`` fails, and the store it then finds
+        at head is the one the winner made.
+        """
+        try:
+            return upgrade_schema(self.engine)[1]
+        except SQLAlchemyError:
+            state = schema_state(self.engine)
+            if state.kind != "current":
+                raise
+            return state
 
     def close(self) -> None:
         """Close the pooled connections now (they also close when the store is collected)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,24 @@ def test_db_upgrade_errors_are_one_line_without_the_password() -> None:
     both = runner.invoke(app, ["db", "upgrade", "--database", "sqlite://", "--config", "x"])
     assert both.exit_code == 1
     assert "give --config or --database, not both" in both.output
+
+
+def test_processes_opening_one_fresh_store_at_once_all_get_it_at_head(store_url: str) -> None:
+    """The creation lands whole under a lock: none sees half a schema and calls it old."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(4, timeout=10)
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            Store(store_url).close()
+        except BaseException as exc:  # collected and shown below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert _schema_diff(Store(store_url)) == []

@@ -96,3 +96,12 @@ def test_database_url_password_hidden() -> None:
     from sqlalchemy.engine import make_url
 
     assert "secret" not in make_url("postgresql://u:secret@h/db").render_as_string(hide_password=True)
+
+
+def test_a_bare_postgresql_url_uses_psycopg_3(postgres_url: str) -> None:
+    """``postgresql://`` would be psycopg2 to SQLAlchemy, which vpp does not install."""
+    bare = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    store = Store(bare)
+    assert store.engine.dialect.driver == "psycopg"
+    assert store.parks() == []
+    store.close()

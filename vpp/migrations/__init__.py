@@ -104,14 +104,20 @@ def schema_state(engine: Engine) -> SchemaState:
 def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
     """Bring the store to :data:`HEAD`, keeping its data; returns the states before and after.
 
-    Idempotent: a store at head is left alone. One transaction on PostgreSQL
-    (its DDL is transactional), under an advisory lock so concurrent callers
-    take turns; on SQLite each revision commits as it goes. A store at a
+    Idempotent: a store at head is left alone. One transaction (DDL is
+    transactional on PostgreSQL and SQLite), under a lock so concurrent
+    callers take turns: an advisory lock on PostgreSQL, SQLite's write lock
+    (``BEGIN IMMEDIATE``; a caller waits the driver's busy timeout). A store at a
     revision this vpp does not know is left alone (``newer`` before and after).
     """
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        elif connection.dialect.name == "sqlite":
+            # SQLite's DDL is transactional too, but the driver only opens a transaction
+            # before DML: open it here, taking the write lock, so the upgrade lands whole
+            # and a second process waits for it instead of seeing half a schema.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         before = _state(connection)
         if before.kind in ("current", "newer"):
             return before, before
