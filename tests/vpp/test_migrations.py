@@ -345,3 +345,10 @@ def test_processes_opening_one_fresh_store_at_once_all_get_it_at_head(store_url:
         thread.join(timeout=60)
     assert errors == []
     assert _schema_diff(Store(store_url)) == []
+
+
+def test_db_upgrade_of_a_missing_config_folder_creates_nothing(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["db", "upgrade", "--config", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'nope'}: config folder not found" in result.output
+    assert not (tmp_path / "test.db").exists()  # VPP_DATABASE_URL's store was not created

@@ -217,7 +217,7 @@ def load(config: Path | None) -> ConfigSet:
 
 def open_store(cfg: ConfigSet) -> Store:
     """The config's store; an empty one is created, an old schema is refused naming
-    ``vpp db upgrade --config ...`` (docs/cli.md)."""
+    ``vpp db upgrade --config ...`` (docs/store.md)."""
     url = cfg.settings.store.resolved_url(cfg.project_root)
     try:
         return Store(url, upgrade_command=f"vpp db upgrade --config {shlex.quote(str(cfg.root))}")

@@ -26,6 +26,8 @@ def settings_store_url(config: Path | None) -> str:
     """The store URL of ``vpp.toml`` (``--config`` folder or file; only that file is read,
     so a broken park file does not stand in the way of upgrading), or of ``VPP_DATABASE_URL``."""
     path = config_path(config)
+    if not path.exists():  # a mistyped folder must not mean a new store elsewhere
+        fail(f"{path}: config folder not found; pass --config DIR (or its vpp.toml) or --database URL")
     settings_file = path if path.is_file() else path / "vpp.toml"
     settings = load_settings(settings_file) if settings_file.exists() else Settings()
     return settings.store.resolved_url(settings_file.parent.parent)
