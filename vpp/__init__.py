@@ -17,6 +17,7 @@ from vpp.errors import (
     SolverError,
     StoreError,
     StoreLockedError,
+    StoreSchemaError,
     VppError,
 )
 from vpp.units import SIGN_CONVENTION
@@ -41,6 +42,7 @@ __all__ = [
     "SolverError",
     "StoreError",
     "StoreLockedError",
+    "StoreSchemaError",
     "VppError",
     "__version__",
 ]

@@ -17,7 +17,8 @@
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
     ├── StoreError           the database could not be read or written
-    │   └── StoreLockedError another daemon holds the store's single-writer lock
+    │   ├── StoreLockedError another daemon holds the store's single-writer lock
+    │   └── StoreSchemaError the store's schema is not this vpp's (says which command upgrades it)
     └── OutputError          an output file or folder cannot be written where asked
 
 Catch the specific class; never ``except Exception`` in library code.
@@ -151,3 +152,7 @@ class BidConflictError(ExchangeError):
 
 class StoreLockedError(StoreError):
     """Another daemon holds the store's single-writer lock; the message names it."""
+
+
+class StoreSchemaError(StoreError):
+    """The store's schema is older (or newer) than this vpp's; the message says what to run."""

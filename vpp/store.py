@@ -1,8 +1,10 @@
-"""Persistence with SQLModel: SQLite by default, any SQLAlchemy URL otherwise.
+"""Persistence with SQLModel: SQLite by default, PostgreSQL (psycopg 3) or any SQLAlchemy URL.
 
 Every write that belongs together happens in one transaction: enrolment of
 a folder of parks either lands whole or not at all. Timestamps are stored
 in UTC and come back tz-aware; writing a naive timestamp is a ``TypeError``.
+The tables below are the schema's head; its revisions are Alembic scripts in
+:mod:`vpp.migrations` (a change here needs a new revision, ``docs/store.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import socket
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Column, DateTime, Text, UniqueConstraint, event, inspect, or_, text
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint, event, or_
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
@@ -34,7 +37,10 @@ from vpp.carbon import (
     check_period,
 )
 from vpp.config.models import ParkConfig
-from vpp.errors import InputError, StoreError, StoreLockedError
+from vpp.errors import InputError, StoreError, StoreLockedError, StoreSchemaError
+from vpp.migrations import HEAD as SCHEMA_HEAD
+from vpp.migrations import SchemaState, schema_state
+from vpp.migrations import upgrade as upgrade_schema
 
 log = structlog.get_logger(__name__)
 
@@ -284,7 +290,7 @@ def _one_line(exc: SQLAlchemyError) -> str:
     return " ".join(text_.split())
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     """``url`` with its password hidden, or a stand-in if it does not even parse."""
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -298,78 +304,119 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Store:
-    """The database: one engine, short transactions, typed records."""
+def _engine_url(url: str) -> str:
+    """``url`` with PostgreSQL's driver made explicit: ``postgresql://`` means psycopg 3.
 
-    def __init__(self, url: str) -> None:
+    SQLAlchemy reads a bare ``postgresql://`` as psycopg2, which vpp does not
+    install; the ``psycopg`` (3) driver is vpp's dependency. A URL naming its
+    driver (``postgresql+psycopg2://``) is kept as given.
+    """
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url.removeprefix(bare)
+    return url
+
+
+def create_store_engine(url: str) -> Engine:
+    """The engine of a store URL, or one-line :class:`StoreError` (password hidden)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # A server-side store may drop idle connections or restart: test each before use.
+    options = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        engine = create_engine(_engine_url(url), **options)
+    except SQLAlchemyError as exc:  # not a URL, or an unknown database kind
+        raise StoreError(
+            f"cannot open store {shown_url(url)}: {_one_line(exc)}; "
+            "check [store] url or VPP_DATABASE_URL (e.g. sqlite:///var/vpp.db)"
+        ) from None
+    except ImportError as exc:  # the URL names a driver that is not installed
+        raise StoreError(
+            f"cannot open store {shown_url(url)}: database driver {exc.name!r} is not "
+            f"installed; install it (pip install {exc.name}) or use another store URL"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def upgrade_store(url: str) -> tuple[SchemaState, SchemaState]:
+    """Bring the store at ``url`` to this vpp's schema (``vpp db upgrade``), keeping its data.
+
+    Returns the schema states before and after; idempotent. A store that a
+    newer vpp upgraded is refused (:class:`StoreSchemaError`), never downgraded.
+    """
+    engine = create_store_engine(url)
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        before, after = upgrade_schema(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot upgrade store {shown}: {_one_line(exc)}; nothing changed") from exc
+    finally:
+        engine.dispose()
+    if after.kind == "newer":
+        raise StoreSchemaError(_newer_message(shown, after))
+    return before, after
+
+
+def _newer_message(shown: str, state: SchemaState) -> str:
+    return (
+        f"store {shown}: schema is {state.describe()}, newer than this vpp knows "
+        f"(its newest is {SCHEMA_HEAD}); a newer vpp upgraded it: run that version or use another store"
+    )
+
+
+#: What :class:`Store` tells to run on an old schema when its caller gives nothing better.
+UPGRADE_COMMAND = "vpp db upgrade --database URL"
+
+
+class Store:
+    """The database: one engine, short transactions, typed records.
+
+    Opening checks the schema (:mod:`vpp.migrations`): an empty database is
+    created at the current revision, a store at it opens, and one at an older
+    revision (or written before vpp versioned its schema) or a newer one is
+    refused with :class:`StoreSchemaError`, naming ``upgrade_command`` to run.
+    """
+
+    def __init__(self, url: str, *, upgrade_command: str = UPGRADE_COMMAND) -> None:
         self.url = url
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_store_engine(url)
+        # Pooled connections are closed when the store goes (psycopg warns about a
+        # connection dropped open); also at exit. Engine users past that reconnect.
+        self._finalizer = weakref.finalize(self, self.engine.dispose)
         try:
-            self.engine: Engine = create_engine(url)
-        except SQLAlchemyError as exc:  # not a URL, or an unknown database kind
-            raise StoreError(
-                f"cannot open store {_shown_url(url)}: {_one_line(exc)}; "
-                "check [store] url or VPP_DATABASE_URL (e.g. sqlite:///var/vpp.db)"
-            ) from None
-        except ImportError as exc:  # the URL names a driver that is not installed
-            raise StoreError(
-                f"cannot open store {_shown_url(url)}: database driver {exc.name!r} is not "
-                f"installed; install it (pip install {exc.name}) or use another store URL"
-            ) from None
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            self._drop_pickled_plans()
-            SQLModel.metadata.create_all(self.engine)
-            self._add_missing_columns()
+            state = schema_state(self.engine)
+            if state.kind == "empty":
+                state = self._create()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {self.safe_url}: {_one_line(exc)}") from exc
+        if state.kind == "old":
+            raise StoreSchemaError(
+                f"store {self.safe_url}: schema is {state.describe()}, this vpp needs revision "
+                f"{SCHEMA_HEAD}; back the store up, then run: {upgrade_command}"
+            )
+        if state.kind == "newer":
+            raise StoreSchemaError(_newer_message(self.safe_url, state))
 
-    def _drop_pickled_plans(self) -> None:
-        """Stores written before plans were JSON hold them as pickles: drop them unread.
+    def _create(self) -> SchemaState:
+        """Create an empty store at head; another process creating it meanwhile is fine.
 
-        A pickle runs code when loaded, so they are never unpickled, not even
-        to convert them. The plans are derived data: a day whose plan is
-        missing falls back as documented in ``docs/daemon.md`` (the bid is
-        kept in ``bids``).
+        PostgreSQL serialises the two under the upgrade's advisory lock; on
+        SQLite the loser's ``CREATE TABLE`` fails, and the store it then finds
+        at head is the one the winner made.
         """
-        inspector = inspect(self.engine)
-        if not inspector.has_table("day_plans"):
-            return
-        if "result_pickle" not in {c["name"] for c in inspector.get_columns("day_plans")}:
-            return
-        with self.engine.begin() as connection:
-            rows = connection.execute(text('SELECT COUNT(*) FROM "day_plans"')).scalar_one()
-            connection.execute(text('DROP TABLE "day_plans"'))
-        log.warning("store_pickled_plans_dropped", table="day_plans", rows=rows)
+        try:
+            return upgrade_schema(self.engine)[1]
+        except SQLAlchemyError:
+            state = schema_state(self.engine)
+            if state.kind != "current":
+                raise
+            return state
 
-    def _add_missing_columns(self) -> None:
-        """Add nullable columns that newer versions introduced to tables that already exist.
-
-        ``create_all`` creates missing tables but never alters existing ones;
-        this is the only kind of schema change vpp makes in place (additive
-        and nullable), so an older ``var/vpp.db`` keeps working.
-        """
-        inspector = inspect(self.engine)
-        for table in SQLModel.metadata.sorted_tables:
-            if not inspector.has_table(table.name):
-                continue
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                if not column.nullable:
-                    raise StoreError(
-                        f"store {self.safe_url}: table {table.name} lacks the required column "
-                        f"{column.name}; migrate the database or start with a new one"
-                    )
-                kind = column.type.compile(dialect=self.engine.dialect)
-                with self.engine.begin() as connection:
-                    connection.execute(
-                        text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
-                    )
-                log.info("store_column_added", table=table.name, column=column.name)
+    def close(self) -> None:
+        """Close the pooled connections now (they also close when the store is collected)."""
+        self._finalizer()
 
     @property
     def safe_url(self) -> str:

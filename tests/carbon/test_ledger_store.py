@@ -13,8 +13,8 @@ from sqlmodel import SQLModel
 from tests.carbon.conftest import EXAMPLE, dump
 from vpp import store as store_module
 from vpp.carbon import Instrument, read_certificates
-from vpp.errors import InputError, StoreError
-from vpp.store import Store
+from vpp.errors import InputError, StoreError, StoreSchemaError
+from vpp.store import Store, upgrade_store
 
 
 def gec(
@@ -229,14 +229,16 @@ def test_concurrent_double_retirement_lands_once(
     assert len(rows) == 1
 
 
-def test_an_older_store_opens_with_the_ledger_tables_added(tmp_path: Path) -> None:
-    """A var/vpp.db written before the ledger (no instruments/retirements tables) keeps working."""
+def test_an_older_store_upgrades_with_the_ledger_tables_added(tmp_path: Path) -> None:
+    """A var/vpp.db written before the ledger (no instruments/retirements tables, and from
+    before Alembic) is refused until ``vpp db upgrade``, which adds them and keeps the rest."""
     db = tmp_path / "old.db"
     old_tables = [
         t for t in SQLModel.metadata.sorted_tables if t.name not in ("instruments", "retirements")
     ]
     first = Store(f"sqlite:///{db}")
     with sqlite3.connect(db) as connection:
+        connection.execute('DROP TABLE "alembic_version"')
         connection.execute('DROP TABLE "retirements"')
         connection.execute('DROP TABLE "instruments"')
         connection.execute(
@@ -248,6 +250,9 @@ def test_an_older_store_opens_with_the_ledger_tables_added(tmp_path: Path) -> No
             r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
     assert names == {t.name for t in old_tables}
+    with pytest.raises(StoreSchemaError, match="vpp db upgrade"):
+        Store(f"sqlite:///{db}")
+    upgrade_store(f"sqlite:///{db}")
     reopened = Store(f"sqlite:///{db}")
     assert [p.id for p in reopened.parks()] == ["jinan-north"]
     reopened.add_instruments([gec("G1")])

@@ -1,5 +1,6 @@
 """The daemon end to end: real scheduler, replay exchange over HTTP on loopback, simulated
-devices, SQLite store. Bounded by deadlines, never by fixed sleeps."""
+devices, SQLite store (the kill-and-restart test also PostgreSQL). Bounded by deadlines, never
+by fixed sleeps."""
 
 from __future__ import annotations
 
@@ -122,11 +123,14 @@ def test_simulated_day_settles_like_the_backtest(tmp_path: Path) -> None:
     assert state.mode == "simulate"
 
 
-def test_kill_and_restart_mid_day_neither_duplicates_nor_loses_records(tmp_path: Path) -> None:
+def test_kill_and_restart_mid_day_neither_duplicates_nor_loses_records(
+    tmp_path: Path, store_url: str
+) -> None:
+    """On SQLite and on PostgreSQL (``[postgres]``: the database a production daemon uses)."""
     cfg = load(make_config(tmp_path, daemon={"reoptimise_every": 4}))
     frame = prices(cfg)
     world = _world(cfg, frame, speed=20_000.0)
-    store = Store(f"sqlite:///{tmp_path / 'daemon.db'}")
+    store = Store(store_url)
     try:
         first = simulated_daemon(cfg, store, world)
         first.start()

@@ -19,7 +19,7 @@ from market_replay.server import ExchangeServer
 from strategies import StrategyOptions, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices
 from vpp.config import ConfigSet
-from vpp.errors import ExchangeError
+from vpp.errors import ExchangeError, StoreSchemaError
 from vpp.gateway import HttpExchange
 from vpp.runtime.clock import ReplayClock, SimulationClock
 from vpp.runtime.devices import simulated_devices
@@ -27,7 +27,7 @@ from vpp.runtime.jobs import day_jobs
 from vpp.runtime.metering import interval_energy
 from vpp.runtime.operator import MarketPortfolio, Operator
 from vpp.runtime.recording import StoreRecorder
-from vpp.store import Store
+from vpp.store import Store, upgrade_store
 from vpp.types import DayAheadBid, Telemetry
 
 MARGIN = dt.timedelta(minutes=30)
@@ -132,10 +132,13 @@ def test_store_adds_columns_newer_versions_introduced(tmp_path: Path) -> None:
             )
         )
     engine.dispose()
+    with pytest.raises(StoreSchemaError, match="vpp db upgrade"):  # an old schema is refused
+        Store(url)
     with capture_logs() as logs:
-        store = Store(url)
+        upgrade_store(url)  # vpp db upgrade
     assert {"event": "store_column_added", "table": "telemetry", "column": "extra_json",
             "log_level": "info"} in logs
+    store = Store(url)
     reading = Telemetry("p", "a", dt.datetime(2025, 5, 8, tzinfo=dt.UTC), 1.0,
                         extra={"produced_kwh": 2.5})
     StoreRecorder(store).record_telemetry([reading])

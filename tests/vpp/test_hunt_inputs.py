@@ -129,10 +129,11 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path, file: str) -> None:
 
 STORE_URLS = {
     # (url, the one line expected); each was a traceback from create_engine before.
+    # psycopg (3) is a dependency; a URL naming psycopg2 asks for a driver vpp does not install.
     "driver-not-installed": (
-        "postgresql+psycopg://vpp:s3cret-pw@127.0.0.1:1/vpp",
-        "error: cannot open store postgresql+psycopg://vpp:***@127.0.0.1:1/vpp: database driver "
-        "'psycopg' is not installed; install it (pip install psycopg) or use another store URL",
+        "postgresql+psycopg2://vpp:s3cret-pw@127.0.0.1:1/vpp",
+        "error: cannot open store postgresql+psycopg2://vpp:***@127.0.0.1:1/vpp: database driver "
+        "'psycopg2' is not installed; install it (pip install psycopg2) or use another store URL",
     ),
     "unknown-kind": (
         "nonsense://x",
@@ -153,11 +154,11 @@ def test_a_bad_store_url_is_one_line(tmp_path: Path, case: str, command: list[st
     url, expected = STORE_URLS[case]
     if case == "driver-not-installed":
         try:
-            import psycopg  # noqa: F401
+            import psycopg2  # noqa: F401
         except ImportError:
             pass
         else:
-            pytest.skip("psycopg is installed here")
+            pytest.skip("psycopg2 is installed here")
     _write_project(tmp_path)
     result = runner.invoke(
         app, ["--log-level", "ERROR", *command, "--config", str(tmp_path)],

@@ -1,4 +1,8 @@
-"""Store: enrolment is all-or-nothing; timestamps are tz-aware."""
+"""Store: enrolment is all-or-nothing; timestamps are tz-aware.
+
+Every test runs on SQLite and on PostgreSQL (``store_url``: ids ``[sqlite]``
+and ``[postgres]``; the PostgreSQL ones need ``VPP_TEST_POSTGRES_URL``).
+"""
 
 from __future__ import annotations
 
@@ -26,14 +30,14 @@ def _enrolled(config: Path) -> list[str]:
     )
 
 
-def test_enroll_folder_and_list(config_copy: Path) -> None:
+def test_enroll_folder_and_list(config_copy: Path, store_url: str) -> None:
     result = runner.invoke(app, ["enroll", "--config", str(config_copy)])
     assert result.exit_code == 0, result.output
     assert "enrolled 3 park(s)" in result.output
     assert _enrolled(config_copy) == ["houston-ship-channel", "jinan-north", "qingdao-logistics"]
 
 
-def test_broken_file_leaves_store_unchanged(config_copy: Path, tmp_path: Path) -> None:
+def test_broken_file_leaves_store_unchanged(config_copy: Path, tmp_path: Path, store_url: str) -> None:
     parks = config_copy / "parks"
     first = runner.invoke(app, ["enroll", "--config", str(config_copy), str(parks / "jinan-north.toml")])
     assert first.exit_code == 0, first.output
@@ -52,23 +56,23 @@ def test_broken_file_leaves_store_unchanged(config_copy: Path, tmp_path: Path) -
     assert result.exit_code == 1
     assert "broken.toml: assets[0].power_kw = -1" in result.output
     assert _enrolled(config_copy) == before
-    store = Store(f"sqlite:///{tmp_path / 'test.db'}")
+    store = Store(store_url)
     assert store.park_config("jinan-north").name == "Jinan North Industrial Park"
 
 
-def test_reenroll_replaces_assets(config_copy: Path, tmp_path: Path) -> None:
+def test_reenroll_replaces_assets(config_copy: Path, store_url: str) -> None:
     park_file = config_copy / "parks" / "jinan-north.toml"
     assert runner.invoke(app, ["enroll", "--config", str(config_copy), str(park_file)]).exit_code == 0
     text = park_file.read_text(encoding="utf-8")
     cut = text.index('[[assets]]\nid = "pv-roof"')
     park_file.write_text(text[:cut], encoding="utf-8")
     assert runner.invoke(app, ["enroll", "--config", str(config_copy), str(park_file)]).exit_code == 0
-    store = Store(f"sqlite:///{tmp_path / 'test.db'}")
+    store = Store(store_url)
     assert [a.id for a in store.assets("jinan-north")] == ["arc-furnace", "bess-1"]
 
 
-def test_naive_timestamp_cannot_be_stored(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'naive.db'}")
+def test_naive_timestamp_cannot_be_stored(store_url: str) -> None:
+    store = Store(store_url)
     record = TelemetryRecord(
         park_id="p", asset_id="a", measured_at=dt.datetime(2025, 5, 1, 12), power_kw=1.0,
         soc=None, available=True,
@@ -77,8 +81,8 @@ def test_naive_timestamp_cannot_be_stored(tmp_path: Path) -> None:
         session.add(record)
 
 
-def test_timestamps_round_trip_as_utc(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'tz.db'}")
+def test_timestamps_round_trip_as_utc(store_url: str) -> None:
+    store = Store(store_url)
     local = dt.datetime(2025, 5, 1, 20, 15, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     with store.session() as session:
         session.add(TelemetryRecord(park_id="p", asset_id="a", measured_at=local, power_kw=1.0, soc=0.5, available=True))
@@ -92,3 +96,12 @@ def test_database_url_password_hidden() -> None:
     from sqlalchemy.engine import make_url
 
     assert "secret" not in make_url("postgresql://u:secret@h/db").render_as_string(hide_password=True)
+
+
+def test_a_bare_postgresql_url_uses_psycopg_3(postgres_url: str) -> None:
+    """``postgresql://`` would be psycopg2 to SQLAlchemy, which vpp does not install."""
+    bare = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    store = Store(bare)
+    assert store.engine.dialect.driver == "psycopg"
+    assert store.parks() == []
+    store.close()

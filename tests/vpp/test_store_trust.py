@@ -37,7 +37,7 @@ from market_replay.exchange import ReplayExchange
 from strategies import DayAheadResult, StrategyOptions, get_strategy
 from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
 from tests.vpp.daemon_support import count_rows as _count
-from vpp import StoreError, StoreLockedError
+from vpp import StoreError, StoreLockedError, StoreSchemaError
 from vpp.cli import app
 from vpp.config import ConfigSet
 from vpp.daemon.build import SimulationWorld, default_window, serve_metrics, simulated_daemon
@@ -55,6 +55,7 @@ from vpp.store import (
     Store,
     StoreLock,
     TelemetryRecord,
+    upgrade_store,
 )
 from vpp.types import Award, Setpoint
 
@@ -386,6 +387,7 @@ def test_old_store_with_pickled_plans_is_migrated_without_unpickling(tmp_path: P
     marker = tmp_path / "pwned"
     engine = create_engine(url)
     with engine.begin() as connection:  # day_plans as the releases with pickles created it
+        connection.execute(text("DROP TABLE alembic_version"))  # they predate Alembic
         connection.execute(text("DROP TABLE day_plans"))
         connection.execute(
             text(
@@ -400,8 +402,11 @@ def test_old_store_with_pickled_plans_is_migrated_without_unpickling(tmp_path: P
         )
     engine.dispose()
 
+    with pytest.raises(StoreSchemaError, match="vpp db upgrade"):  # refused until upgraded
+        Store(url)
     with capture_logs() as logs:
-        migrated = Store(url)
+        upgrade_store(url)  # vpp db upgrade
+    migrated = Store(url)
 
     columns = {c["name"] for c in inspect(migrated.engine).get_columns("day_plans")}
     assert "result_pickle" not in columns

@@ -23,6 +23,7 @@ import datetime as dt
 import errno
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -215,9 +216,11 @@ def load(config: Path | None) -> ConfigSet:
 
 
 def open_store(cfg: ConfigSet) -> Store:
+    """The config's store; an empty one is created, an old schema is refused naming
+    ``vpp db upgrade --config ...`` (docs/store.md)."""
     url = cfg.settings.store.resolved_url(cfg.project_root)
     try:
-        return Store(url)
+        return Store(url, upgrade_command=f"vpp db upgrade --config {shlex.quote(str(cfg.root))}")
     except VppError as exc:
         fail_on(exc)
     except OSError as exc:  # the folder of a SQLite file cannot be created
