@@ -40,9 +40,14 @@ from pydantic import Field
 
 from vpp.assets.base import AssetBase
 from vpp.assets.battery import BatterySpec
+from vpp.assets.electric_boiler import ElectricBoilerSpec
+from vpp.assets.electrolyser import ElectrolyserSpec
 from vpp.assets.ev_charging import EvChargingSpec
 from vpp.assets.flexible_process import FlexibleProcessSpec
+from vpp.assets.heat_pump import HeatPumpSpec
+from vpp.assets.hydrogen_storage import HydrogenStorageSpec
 from vpp.assets.pv import PvSpec
+from vpp.assets.thermal_storage import ThermalStorageSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -81,12 +86,30 @@ ASSET_TYPES: dict[str, AssetType] = _registry(
         "flexible_process", FlexibleProcessSpec, "strategies.process", "adapters.simulated.process"
     ),
     AssetType("pv", PvSpec, "strategies.pv", "adapters.simulated.pv"),
+    AssetType("heat_pump", HeatPumpSpec, "strategies.heat_pump", "adapters.simulated.heat_pump"),
+    AssetType(
+        "electric_boiler", ElectricBoilerSpec, "strategies.boiler", "adapters.simulated.boiler"
+    ),
+    AssetType(
+        "thermal_storage", ThermalStorageSpec, "strategies.thermal_storage",
+        "adapters.simulated.thermal_storage",
+    ),
+    AssetType(
+        "electrolyser", ElectrolyserSpec, "strategies.electrolyser",
+        "adapters.simulated.electrolyser",
+    ),
+    AssetType(
+        "hydrogen_storage", HydrogenStorageSpec, "strategies.hydrogen_storage",
+        "adapters.simulated.hydrogen_storage",
+    ),
 )
 
 
 if TYPE_CHECKING:  # the type checker needs the members spelled out: one per registry entry
     AssetSpec = Annotated[
-        BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec, Field(discriminator="type")
+        BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec | HeatPumpSpec
+        | ElectricBoilerSpec | ThermalStorageSpec | ElectrolyserSpec | HydrogenStorageSpec,
+        Field(discriminator="type"),
     ]
 else:
     AssetSpec = Annotated[
@@ -115,9 +138,14 @@ __all__ = [
     "AssetSpec",
     "AssetType",
     "BatterySpec",
+    "ElectricBoilerSpec",
+    "ElectrolyserSpec",
     "EvChargingSpec",
     "FlexibleProcessSpec",
+    "HeatPumpSpec",
+    "HydrogenStorageSpec",
     "PvSpec",
+    "ThermalStorageSpec",
     "asset_type",
     "assets_of_type",
 ]

@@ -124,9 +124,10 @@ SetpointKind = Literal["power", "export_cap", "import_cap", "none"]
 """How a setpoint drives an asset: a power target, a cap on export or on import, or not at all
 (the same values as :data:`adapters.base.SetpointKind`)."""
 
-StateKind = Literal["soc", "sessions", "shift"]
-"""What an asset's state read from telemetry is: a state of charge, plugged EV sessions,
-or a shift from the baseline with its energy offset in the recovery block."""
+StateKind = Literal["soc", "soc_kg", "sessions", "shift"]
+"""What an asset's state read from telemetry is: a state of charge (of energy, or of hydrogen
+in kg), plugged EV sessions, or a shift from the baseline with its energy offset in the
+recovery block."""
 
 
 class AssetBase(Spec):
@@ -144,6 +145,12 @@ class AssetBase(Spec):
     """What the operator reads from this asset's telemetry as its state (None: nothing)."""
     onsite_renewable: ClassVar[bool] = False
     """Its export is on-site renewable generation (PV): clean energy in the carbon books."""
+    heat_registers: ClassVar[tuple[str, ...]] = ()
+    """Cumulative heat it delivered [kWh_th] (converters; see :meth:`heat_outputs`)."""
+    hydrogen_registers: ClassVar[tuple[str, ...]] = ()
+    """Cumulative hydrogen it produced [kg] (electrolysers)."""
+    storage_registers: ClassVar[tuple[str, ...]] = ()
+    """(charged, discharged) cumulative registers of a heat [kWh_th] or hydrogen [kg] store."""
 
     @property
     def max_export_kw(self) -> float:
@@ -173,6 +180,30 @@ class AssetBase(Spec):
     @property
     def soc_capacity_kwh(self) -> float | None:
         """The energy a state of charge of 1 stands for [kWh]; None: no state of charge."""
+        return None
+
+    @property
+    def soc_capacity_kg(self) -> float | None:
+        """The hydrogen a fill of 1 stands for [kg]; None: not a hydrogen store."""
+        return None
+
+    def heat_outputs(self) -> dict[str, str]:
+        """Heat level id -> the register of the heat it delivers there (empty: none)."""
+        return {}
+
+    @property
+    def produces_hydrogen(self) -> bool:
+        """It produces hydrogen into the park's hydrogen node (electrolysers)."""
+        return bool(self.hydrogen_registers)
+
+    @property
+    def storage_node(self) -> str | None:
+        """The balance node a heat or hydrogen store buffers (its level, or ``hydrogen``)."""
+        return None
+
+    @property
+    def supply_temperature_limit_c(self) -> float | None:
+        """Hottest level it may supply or store heat at [degC]; None: no limit or no heat."""
         return None
 
     @property
@@ -212,10 +243,12 @@ class AssetBase(Spec):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         """The exogenous series a simulated device of this type takes, from the park's profiles.
 
         ``index`` are the intervals to cover, ``start``/``end`` the span for
-        event data (EV sessions); keyword names match the simulated device.
+        event data (EV sessions), ``park`` the asset's :class:`~vpp.config.models.ParkConfig`
+        (heat levels and their demand); keyword names match the simulated device.
         """
         return {}

@@ -69,6 +69,7 @@ class EvChargingSpec(AssetBase):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         from vpp.profiles import ev_sessions  # profiles reads config: imported when used
 

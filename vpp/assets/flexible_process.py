@@ -72,6 +72,7 @@ class FlexibleProcessSpec(AssetBase):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         from vpp.profiles import load_kw  # profiles reads config: imported when used
 

@@ -52,7 +52,7 @@ def simulated_devices(
             spec = (
                 asset.adapter if isinstance(asset.adapter, SimulatedAdapter) else SimulatedAdapter()
             )
-            inputs = asset.simulation_inputs(folder, index, park.timezone, start, end)
+            inputs = asset.simulation_inputs(folder, index, park.timezone, start, end, park=park)
             if "sessions" in inputs:
                 sessions[key] = inputs["sessions"]
             if asset.soc_capacity_kwh is not None:
