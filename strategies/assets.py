@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from strategies.park import ParkModelRequest
+    from vpp.config.models import ParkConfig
     from strategies.state import AssetState, ParkInputs, ParkState
 
 
@@ -92,6 +93,8 @@ class InputsRequest:
     timezone: str
     decision_time: dt.datetime | None = None
     expected_weeks: int = 4
+    #: The park the inputs are for (heat levels: a heat pump's sink temperature).
+    park: ParkConfig | None = None
 
 
 SpecT = TypeVar("SpecT", contravariant=True)

@@ -21,6 +21,7 @@ the signed ``power_kw`` of :mod:`vpp.units`.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -467,18 +468,23 @@ def _bdew_year(
     weather = _read_tmy3(path)
     starts = pd.DatetimeIndex(weather.index - pd.Timedelta(hours=1))
     temperature = pd.Series(weather["temp_air_c"].to_numpy(float), index=starts)
-    building = bdew.HeatBuilding(
-        starts,
-        holidays={},
-        temperature=temperature,
-        shlp_type=building_type,
-        building_class=building_class,
-        wind_class=wind_class,
-        annual_heat_demand=annual_kwh,
-        name=building_type,
-        ww_incl=True,
-    )
-    profile = np.asarray(building.get_bdew_profile(), dtype=float)
+    with warnings.catch_warnings():
+        # demandlib 0.2 calls pandas APIs pandas 3 deprecates (DatetimeIndex.weekday); the
+        # numbers are unaffected. Only this call is silenced, nothing globally.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        building = bdew.HeatBuilding(
+            starts,
+            holidays={},
+            temperature=temperature,
+            shlp_type=building_type,
+            building_class=building_class,
+            wind_class=wind_class,
+            annual_heat_demand=annual_kwh,
+            name=building_type,
+            ww_incl=True,
+        )
+        profile = np.asarray(building.get_bdew_profile(), dtype=float)
     if profile.shape != (len(starts),) or not np.isfinite(profile).all():
         raise DataQualityError(f"{path}: demandlib gave no usable heat profile")
     return pd.Series(np.maximum(profile, 0.0), index=weather.index)

@@ -100,7 +100,7 @@ def test_plan_writes_schedules_and_summary(example_config, cn_frame, tmp_path) -
     plan = plan_day(example_config, cn_frame, dt.date(2025, 5, 20), "cn-province-a")
     assert plan.status == "optimal"
     paths = write_plan(plan, tmp_path)
-    assert [p.name for p in paths] == ["assets.csv", "parks.csv", "plan.json"]
+    assert [p.name for p in paths] == ["assets.csv", "parks.csv", "balances.csv", "plan.json"]
     summary = json.loads((tmp_path / "plan.json").read_text())
     assert summary["status"] == "optimal"
     assert summary["objective"] == pytest.approx(plan.schedule.objective, abs=1e-5)
