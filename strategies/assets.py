@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from strategies.park import ParkModelRequest
-    from vpp.config.models import ParkConfig
     from strategies.state import AssetState, ParkInputs, ParkState
+    from vpp.config.models import ParkConfig
 
 
 class TypedSpec(Protocol):

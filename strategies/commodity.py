@@ -109,9 +109,10 @@ def check_supply(park: ParkConfig, inputs: ParkInputs, dt_h: np.ndarray) -> None
     unmeetable whatever the prices.
     """
     steps = len(inputs.index)
+    assets: list[Any] = list(park.assets)  # duck-typed: the commodity properties of AssetBase
     for level, demand in inputs.heat_demand_kw.items():
         most = np.zeros(steps)
-        for asset in park.assets:
+        for asset in assets:
             if level in asset.heat_outputs():
                 most = most + heat_capacity_kw(asset, inputs, steps)
             if asset.storage_node == level:
@@ -140,11 +141,12 @@ def heat_capacity_kw(asset: Any, inputs: ParkInputs, steps: int) -> np.ndarray:
 def with_idle_conversion(park: ParkConfig, inputs: ParkInputs) -> ParkInputs:
     """``inputs`` with the idle fallback's converter draw (see module doc)."""
     steps = len(inputs.index)
+    assets: list[Any] = list(park.assets)
     draw: dict[str, np.ndarray] = {}
     for level, demand in inputs.heat_demand_kw.items():
         residual = np.asarray(demand, dtype=float).copy()
         converters = [
-            a for a in park.assets
+            a for a in assets
             if level in a.heat_outputs() and not a.produces_hydrogen
         ]
         # heat pumps (a COP series) first, best mean COP first; then boilers.
@@ -161,11 +163,11 @@ def with_idle_conversion(park: ParkConfig, inputs: ParkInputs) -> ParkInputs:
             draw[asset.id] = draw.get(asset.id, np.zeros(steps)) + heat / gain
             residual = residual - heat
     offtake = sum(
-        (float(getattr(a, "offtake_rate_kg_per_h", 0.0)) for a in park.assets
+        (float(getattr(a, "offtake_rate_kg_per_h", 0.0)) for a in assets
          if a.storage_node == HYDROGEN),
         0.0,
     )
-    electrolysers = [a for a in park.assets if a.produces_hydrogen]
+    electrolysers = [a for a in assets if a.produces_hydrogen]
     if electrolysers:
         rated = sum(float(a.power_kw) for a in electrolysers)
         for asset in electrolysers:
@@ -182,7 +184,8 @@ def idle_flows(
     """(asset id, node) -> what the idle schedule's ``power_kw`` supplies (heat kW_th, kg/h)."""
     steps = len(inputs.index)
     out: dict[tuple[str, str], np.ndarray] = {}
-    for asset in park.assets:
+    assets: list[Any] = list(park.assets)
+    for asset in assets:
         draw = -np.asarray(power_kw.get(asset.id, np.zeros(steps)), dtype=float)
         if asset.produces_hydrogen:
             stack = np.where(draw >= asset.min_power_kw, draw, 0.0)
@@ -282,8 +285,8 @@ def add_store(
     cap = column(capacity)
     charge_max = full(column(charge_limit), shape)
     discharge_max = full(column(discharge_limit), shape)
-    low = full(column([s.soc_min for s in specs]) * cap, shape)
-    high = full(column([s.soc_max for s in specs]) * cap, shape)
+    low = full(column(np.array([s.soc_min for s in specs])) * cap, shape)
+    high = full(column(np.array([s.soc_max for s in specs])) * cap, shape)
     params: dict[str, cp.Parameter] = {}
 
     def box(values: np.ndarray, name: str) -> np.ndarray | cp.Parameter:
@@ -337,11 +340,11 @@ def idle_draw(inputs: ParkInputs, asset_id: str) -> np.ndarray:
 
 
 __all__ = [
-    "StoreBlock",
     "BALANCE_COLUMNS",
+    "StoreBlock",
     "add_balances",
-    "balance_frame",
     "add_store",
+    "balance_frame",
     "check_supply",
     "idle_draw",
     "idle_flows",

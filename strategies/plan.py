@@ -29,8 +29,8 @@ from strategies.park import interval_hours
 from strategies.schedule import Schedule, idle_schedule
 from strategies.state import ParkState, load_inputs
 from vpp import files
-from vpp.carbon.accounting import grid_factors
 from vpp.assets.commodities import HYDROGEN
+from vpp.carbon.accounting import grid_factors
 from vpp.config.loader import ConfigSet
 from vpp.config.models import ParkConfig
 from vpp.errors import InfeasibleError, InputError, SolverError
@@ -191,14 +191,13 @@ def _store_content(park: ParkConfig, state: ParkState) -> dict[str, float]:
     for asset in park.assets:
         if asset.storage_node is None:
             continue
-        known = state.get(asset.id)
-        value = None if known is None else (
-            known.stored_kg if asset.soc_capacity_kg is not None else known.soc_kwh
-        )
-        if value is None:
-            value = model_for(asset).initial_state(asset)
-            value = value.stored_kg if asset.soc_capacity_kg is not None else value.soc_kwh
-        out[asset.id] = float(value or 0.0)
+        for known in (state.get(asset.id), model_for(asset).initial_state(asset)):
+            if known is None:
+                continue
+            value = known.stored_kg if asset.soc_capacity_kg is not None else known.soc_kwh
+            if value is not None:
+                out[asset.id] = float(value)
+                break
     return out
 
 

@@ -27,7 +27,6 @@ Catch the specific class; never ``except Exception`` in library code.
 from __future__ import annotations
 
 import datetime as dt
-
 from dataclasses import dataclass
 from typing import Any
 

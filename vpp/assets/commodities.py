@@ -40,6 +40,9 @@ HYDROGEN = "hydrogen"
 #: Absolute zero offset [K].
 KELVIN = 273.15
 
+#: Lifts [K] the Staffell regressions are evaluated within (fit range 15-60 K, falling to 80 K).
+STAFFELL_LIFT_K = (15.0, 80.0)
+
 #: Higher heating value of hydrogen [kWh/kg]: no electrolyser can need less per kg.
 H2_HHV_KWH_PER_KG = 39.4
 
@@ -142,7 +145,8 @@ def cop_from_lift(
     ``lift = sink - source`` [K]. ``carnot``: ``efficiency x (sink + 273.15) / lift``;
     ``staffell-air``: ``6.81 - 0.121 lift + 0.00063 lift^2`` and ``staffell-ground``:
     ``8.77 - 0.150 lift + 0.000734 lift^2`` (Staffell et al. 2012, Energy Environ. Sci.
-    5, 9291, fitted for lifts of 15-60 K); ``curve``: the manufacturer points,
+    5, 9291, fitted for lifts of 15-60 K; held at the ends of :data:`STAFFELL_LIFT_K`
+    outside it, where the quadratics would turn up again); ``curve``: the manufacturer points,
     linear between them and flat beyond. Always within ``[1, cop_max]``: a heat
     pump is never worse than a resistance heater (it would be run as one).
     """
@@ -151,9 +155,11 @@ def cop_from_lift(
     if cop.model == "carnot":
         value = cop.carnot_efficiency * (sink_temperature_c + KELVIN) / lift
     elif cop.model == "staffell-air":
-        value = 6.81 - 0.121 * lift + 0.00063 * lift**2
+        fit = np.clip(lift, *STAFFELL_LIFT_K)
+        value = 6.81 - 0.121 * fit + 0.00063 * fit**2
     elif cop.model == "staffell-ground":
-        value = 8.77 - 0.150 * lift + 0.000734 * lift**2
+        fit = np.clip(lift, *STAFFELL_LIFT_K)
+        value = 8.77 - 0.150 * fit + 0.000734 * fit**2
     else:
         value = np.interp(lift, np.asarray(cop.lift_k), np.asarray(cop.cop))
     return np.clip(value, 1.0, cop.cop_max)
@@ -182,34 +188,34 @@ def heat_system_issues(
             nodes.append((asset.storage_node, "level"))
         for node, _ in nodes:
             field = _level_field(asset, node)
-            level = next((lv for lv in heat_levels if lv.id == node), None)
-            if level is None:
+            found = next((lv for lv in heat_levels if lv.id == node), None)
+            if found is None:
                 yield ConfigIssue(
                     file, f"{where}.{field}", node, f"no such heat level (park heat_levels: {known})"
                 )
                 continue
             limit = asset.supply_temperature_limit_c
-            if limit is not None and level.temperature_c > limit:
+            if limit is not None and found.temperature_c > limit:
                 yield ConfigIssue(
                     file, f"{where}.{field}", node,
-                    f"level is {level.temperature_c:g} C, above this asset's limit of {limit:g} C",
+                    f"level is {found.temperature_c:g} C, above this asset's limit of {limit:g} C",
                 )
             source = getattr(asset, "source_temperature_c", None)
-            if source is not None and source >= level.temperature_c:
+            if source is not None and source >= found.temperature_c:
                 yield ConfigIssue(
                     file, f"{where}.source_temperature_c", source,
-                    f"must be below the level's {level.temperature_c:g} C (a heat pump lifts heat)",
+                    f"must be below the level's {found.temperature_c:g} C (a heat pump lifts heat)",
                 )
         supplied.update(asset.heat_outputs())
         hydrogen_producers += int(asset.produces_hydrogen)
-        node = asset.storage_node
-        if node is not None:
-            if node in stores:
+        store = asset.storage_node
+        if store is not None:
+            if store in stores:
                 yield ConfigIssue(
                     file, f"{where}.id", asset.id,
-                    f"a second store on {node} (also assets[{stores[node]}]); one per node",
+                    f"a second store on {store} (also assets[{stores[store]}]); one per node",
                 )
-            stores.setdefault(node, i)
+            stores.setdefault(store, i)
     for i, level in enumerate(heat_levels):
         if level.has_demand and level.id not in supplied:
             yield ConfigIssue(

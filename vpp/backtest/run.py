@@ -379,7 +379,7 @@ def _battery_capacity_kwh(portfolio: MarketPortfolio) -> float:
         a.soc_capacity_kwh
         for p in portfolio.parks
         for a in p.assets
-        if a.soc_capacity_kwh is not None
+        if a.soc_capacity_kwh is not None and a.throughput_registers  # batteries, not heat stores
     )
 
 

@@ -503,6 +503,11 @@ class Operator:
         """The state the asset's type reads from telemetry (its spec's ``state_kind``)."""
         if asset.state_kind == "soc":
             return self._soc_state(asset, reading)
+        if asset.state_kind == "soc_kg":
+            capacity_kg = asset.soc_capacity_kg
+            if reading.soc is None or capacity_kg is None:
+                return None
+            return AssetState(stored_kg=reading.soc * capacity_kg)
         if asset.state_kind == "sessions":
             return self._session_state(key, device)
         if asset.state_kind == "shift":
