@@ -108,8 +108,8 @@ def test_plan_writes_schedules_and_summary(example_config, cn_frame, tmp_path) -
         assert summary[key] >= 0
     assets = pd.read_csv(tmp_path / "assets.csv")
     parks = pd.read_csv(tmp_path / "parks.csv")
-    assert len(assets) == 96 * 6
-    assert len(parks) == 96 * 2
+    assert len(assets) == 96 * 12  # jinan 3, qingdao 3, the oilfield 6 assets
+    assert len(parks) == 96 * 3
     # per-park power is the sum of its assets' power in every interval
     summed = assets.groupby(["interval_start", "park_id"])["power_kw"].sum()
     joined = parks.set_index(["interval_start", "park_id"])["power_kw"]
