@@ -108,7 +108,8 @@ def add_electrolysers(
 
     rated = full(column([s.power_kw for s in specs]), shape)
     standby = full(column([s.standby_kw for s in specs]), shape)
-    on_off = any(s.on_off for s in specs)
+    # "electrolyser:on-integrality" in omit: the LP relaxation (benchmarks, diagnostics)
+    on_off = any(s.on_off for s in specs) and builder.keeps("electrolyser:on-integrality")
     box = None
     stack_bound: np.ndarray | cp.Parameter = rated
     standby_term: np.ndarray | cp.Parameter = standby
