@@ -21,10 +21,15 @@ from adapters.base import (
 )
 from adapters.simulated import (
     SimulatedBattery,
+    SimulatedBoiler,
     SimulatedDevice,
+    SimulatedElectrolyser,
     SimulatedEvHub,
+    SimulatedHeatPump,
+    SimulatedHydrogenStorage,
     SimulatedProcess,
     SimulatedPv,
+    SimulatedThermalStorage,
     simulated_device,
 )
 
@@ -42,10 +47,15 @@ __all__ = [
     "ReconnectPolicy",
     "Session",
     "SimulatedBattery",
+    "SimulatedBoiler",
     "SimulatedDevice",
+    "SimulatedElectrolyser",
     "SimulatedEvHub",
+    "SimulatedHeatPump",
+    "SimulatedHydrogenStorage",
     "SimulatedProcess",
     "SimulatedPv",
+    "SimulatedThermalStorage",
     "create",
     "simulated_device",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import httpx
@@ -56,13 +56,16 @@ def create(
     available_kw: pd.Series | None = None,
     baseline_kw: pd.Series | None = None,
     sessions: pd.DataFrame | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Adapter:
     """Instantiate (not connect) the adapter named in ``asset``'s park-file entry.
 
     Simulated devices take their exogenous inputs here: ``available_kw``
     (PV), ``baseline_kw`` (flexible process) and ``sessions`` (EV hub), each
-    with a tz-aware UTC index or timestamps. ``http_client`` is injected into
-    HTTP adapters (one is created with the configured timeout otherwise).
+    with a tz-aware UTC index or timestamps; other inputs by name in
+    ``inputs`` (``cop`` of a heat pump, ``demand_kw`` of a thermal storage).
+    ``http_client`` is injected into HTTP adapters (one is created with the
+    configured timeout otherwise).
     Raises :class:`AdapterError` when the combination cannot work.
     """
     spec = _find(park, asset)
@@ -87,7 +90,13 @@ def create(
         hub = cast(EvChargingSpec, spec)
         return OcppHub(park.id, hub, adapter, clock=clock, reconnect=policy)
     assert isinstance(adapter, SimulatedAdapter)
-    return _simulated(park, spec, adapter, clock, available_kw, baseline_kw, sessions)
+    given: dict[str, Any] = {
+        "available_kw": available_kw,
+        "baseline_kw": baseline_kw,
+        "sessions": sessions,
+        **(inputs or {}),
+    }
+    return _simulated(park, spec, adapter, clock, given)
 
 
 def _simulated(
@@ -95,20 +104,13 @@ def _simulated(
     spec: AssetSpec,
     adapter: SimulatedAdapter,
     clock: Clock,
-    available_kw: pd.Series | None,
-    baseline_kw: pd.Series | None,
-    sessions: pd.DataFrame | None,
+    given: Mapping[str, Any],
 ) -> Adapter:
     where = f"{park.id}/{spec.id}"
 
     def need(name: str) -> AdapterError:
         return AdapterError(f"{where}: a simulated {spec.type} needs {name}= (its exogenous data)")
 
-    given: dict[str, Any] = {
-        "available_kw": available_kw,
-        "baseline_kw": baseline_kw,
-        "sessions": sessions,
-    }
     try:
         device = simulated_class(spec)
         for name in device.inputs:

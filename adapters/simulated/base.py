@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -177,6 +178,14 @@ class SimulatedDevice(Adapter):
         for name in self.registers:
             setattr(self, name, 0.0)
         return before
+
+    def couple(self, peers: Mapping[str, SimulatedDevice]) -> None:
+        """Link this device to the other devices of its park, by asset id (default: none).
+
+        A passive store (thermal, hydrogen) floats on its node's balance, so it
+        keeps the peers that supply its node and reads their registers as it
+        integrates. Called once, after every device of the park exists.
+        """
 
     def _on_setpoint(self) -> None:
         """React at once to a new setpoint (e.g. recompute the present power)."""
