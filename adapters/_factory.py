@@ -8,17 +8,19 @@ from typing import Any, cast
 import httpx
 import pandas as pd
 
-from adapters._http import HttpProcessController
+from adapters._http import HttpController
 from adapters._modbus import ModbusSunSpecDevice
+from adapters._modbus_map import ModbusDevice
 from adapters._ocpp import OcppHub
 from adapters.base import Adapter, HealthStatus, ReconnectPolicy
 from adapters.simulated import simulated_class
+from vpp.assets import ASSET_TYPES
 from vpp.config.models import (
     AssetSpec,
     BatterySpec,
     EvChargingSpec,
-    FlexibleProcessSpec,
     HttpAdapter,
+    ModbusAdapter,
     ModbusSunSpecAdapter,
     OcppAdapter,
     ParkConfig,
@@ -28,12 +30,10 @@ from vpp.errors import AdapterError, InputError
 from vpp.portfolio import AssetCapability
 from vpp.types import Clock, Telemetry
 
-# The asset type each protocol adapter is implemented for (by registry ``type`` string).
-_PROTOCOL_ASSETS: dict[str, str] = {
-    "modbus-sunspec": "battery",
-    "http": "flexible_process",
-    "ocpp": "ev_charging",
-}
+
+def _implemented_for(adapter_type: str) -> list[str]:
+    """The asset types (registry ``type`` strings) an adapter type is implemented for."""
+    return [n for n, entry in ASSET_TYPES.items() if adapter_type in entry.spec.adapter_types]
 
 
 def _find(park: ParkConfig, asset: AssetSpec | str) -> AssetSpec:
@@ -72,20 +72,24 @@ def create(
     adapter = spec.adapter
     policy = reconnect or ReconnectPolicy()
     where = f"{park.id}/{spec.id}"
-    allowed = _PROTOCOL_ASSETS.get(adapter.type)
-    if allowed is not None and spec.type != allowed:
+    if adapter.type not in spec.adapter_types:  # the loader reports it too, naming the file
+        allowed = ", ".join(_implemented_for(adapter.type))
         raise AdapterError(
             f"{where}: adapter {adapter.type!r} is implemented for {allowed} assets, "
-            f"not {spec.type!r}; use another adapter type in the park file"
+            f"not {spec.type!r}; use one of {', '.join(spec.adapter_types)} in the park file"
         )
+    issues = list(spec.adapter_issues(park.id, f"assets.{spec.id}"))
+    if issues:
+        raise AdapterError(f"{where}: {issues[0]}")
     if isinstance(adapter, ModbusSunSpecAdapter):
         battery = cast(BatterySpec, spec)  # checked above: the adapter's asset type
         return ModbusSunSpecDevice(park.id, battery, adapter, clock=clock, reconnect=policy)
     if isinstance(adapter, HttpAdapter):
-        process = cast(FlexibleProcessSpec, spec)
-        return HttpProcessController(
-            park.id, process, adapter, clock=clock, reconnect=policy, client=http_client
+        return HttpController(
+            park.id, spec, adapter, clock=clock, reconnect=policy, client=http_client
         )
+    if isinstance(adapter, ModbusAdapter):
+        return ModbusDevice(park.id, spec, adapter, clock=clock, reconnect=policy)
     if isinstance(adapter, OcppAdapter):
         hub = cast(EvChargingSpec, spec)
         return OcppHub(park.id, hub, adapter, clock=clock, reconnect=policy)
