@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from modbus_map_peer import SETPOINT_AT, ModbusHeatPump
 from structlog.testing import capture_logs
 
-from adapters import DeviceFaultError, ModbusDevice, create
+from adapters import DeviceFaultError, ModbusDevice, ReadOnlyError, create
 from adapters._modbus_map import decode, encode
 from vpp.config.models import ModbusRegister
 from vpp.types import Health, Setpoint
@@ -168,3 +168,42 @@ def test_encode_decode_round_trip(kind: str, word_order: str, value: float, scal
     assert len(raw) == register.count
     tolerance = scale / 2 + 1e-9 if kind != "float32" else abs(value) * 1e-6 + 1e-9
     assert decode(raw, register, word_order) == pytest.approx(value, abs=tolerance)
+
+
+def test_a_store_is_read_only_with_soc_and_storage_registers(
+    peer: ModbusHeatPump, wall_clock: WallClock
+) -> None:
+    tank = {
+        "id": "tank",
+        "type": "thermal_storage",
+        "level": "hot_water",
+        "capacity_kwh": 2000,
+        "charge_kw": 500,
+        "discharge_kw": 500,
+        "adapter": {
+            "type": "modbus",
+            "host": "127.0.0.1",
+            "port": peer.port,
+            "timeout_s": 0.5,
+            "poll_interval_s": 0.05,
+            "registers": {
+                "soc": {"address": 10, "type": "uint16", "scale": 0.001},
+                "charged_kwh": {"address": 2, "type": "uint32", "scale": 0.1},
+                "discharged_kwh": {"address": 4, "type": "float32"},
+            },
+        },
+    }
+    peer.pin(10, 620)
+    device = create(park_with(tank), "tank", clock=wall_clock, reconnect=FAST_RECONNECT)
+    with device:
+        t = device.read()
+        assert t.health is Health.OK
+        assert t.power_kw == 0
+        assert t.soc == pytest.approx(0.62)
+        assert set(t.extra) == {"charged_kwh", "discharged_kwh"}
+        assert device.capabilities.revert_timeout_s is None
+        with pytest.raises(ReadOnlyError):
+            device.write(Setpoint("test-park", "tank", wall_clock.now(), 0))
+        peer.pin(10, 1500)  # 150 %
+        wait_until(lambda: device.read().reason == "out_of_range", what="soc > 1")
+    assert peer.setpoint_writes == 0

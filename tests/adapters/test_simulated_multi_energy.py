@@ -209,6 +209,36 @@ def test_electrolyser_never_runs_between_zero_and_min_load(setpoint_kw: float) -
     assert t.extra["hydrogen_kg"] == pytest.approx(stack_kw * 0.25 / 55)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=-1010, max_value=0, allow_nan=False),
+            st.integers(min_value=1, max_value=120),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_ramping_electrolyser_stays_off_or_within_its_range(
+    steps: list[tuple[float, int]],
+) -> None:
+    clock = ManualClock()
+    ely = SimulatedElectrolyser(
+        "p", electrolyser_spec(ramp_limit_kw_per_min=5), SIM, clock=clock
+    )
+    ely.connect()
+    previous_kw = 0.0
+    for setpoint_kw, minutes in steps:
+        ely.write(sp("ely", setpoint_kw, clock))
+        clock.advance(minutes=minutes)
+        stack_kw = ely.read().extra["stack_kw"]
+        assert stack_kw == 0 or 200 - 1e-9 <= stack_kw <= 1000 + 1e-9
+        if stack_kw > 0 and previous_kw > 0:  # running throughout: the ramp limit holds
+            assert abs(stack_kw - previous_kw) <= 5 * minutes + 1e-6
+        previous_kw = stack_kw
+
+
 def test_electrolyser_without_min_load_draws_standby_only_at_zero(clock: ManualClock) -> None:
     ely = SimulatedElectrolyser(
         "p", electrolyser_spec(min_load_fraction=0.0), SIM, clock=clock
