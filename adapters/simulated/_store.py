@@ -60,9 +60,11 @@ class PassiveStore(SimulatedDevice):
         self.discharge_rate = discharge_rate
         self.soc_min, self.soc_max = asset.soc_limits
         start = asset.soc_initial if soc is None else soc
-        if not self.soc_min - EPS <= start <= self.soc_max + EPS:
-            raise InputError(f"soc {start} outside [{self.soc_min}, {self.soc_max}]")
-        self.stored = start * capacity
+        # Standing losses may have taken a store below soc_min (the previous day's end):
+        # only soc_max and the physical floor bound where it may start.
+        if not -EPS <= start <= self.soc_max + EPS:
+            raise InputError(f"soc {start} outside [0, {self.soc_max}]")
+        self.stored = min(max(start, 0.0), self.soc_max) * capacity
         self.counters: dict[str, float] = dict.fromkeys(self.registers, 0.0)
         self.supplied = 0.0  # what the peers delivered, since start (not a device register)
         self.demanded = 0.0  # the node's offtake, since start
@@ -78,7 +80,11 @@ class PassiveStore(SimulatedDevice):
         before = dict(self.counters)
         for name in self.counters:
             self.counters[name] = 0.0
+            self._lost_to_restarts[name] = self._lost_to_restarts.get(name, 0.0) + before[name]
         return before
+
+    def lifetime(self, register: str) -> float:
+        return self.counters[register] + self._lost_to_restarts.get(register, 0.0)
 
     @property
     def soc(self) -> float:
@@ -98,16 +104,15 @@ class PassiveStore(SimulatedDevice):
         self._seen = []
         for peer, register in self._peers:
             peer._advance()
-            self._seen.append(float(getattr(peer, register)))
+            self._seen.append(peer.lifetime(register))
 
     def _supply(self) -> float:
         """What the peers delivered since the store last looked (their registers' growth)."""
         total = 0.0
         for i, (peer, register) in enumerate(self._peers):
             peer._advance()
-            now = float(getattr(peer, register))
-            # A restarted peer meter starts again at 0: count from there.
-            total += now - self._seen[i] if now >= self._seen[i] else now
+            now = peer.lifetime(register)
+            total += now - self._seen[i]
             self._seen[i] = now
         return total
 

@@ -116,6 +116,7 @@ class SimulatedDevice(Adapter):
         self._setpoint_kw: float | None = None
         self._setpoint_start: dt.datetime | None = None
         self._connected = False
+        self._lost_to_restarts: dict[str, float] = {}  # register -> sum of values at restarts
 
     def connect(self) -> None:
         self._connected = True
@@ -177,7 +178,16 @@ class SimulatedDevice(Adapter):
         before = {name: float(getattr(self, name)) for name in self.registers}
         for name in self.registers:
             setattr(self, name, 0.0)
+            self._lost_to_restarts[name] = self._lost_to_restarts.get(name, 0.0) + before[name]
         return before
+
+    def lifetime(self, register: str) -> float:
+        """A register's total since the device was created, across meter restarts [kWh, kg].
+
+        What the physics delivered, as opposed to what the meter shows: passive
+        stores read their suppliers through this so a meter restart loses nothing.
+        """
+        return float(getattr(self, register)) + self._lost_to_restarts.get(register, 0.0)
 
     def couple(self, peers: Mapping[str, SimulatedDevice]) -> None:
         """Link this device to the other devices of its park, by asset id (default: none).

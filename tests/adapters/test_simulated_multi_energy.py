@@ -25,6 +25,7 @@ from vpp.config.models import (
     SimulatedAdapter,
     ThermalStorageSpec,
 )
+from vpp.errors import InputError
 from vpp.types import Health, Setpoint
 
 SIM = SimulatedAdapter()
@@ -354,6 +355,29 @@ def test_thermal_storage_standing_losses(clock: ManualClock) -> None:
     lost = 1000 * (1 - 0.98**2)
     assert t.extra["lost_kwh"] == pytest.approx(lost)
     assert t.extra["stored_kwh"] == pytest.approx(1000 - lost)
+
+
+def test_a_store_may_start_below_soc_min_where_losses_left_it(clock: ManualClock) -> None:
+    spec = thermal_spec(soc_min=0.2, standing_loss_pct_per_h=1.0)
+    demand = series([0.0] * 3)
+    tank = SimulatedThermalStorage("p", spec, SIM, clock=clock, demand_kw=demand, soc=0.19)
+    assert tank.soc == pytest.approx(0.19)
+    with pytest.raises(InputError, match="outside"):
+        SimulatedThermalStorage("p", spec, SIM, clock=clock, demand_kw=demand, soc=1.2)
+
+
+def test_a_converter_meter_restart_loses_no_heat_for_the_storage(clock: ManualClock) -> None:
+    eb = SimulatedBoiler("p", boiler_spec(efficiency=1.0), SIM, clock=clock)
+    tank = SimulatedThermalStorage(
+        "p", thermal_spec(), SIM, clock=clock, demand_kw=series([0.0] * 3)
+    )
+    couple(eb, tank)
+    eb.write(sp("eb", -200, clock))
+    clock.advance(minutes=30)
+    assert eb.restart_meter()["heat_kwh"] == pytest.approx(100)  # the tank has not looked yet
+    clock.advance(minutes=30)
+    assert eb.read().extra["heat_kwh"] == pytest.approx(100)
+    assert tank.read().extra["charged_kwh"] == pytest.approx(200)
 
 
 def test_thermal_storage_ignores_heat_of_other_levels(clock: ManualClock) -> None:
