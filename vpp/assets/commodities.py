@@ -182,34 +182,35 @@ def heat_system_issues(
             nodes.append((asset.storage_node, "level"))
         for node, _ in nodes:
             field = _level_field(asset, node)
-            level = next((lv for lv in heat_levels if lv.id == node), None)
-            if level is None:
+            served = next((lv for lv in heat_levels if lv.id == node), None)
+            if served is None:
                 yield ConfigIssue(
                     file, f"{where}.{field}", node, f"no such heat level (park heat_levels: {known})"
                 )
                 continue
             limit = asset.supply_temperature_limit_c
-            if limit is not None and level.temperature_c > limit:
+            if limit is not None and served.temperature_c > limit:
                 yield ConfigIssue(
                     file, f"{where}.{field}", node,
-                    f"level is {level.temperature_c:g} C, above this asset's limit of {limit:g} C",
+                    f"level is {served.temperature_c:g} C, above this asset's limit of {limit:g} C",
                 )
             source = getattr(asset, "source_temperature_c", None)
-            if source is not None and source >= level.temperature_c:
+            if source is not None and source >= served.temperature_c:
                 yield ConfigIssue(
                     file, f"{where}.source_temperature_c", source,
-                    f"must be below the level's {level.temperature_c:g} C (a heat pump lifts heat)",
+                    f"must be below the level's {served.temperature_c:g} C (a heat pump lifts heat)",
                 )
         supplied.update(asset.heat_outputs())
         hydrogen_producers += int(asset.produces_hydrogen)
-        node = asset.storage_node
-        if node is not None:
-            if node in stores:
+        store_node = asset.storage_node
+        if store_node is not None:
+            if store_node in stores:
                 yield ConfigIssue(
                     file, f"{where}.id", asset.id,
-                    f"a second store on {node} (also assets[{stores[node]}]); one per node",
+                    f"a second store on {store_node} (also assets[{stores[store_node]}]); "
+                    "one per node",
                 )
-            stores.setdefault(node, i)
+            stores.setdefault(store_node, i)
     for i, level in enumerate(heat_levels):
         if level.has_demand and level.id not in supplied:
             yield ConfigIssue(

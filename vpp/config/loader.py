@@ -177,7 +177,7 @@ def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator
         names.setdefault(fuel.name, i)
     yield from heat_system_issues(file, park.assets, park.heat_levels)
     for i, level in enumerate(park.heat_levels):
-        sources = [("demand_profile", level.demand_profile)]
+        sources: list[tuple[str, FileSource | None]] = [("demand_profile", level.demand_profile)]
         if level.space_heating is not None:
             sources.append(("space_heating.weather", level.space_heating.weather))
         for name, source in sources:
