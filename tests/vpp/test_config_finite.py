@@ -108,7 +108,7 @@ def _park() -> dict[str, Any]:
                 "charge_power_kw": 1500.0,
                 "discharge_power_kw": 1500.0,
                 "energy_kwh": 4000.0,
-                "adapter": {"type": "simulated", "seed": 1, "telemetry_noise_kw": 0.0},
+                "adapter": {"type": "modbus-sunspec", "host": "127.0.0.1"},
             },
             {
                 "id": "hub",
@@ -136,7 +136,7 @@ def _park() -> dict[str, Any]:
                 "capacity_kwp": 3000.0,
                 "inverter_kw": 2800.0,
                 "profile": {"path": "pv.csv", "scale": 1.0},
-                "adapter": {"type": "modbus-sunspec", "host": "127.0.0.1"},
+                "adapter": {"type": "simulated", "seed": 1, "telemetry_noise_kw": 0.0},
             },
         ],
     }

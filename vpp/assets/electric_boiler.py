@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, SetpointKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind
 
 
 class ElectricBoilerSpec(AssetBase):
@@ -21,6 +21,7 @@ class ElectricBoilerSpec(AssetBase):
     )
     efficiency: float = Field(0.99, gt=0, le=1, description="Heat out per electricity in")
 
+    adapter_types: ClassVar[tuple[str, ...]] = MULTI_ENERGY_ADAPTERS
     meter_registers: ClassVar[tuple[str, ...]] = ("consumed_kwh",)
     heat_registers: ClassVar[tuple[str, ...]] = ("heat_kwh",)
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, SetpointKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind
 from vpp.assets.commodities import H2_HHV_KWH_PER_KG
 from vpp.errors import ConfigIssue
 
@@ -48,6 +48,7 @@ class ElectrolyserSpec(AssetBase):
         60.0, gt=0, le=900, description="Temperature the recovered heat is available at [degC]"
     )
 
+    adapter_types: ClassVar[tuple[str, ...]] = MULTI_ENERGY_ADAPTERS
     meter_registers: ClassVar[tuple[str, ...]] = ("consumed_kwh",)
     heat_registers: ClassVar[tuple[str, ...]] = ("heat_kwh",)
     hydrogen_registers: ClassVar[tuple[str, ...]] = ("hydrogen_kg",)

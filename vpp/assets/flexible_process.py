@@ -32,6 +32,7 @@ class FlexibleProcessSpec(AssetBase):
         "(unlimited) [kW/min]",
     )
 
+    adapter_types: ClassVar[tuple[str, ...]] = ("simulated", "http", "modbus")
     meter_registers: ClassVar[tuple[str, ...]] = ("consumed_kwh",)
     state_kind: ClassVar[StateKind | None] = "shift"
 

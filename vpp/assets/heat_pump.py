@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field, model_validator
 
-from vpp.assets.base import AssetBase, SetpointKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind
 from vpp.assets.commodities import HeatPumpCop, WeatherSource
 
 
@@ -38,6 +38,7 @@ class HeatPumpSpec(AssetBase):
     )
     cop: HeatPumpCop = Field(default_factory=HeatPumpCop, description="COP against the lift")
 
+    adapter_types: ClassVar[tuple[str, ...]] = MULTI_ENERGY_ADAPTERS
     meter_registers: ClassVar[tuple[str, ...]] = ("consumed_kwh",)
     heat_registers: ClassVar[tuple[str, ...]] = ("heat_kwh",)
 

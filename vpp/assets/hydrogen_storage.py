@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from vpp.assets.base import AssetBase, SetpointKind, StateKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind, StateKind
 from vpp.assets.commodities import HYDROGEN
 from vpp.errors import ConfigIssue
 
@@ -35,6 +35,7 @@ class HydrogenStorageSpec(AssetBase):
         None, ge=0, description="Daily offtake drawn at a steady rate [kg/day]"
     )
 
+    adapter_types: ClassVar[tuple[str, ...]] = MULTI_ENERGY_ADAPTERS
     state_kind: ClassVar[StateKind | None] = "soc_kg"
     storage_registers: ClassVar[tuple[str, str]] = ("charged_kg", "discharged_kg")
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, SetpointKind, StateKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind, StateKind
 from vpp.errors import ConfigIssue
 
 
@@ -43,6 +43,7 @@ class ThermalStorageSpec(AssetBase):
         "initial", description="End of horizon: back to at least soc_initial, or free"
     )
 
+    adapter_types: ClassVar[tuple[str, ...]] = MULTI_ENERGY_ADAPTERS
     state_kind: ClassVar[StateKind | None] = "soc"
     storage_registers: ClassVar[tuple[str, str]] = ("charged_kwh", "discharged_kwh")
 

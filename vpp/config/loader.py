@@ -195,6 +195,7 @@ def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator
             )
         seen.setdefault(asset.id, i)
         yield from asset.config_issues(file, where)
+        yield from asset.adapter_issues(file, where)
         for name in type(asset).model_fields:  # its data files, whatever the type calls them
             source = getattr(asset, name)
             if isinstance(source, FileSource):
