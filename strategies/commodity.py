@@ -81,14 +81,22 @@ def add_balances(model: ParkModel, inputs: ParkInputs) -> dict[str, cp.Expressio
             demand[node] = demand.get(node, np.zeros(steps)) + np.asarray(draw, dtype=float)
     out: dict[str, cp.Expression] = {}
     for node in sorted(set(supply) | set(demand)):
-        need = np.broadcast_to(demand.get(node, np.zeros(steps)), (scenarios, steps))
+        need_values = np.array(
+            np.broadcast_to(demand.get(node, np.zeros(steps)), (scenarios, steps))
+        )
+        need: np.ndarray | cp.Parameter = need_values
+        if model.builder.soft:
+            # real time: the demand of intervals before the model's position is zeroed by
+            # ParkModel.set_position (the past is not re-planned), so it needs a Parameter
+            need = cp.Parameter((scenarios, steps), name=f"{node}_demand", value=need_values)
+            model.balance_demand.append((need, need_values))
         terms = supply.get(node, [])
         total: cp.Expression = (
             cp.Constant(np.zeros((scenarios, steps))) if not terms
             else (cp.sum(terms) if len(terms) > 1 else terms[0])
         )
         out[node] = total
-        if not terms and not need.any():
+        if not terms and not need_values.any():
             continue
         labels = [
             f"{model.park.id}:{node}@{stamp(t)}" + ("" if scenarios == 1 else f"@s{s}")
@@ -237,6 +245,19 @@ class StoreBlock:
             out[node] = cp.multiply(mask, self.discharge - self.charge)
         return out
 
+    def reachable_floor(self, lower: np.ndarray, start: np.ndarray, position: int) -> np.ndarray:
+        """``lower`` where a store measured below it (a deficit drained it) can be refilled.
+
+        A heat store may be measured below its ``soc_min`` (its plan reserve): the
+        floor then rises from the measured content at the charge limit instead of
+        demanding it back at once, which no converter could deliver (infeasible).
+        """
+        steps = len(self.dt_h)
+        hours = np.concatenate([np.zeros(position), np.cumsum(self.dt_h[position:])])
+        limit = self.stack.tile(self.charge_limit)[:, None]
+        refill = start + limit * hours[None, :steps]
+        return np.minimum(lower, np.maximum(refill, 0.0))
+
     def set_state(self, content: np.ndarray, position: int = 0) -> None:
         """The measured content per store (n,) at the start of interval ``position``."""
         value = np.asarray(content, dtype=float)
@@ -251,7 +272,9 @@ class StoreBlock:
                 parameter.value = np.where(live, upper, 0.0)
             lower_p, upper_p, lower, upper = self.content_box
             start = self.stack.tile(value)[:, None]
-            lower_p.value = np.where(live, lower, np.minimum(lower, start))
+            # Before the position the content just decays from the measured value through the
+            # standing losses (no flows): floor 0 there, so the decay never breaks the box.
+            lower_p.value = np.where(live, self.reachable_floor(lower, start, position), 0.0)
             upper_p.value = np.where(live, upper, np.maximum(upper, start))
         wanted = np.array([s.soc_initial for s in self.specs]) * self.capacity
         reachable = value + self.charge_limit * float(self.dt_h[position:].sum())
@@ -287,6 +310,10 @@ def add_store(
     discharge_max = full(column(discharge_limit), shape)
     low = full(column(np.array([s.soc_min for s in specs])) * cap, shape)
     high = full(column(np.array([s.soc_max for s in specs])) * cap, shape)
+    # a store measured below its floor (drained by a deficit) refills at its charge limit
+    refill = column(initial_content) + column(charge_limit) * np.cumsum(dt_h)[None, :]
+    low = np.minimum(low, np.maximum(refill, 0.0))
+    high = np.maximum(high, np.minimum(column(initial_content), cap))
     params: dict[str, cp.Parameter] = {}
 
     def box(values: np.ndarray, name: str) -> np.ndarray | cp.Parameter:

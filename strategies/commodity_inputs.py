@@ -2,12 +2,21 @@
 
 Both come from real data (:mod:`vpp.profiles`): realized when the request
 has no decision time (perfect foresight, the simulation), otherwise a
-forecast made then -- the mean of the same local time over the
-:data:`FORECAST_DAYS` whole days before the decision day, as PV is
-forecast (:mod:`strategies.pv`): outdoor temperature and measured demand are
-not known in advance, so their errors become real deviations. A level's
-constant demand (``demand_kw``) and a fixed-source heat pump are the same
-either way.
+forecast made then from the same local time of the :data:`FORECAST_DAYS`
+whole days before the decision day: outdoor temperature and measured demand
+are not known in advance, so their errors become real deviations.
+
+* COP: the mean of those days (as PV is forecast, :mod:`strategies.pv`).
+* Heat demand: their **highest** value at that time of day. Heat that is
+  not delivered is a failed process or a cold building, while heat planned
+  beyond the demand goes into the level's store, which the next real-time
+  re-optimisation sees as measured content and draws on -- so the plan is
+  made for the upper envelope of the past week, not its mean. (Measured on
+  the oilfield, 2025-05-12..14: the mean left 3,270 kWh_th of 153,255 unmet,
+  the envelope far less; see ``docs/multi_energy.md``.)
+
+A level's constant demand (``demand_kw``) and a fixed-source heat pump are
+the same either way.
 """
 
 from __future__ import annotations
@@ -26,22 +35,22 @@ FORECAST_DAYS = 7
 
 
 def forecast_or_realized(
-    series: Callable[[pd.DatetimeIndex], np.ndarray], request: InputsRequest
+    series: Callable[[pd.DatetimeIndex], np.ndarray],
+    request: InputsRequest,
+    how: str = "mean",
 ) -> np.ndarray:
-    """``series(request.index)``, or its mean over the days before the decision day."""
+    """``series(request.index)``, or its ``how`` (mean, max) over the days before the decision."""
     index = request.index
     if request.decision_time is None:
         return np.asarray(series(index), dtype=float)
     decided = pd.Timestamp(request.decision_time).tz_convert(request.timezone).date()
     first = pd.Timestamp(index[0]).tz_convert(request.timezone).date()
     lead = (first - decided).days
-    return np.mean(
-        [
-            np.asarray(series(index - pd.Timedelta(days=lead + k)), dtype=float)
-            for k in range(1, FORECAST_DAYS + 1)
-        ],
-        axis=0,
-    )
+    past = [
+        np.asarray(series(index - pd.Timedelta(days=lead + k)), dtype=float)
+        for k in range(1, FORECAST_DAYS + 1)
+    ]
+    return np.max(past, axis=0) if how == "max" else np.mean(past, axis=0)
 
 
 def heat_demand_inputs(park: ParkConfig, request: InputsRequest) -> dict[str, np.ndarray]:
@@ -58,6 +67,7 @@ def heat_demand_inputs(park: ParkConfig, request: InputsRequest) -> dict[str, np
                 level, request.config_dir, index, request.timezone
             ),
             request,
+            how="max",
         )
     return out
 

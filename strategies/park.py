@@ -170,6 +170,8 @@ class ParkModel:
     emissions_tco2: cp.Expression | None = None
     #: Heat level id or ``hydrogen`` -> total supply (scenarios, T) entering its balance.
     balances: dict[str, cp.Expression] = field(default_factory=dict)
+    #: Real time: each balance's demand Parameter and its values (zeroed before the position).
+    balance_demand: list[tuple[cp.Parameter, np.ndarray]] = field(default_factory=list)
 
     def block(self, asset_type: str) -> Any:
         """The block of the type whose model's ``asset_type`` is ``asset_type``, or None."""
@@ -217,6 +219,10 @@ class ParkModel:
         """Real time: every block's measured ``state`` at the start of interval ``position``."""
         for model, block in self.parts:
             model.set_position(block, state, position)
+        if self.balance_demand:
+            live = np.arange(len(self.index))[None, :] >= position
+            for parameter, values in self.balance_demand:
+                parameter.value = np.where(live, values, 0.0)
 
 
 def _asset_nodes(park: ParkConfig, asset_id: str) -> set[str]:

@@ -41,6 +41,10 @@ class PassiveStore(SimulatedDevice):
     """
 
     stored_name = "stored"
+    #: The lowest fill [fraction of capacity] a deficit may drain the store to. A heat store's
+    #: ``soc_min`` is the plan's reserve: in a deficit the tank gives what it holds (it just
+    #: cools), so its floor is 0; a hydrogen store cannot deliver below its minimum pressure.
+    drain_floor: float | None = None
 
     def __init__(
         self,
@@ -124,7 +128,8 @@ class PassiveStore(SimulatedDevice):
         self.stored -= lost
         net = supply - demand
         room = max(self.soc_max * self.capacity - self.stored, 0.0)
-        content = max(self.stored - self.soc_min * self.capacity, 0.0)
+        floor = self.soc_min if self.drain_floor is None else self.drain_floor
+        content = max(self.stored - floor * self.capacity, 0.0)
         charge = min(max(net, 0.0), self.charge_rate * dt_h, room)
         discharge = min(max(-net, 0.0), self.discharge_rate * dt_h, content)
         self.stored += charge - discharge

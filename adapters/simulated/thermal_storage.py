@@ -21,8 +21,9 @@ class SimulatedThermalStorage(PassiveStore):
     ``asset.heat_outputs()`` names this level, through the register named
     there), demand the level's realized heat demand ``demand_kw`` [kW_th]
     (a step series). Standing losses take ``stored x (1 - (1 - loss_per_h)^h)``
-    per step of ``h`` hours (losses go on below ``soc_min``: it is the lowest
-    the storage is discharged to, not a physical floor). Registers [kWh_th]: ``charged_kwh``,
+    per step of ``h`` hours. ``soc_min`` is the plan's reserve, not a physical
+    floor: a deficit the converters leave drains the tank down to empty (it
+    cools), before any heat goes unmet. Registers [kWh_th]: ``charged_kwh``,
     ``discharged_kwh``, ``unmet_kwh`` (demand the storage could not cover),
     ``dumped_kwh`` (surplus it could not take) and ``lost_kwh``. No
     setpoint; the reading's power is 0 and its soc ``stored / capacity_kwh``.
@@ -32,6 +33,7 @@ class SimulatedThermalStorage(PassiveStore):
     registers = ("charged_kwh", "discharged_kwh", "unmet_kwh", "dumped_kwh", "lost_kwh")
     inputs = ("demand_kw",)
     stored_name = "stored_kwh"
+    drain_floor = 0.0
 
     def __init__(
         self,

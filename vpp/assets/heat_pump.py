@@ -87,4 +87,5 @@ class HeatPumpSpec(AssetBase):
         level = None if park is None else park.heat_level(self.level)
         if level is None:
             raise KeyError(f"heat pump {self.id}: its park has no heat level {self.level!r}")
-        return {"cop": heat_pump_cop(self, level.temperature_c, config_dir, index, timezone)}
+        cop = heat_pump_cop(self, level.temperature_c, config_dir, index, timezone)
+        return {"cop": pd.Series(cop, index=index, name=f"{self.id}_cop")}

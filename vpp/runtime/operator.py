@@ -609,9 +609,12 @@ class Operator:
     def _send(self, setpoints: Sequence[Setpoint]) -> list[Setpoint]:
         sent = []
         for setpoint in setpoints:
-            device = self.devices.get((setpoint.park_id, setpoint.asset_id))
+            key = (setpoint.park_id, setpoint.asset_id)
+            device = self.devices.get(key)
             if device is None:
                 continue
+            if self.portfolio.asset(key).setpoint_kind == "none":
+                continue  # passive or fixed (a heat store, uncurtailable PV): nothing to send
             if not math.isfinite(setpoint.power_kw):  # pragma: no cover - Setpoint forbids it
                 continue
             try:
