@@ -131,6 +131,24 @@ def _park() -> dict[str, Any]:
                 "adapter": {"type": "http", "base_url": "http://127.0.0.1:8080"},
             },
             {
+                "id": "press",
+                "type": "flexible_process",
+                "max_power_kw": 2000.0,
+                "shift_up_kw": 500.0,
+                "shift_down_kw": 500.0,
+                "recovery_window_h": 4.0,
+                "baseline": {"path": "load.csv", "scale": 1.0},
+                "adapter": {
+                    "type": "modbus",
+                    "host": "127.0.0.1",
+                    "setpoint_register": {"address": 100, "scale": 0.1},
+                    "registers": {
+                        "consumption_kw": {"address": 0, "kind": "input"},
+                        "consumed_kwh": {"address": 2, "type": "uint32"},
+                    },
+                },
+            },
+            {
                 "id": "pv",
                 "type": "pv",
                 "capacity_kwp": 3000.0,
