@@ -51,7 +51,7 @@ from vpp.awards import IntervalAward, delivery_intervals
 from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
 from vpp.carbon.instruments import Instrument
 from vpp.config.models import MarketRules, ParkConfig
-from vpp.errors import DataQualityError, InputError
+from vpp.errors import DataQualityError, InputError, UnmetDemandError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.commodities import (
     balance_summary,
@@ -645,7 +645,14 @@ def foresight(
             for p in parks
         }
 
-        da_schedule, solve_s = _best(parks, inputs, states, rules, frame["da_price"], options)
+        try:
+            da_schedule, solve_s = _best(parks, inputs, states, rules, frame["da_price"], options)
+        except UnmetDemandError as exc:
+            # No schedule serves the day's heat or hydrogen: there is no bound to compare with
+            # (the run itself falls back and reports the shortfall it measured).
+            log.warning("foresight_unmeetable", day=str(day), reason=str(exc))
+            rows.append({"day": day, "revenue": np.nan, "da_schedule": np.nan, "solve_s": 0.0})
+            continue
         bound = da_schedule
         has_rt = "rt_price" in frame and frame["rt_price"].notna().all()
         if rules.settlement.rule == "two_settlement" and has_rt:
