@@ -6,15 +6,20 @@ belongs to, one module per type in each layer:
 - its **config spec** (fields with unit, default and description) and the
   type's foundation-level behaviour on the spec -- here in ``vpp``, one
   module per type (:mod:`vpp.assets.battery`, ``ev_charging``,
-  ``flexible_process``, ``pv``) on :class:`~vpp.assets.base.AssetBase`:
+  ``flexible_process``, ``pv``, ``heat_pump``, ``electric_boiler``,
+  ``thermal_storage``, ``electrolyser``, ``hydrogen_storage``; the heat levels
+  and hydrogen node they share in :mod:`vpp.assets.commodities`) on
+  :class:`~vpp.assets.base.AssetBase`:
   nameplate capability (``max_export_kw``, ``max_import_kw``,
   ``usable_energy_kwh``), the one-line ``describe()`` of ``vpp parks`` and
   ``vpp status``, ``config_issues()`` (cross-field checks of the loader),
   metering (``meter_registers``, ``exported_kwh()`` with its sign,
   ``throughput_registers``, ``wear_cost_per_mwh``), setpoints
   (``setpoint_limits_kw``, ``setpoint_kind``), state of charge
-  (``soc_capacity_kwh``, ``soc_limits``), the kind of state the operator
-  reads from telemetry (``state_kind``) and the exogenous inputs of its
+  (``soc_capacity_kwh``, ``soc_capacity_kg``, ``soc_limits``), the kind of
+  state the operator reads from telemetry (``state_kind``), what it converts
+  or stores (``heat_outputs()``, ``produces_hydrogen``, ``storage_node``, the
+  heat/hydrogen/storage registers) and the exogenous inputs of its
   simulation (``simulation_inputs()``);
 - its **vectorised constraint builder** and its state from telemetry --
   in ``strategies`` (module named by :attr:`AssetType.model`);
