@@ -7,8 +7,9 @@ every adapter is a :class:`vpp.types.Device` (``read``/``write``) with
 """
 
 from adapters._factory import HealthRegistry, create
-from adapters._http import HttpProcessController
+from adapters._http import HttpController, HttpProcessController
 from adapters._modbus import ModbusSunSpecDevice
+from adapters._modbus_map import ModbusDevice
 from adapters._ocpp import OcppHub, Session
 from adapters.base import (
     Adapter,
@@ -21,10 +22,15 @@ from adapters.base import (
 )
 from adapters.simulated import (
     SimulatedBattery,
+    SimulatedBoiler,
     SimulatedDevice,
+    SimulatedElectrolyser,
     SimulatedEvHub,
+    SimulatedHeatPump,
+    SimulatedHydrogenStorage,
     SimulatedProcess,
     SimulatedPv,
+    SimulatedThermalStorage,
     simulated_device,
 )
 
@@ -34,7 +40,9 @@ __all__ = [
     "DeviceFaultError",
     "HealthRegistry",
     "HealthStatus",
+    "HttpController",
     "HttpProcessController",
+    "ModbusDevice",
     "ModbusSunSpecDevice",
     "OcppHub",
     "ReadOnlyError",
@@ -42,10 +50,15 @@ __all__ = [
     "ReconnectPolicy",
     "Session",
     "SimulatedBattery",
+    "SimulatedBoiler",
     "SimulatedDevice",
+    "SimulatedElectrolyser",
     "SimulatedEvHub",
+    "SimulatedHeatPump",
+    "SimulatedHydrogenStorage",
     "SimulatedProcess",
     "SimulatedPv",
+    "SimulatedThermalStorage",
     "create",
     "simulated_device",
 ]

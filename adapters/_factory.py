@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import httpx
 import pandas as pd
 
-from adapters._http import HttpProcessController
+from adapters._http import HttpController
 from adapters._modbus import ModbusSunSpecDevice
+from adapters._modbus_map import ModbusDevice
 from adapters._ocpp import OcppHub
 from adapters.base import Adapter, HealthStatus, ReconnectPolicy
 from adapters.simulated import simulated_class
+from vpp.assets import ASSET_TYPES
 from vpp.config.models import (
     AssetSpec,
     BatterySpec,
     EvChargingSpec,
-    FlexibleProcessSpec,
     HttpAdapter,
+    ModbusAdapter,
     ModbusSunSpecAdapter,
     OcppAdapter,
     ParkConfig,
@@ -28,12 +30,10 @@ from vpp.errors import AdapterError, InputError
 from vpp.portfolio import AssetCapability
 from vpp.types import Clock, Telemetry
 
-# The asset type each protocol adapter is implemented for (by registry ``type`` string).
-_PROTOCOL_ASSETS: dict[str, str] = {
-    "modbus-sunspec": "battery",
-    "http": "flexible_process",
-    "ocpp": "ev_charging",
-}
+
+def _implemented_for(adapter_type: str) -> list[str]:
+    """The asset types (registry ``type`` strings) an adapter type is implemented for."""
+    return [n for n, entry in ASSET_TYPES.items() if adapter_type in entry.spec.adapter_types]
 
 
 def _find(park: ParkConfig, asset: AssetSpec | str) -> AssetSpec:
@@ -56,38 +56,51 @@ def create(
     available_kw: pd.Series | None = None,
     baseline_kw: pd.Series | None = None,
     sessions: pd.DataFrame | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Adapter:
     """Instantiate (not connect) the adapter named in ``asset``'s park-file entry.
 
     Simulated devices take their exogenous inputs here: ``available_kw``
     (PV), ``baseline_kw`` (flexible process) and ``sessions`` (EV hub), each
-    with a tz-aware UTC index or timestamps. ``http_client`` is injected into
-    HTTP adapters (one is created with the configured timeout otherwise).
+    with a tz-aware UTC index or timestamps; other inputs by name in
+    ``inputs`` (``cop`` of a heat pump, ``demand_kw`` of a thermal storage).
+    ``http_client`` is injected into HTTP adapters (one is created with the
+    configured timeout otherwise).
     Raises :class:`AdapterError` when the combination cannot work.
     """
     spec = _find(park, asset)
     adapter = spec.adapter
     policy = reconnect or ReconnectPolicy()
     where = f"{park.id}/{spec.id}"
-    allowed = _PROTOCOL_ASSETS.get(adapter.type)
-    if allowed is not None and spec.type != allowed:
+    if adapter.type not in spec.adapter_types:  # the loader reports it too, naming the file
+        allowed = ", ".join(_implemented_for(adapter.type))
         raise AdapterError(
             f"{where}: adapter {adapter.type!r} is implemented for {allowed} assets, "
-            f"not {spec.type!r}; use another adapter type in the park file"
+            f"not {spec.type!r}; use one of {', '.join(spec.adapter_types)} in the park file"
         )
+    issues = list(spec.adapter_issues(park.id, f"assets.{spec.id}"))
+    if issues:
+        raise AdapterError(f"{where}: {issues[0]}")
     if isinstance(adapter, ModbusSunSpecAdapter):
         battery = cast(BatterySpec, spec)  # checked above: the adapter's asset type
         return ModbusSunSpecDevice(park.id, battery, adapter, clock=clock, reconnect=policy)
     if isinstance(adapter, HttpAdapter):
-        process = cast(FlexibleProcessSpec, spec)
-        return HttpProcessController(
-            park.id, process, adapter, clock=clock, reconnect=policy, client=http_client
+        return HttpController(
+            park.id, spec, adapter, clock=clock, reconnect=policy, client=http_client
         )
+    if isinstance(adapter, ModbusAdapter):
+        return ModbusDevice(park.id, spec, adapter, clock=clock, reconnect=policy)
     if isinstance(adapter, OcppAdapter):
         hub = cast(EvChargingSpec, spec)
         return OcppHub(park.id, hub, adapter, clock=clock, reconnect=policy)
     assert isinstance(adapter, SimulatedAdapter)
-    return _simulated(park, spec, adapter, clock, available_kw, baseline_kw, sessions)
+    given: dict[str, Any] = {
+        "available_kw": available_kw,
+        "baseline_kw": baseline_kw,
+        "sessions": sessions,
+        **(inputs or {}),
+    }
+    return _simulated(park, spec, adapter, clock, given)
 
 
 def _simulated(
@@ -95,20 +108,13 @@ def _simulated(
     spec: AssetSpec,
     adapter: SimulatedAdapter,
     clock: Clock,
-    available_kw: pd.Series | None,
-    baseline_kw: pd.Series | None,
-    sessions: pd.DataFrame | None,
+    given: Mapping[str, Any],
 ) -> Adapter:
     where = f"{park.id}/{spec.id}"
 
     def need(name: str) -> AdapterError:
         return AdapterError(f"{where}: a simulated {spec.type} needs {name}= (its exogenous data)")
 
-    given: dict[str, Any] = {
-        "available_kw": available_kw,
-        "baseline_kw": baseline_kw,
-        "sessions": sessions,
-    }
     try:
         device = simulated_class(spec)
         for name in device.inputs:

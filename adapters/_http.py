@@ -1,13 +1,31 @@
-"""``http``: process controllers with a small JSON REST interface.
+"""``http``: controllers with a small JSON REST interface.
 
-The contract (``docs/adapters.md``), relative to ``base_url``:
+For flexible processes, heat pumps, electric boilers, electrolysers (setpoint
+and telemetry) and thermal / hydrogen storage (telemetry only). The contract
+(``docs/adapters.md``), relative to ``base_url``:
 
-* ``GET /telemetry`` -> ``200 {"measured_at": ISO 8601 with offset,
-  "consumption_kw": number >= 0, "setpoint_kw": number or null}``
+* ``GET /telemetry`` -> ``200`` with a JSON object::
+
+    {"measured_at": "2025-06-02T10:00:00+00:00",  # ISO 8601 with offset
+     "consumption_kw": 420.0,    # what it draws, >= 0; optional for a store
+     "setpoint_kw": 450.0,       # the controller's active setpoint, or null
+     "soc": 0.62,                # fraction 0..1; required for a store
+     "consumed_kwh": 10234.5,    # the type's cumulative registers, each >= 0:
+     "heat_kwh": 30120.0}        # meter, heat, hydrogen and storage registers
+
+  The registers are the asset type's ``telemetry_registers``
+  (``meter_registers`` + ``heat_registers`` + ``hydrogen_registers`` +
+  ``storage_registers``): ``consumed_kwh`` (process, heat pump, boiler,
+  electrolyser), ``heat_kwh`` (heat pump, boiler, electrolyser),
+  ``hydrogen_kg`` (electrolyser), ``charged_kwh`` / ``discharged_kwh``
+  (thermal storage), ``charged_kg`` / ``discharged_kg`` (hydrogen
+  storage). Each is read when present (into ``Telemetry.extra``) and must
+  be a finite number >= 0; a missing one is left out (controllers that
+  predate this contract keep working; metering then has no register).
 * ``PUT /setpoint`` with ``{"consumption_kw": number >= 0, "interval_start":
-  ISO 8601}`` -> ``200`` or ``204``
+  ISO 8601}`` -> ``200`` or ``204`` (not for stores: they take no setpoint).
 
-Controllers report what the process *draws* (``consumption_kw >= 0``); the
+Controllers report what the asset *draws* (``consumption_kw >= 0``); the
 adapter turns it into the vpp sign (``power_kw = -consumption_kw``) here
 and nowhere else. Every request carries ``Authorization: Bearer <token>``
 when ``token_env`` names an environment variable; the token is read at
@@ -31,7 +49,7 @@ from typing import Any
 import httpx
 
 from adapters.base import DeviceFaultError, PolledAdapter, Reading, Reason, ReconnectPolicy
-from vpp.config.models import FlexibleProcessSpec, HttpAdapter
+from vpp.config.models import AssetSpec, HttpAdapter
 from vpp.logging import register_secret
 from vpp.types import Clock, Setpoint
 
@@ -40,15 +58,15 @@ PLAUSIBLE_POWER_FACTOR = 1.5
 MAX_CLOCK_SKEW_S = 5.0
 
 
-class HttpProcessController(PolledAdapter):
-    """A flexible process behind a JSON REST controller."""
+class HttpController(PolledAdapter):
+    """An asset behind a JSON REST controller (see the module for the contract)."""
 
     protocol = "http"
 
     def __init__(
         self,
         park_id: str,
-        asset: FlexibleProcessSpec,
+        asset: AssetSpec,
         spec: HttpAdapter,
         *,
         clock: Clock,
@@ -66,7 +84,6 @@ class HttpProcessController(PolledAdapter):
             reconnect=reconnect,
             monotonic=monotonic,
         )
-        self.process = asset
         self.spec = spec
         self.timeout = httpx.Timeout(spec.timeout_s)
         self._owns_client = client is None
@@ -143,6 +160,8 @@ class HttpProcessController(PolledAdapter):
         if not isinstance(payload, dict):
             raise DeviceFaultError(Reason.MALFORMED, "GET /telemetry: body is not a JSON object")
         consumption = payload.get("consumption_kw")
+        if consumption is None and self.asset.max_import_kw == 0:
+            consumption = 0.0  # a store draws nothing at the grid
         stamp = payload.get("measured_at")
         if isinstance(consumption, bool) or not isinstance(consumption, int | float):
             raise DeviceFaultError(
@@ -158,7 +177,7 @@ class HttpProcessController(PolledAdapter):
             ) from None
         if measured_at.tzinfo is None or measured_at.utcoffset() is None:
             raise DeviceFaultError(Reason.MALFORMED, f"measured_at = {stamp!r}: needs a UTC offset")
-        limit = PLAUSIBLE_POWER_FACTOR * self.process.max_power_kw
+        limit = PLAUSIBLE_POWER_FACTOR * self.asset.max_import_kw
         if not math.isfinite(consumption) or not 0 <= consumption <= limit:
             raise DeviceFaultError(
                 Reason.OUT_OF_RANGE, f"consumption_kw = {consumption} outside 0..{limit:g}"
@@ -178,9 +197,18 @@ class HttpProcessController(PolledAdapter):
         setpoint = payload.get("setpoint_kw")
         if isinstance(setpoint, int | float) and not isinstance(setpoint, bool):
             extra["controller_setpoint_kw"] = float(setpoint)
-        return Reading(measured_at.astimezone(dt.UTC), -float(consumption), None, extra)
+        for name in self.asset.telemetry_registers:
+            if name in payload:
+                extra[name] = _counter(name, payload[name])
+        soc = None
+        if self.asset.has_soc:
+            soc = _number("soc", payload.get("soc"))
+            if not 0.0 <= soc <= 1.0:
+                raise DeviceFaultError(Reason.OUT_OF_RANGE, f"soc = {soc} outside 0..1")
+        return Reading(measured_at.astimezone(dt.UTC), -float(consumption), soc, extra)
 
     def _deliver(self, setpoint: Setpoint) -> None:
+        """PUT the consumption to hold; stores never get here (``write`` refuses them)."""
         self._request(
             "PUT",
             "setpoint",
@@ -189,3 +217,23 @@ class HttpProcessController(PolledAdapter):
                 "interval_start": setpoint.interval_start.isoformat(),
             },
         )
+
+
+HttpProcessController = HttpController
+"""The name from when the adapter served flexible processes only."""
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DeviceFaultError(Reason.MALFORMED, f"{name} = {value!r}: must be a number")
+    if not math.isfinite(value):
+        raise DeviceFaultError(Reason.MALFORMED, f"{name} = {value!r}: not finite")
+    return float(value)
+
+
+def _counter(name: str, value: Any) -> float:
+    """A cumulative register: a finite number >= 0."""
+    number = _number(name, value)
+    if number < 0:
+        raise DeviceFaultError(Reason.OUT_OF_RANGE, f"{name} = {number}: a counter is >= 0")
+    return number

@@ -210,7 +210,9 @@ class Adapter(abc.ABC):
             setpoint_kind=kind,
             min_kw=low if kind != "none" else 0.0,
             max_kw=high if kind != "none" else 0.0,
-            reports_soc=self.asset.soc_capacity_kwh is not None,
+            reports_soc=(
+                self.asset.soc_capacity_kwh is not None or self.asset.soc_capacity_kg is not None
+            ),
             revert_timeout_s=self._revert_timeout_s(),
         )
 

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from strategies.park import ParkModelRequest
     from strategies.state import AssetState, ParkInputs, ParkState
+    from vpp.config.models import ParkConfig
 
 
 class TypedSpec(Protocol):
@@ -92,6 +93,8 @@ class InputsRequest:
     timezone: str
     decision_time: dt.datetime | None = None
     expected_weeks: int = 4
+    #: The park the inputs are for (heat levels: a heat pump's sink temperature).
+    park: ParkConfig | None = None
 
 
 SpecT = TypeVar("SpecT", contravariant=True)

@@ -67,7 +67,7 @@ def realized_states(
     for EV hubs, every realized session plugged in.
     """
     out = dict(state) if state is not None else initial_state(park)
-    request = InputsRequest(config_dir, index, park.timezone)
+    request = InputsRequest(config_dir, index, park.timezone, park=park)
     for asset in park.assets:
         previous = out.get(asset.id, AssetState())
         realized = model_for(asset).realized_state(asset, previous, request)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
@@ -24,7 +24,9 @@ import pandas as pd
 from strategies._model import ModelBuilder, Stack
 from strategies.assets import AssetBlock, AssetModel, by_model
 from strategies.carbon import add_carbon_terms
+from strategies.commodity import add_balances, check_supply
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
+from vpp.assets.commodities import HYDROGEN
 from vpp.config.models import ParkConfig
 from vpp.errors import InputError
 from vpp.timeutil import require_aware_index
@@ -141,6 +143,9 @@ class ParkModelRequest:
             parts, net_kw,
         )
         _add_grid_limits(model)
+        if not builder.soft:
+            check_supply(request.park, request.inputs, request.dt_h)
+        model.balances = add_balances(model, request.inputs)
         if request.inputs.carbon is not None:
             model.emissions_tco2 = add_carbon_terms(model, request.inputs.carbon)
         return model
@@ -163,6 +168,10 @@ class ParkModel:
     net_kw: cp.Expression
     #: Expected scope 2 emissions [tCO2] when the inputs carry an active carbon signal.
     emissions_tco2: cp.Expression | None = None
+    #: Heat level id or ``hydrogen`` -> total supply (scenarios, T) entering its balance.
+    balances: dict[str, cp.Expression] = field(default_factory=dict)
+    #: Real time: each balance's demand Parameter and its values (zeroed before the position).
+    balance_demand: list[tuple[cp.Parameter, np.ndarray]] = field(default_factory=list)
 
     def block(self, asset_type: str) -> Any:
         """The block of the type whose model's ``asset_type`` is ``asset_type``, or None."""
@@ -191,10 +200,39 @@ class ParkModel:
             out.update(model.soc_kwh(block, self.scenarios))
         return out
 
+    def commodity_flows(self) -> dict[tuple[str, str], np.ndarray]:
+        """Solved (asset id, node) -> what the asset supplies to the node (scenarios, T).
+
+        kW_th into a heat level, kg/h into ``hydrogen``; negative: taken from it.
+        """
+        out: dict[tuple[str, str], np.ndarray] = {}
+        for _, block in self.parts:
+            ids = block.stack.ids
+            for node, flow in getattr(block, "flows", {}).items():
+                value = np.asarray(flow.value, dtype=float).reshape(self.scenarios, len(ids), -1)
+                for i, asset_id in enumerate(ids):
+                    if np.any(value[:, i, :]) or node in _asset_nodes(self.park, asset_id):
+                        out[(asset_id, node)] = value[:, i, :]
+        return out
+
     def set_position(self, state: ParkState | None, position: int) -> None:
         """Real time: every block's measured ``state`` at the start of interval ``position``."""
         for model, block in self.parts:
             model.set_position(block, state, position)
+        if self.balance_demand:
+            live = np.arange(len(self.index))[None, :] >= position
+            for parameter, values in self.balance_demand:
+                parameter.value = np.where(live, values, 0.0)
+
+
+def _asset_nodes(park: ParkConfig, asset_id: str) -> set[str]:
+    asset = next(a for a in park.assets if a.id == asset_id)
+    nodes = set(asset.heat_outputs())
+    if asset.storage_node is not None:
+        nodes.add(asset.storage_node)
+    if asset.produces_hydrogen:
+        nodes.add(HYDROGEN)
+    return nodes
 
 
 def _net_kw(

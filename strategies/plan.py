@@ -21,14 +21,18 @@ import pandas as pd
 import structlog
 
 from strategies._solver import DEFAULT_SOLVER, SolveStats
+from strategies.assets import model_for
 from strategies.carbon import carbon_signal, import_emissions_tco2
+from strategies.commodity import BALANCE_COLUMNS, balance_frame
 from strategies.foresight import perfect_foresight, realized_states
 from strategies.park import interval_hours
 from strategies.schedule import Schedule, idle_schedule
-from strategies.state import load_inputs
+from strategies.state import ParkState, load_inputs
 from vpp import files
+from vpp.assets.commodities import HYDROGEN
 from vpp.carbon.accounting import grid_factors
 from vpp.config.loader import ConfigSet
+from vpp.config.models import ParkConfig
 from vpp.errors import InfeasibleError, InputError, SolverError
 from vpp.timeutil import day_intervals_utc, require_aware_index
 
@@ -56,6 +60,8 @@ class PlanResult:
     intensity_tco2_per_mwh: np.ndarray | None = None
     #: Length of each interval [h].
     dt_h: np.ndarray | None = None
+    #: Heat and hydrogen balances per park, node and interval (:func:`balance_frame`).
+    balances: pd.DataFrame | None = None
 
     @property
     def stats(self) -> SolveStats | None:
@@ -159,14 +165,58 @@ def plan_day(
             parks, inputs, states, interval_hours(index, rules.interval_minutes),
             series.to_numpy(float), errors={"portfolio": error},
         )
+    dt_h = interval_hours(index, rules.interval_minutes)
+    balances = pd.concat(
+        [
+            balance_frame(
+                park, inputs[park.id], _store_content(park, states[park.id]), schedule.flows,
+                schedule.soc_kwh, dt_h,
+            )
+            for park in parks
+        ],
+        ignore_index=True,
+    )
     total = time.perf_counter() - start
     log.info("plan_finished", market=market_id, day=day.isoformat(), status=status,
              objective=schedule.objective, total_s=round(total, 3))
     return PlanResult(
         market_id, day, rules.timezone, rules.currency, price_column, series, schedule, status,
-        error, constraint, total, carbon_price_per_t, grid.intensity,
-        interval_hours(index, rules.interval_minutes),
+        error, constraint, total, carbon_price_per_t, grid.intensity, dt_h, balances,
     )
+
+
+def _store_content(park: ParkConfig, state: ParkState) -> dict[str, float]:
+    """Content of each heat or hydrogen store before the day [kWh_th or kg]."""
+    out: dict[str, float] = {}
+    for asset in park.assets:
+        if asset.storage_node is None:
+            continue
+        for known in (state.get(asset.id), model_for(asset).initial_state(asset)):
+            if known is None:
+                continue
+            value = known.stored_kg if asset.soc_capacity_kg is not None else known.soc_kwh
+            if value is not None:
+                out[asset.id] = float(value)
+                break
+    return out
+
+
+def _commodity_totals(plan: PlanResult) -> dict[str, float]:
+    """Heat and hydrogen delivered and unmet over the day (only for parks that have them)."""
+    frame = plan.balances
+    if frame is None or not len(frame):
+        return {}
+    dt_h = float(plan._dt_h()[0])
+    heat = frame[frame["node"] != HYDROGEN]
+    hydrogen = frame[frame["node"] == HYDROGEN]
+    out: dict[str, float] = {}
+    if len(heat):
+        out["heat_demand_kwh"] = round(float(heat["demand"].sum()) * dt_h, 6)
+        out["heat_unmet_kwh"] = round(float(heat["unmet"].sum()) * dt_h, 6)
+    if len(hydrogen):
+        out["hydrogen_demand_kg"] = round(float(hydrogen["demand"].sum()) * dt_h, 6)
+        out["hydrogen_unmet_kg"] = round(float(hydrogen["unmet"].sum()) * dt_h, 6)
+    return out
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -175,7 +225,7 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return round(float(value), digits)
 
 
-PLAN_FILES = ("assets.csv", "parks.csv", "plan.json")
+PLAN_FILES = ("assets.csv", "parks.csv", "balances.csv", "plan.json")
 """The files of a plan folder; an output folder holding anything else is refused."""
 
 
@@ -185,7 +235,7 @@ def check_plan_out(out_dir: Path) -> Path:
 
 
 def write_plan(plan: PlanResult, out_dir: Path) -> list[Path]:
-    """Write ``assets.csv``, ``parks.csv`` and ``plan.json`` into ``out_dir``; return the paths.
+    """Write ``assets.csv``, ``parks.csv``, ``balances.csv`` and ``plan.json``; return the paths.
 
     The folder is built aside and swapped in whole (``OutputError`` and the
     previous plan kept on failure).
@@ -214,6 +264,18 @@ def _write_plan_files(plan: PlanResult, out_dir: Path) -> None:
             frame["soc_kwh"] = schedule.soc_kwh[(park_id, asset_id)].to_numpy(float)
         else:
             frame["soc_kwh"] = np.nan
+        heat_kw, heat_level, hydrogen = np.full(len(frame), np.nan), "", np.full(len(frame), np.nan)
+        for park, asset, node in schedule.flows.columns:
+            if (park, asset) != (park_id, asset_id):
+                continue
+            values = schedule.flows[(park, asset, node)].to_numpy(float)
+            if node == HYDROGEN:
+                hydrogen = values
+            else:
+                heat_kw, heat_level = values, node
+        frame["heat_kw"] = heat_kw
+        frame["heat_level"] = heat_level
+        frame["hydrogen_kg_per_h"] = hydrogen
         asset_rows.append(frame)
     assets = pd.concat(asset_rows, ignore_index=True)
     park_rows = []
@@ -229,6 +291,18 @@ def _write_plan_files(plan: PlanResult, out_dir: Path) -> None:
     )
     assets.to_csv(assets_path, index=False, float_format="%.6f")
     parks.to_csv(parks_path, index=False, float_format="%.6f")
+    balances = plan.balances if plan.balances is not None else pd.DataFrame(
+        columns=list(BALANCE_COLUMNS)
+    )
+    balances = balances.copy()
+    if len(balances):
+        starts = pd.DatetimeIndex(balances["interval_start"])
+        balances["interval_start"] = starts.strftime("%Y-%m-%dT%H:%M:%SZ")
+        balances.insert(
+            1, "interval_start_local",
+            starts.tz_convert(plan.timezone).strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+    balances.to_csv(out_dir / "balances.csv", index=False, float_format="%.6f")
     stats = schedule.stats
     summary = {
         "market_id": plan.market_id,
@@ -251,6 +325,7 @@ def _write_plan_files(plan: PlanResult, out_dir: Path) -> None:
         "solve_s": _round(stats.solve_s) if stats else None,
         "total_s": _round(plan.total_s),
         "fallback": schedule.fallback,
+        **_commodity_totals(plan),
         "error": plan.error,
         "constraint": plan.constraint,
         "sign_convention": "power_kw > 0 flows into the grid (sold); < 0 is drawn (bought)",

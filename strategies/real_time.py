@@ -236,7 +236,12 @@ class RealTimePark:
         award = cp.Parameter(len(model.dt_h), name="award_kw")
         problem, value_surplus, cost_shortfall = self._objective(model, award, labels)
         self.compiles += 1
-        hot = HotHighs(problem, [model.builder], self.time_limit_s) if self.hot else None
+        # A persistent HiGHS re-solve warm-starts an LP basis; a MILP (on/off electrolysers)
+        # is solved through CVXPY each time instead.
+        hot = (
+            HotHighs(problem, [model.builder], self.time_limit_s)
+            if self.hot and not problem.is_mixed_integer() else None
+        )
         return _Compiled(model, problem, award, value_surplus, cost_shortfall, hot)
 
     def _windows(

@@ -26,6 +26,7 @@ import structlog
 
 from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
 from strategies.assets import by_model
+from strategies.commodity import idle_flows, with_idle_conversion
 from strategies.park import ParkModel, build_park_model
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
 from vpp.config.models import ParkConfig
@@ -54,6 +55,8 @@ class Schedule:
         stats: solver statistics (``None`` for a fallback).
         fallback: True when this is :func:`idle_schedule` because a solve failed.
         errors: what failed, per park, when ``fallback`` is True.
+        flows: heat [kW_th] and hydrogen [kg/h] each asset supplies per node
+            (:mod:`strategies.commodity`), columns ``(park_id, asset_id, node)``.
     """
 
     index: pd.DatetimeIndex
@@ -64,6 +67,9 @@ class Schedule:
     stats: SolveStats | None
     fallback: bool = False
     errors: Mapping[str, str] = field(default_factory=dict)
+    #: What each asset supplies to a heat level [kW_th] or the hydrogen node [kg/h]
+    #: (negative: takes), columns ``(park_id, asset_id, node)``; empty without heat or hydrogen.
+    flows: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def setpoints(self, position: int = 0) -> list[Setpoint]:
         """Per-asset setpoints for interval ``position`` of the index."""
@@ -188,7 +194,22 @@ def schedule_from_models(
     total = stats[0]
     for extra in stats[1:]:
         total = total.plus(extra)
-    return Schedule(index, assets, parks, soc, total.objective, total)
+    flows = flow_frame(
+        index,
+        {(m.park.id, a, n): v[scenario] for m in models for (a, n), v in m.commodity_flows().items()},
+    )
+    return Schedule(index, assets, parks, soc, total.objective, total, flows=flows)
+
+
+def flow_frame(
+    index: pd.DatetimeIndex, columns: Mapping[tuple[str, str, str], np.ndarray]
+) -> pd.DataFrame:
+    """Heat and hydrogen flows with columns ``(park_id, asset_id, node)`` (empty: none)."""
+    frame = pd.DataFrame(dict(columns), index=index)
+    frame.columns = pd.MultiIndex.from_tuples(
+        list(columns), names=["park_id", "asset_id", "node"]
+    )
+    return frame
 
 
 def idle_power_kw(
@@ -201,6 +222,7 @@ def idle_power_kw(
     """
     steps = len(inputs.index)
     groups = by_model(park.assets)
+    inputs = with_idle_conversion(park, inputs)
     power: dict[str, np.ndarray] = {}
     soc: dict[str, np.ndarray] = {}
     for after in (False, True):
@@ -231,10 +253,13 @@ def idle_schedule(
     """The safe fallback schedule (see module doc); ``objective`` is its revenue at the prices."""
     index = inputs[parks[0].id].index
     power_parts, soc_parts = [], []
+    flows: dict[tuple[str, str, str], np.ndarray] = {}
     for park in parks:
         power, soc = idle_power_kw(park, inputs[park.id], (states or {}).get(park.id), dt_h)
         power_parts.append((park.id, power))
         soc_parts.append((park.id, soc))
+        for (asset_id, node), values in idle_flows(park, inputs[park.id], power).items():
+            flows[(park.id, asset_id, node)] = values
     assets = _frames(index, power_parts)
     parks_frame = assets.T.groupby(level="park_id").sum().T
     objective = 0.0
@@ -245,5 +270,5 @@ def idle_schedule(
     log.warning("fallback_schedule", parks=[p.id for p in parks], errors=dict(errors or {}))
     return Schedule(
         index, assets, parks_frame, _frames(index, soc_parts), objective, None,
-        fallback=True, errors=dict(errors or {}),
+        fallback=True, errors=dict(errors or {}), flows=flow_frame(index, flows),
     )

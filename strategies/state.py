@@ -29,6 +29,7 @@ import structlog
 
 from strategies.assets import InputsRequest, model_for
 from strategies.carbon import CarbonSignal
+from strategies.commodity_inputs import heat_demand_inputs
 from vpp.config.models import ParkConfig
 from vpp.errors import InputError
 from vpp.timeutil import require_aware, require_aware_index
@@ -61,12 +62,15 @@ class AssetState:
             since the current recovery block began [kWh] (negative: shed); it is
             recovered by the block's end (see :mod:`strategies.process`).
         shift_kw: flexible process: the deviation from baseline now in force [kW].
+        stored_kg: hydrogen storage: hydrogen held [kg] (thermal storage uses ``soc_kwh``).
     """
 
     soc_kwh: float | None = None
     sessions: pd.DataFrame | None = None
     energy_offset_kwh: float = 0.0
     shift_kw: float = 0.0
+    #: hydrogen storage: hydrogen held [kg]; ``None`` = ``soc_initial`` from the spec.
+    stored_kg: float | None = None
 
 
 ParkState = Mapping[str, AssetState]
@@ -99,10 +103,20 @@ class ParkInputs:
     expected_sessions: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     #: The carbon price and budget the objective charges (:mod:`strategies.carbon`); None: none.
     carbon: CarbonSignal | None = None
+    #: Heat demand per heat level id (T,) [kW_th >= 0] (:mod:`strategies.commodity`).
+    heat_demand_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: Heat pump id -> COP per interval (T,) [>= 1].
+    cop: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: The idle fallback's electric draw of each converter [kW >= 0] (T,), set by
+    #: :func:`strategies.commodity.with_idle_conversion` (merit order serving the demand).
+    idle_draw_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require_aware_index(self.index, "index")
-        for name, series in (*self.pv_available_kw.items(), *self.baseline_kw.items()):
+        for name, series in (
+            *self.pv_available_kw.items(), *self.baseline_kw.items(),
+            *self.heat_demand_kw.items(), *self.cop.items(), *self.idle_draw_kw.items(),
+        ):
             if np.shape(series) != (len(self.index),):
                 raise InputError(
                     f"input for {name} has shape {np.shape(series)}, want ({len(self.index)},)"
@@ -121,12 +135,18 @@ class ParkInputs:
 
     def window(self, start: int) -> ParkInputs:
         """The inputs from interval ``start`` to the end of the horizon."""
+        def cut(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {k: np.asarray(v)[start:] for k, v in values.items()}
+
         return ParkInputs(
             self.index[start:],
-            {k: np.asarray(v)[start:] for k, v in self.pv_available_kw.items()},
-            {k: np.asarray(v)[start:] for k, v in self.baseline_kw.items()},
+            cut(self.pv_available_kw),
+            cut(self.baseline_kw),
             self.expected_sessions,
             None if self.carbon is None else self.carbon.window(start),
+            cut(self.heat_demand_kw),
+            cut(self.cop),
+            cut(self.idle_draw_kw),
         )
 
 
@@ -151,9 +171,11 @@ def load_inputs(
     require_aware_index(index, "index")
     if decision_time is not None:
         require_aware(decision_time, "decision_time")
-    request = InputsRequest(config_dir, index, park.timezone, decision_time, expected_weeks)
+    request = InputsRequest(
+        config_dir, index, park.timezone, decision_time, expected_weeks, park=park
+    )
     fields: dict[str, Any] = {
-        "pv_available_kw": {}, "baseline_kw": {}, "expected_sessions": {}
+        "pv_available_kw": {}, "baseline_kw": {}, "expected_sessions": {}, "cop": {}
     }
     for asset in park.assets:
         for name, value in model_for(asset).load_inputs(asset, request).items():
@@ -163,4 +185,5 @@ def load_inputs(
                     f"({', '.join(fields)})"
                 )
             fields[name][asset.id] = value
+    fields["heat_demand_kw"] = heat_demand_inputs(park, request)
     return ParkInputs(index, **fields)

@@ -68,7 +68,8 @@ def test_the_config_union_and_type_names_come_from_the_registry() -> None:
     assert (
         models.ASSET_TYPES
         == tuple(ASSET_TYPES)
-        == ("battery", "ev_charging", "flexible_process", "pv")
+        == ("battery", "ev_charging", "flexible_process", "pv", "heat_pump", "electric_boiler",
+            "thermal_storage", "electrolyser", "hydrogen_storage")
     )
     # every public name stays importable from where it was
     for name in ("BatterySpec", "EvChargingSpec", "FlexibleProcessSpec", "PvSpec", "AssetBase"):
@@ -76,8 +77,8 @@ def test_the_config_union_and_type_names_come_from_the_registry() -> None:
 
 
 def test_unknown_type_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="known: battery, ev_charging, flexible_process, pv"):
-        asset_type("heat_pump")
+    with pytest.raises(KeyError, match="known: battery, ev_charging, flexible_process, pv, heat_p"):
+        asset_type("grain_dryer")
 
 
 def test_assets_of_type_keeps_order_and_picks_by_spec() -> None:
@@ -93,7 +94,11 @@ def test_shipped_assets_meter_with_their_types_sign() -> None:
     cfg = load_config("config")
     registers = {"charged_kwh": 2.0, "discharged_kwh": 5.0, "produced_kwh": 7.0}
     registers |= {"consumed_kwh": 11.0, "delivered_kwh": 13.0}
-    expected = {"battery": 3.0, "pv": 7.0, "flexible_process": -11.0, "ev_charging": -13.0}
+    expected = {
+        "battery": 3.0, "pv": 7.0, "flexible_process": -11.0, "ev_charging": -13.0,
+        "heat_pump": -11.0, "electric_boiler": -11.0, "electrolyser": -11.0,
+        "thermal_storage": None, "hydrogen_storage": None,  # passive at the grid: no meter
+    }
     seen = set()
     for park in cfg.parks.values():
         for asset in park.assets:
@@ -106,7 +111,11 @@ def test_shipped_assets_meter_with_their_types_sign() -> None:
 
 def test_shipped_assets_take_setpoints_as_their_type_says() -> None:
     cfg = load_config("config")
-    kinds = {"battery": "power", "flexible_process": "power", "ev_charging": "import_cap"}
+    kinds = {
+        "battery": "power", "flexible_process": "power", "ev_charging": "import_cap",
+        "heat_pump": "power", "electric_boiler": "power", "electrolyser": "power",
+        "thermal_storage": "none", "hydrogen_storage": "none",
+    }
     for park in cfg.parks.values():
         for asset in park.assets:
             low, high = asset.setpoint_limits_kw
@@ -121,10 +130,10 @@ def test_shipped_assets_take_setpoints_as_their_type_says() -> None:
 # --------------------------------------------------------------------------- a fifth type
 
 
-class HeatPumpSpec(AssetBase):
-    """A heat pump that can pause (a test type: not in the shipped registry)."""
+class GrainDryerSpec(AssetBase):
+    """A grain dryer that can pause (a test type: not in the shipped registry)."""
 
-    type: Literal["heat_pump"]
+    type: Literal["grain_dryer"]
     power_kw: float = Field(gt=0, description="Electrical power at full load [kW]")
     pause_h: float = Field(1.0, gt=0, description="Longest pause [h]")
 
@@ -153,12 +162,12 @@ class HeatPumpSpec(AssetBase):
         return -registers["consumed_kwh"]
 
 
-class SimulatedHeatPump(SimulatedDevice):
+class SimulatedGrainDryer(SimulatedDevice):
     """Draws its full power, always: the least physics a simulated device needs."""
 
     registers = ("consumed_kwh",)
 
-    def __init__(self, park_id: str, asset: HeatPumpSpec, spec: Any, *, clock: Any) -> None:
+    def __init__(self, park_id: str, asset: GrainDryerSpec, spec: Any, *, clock: Any) -> None:
         super().__init__(park_id, asset, spec, clock=clock)
         self.power_kw = asset.power_kw
         self.consumed_kwh = 0.0
@@ -170,11 +179,11 @@ class SimulatedHeatPump(SimulatedDevice):
         return Reading(now, -self.power_kw, None, {"consumed_kwh": self.consumed_kwh})
 
 
-DEVICE = SimulatedHeatPump  # this module is the test type's physics module
+DEVICE = SimulatedGrainDryer  # this module is the test type's physics module
 
 
 @dataclass
-class HeatPumpBlock:
+class GrainDryerBlock:
     stack: Stack
     draw_kw: cp.Variable
 
@@ -183,22 +192,22 @@ class HeatPumpBlock:
         return -self.draw_kw
 
 
-class HeatPumpModel:
+class GrainDryerModel:
     """The test type in the strategy layer: draws up to full power, pauses at most ``pause_h``."""
 
-    asset_type = "heat_pump"
+    asset_type = "grain_dryer"
     build_rank = 9
     idle_after_others = False
 
-    def add_block(self, builder: Any, specs: Any, stack: Stack, request: Any) -> HeatPumpBlock:
+    def add_block(self, builder: Any, specs: Any, stack: Stack, request: Any) -> GrainDryerBlock:
         power = stack.tile(np.array([s.power_kw for s in specs]))
         pause = stack.tile(np.array([s.pause_h for s in specs]))
-        draw = cp.Variable((stack.rows, len(request.dt_h)), name="heat_pump_draw_kw",
-                           bounds=builder.bounds("heat_pump:draw-bounds", 0.0,
+        draw = cp.Variable((stack.rows, len(request.dt_h)), name="grain_dryer_draw_kw",
+                           bounds=builder.bounds("grain_dryer:draw-bounds", 0.0,
                                                  np.repeat(power[:, None], len(request.dt_h), 1)))
         needed = power * (request.dt_h.sum() - pause)
-        builder.add("heat_pump", "energy", "min", stack.labels, needed - draw @ request.dt_h, "<=")
-        return HeatPumpBlock(stack, draw)
+        builder.add("grain_dryer", "energy", "min", stack.labels, needed - draw @ request.dt_h, "<=")
+        return GrainDryerBlock(stack, draw)
 
     def soc_kwh(self, block: Any, scenarios: int) -> dict[str, np.ndarray]:
         return {}
@@ -219,26 +228,26 @@ class HeatPumpModel:
         return None
 
 
-MODEL = HeatPumpModel()  # ... and its strategy module
+MODEL = GrainDryerModel()  # ... and its strategy module
 
 
 @pytest.fixture
-def heat_pump(monkeypatch: pytest.MonkeyPatch) -> HeatPumpSpec:
-    entry = AssetType("heat_pump", HeatPumpSpec, __name__, __name__)
-    monkeypatch.setitem(ASSET_TYPES, "heat_pump", entry)
-    return HeatPumpSpec.model_validate(
-        {"id": "hp-1", "type": "heat_pump", "power_kw": 300, "pause_h": 30}
+def grain_dryer(monkeypatch: pytest.MonkeyPatch) -> GrainDryerSpec:
+    entry = AssetType("grain_dryer", GrainDryerSpec, __name__, __name__)
+    monkeypatch.setitem(ASSET_TYPES, "grain_dryer", entry)
+    return GrainDryerSpec.model_validate(
+        {"id": "dryer-1", "type": "grain_dryer", "power_kw": 300, "pause_h": 30}
     )
 
 
-def test_a_fifth_type_is_described_checked_metered_and_simulated(heat_pump: HeatPumpSpec) -> None:
+def test_a_fifth_type_is_described_checked_metered_and_simulated(grain_dryer: GrainDryerSpec) -> None:
     cfg = load_config("config")
     park = next(iter(cfg.parks.values()))
-    park = park.model_construct(**{**dict(park), "assets": [*park.assets, heat_pump]})
+    park = park.model_construct(**{**dict(park), "assets": [*park.assets, grain_dryer]})
 
-    nameplate = capability(park.id, heat_pump)
+    nameplate = capability(park.id, grain_dryer)
     assert (nameplate.type, nameplate.max_export_kw, nameplate.max_import_kw) == (
-        "heat_pump",
+        "grain_dryer",
         0.0,
         300.0,
     )
@@ -250,28 +259,28 @@ def test_a_fifth_type_is_described_checked_metered_and_simulated(heat_pump: Heat
     where = f"assets[{len(park.assets) - 1}].pause_h"
     assert [(i.field, i.value) for i in issues] == [(where, 30)]
 
-    reading = Telemetry(park.id, "hp-1", T0, None, extra={"consumed_kwh": 4.0})
-    assert exported_kwh(heat_pump, reading) == -4.0
+    reading = Telemetry(park.id, "dryer-1", T0, None, extra={"consumed_kwh": 4.0})
+    assert exported_kwh(grain_dryer, reading) == -4.0
 
     clock = ReplayClock(T0)
-    assert simulated_class(heat_pump) is SimulatedHeatPump
-    device = simulated_device(park.id, heat_pump, heat_pump.adapter, clock=clock)
-    assert isinstance(device, SimulatedHeatPump)
+    assert simulated_class(grain_dryer) is SimulatedGrainDryer
+    device = simulated_device(park.id, grain_dryer, grain_dryer.adapter, clock=clock)
+    assert isinstance(device, SimulatedGrainDryer)
     device.connect()
     clock.advance_to(T0 + dt.timedelta(minutes=30))
-    assert exported_kwh(heat_pump, device.read()) == pytest.approx(-150.0)
+    assert exported_kwh(grain_dryer, device.read()) == pytest.approx(-150.0)
     limits = device.capabilities
     assert (limits.setpoint_kind, limits.min_kw, limits.max_kw) == ("power", -300.0, 0.0)
     assert not limits.reports_soc
-    assert isinstance(create(park, heat_pump, clock=clock), SimulatedHeatPump)
-    assert heat_pump.simulation_inputs(ROOT, pd.DatetimeIndex([T0]), "UTC", T0, T0) == {}
+    assert isinstance(create(park, grain_dryer, clock=clock), SimulatedGrainDryer)
+    assert grain_dryer.simulation_inputs(ROOT, pd.DatetimeIndex([T0]), "UTC", T0, T0) == {}
 
 
 def test_a_fifth_type_is_planned_idled_and_stated_by_the_strategies(
-    heat_pump: HeatPumpSpec,
+    grain_dryer: GrainDryerSpec,
 ) -> None:
     """strategies plans, falls back, states and forecasts a park with the new type unchanged."""
-    pump = heat_pump.model_copy(update={"pause_h": 1.0})
+    pump = grain_dryer.model_copy(update={"pause_h": 1.0})
     base = make_park(battery(power_kw=100.0, energy_kwh=200.0, soc_initial=0.5))
     park = base.model_construct(**{**dict(base), "assets": [*base.assets, pump]})
     index = utc_index(4)
@@ -279,19 +288,19 @@ def test_a_fifth_type_is_planned_idled_and_stated_by_the_strategies(
     inputs = {park.id: ParkInputs(index)}
     prices = np.array([50.0, 10.0, 80.0, 20.0])
     assert model_for(pump) is MODEL
-    assert [m.asset_type for m, _ in by_model(park.assets)] == ["battery", "heat_pump"]
+    assert [m.asset_type for m, _ in by_model(park.assets)] == ["battery", "grain_dryer"]
 
     plan = optimise_schedule([park], inputs, None, dt_h, prices, on_failure="raise")
-    draw = -plan.asset_power_kw[(park.id, "hp-1")].to_numpy()
+    draw = -plan.asset_power_kw[(park.id, "dryer-1")].to_numpy()
     assert draw == pytest.approx([300.0, 300.0, 0.0, 300.0], abs=1e-6)  # pauses in the dearest hour
     battery_kw = plan.asset_power_kw[(park.id, "bess")].to_numpy()
     assert plan.park_power_kw[park.id].to_numpy() == pytest.approx(battery_kw - draw, abs=1e-6)
 
     idle = idle_schedule([park], inputs, None, dt_h)
-    assert idle.asset_power_kw[(park.id, "hp-1")].tolist() == [-300.0] * 4
-    assert initial_state(park)["hp-1"] == AssetState()
+    assert idle.asset_power_kw[(park.id, "dryer-1")].tolist() == [-300.0] * 4
+    assert initial_state(park)["dryer-1"] == AssetState()
     assert load_inputs(park, ROOT / "config", index).baseline_kw == {}
-    assert realized_states(park, ROOT / "config", index)["hp-1"] == AssetState()
+    assert realized_states(park, ROOT / "config", index)["dryer-1"] == AssetState()
 
 
 # --------------------------------------------------------------------------- no dispatch

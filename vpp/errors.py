@@ -16,6 +16,7 @@
     │   └── BidConflictError the exchange holds a bid/awards for us that we did not send
     ├── SolverError          an optimisation failed or was infeasible
     │   └── InfeasibleError  the model has no solution; names the binding constraint
+    │       └── UnmetDemandError a heat/hydrogen demand cannot be met; names balance and interval
     ├── StoreError           the database could not be read or written
     │   ├── StoreLockedError another daemon holds the store's single-writer lock
     │   └── StoreSchemaError the store's schema is not this vpp's (says which command upgrades it)
@@ -26,6 +27,7 @@ Catch the specific class; never ``except Exception`` in library code.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +138,15 @@ class InfeasibleError(SolverError):
     def __init__(self, message: str, constraint: str | None = None) -> None:
         self.constraint = constraint
         super().__init__(message if constraint is None else f"{message} (constraint {constraint})")
+
+
+class UnmetDemandError(InfeasibleError):
+    """A heat or hydrogen demand cannot be met: ``balance`` names the node, ``interval`` when."""
+
+    def __init__(self, message: str, *, balance: str, interval: dt.datetime) -> None:
+        self.balance = balance
+        self.interval = interval
+        super().__init__(message, constraint=f"{balance}-balance")
 
 
 class StoreError(VppError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -115,6 +116,7 @@ class SimulatedDevice(Adapter):
         self._setpoint_kw: float | None = None
         self._setpoint_start: dt.datetime | None = None
         self._connected = False
+        self._lost_to_restarts: dict[str, float] = {}  # register -> sum of values at restarts
 
     def connect(self) -> None:
         self._connected = True
@@ -176,7 +178,24 @@ class SimulatedDevice(Adapter):
         before = {name: float(getattr(self, name)) for name in self.registers}
         for name in self.registers:
             setattr(self, name, 0.0)
+            self._lost_to_restarts[name] = self._lost_to_restarts.get(name, 0.0) + before[name]
         return before
+
+    def lifetime(self, register: str) -> float:
+        """A register's total since the device was created, across meter restarts [kWh, kg].
+
+        What the physics delivered, as opposed to what the meter shows: passive
+        stores read their suppliers through this so a meter restart loses nothing.
+        """
+        return float(getattr(self, register)) + self._lost_to_restarts.get(register, 0.0)
+
+    def couple(self, peers: Mapping[str, SimulatedDevice]) -> None:
+        """Link this device to the other devices of its park, by asset id (default: none).
+
+        A passive store (thermal, hydrogen) floats on its node's balance, so it
+        keeps the peers that supply its node and reads their registers as it
+        integrates. Called once, after every device of the park exists.
+        """
 
     def _on_setpoint(self) -> None:
         """React at once to a new setpoint (e.g. recompute the present power)."""

@@ -50,7 +50,8 @@ def test_every_registered_type_has_a_model_with_its_own_build_rank() -> None:
     # the order the golden numbers were pinned with
     assert sorted(models, key=lambda m: m.build_rank)[0].asset_type == "battery"
     assert [m.asset_type for m in sorted(models, key=lambda m: m.build_rank)] == [
-        "battery", "process", "pv", "ev",
+        "battery", "process", "pv", "ev", "heat_pump", "boiler", "thermal_storage",
+        "electrolyser", "hydrogen_storage",
     ]
 
 

@@ -100,7 +100,7 @@ def test_plan_writes_schedules_and_summary(example_config, cn_frame, tmp_path) -
     plan = plan_day(example_config, cn_frame, dt.date(2025, 5, 20), "cn-province-a")
     assert plan.status == "optimal"
     paths = write_plan(plan, tmp_path)
-    assert [p.name for p in paths] == ["assets.csv", "parks.csv", "plan.json"]
+    assert [p.name for p in paths] == ["assets.csv", "parks.csv", "balances.csv", "plan.json"]
     summary = json.loads((tmp_path / "plan.json").read_text())
     assert summary["status"] == "optimal"
     assert summary["objective"] == pytest.approx(plan.schedule.objective, abs=1e-5)
@@ -108,8 +108,8 @@ def test_plan_writes_schedules_and_summary(example_config, cn_frame, tmp_path) -
         assert summary[key] >= 0
     assets = pd.read_csv(tmp_path / "assets.csv")
     parks = pd.read_csv(tmp_path / "parks.csv")
-    assert len(assets) == 96 * 6
-    assert len(parks) == 96 * 2
+    assert len(assets) == 96 * 12  # jinan 3, qingdao 3, the oilfield 6 assets
+    assert len(parks) == 96 * 3
     # per-park power is the sum of its assets' power in every interval
     summed = assets.groupby(["interval_start", "park_id"])["power_kw"].sum()
     joined = parks.set_index(["interval_start", "park_id"])["power_kw"]

@@ -6,15 +6,20 @@ belongs to, one module per type in each layer:
 - its **config spec** (fields with unit, default and description) and the
   type's foundation-level behaviour on the spec -- here in ``vpp``, one
   module per type (:mod:`vpp.assets.battery`, ``ev_charging``,
-  ``flexible_process``, ``pv``) on :class:`~vpp.assets.base.AssetBase`:
+  ``flexible_process``, ``pv``, ``heat_pump``, ``electric_boiler``,
+  ``thermal_storage``, ``electrolyser``, ``hydrogen_storage``; the heat levels
+  and hydrogen node they share in :mod:`vpp.assets.commodities`) on
+  :class:`~vpp.assets.base.AssetBase`:
   nameplate capability (``max_export_kw``, ``max_import_kw``,
   ``usable_energy_kwh``), the one-line ``describe()`` of ``vpp parks`` and
   ``vpp status``, ``config_issues()`` (cross-field checks of the loader),
   metering (``meter_registers``, ``exported_kwh()`` with its sign,
   ``throughput_registers``, ``wear_cost_per_mwh``), setpoints
   (``setpoint_limits_kw``, ``setpoint_kind``), state of charge
-  (``soc_capacity_kwh``, ``soc_limits``), the kind of state the operator
-  reads from telemetry (``state_kind``) and the exogenous inputs of its
+  (``soc_capacity_kwh``, ``soc_capacity_kg``, ``soc_limits``), the kind of
+  state the operator reads from telemetry (``state_kind``), what it converts
+  or stores (``heat_outputs()``, ``produces_hydrogen``, ``storage_node``, the
+  heat/hydrogen/storage registers) and the exogenous inputs of its
   simulation (``simulation_inputs()``);
 - its **vectorised constraint builder** and its state from telemetry --
   in ``strategies`` (module named by :attr:`AssetType.model`);
@@ -40,9 +45,14 @@ from pydantic import Field
 
 from vpp.assets.base import AssetBase
 from vpp.assets.battery import BatterySpec
+from vpp.assets.electric_boiler import ElectricBoilerSpec
+from vpp.assets.electrolyser import ElectrolyserSpec
 from vpp.assets.ev_charging import EvChargingSpec
 from vpp.assets.flexible_process import FlexibleProcessSpec
+from vpp.assets.heat_pump import HeatPumpSpec
+from vpp.assets.hydrogen_storage import HydrogenStorageSpec
 from vpp.assets.pv import PvSpec
+from vpp.assets.thermal_storage import ThermalStorageSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -81,12 +91,30 @@ ASSET_TYPES: dict[str, AssetType] = _registry(
         "flexible_process", FlexibleProcessSpec, "strategies.process", "adapters.simulated.process"
     ),
     AssetType("pv", PvSpec, "strategies.pv", "adapters.simulated.pv"),
+    AssetType("heat_pump", HeatPumpSpec, "strategies.heat_pump", "adapters.simulated.heat_pump"),
+    AssetType(
+        "electric_boiler", ElectricBoilerSpec, "strategies.boiler", "adapters.simulated.boiler"
+    ),
+    AssetType(
+        "thermal_storage", ThermalStorageSpec, "strategies.thermal_storage",
+        "adapters.simulated.thermal_storage",
+    ),
+    AssetType(
+        "electrolyser", ElectrolyserSpec, "strategies.electrolyser",
+        "adapters.simulated.electrolyser",
+    ),
+    AssetType(
+        "hydrogen_storage", HydrogenStorageSpec, "strategies.hydrogen_storage",
+        "adapters.simulated.hydrogen_storage",
+    ),
 )
 
 
 if TYPE_CHECKING:  # the type checker needs the members spelled out: one per registry entry
     AssetSpec = Annotated[
-        BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec, Field(discriminator="type")
+        BatterySpec | EvChargingSpec | FlexibleProcessSpec | PvSpec | HeatPumpSpec
+        | ElectricBoilerSpec | ThermalStorageSpec | ElectrolyserSpec | HydrogenStorageSpec,
+        Field(discriminator="type"),
     ]
 else:
     AssetSpec = Annotated[
@@ -115,9 +143,14 @@ __all__ = [
     "AssetSpec",
     "AssetType",
     "BatterySpec",
+    "ElectricBoilerSpec",
+    "ElectrolyserSpec",
     "EvChargingSpec",
     "FlexibleProcessSpec",
+    "HeatPumpSpec",
+    "HydrogenStorageSpec",
     "PvSpec",
+    "ThermalStorageSpec",
     "asset_type",
     "assets_of_type",
 ]

@@ -66,7 +66,7 @@ class OcppAdapter(Spec):
 
 
 class HttpAdapter(Spec):
-    """A process controller with a JSON REST interface."""
+    """A controller with a JSON REST interface (process, heat pump, boiler, electrolyser, store)."""
 
     type: Literal["http"]
     base_url: str = Field(pattern=r"^https?://", description="Base URL of the controller API")
@@ -79,11 +79,70 @@ class HttpAdapter(Spec):
     _env = field_validator("token_env")(_check_env_name)
 
 
+class ModbusRegister(Spec):
+    """One value in a plain Modbus register map: where it is and how to decode it.
+
+    The value in the register's unit is ``raw x scale`` (``scale = 0.1`` for a
+    register counting 0.1 kWh; ``0.01`` for a state of charge in percent).
+    32-bit types span two registers from ``address``, in the adapter's ``word_order``.
+    """
+
+    address: int = Field(ge=0, le=65535, description="Register address (0-based, as on the wire)")
+    scale: float = Field(1.0, gt=0, description="Value = raw x scale, in the register's unit")
+    kind: Literal["holding", "input"] = Field(
+        "holding", description="Holding (function 3, writable) or input register (function 4)"
+    )
+    type: Literal["int16", "uint16", "int32", "uint32", "float32"] = Field(
+        "int32", description="Encoding of the raw value"
+    )
+
+    @property
+    def count(self) -> int:
+        """Registers the value spans."""
+        return 1 if self.type in ("int16", "uint16") else 2
+
+
+class ModbusAdapter(Spec):
+    """A device with a plain Modbus TCP register map (no SunSpec): setpoint and telemetry.
+
+    ``registers`` maps names to registers: ``consumption_kw`` (what the
+    device draws, >= 0; required for a consumer), ``soc`` (fraction 0..1,
+    required for a store; scale a percent register by 0.01) and the asset
+    type's cumulative registers (``consumed_kwh``, ``heat_kwh``,
+    ``hydrogen_kg``, ``charged_kwh``, ...). ``setpoint_register`` (a holding
+    register) receives the consumption to hold [kW] / scale; the device is
+    expected to revert to a safe state after ``revert_timeout_s`` without a
+    write, and vpp re-writes well before that.
+    """
+
+    type: Literal["modbus"]
+    host: str = Field(description="Host name or IP address of the Modbus TCP server")
+    port: int = Field(502, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id")
+    timeout_s: float = Field(3.0, gt=0, le=60, description="Request timeout [s]")
+    poll_interval_s: float = Field(5.0, gt=0, description="Telemetry poll period [s]")
+    revert_timeout_s: float = Field(
+        60.0, gt=0, description="Device reverts its setpoint after this long without a write [s]"
+    )
+    stale_after_s: float = Field(30.0, gt=0, description="Telemetry older than this is stale [s]")
+    word_order: Literal["big", "little"] = Field(
+        "big", description="Order of the two registers of a 32-bit value (big: high word first)"
+    )
+    setpoint_register: ModbusRegister | None = Field(
+        None, description="Holding register the consumption setpoint [kW] is written to"
+    )
+    registers: dict[str, ModbusRegister] = Field(
+        default_factory=dict, description="Telemetry registers by name"
+    )
+
+
 AdapterSpec = Annotated[
-    SimulatedAdapter | ModbusSunSpecAdapter | OcppAdapter | HttpAdapter,
+    SimulatedAdapter | ModbusSunSpecAdapter | OcppAdapter | HttpAdapter | ModbusAdapter,
     Field(discriminator="type"),
 ]
-ADAPTER_TYPES = ("simulated", "modbus-sunspec", "ocpp", "http")
+ADAPTER_TYPES = ("simulated", "modbus-sunspec", "ocpp", "http", "modbus")
+MULTI_ENERGY_ADAPTERS = ("simulated", "http", "modbus")
+"""The adapters of heat pumps, boilers, electrolysers and heat/hydrogen stores."""
 
 
 # --------------------------------------------------------------------------- data sources
@@ -124,9 +183,10 @@ SetpointKind = Literal["power", "export_cap", "import_cap", "none"]
 """How a setpoint drives an asset: a power target, a cap on export or on import, or not at all
 (the same values as :data:`adapters.base.SetpointKind`)."""
 
-StateKind = Literal["soc", "sessions", "shift"]
-"""What an asset's state read from telemetry is: a state of charge, plugged EV sessions,
-or a shift from the baseline with its energy offset in the recovery block."""
+StateKind = Literal["soc", "soc_kg", "sessions", "shift"]
+"""What an asset's state read from telemetry is: a state of charge (of energy, or of hydrogen
+in kg), plugged EV sessions, or a shift from the baseline with its energy offset in the
+recovery block."""
 
 
 class AssetBase(Spec):
@@ -144,6 +204,28 @@ class AssetBase(Spec):
     """What the operator reads from this asset's telemetry as its state (None: nothing)."""
     onsite_renewable: ClassVar[bool] = False
     """Its export is on-site renewable generation (PV): clean energy in the carbon books."""
+    heat_registers: ClassVar[tuple[str, ...]] = ()
+    """Cumulative heat it delivered [kWh_th] (converters; see :meth:`heat_outputs`)."""
+    hydrogen_registers: ClassVar[tuple[str, ...]] = ()
+    """Cumulative hydrogen it produced [kg] (electrolysers)."""
+    storage_registers: ClassVar[tuple[str, ...]] = ()
+    """(charged, discharged) cumulative registers of a heat [kWh_th] or hydrogen [kg] store."""
+    adapter_types: ClassVar[tuple[str, ...]] = ("simulated",)
+    """The adapter types (``adapter.type``) implemented for this asset type."""
+
+    @property
+    def telemetry_registers(self) -> tuple[str, ...]:
+        """Every cumulative register the type declares: meter, heat, hydrogen, storage."""
+        names = (
+            self.meter_registers + self.heat_registers + self.hydrogen_registers
+            + self.storage_registers
+        )
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def has_soc(self) -> bool:
+        """It reports a state of charge (of energy or of hydrogen)."""
+        return self.soc_capacity_kwh is not None or self.soc_capacity_kg is not None
 
     @property
     def max_export_kw(self) -> float:
@@ -176,6 +258,30 @@ class AssetBase(Spec):
         return None
 
     @property
+    def soc_capacity_kg(self) -> float | None:
+        """The hydrogen a fill of 1 stands for [kg]; None: not a hydrogen store."""
+        return None
+
+    def heat_outputs(self) -> dict[str, str]:
+        """Heat level id -> the register of the heat it delivers there (empty: none)."""
+        return {}
+
+    @property
+    def produces_hydrogen(self) -> bool:
+        """It produces hydrogen into the park's hydrogen node (electrolysers)."""
+        return bool(self.hydrogen_registers)
+
+    @property
+    def storage_node(self) -> str | None:
+        """The balance node a heat or hydrogen store buffers (its level, or ``hydrogen``)."""
+        return None
+
+    @property
+    def supply_temperature_limit_c(self) -> float | None:
+        """Hottest level it may supply or store heat at [degC]; None: no limit or no heat."""
+        return None
+
+    @property
     def soc_limits(self) -> tuple[float, float] | None:
         """Lowest and highest state of charge [fraction]; None: no state of charge."""
         return None
@@ -197,6 +303,57 @@ class AssetBase(Spec):
         """Cross-field problems of this entry; ``where`` is its path (``assets[0]``)."""
         return iter(())
 
+    def adapter_issues(self, file: str, where: str) -> Iterator[ConfigIssue]:
+        """Whether its adapter is implemented for its type, and a Modbus map fits the type."""
+        adapter = self.adapter
+        if adapter.type not in self.adapter_types:
+            yield ConfigIssue(
+                file, f"{where}.adapter.type", adapter.type,
+                f"not implemented for {getattr(self, 'type', '?')} assets; "
+                f"use one of {', '.join(self.adapter_types)}",
+            )
+            return
+        if isinstance(adapter, ModbusAdapter):
+            yield from self._modbus_issues(adapter, file, f"{where}.adapter")
+
+    def _modbus_issues(
+        self, adapter: ModbusAdapter, file: str, where: str
+    ) -> Iterator[ConfigIssue]:
+        known = ("consumption_kw", "soc", *self.telemetry_registers)
+        for name in adapter.registers:
+            if name not in known:
+                yield ConfigIssue(
+                    file, f"{where}.registers.{name}", name,
+                    f"unknown for {getattr(self, 'type', '?')}; known: {', '.join(known)}",
+                )
+        required = [name for name in self.telemetry_registers if name not in adapter.registers]
+        if self.max_import_kw > 0 and "consumption_kw" not in adapter.registers:
+            required.insert(0, "consumption_kw")
+        if self.has_soc and "soc" not in adapter.registers:
+            required.insert(0, "soc")
+        if required:
+            yield ConfigIssue(
+                file, f"{where}.registers", sorted(adapter.registers),
+                f"missing {', '.join(required)}: add each with its address",
+            )
+        writable = self.setpoint_kind != "none"
+        point = adapter.setpoint_register
+        if writable and point is None:
+            yield ConfigIssue(
+                file, f"{where}.setpoint_register", None,
+                "needed: this asset takes setpoints (a holding register)",
+            )
+        elif not writable and point is not None:
+            yield ConfigIssue(
+                file, f"{where}.setpoint_register", point.address,
+                "this asset takes no setpoint; leave it out",
+            )
+        elif point is not None and point.kind != "holding":
+            yield ConfigIssue(
+                file, f"{where}.setpoint_register.kind", point.kind,
+                "must be holding (input registers are read-only)",
+            )
+
     def exported_kwh(self, registers: Mapping[str, Any]) -> Any:
         """Cumulative energy into the grid [kWh] from the meter registers (> 0: sold).
 
@@ -212,10 +369,12 @@ class AssetBase(Spec):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         """The exogenous series a simulated device of this type takes, from the park's profiles.
 
         ``index`` are the intervals to cover, ``start``/``end`` the span for
-        event data (EV sessions); keyword names match the simulated device.
+        event data (EV sessions), ``park`` the asset's :class:`~vpp.config.models.ParkConfig`
+        (heat levels and their demand); keyword names match the simulated device.
         """
         return {}

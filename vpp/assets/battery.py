@@ -40,6 +40,7 @@ class BatterySpec(AssetBase):
         0.0, ge=0, description="Wear cost per MWh of throughput (charge + discharge) [currency/MWh]"
     )
 
+    adapter_types: ClassVar[tuple[str, ...]] = ("simulated", "modbus-sunspec")
     meter_registers: ClassVar[tuple[str, ...]] = ("charged_kwh", "discharged_kwh")
     throughput_registers: ClassVar[tuple[str, ...]] = ("charged_kwh", "discharged_kwh")
     state_kind: ClassVar[StateKind | None] = "soc"

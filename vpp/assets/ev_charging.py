@@ -27,6 +27,7 @@ class EvChargingSpec(AssetBase):
     )
     sessions: SessionsSource = Field(description="Sessions replayed in simulation")
 
+    adapter_types: ClassVar[tuple[str, ...]] = ("simulated", "ocpp")
     meter_registers: ClassVar[tuple[str, ...]] = ("delivered_kwh",)
     state_kind: ClassVar[StateKind | None] = "sessions"
 
@@ -69,6 +70,7 @@ class EvChargingSpec(AssetBase):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         from vpp.profiles import ev_sessions  # profiles reads config: imported when used
 

@@ -32,6 +32,7 @@ class FlexibleProcessSpec(AssetBase):
         "(unlimited) [kW/min]",
     )
 
+    adapter_types: ClassVar[tuple[str, ...]] = ("simulated", "http", "modbus")
     meter_registers: ClassVar[tuple[str, ...]] = ("consumed_kwh",)
     state_kind: ClassVar[StateKind | None] = "shift"
 
@@ -72,6 +73,7 @@ class FlexibleProcessSpec(AssetBase):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         from vpp.profiles import load_kw  # profiles reads config: imported when used
 

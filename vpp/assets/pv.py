@@ -72,6 +72,7 @@ class PvSpec(AssetBase):
         timezone: str,
         start: dt.datetime,
         end: dt.datetime,
+        park: Any = None,
     ) -> dict[str, Any]:
         from vpp.profiles import pv_available_kw  # profiles reads config: imported when used
 

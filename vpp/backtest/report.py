@@ -34,10 +34,12 @@ REPORT_FILES = (
     "portfolio.csv",
     "settlement.csv",
     "carbon.csv",
+    "balances.csv",
     "prices_dispatch.png",
     "soc.png",
     "cumulative_revenue.png",
     "carbon.png",
+    "heat_balance.png",
     "report.html",
 )
 """The files of a backtest report; an output folder holding anything else is refused."""
@@ -161,6 +163,35 @@ def plot_carbon(carbon: pd.DataFrame, timezone: str, path: Path) -> None:
 
 #: The summary keys shown in the report's carbon section instead of the main table.
 CARBON_KEYS = ("emissions_", "carbon_", "clean_energy_share")
+
+
+def plot_heat_balance(balances: pd.DataFrame, timezone: str, path: Path) -> None:
+    """Per park and node: what converters supplied, what the store took, demand and unmet."""
+    nodes = [] if not len(balances) else sorted(
+        set(zip(balances["park_id"], balances["node"], strict=True))
+    )
+    rows = max(len(nodes), 1)
+    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.6 * rows), sharex=True, squeeze=False)
+    if not nodes:
+        axes[0][0].text(0.5, 0.5, "no heat or hydrogen system in this portfolio",
+                        ha="center", va="center", transform=axes[0][0].transAxes)
+        axes[0][0].set_axis_off()
+    for ax, (park_id, node) in zip(axes[:, 0], nodes, strict=False):
+        part = balances[(balances["park_id"] == park_id) & (balances["node"] == node)]
+        when = pd.DatetimeIndex(part["interval_start"]).tz_convert(timezone)
+        unit = str(part["unit"].iloc[0])
+        ax.step(when, part["supply"], where="post", label="converters", lw=1)
+        ax.step(when, part["supply"] - part["storage_in"], where="post",
+                label="converters + store", lw=1)
+        ax.step(when, part["demand"], where="post", label="demand", lw=1.2, color="black")
+        if part["unmet"].any():
+            ax.fill_between(when, 0, part["unmet"], step="post", color="red", alpha=0.4,
+                            label="unmet")
+        ax.set_ylabel(unit)
+        ax.set_title(f"{park_id}: {node}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.autofmt_xdate()
+    _save(fig, path)
 
 
 def _is_carbon(key: str) -> bool:
@@ -357,8 +388,22 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
     plot_cumulative(revenue, tz, result.currency, images[2])
     carbon_image = out / "carbon.png"
     plot_carbon(carbon, tz, carbon_image)
-    write_html(out / "report.html", summary, images, carbon_image)
-    return [*written, *images, carbon_image, out / "report.html"]
+    balances = main.balances
+    balances_path = out / "balances.csv"
+    balances_out = balances.copy() if len(balances) else pd.DataFrame(
+        columns=["interval_start", "park_id", "node", "unit", "supply", "demand", "storage_in",
+                 "unmet", "surplus"]
+    )
+    if len(balances_out):
+        balances_out["interval_start"] = pd.DatetimeIndex(
+            balances_out["interval_start"]
+        ).map(lambda t: t.isoformat())
+    write_csv(balances_path, balances_out)
+    heat_image = out / "heat_balance.png"
+    plot_heat_balance(balances, tz, heat_image)
+    shown = [*images, heat_image] if len(balances) else images
+    write_html(out / "report.html", summary, shown, carbon_image)
+    return [*written, *images, carbon_image, balances_path, heat_image, out / "report.html"]
 
 
 def _net(portfolio: pd.DataFrame) -> pd.Series:

@@ -51,8 +51,14 @@ from vpp.awards import IntervalAward, delivery_intervals
 from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
 from vpp.carbon.instruments import Instrument
 from vpp.config.models import MarketRules, ParkConfig
-from vpp.errors import DataQualityError, InputError
+from vpp.errors import DataQualityError, InputError, UnmetDemandError
 from vpp.runtime.clock import ReplayClock
+from vpp.runtime.commodities import (
+    balance_summary,
+    day_balances,
+    has_commodities,
+    register_counters,
+)
 from vpp.runtime.devices import simulated_devices
 from vpp.runtime.jobs import day_jobs
 from vpp.runtime.metering import DayEnergy, Meters, day_energy, meter_counters
@@ -99,6 +105,8 @@ class RunResult:
     bids_rejected: int
     fallback_days: int
     ev_unserved_kwh: float
+    #: Heat and hydrogen per park, node and interval (:mod:`vpp.runtime.commodities`).
+    balances: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def net_revenue(self) -> float:
@@ -159,6 +167,9 @@ class BacktestResult:
             "solve_time_s": round(self.main.solve_time_s, 3),
             "wall_time_s": round(self.wall_time_s, 3),
         }
+        if len(self.main.balances):
+            dt_h = (p.index[1] - p.index[0]) / pd.Timedelta(hours=1) if len(p) > 1 else 0.25
+            out.update(balance_summary(self.main.balances, dt_h))
         if self.carbon is not None:
             out.update(self.carbon.summary())
         if self.out_of_rule_prices is not None:
@@ -352,6 +363,13 @@ def _account(
     books = _Books()
     for day in days:
         _account_day(portfolio, prices, operator.day_plan(day), day, meters, observed, books)
+    balances = pd.DataFrame()
+    if has_commodities(portfolio):
+        counters = register_counters(portfolio, recorder.telemetry)
+        balances = pd.concat(
+            [day_balances(portfolio, counters, operator.day_plan(day).index) for day in days],
+            ignore_index=True,
+        )
     portfolio_frame = pd.concat(books.portfolio)
     portfolio_frame.index.name = "interval_start"
     capacity_kwh = _battery_capacity_kwh(portfolio)
@@ -370,6 +388,7 @@ def _account(
         sum(1 for _, status, *_ in recorder.bids if status == "rejected"),
         books.fallback_days,
         ev_unserved_kwh,
+        balances,
     )
 
 
@@ -379,7 +398,7 @@ def _battery_capacity_kwh(portfolio: MarketPortfolio) -> float:
         a.soc_capacity_kwh
         for p in portfolio.parks
         for a in p.assets
-        if a.soc_capacity_kwh is not None
+        if a.soc_capacity_kwh is not None and a.throughput_registers  # batteries, not heat stores
     )
 
 
@@ -626,7 +645,14 @@ def foresight(
             for p in parks
         }
 
-        da_schedule, solve_s = _best(parks, inputs, states, rules, frame["da_price"], options)
+        try:
+            da_schedule, solve_s = _best(parks, inputs, states, rules, frame["da_price"], options)
+        except UnmetDemandError as exc:
+            # No schedule serves the day's heat or hydrogen: there is no bound to compare with
+            # (the run itself falls back and reports the shortfall it measured).
+            log.warning("foresight_unmeetable", day=str(day), reason=str(exc))
+            rows.append({"day": day, "revenue": np.nan, "da_schedule": np.nan, "solve_s": 0.0})
+            continue
         bound = da_schedule
         has_rt = "rt_price" in frame and frame["rt_price"].notna().all()
         if rules.settlement.rule == "two_settlement" and has_rt:

@@ -106,4 +106,4 @@ def _simulation_inputs(park: ParkConfig, asset: AssetSpec, folder: Path) -> dict
     today = dt.datetime.now(dt.UTC).astimezone(zone(park.timezone)).date()
     index = day_intervals_utc(today, park.timezone, 15)
     end = index[-1] + pd.Timedelta(minutes=15)
-    return asset.simulation_inputs(folder, index, park.timezone, index[0], end)
+    return asset.simulation_inputs(folder, index, park.timezone, index[0], end, park=park)

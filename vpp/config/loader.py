@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from vpp.assets.commodities import heat_system_issues
 from vpp.carbon.factors import FactorSet
 from vpp.config._warnings import review_config
 from vpp.config.models import (
@@ -174,6 +175,17 @@ def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator
                 f"duplicate fuel name (also fuels[{names[fuel.name]}])",
             )
         names.setdefault(fuel.name, i)
+    yield from heat_system_issues(file, park.assets, park.heat_levels)
+    for i, level in enumerate(park.heat_levels):
+        sources: list[tuple[str, FileSource | None]] = [("demand_profile", level.demand_profile)]
+        if level.space_heating is not None:
+            sources.append(("space_heating.weather", level.space_heating.weather))
+        for name, source in sources:
+            if source is not None and not resolve_path(config_dir, source.path).is_file():
+                yield ConfigIssue(
+                    file, f"heat_levels[{i}].{name}.path", str(source.path),
+                    f"file not found (resolved to {resolve_path(config_dir, source.path)})",
+                )
     seen: dict[str, int] = {}
     for i, asset in enumerate(park.assets):
         where = f"assets[{i}]"
@@ -183,6 +195,7 @@ def park_cross_issues(file: str, park: ParkConfig, config_dir: Path) -> Iterator
             )
         seen.setdefault(asset.id, i)
         yield from asset.config_issues(file, where)
+        yield from asset.adapter_issues(file, where)
         for name in type(asset).model_fields:  # its data files, whatever the type calls them
             source = getattr(asset, name)
             if isinstance(source, FileSource):

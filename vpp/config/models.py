@@ -32,9 +32,14 @@ from vpp.assets import (
     AssetBase,
     AssetSpec,
     BatterySpec,
+    ElectricBoilerSpec,
+    ElectrolyserSpec,
     EvChargingSpec,
     FlexibleProcessSpec,
+    HeatPumpSpec,
+    HydrogenStorageSpec,
     PvSpec,
+    ThermalStorageSpec,
 )
 from vpp.assets.base import (
     ADAPTER_TYPES,
@@ -42,12 +47,15 @@ from vpp.assets.base import (
     FileSource,
     HttpAdapter,
     LoadProfileSource,
+    ModbusAdapter,
+    ModbusRegister,
     ModbusSunSpecAdapter,
     OcppAdapter,
     PvProfileSource,
     SessionsSource,
     SimulatedAdapter,
 )
+from vpp.assets.commodities import HeatLevel
 from vpp.errors import InputError
 from vpp.spec import (
     LARGEST_NUMBER,
@@ -138,6 +146,14 @@ class ParkConfig(Spec):
     carbon_budget: CarbonBudget | None = Field(
         None, description="Daily emission budget (scope 2 location-based); none by default"
     )
+    heat_levels: list[HeatLevel] = Field(
+        default_factory=list,
+        description="Temperature levels of the heat system, each with its demand; none by default",
+    )
+
+    def heat_level(self, level_id: str) -> HeatLevel | None:
+        """The heat level ``level_id``, or None."""
+        return next((level for level in self.heat_levels if level.id == level_id), None)
 
     _tz = field_validator("timezone")(_check_timezone)
 
@@ -462,16 +478,23 @@ __all__ = [
     "BiddingRule",
     "DaemonSettings",
     "DayAheadRule",
+    "ElectricBoilerSpec",
+    "ElectrolyserSpec",
     "EvChargingSpec",
     "FileSource",
     "FlexibleProcessSpec",
     "FuelSpec",
     "GridConnection",
+    "HeatLevel",
+    "HeatPumpSpec",
     "HttpAdapter",
+    "HydrogenStorageSpec",
     "Id",
     "LoadProfileSource",
     "MarketConfig",
     "MarketRules",
+    "ModbusAdapter",
+    "ModbusRegister",
     "ModbusSunSpecAdapter",
     "OcppAdapter",
     "ParkConfig",
@@ -489,4 +512,5 @@ __all__ = [
     "Spec",
     "StoreSettings",
     "StrategySettings",
+    "ThermalStorageSpec",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from adapters import create, simulated_device
+from adapters import SimulatedDevice, create, simulated_device
 from vpp.config.models import SimulatedAdapter
 from vpp.runtime.operator import AssetKey, MarketPortfolio
 from vpp.types import Clock, Device
@@ -31,9 +31,13 @@ def simulated_devices(
     """Connected simulated devices fed with the parks' real profiles over ``index``.
 
     The series reach one interval past ``index`` so the closing meter
-    reading at its end is inside the data. ``soc`` gives batteries their
-    starting state of charge (else the configured ``soc_initial``); ``only``
-    restricts the result to some assets. Returns the devices and, per EV
+    reading at its end is inside the data. ``soc`` gives stores (batteries,
+    thermal and hydrogen storage: a ``state_kind`` of ``soc`` or ``soc_kg``)
+    their starting state of charge (else the configured ``soc_initial``);
+    ``only`` restricts the result to some assets. Once a park's devices
+    exist, each is coupled to the others of its park
+    (:meth:`~adapters.SimulatedDevice.couple`: a passive store reads the
+    registers of the converters feeding its node). Returns the devices and, per EV
     hub, the sessions as the drivers stated them.
     """
     soc = soc or {}
@@ -45,6 +49,7 @@ def simulated_devices(
     index = index.append(pd.DatetimeIndex([index[-1] + step]))
     for park in portfolio.parks:
         folder = portfolio.config_dirs[park.id]
+        of_park: dict[str, SimulatedDevice] = {}
         for asset in park.assets:
             key = (park.id, asset.id)
             if only is not None and key not in only:
@@ -52,14 +57,17 @@ def simulated_devices(
             spec = (
                 asset.adapter if isinstance(asset.adapter, SimulatedAdapter) else SimulatedAdapter()
             )
-            inputs = asset.simulation_inputs(folder, index, park.timezone, start, end)
+            inputs = asset.simulation_inputs(folder, index, park.timezone, start, end, park=park)
             if "sessions" in inputs:
                 sessions[key] = inputs["sessions"]
-            if asset.soc_capacity_kwh is not None:
+            if asset.state_kind in ("soc", "soc_kg"):
                 inputs["soc"] = soc.get(key)
             device = simulated_device(park.id, asset, spec, clock=clock, **inputs)
             device.connect()
             devices[key] = device
+            of_park[asset.id] = device
+        for device in of_park.values():
+            device.couple(of_park)
     return devices, sessions
 
 

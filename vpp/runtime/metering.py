@@ -150,7 +150,10 @@ def meter_counters(portfolio: MarketPortfolio, readings: Iterable[Telemetry]) ->
         nameplate = capability(key[0], asset)
         max_power_kw = max(nameplate.max_export_kw, nameplate.max_import_kw)
         columns: dict[str, np.ndarray] = {}
-        for name in (c for c in frame.columns if c in REGISTERS):
+        # Only the asset's own meter registers settle: another type may use the same name
+        # for another quantity (a heat store's charged_kwh is heat, not electricity).
+        own = set(asset.meter_registers) | set(asset.throughput_registers)
+        for name in (c for c in frame.columns if c in own):
             raw = frame[name].astype(float)
             raw = raw[np.isfinite(raw)]
             if raw.empty:

@@ -503,6 +503,11 @@ class Operator:
         """The state the asset's type reads from telemetry (its spec's ``state_kind``)."""
         if asset.state_kind == "soc":
             return self._soc_state(asset, reading)
+        if asset.state_kind == "soc_kg":
+            capacity_kg = asset.soc_capacity_kg
+            if reading.soc is None or capacity_kg is None:
+                return None
+            return AssetState(stored_kg=reading.soc * capacity_kg)
         if asset.state_kind == "sessions":
             return self._session_state(key, device)
         if asset.state_kind == "shift":
@@ -604,9 +609,12 @@ class Operator:
     def _send(self, setpoints: Sequence[Setpoint]) -> list[Setpoint]:
         sent = []
         for setpoint in setpoints:
-            device = self.devices.get((setpoint.park_id, setpoint.asset_id))
+            key = (setpoint.park_id, setpoint.asset_id)
+            device = self.devices.get(key)
             if device is None:
                 continue
+            if self.portfolio.asset(key).setpoint_kind == "none":
+                continue  # passive or fixed (a heat store, uncurtailable PV): nothing to send
             if not math.isfinite(setpoint.power_kw):  # pragma: no cover - Setpoint forbids it
                 continue
             try:
