@@ -389,12 +389,49 @@ CASES = {
         lambda omit: _solve(heat_park(), LOW_HIGH, omit),
         lambda m: float(np.asarray(m.block("heat_pump").draw_kw.value).max()) <= 200.0 + TOL,
     ),
+    "boiler:draw-bounds": (
+        lambda omit: _solve(heat_park(), [-20.0] * 8, omit),  # negative prices: burn all it may
+        lambda m: float(np.asarray(m.block("boiler").draw_kw.value).max()) <= 1500.0 + TOL,
+    ),
+    # steam only while power is dear: the salt is filled in the cheap hours, as fast as allowed
+    "thermal_storage:charge-bounds": (
+        lambda omit: _solve_steam(2, omit),
+        lambda m: float(np.asarray(m.block("thermal_storage").charge.value)[1].max())
+        <= 1000.0 + TOL,
+    ),
+    "thermal_storage:content-bounds": (
+        lambda omit: _solve_steam(4, omit),
+        lambda m: float(np.asarray(m.block("thermal_storage").content.value)[1].max())
+        <= 4000.0 + TOL,
+    ),
+    # (electrolyser:stack-bounds is implied by stack-on with on <= 1 in a plan; in real time it
+    # pins the stack at zero before the position, tested with the real-time models)
+    "hydrogen_storage:content-balance": (
+        lambda omit: _solve(h2_park(min_load=0.0), [400.0] * 4 + [5.0] * 4, omit),
+        lambda m: bool(np.allclose(
+            np.diff(np.concatenate([[100.0], np.asarray(
+                m.block("hydrogen_storage").content.value)[0]])),
+            _stack(m) / 50.0 - 6.0, atol=1e-4)),
+    ),
     "hydrogen_storage:content-bounds": (
         lambda omit: _solve(h2_park(min_load=0.0, tank={"capacity_kg": 40.0}),
                             [400.0] * 4 + [5.0] * 4, omit),
         lambda m: float(np.asarray(m.block("hydrogen_storage").content.value).min()) >= -TOL,
     ),
 }
+
+
+def _solve_steam(cheap_h: int, omit: frozenset[str]) -> ParkModel:
+    """Steam demand 0 for ``cheap_h`` cheap hours, then 1800 / 2200 kW_th for the 6 / 4 dear ones."""
+    park = heat_park()
+    steps = cheap_h + (6 if cheap_h == 2 else 4)
+    inputs = _inputs(park, steps)
+    steam = np.where(np.arange(steps) < cheap_h, 0.0, 1800.0 if cheap_h == 2 else 2200.0)
+    inputs = ParkInputs(inputs.index, heat_demand_kw={**inputs.heat_demand_kw, "steam": steam},
+                        cop=inputs.cop)
+    prices = np.where(np.arange(steps) < cheap_h, 5.0, 400.0)
+    model, _ = solve_park(park, inputs, None, interval_hours(inputs.index, 60), prices, omit=omit)
+    return model
 
 
 def _h2_with_warm_demand() -> ParkConfig:
