@@ -7,8 +7,12 @@ coupled peers' cumulative registers grew by (the peers are advanced to the
 same instant first; all devices share one clock, so that is idempotent),
 the demand is its node's offtake. The net is taken by the store within its
 rate and fill limits; what it cannot take is dumped (surplus) or unmet
-(deficit). Exact when supply and demand are constant over each step, as
-they are when the store is read at every dispatch interval.
+(deficit). Exact for piecewise-constant supply and demand whenever it is
+read: a step ends wherever a supplier's setpoint changes (the supplier
+brings its stores up to date first) and is cut at the steps of the demand
+and of each supplier's output shape (a heat pump's COP), so the limits
+apply to each constant piece -- the result does not depend on how often
+the store is read (the daemon polls, the backtest reads at boundaries).
 
 The identities, per step and so cumulatively (tested as hypothesis
 properties)::
@@ -20,6 +24,7 @@ properties)::
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,21 +114,51 @@ class PassiveStore(SimulatedDevice):
         for peer, register in self._peers:
             peer._advance()
             self._seen.append(peer.lifetime(register))
+            if self not in peer._listeners:
+                peer._listeners.append(self)
 
     def _supply(self) -> float:
         """What the peers delivered since the store last looked (their registers' growth)."""
-        total = 0.0
+        return sum(self._peer_supplies())
+
+    def _peer_supplies(self) -> list[float]:
+        out = []
         for i, (peer, register) in enumerate(self._peers):
             peer._advance()
             now = peer.lifetime(register)
-            total += now - self._seen[i]
+            out.append(now - self._seen[i])
             self._seen[i] = now
-        return total
+        return out
+
+    def _demand_cuts(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        """Where the node's demand steps inside ``(start, end)`` (default: nowhere)."""
+        return []
 
     def _integrate(self, start: dt.datetime, end: dt.datetime) -> None:
+        supplies = self._peer_supplies()
+        shapes = [peer.supply_shape(start, end) for peer, _ in self._peers]
+        cuts = {start, end, *self._demand_cuts(start, end)}
+        cuts.update(t for shape in shapes for t, _ in shape if start < t < end)
+        edges = sorted(cuts)
+        pieces = list(itertools.pairwise(edges))
+        supply = [0.0] * len(pieces)
+        for delivered, shape in zip(supplies, shapes, strict=True):
+            weights = [
+                _rate_at(shape, a) * hours_between(a, b) for a, b in pieces
+            ]
+            total = sum(weights)
+            if total <= 0:
+                weights = [hours_between(a, b) for a, b in pieces]
+                total = sum(weights)
+            for k, weight in enumerate(weights):
+                supply[k] += delivered * weight / total if total > 0 else 0.0
+        for (a, b), piece_supply in zip(pieces, supply, strict=True):
+            self._step(a, b, piece_supply)
+
+    def _step(self, start: dt.datetime, end: dt.datetime, supply: float) -> None:
+        """One piece of constant supply and demand rates."""
         dt_h = hours_between(start, end)
         demand = self._demand(start, end)
-        supply = self._supply()
         lost = self.stored * self._loss(dt_h)
         self.stored -= lost
         net = supply - demand
@@ -145,3 +180,14 @@ class PassiveStore(SimulatedDevice):
 
     def _reading(self, now: dt.datetime) -> Reading:
         return Reading(now, 0.0, self.soc, {**self.counters, self.stored_name: self.stored})
+
+
+def _rate_at(shape: list[tuple[dt.datetime, float]], t: dt.datetime) -> float:
+    """The relative rate of ``shape`` (``(from, rate)`` pieces) at ``t``."""
+    rate = shape[0][1] if shape else 1.0
+    for start, value in shape:
+        if start <= t:
+            rate = value
+        else:
+            break
+    return rate

@@ -117,6 +117,8 @@ class SimulatedDevice(Adapter):
         self._setpoint_start: dt.datetime | None = None
         self._connected = False
         self._lost_to_restarts: dict[str, float] = {}  # register -> sum of values at restarts
+        #: passive stores fed by this device: brought up to date before its setpoint changes
+        self._listeners: list[SimulatedDevice] = []
 
     def connect(self) -> None:
         self._connected = True
@@ -142,6 +144,8 @@ class SimulatedDevice(Adapter):
     def _send(self, setpoint: Setpoint) -> None:
         if not self._connected:
             raise DeviceFaultError(Reason.NOT_CONNECTED, "call connect() first")
+        for store in self._listeners:  # their step ends here: its supply is constant within
+            store._advance()
         if self._advance() is None:
             status = self.health()
             raise DeviceFaultError(status.reason or Reason.NO_DATA, status.detail or "no data")
@@ -188,6 +192,15 @@ class SimulatedDevice(Adapter):
         stores read their suppliers through this so a meter restart loses nothing.
         """
         return float(getattr(self, register)) + self._lost_to_restarts.get(register, 0.0)
+
+    def supply_shape(self, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, float]]:
+        """How this device's output rate varies over ``[start, end)`` at a constant setpoint.
+
+        ``(from, relative rate)`` pieces (the rate holds until the next piece);
+        default: constant. A heat pump's heat follows its COP steps. A passive
+        store spreads what the device delivered over a step by this shape.
+        """
+        return [(start, 1.0)]
 
     def couple(self, peers: Mapping[str, SimulatedDevice]) -> None:
         """Link this device to the other devices of its park, by asset id (default: none).

@@ -51,6 +51,13 @@ class SimulatedHeatPump(SimulatedDevice):
             self.consumed_kwh += energy_kwh
             self.heat_kwh += energy_kwh * cop
 
+    def supply_shape(self, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, float]]:
+        """Heat follows the COP steps (the draw is constant between setpoints)."""
+        try:
+            return [(a, cop) for a, _, cop in self.cop.segments(start, end)]
+        except DeviceFaultError:
+            return [(start, 1.0)]
+
     def _reading(self, now: dt.datetime) -> Reading:
         cop = self.cop.at(now)
         if cop is None:

@@ -69,6 +69,12 @@ class SimulatedThermalStorage(PassiveStore):
     def _demand(self, start: dt.datetime, end: dt.datetime) -> float:
         return sum(kw * hours_between(a, b) for a, b, kw in self.demand.segments(start, end))
 
+    def _demand_cuts(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        try:
+            return [a for a, _, _ in self.demand.segments(start, end)[1:]]
+        except DeviceFaultError:
+            return []
+
     def _loss(self, dt_h: float) -> float:
         return 1.0 - (1.0 - self.storage.loss_per_h) ** dt_h
 

@@ -321,14 +321,18 @@ def test_empty_thermal_storage_leaves_exactly_the_deficit_unmet(clock: ManualClo
     )
     couple(hp, tank)
     hp.write(sp("hp", -100, clock))  # 300 kW_th against 500: 200 kW_th deficit
-    clock.advance(hours=1)  # 200 kWh usable above soc_min: exactly enough
+    clock.advance(hours=1)  # 200 kWh above soc_min: the plan's reserve is reached
     t = tank.read()
     assert t.soc == pytest.approx(0.1)
     assert t.extra["unmet_kwh"] == pytest.approx(0)
+    clock.advance(hours=1)  # a heat store's reserve is drained before heat goes unmet
+    t = tank.read()
+    assert t.soc == pytest.approx(0.0)
+    assert t.extra["unmet_kwh"] == pytest.approx(0)
     clock.advance(hours=1)
     t = tank.read()
-    assert t.extra["unmet_kwh"] == pytest.approx(200)  # the whole deficit
-    assert t.extra["discharged_kwh"] == pytest.approx(200)
+    assert t.extra["unmet_kwh"] == pytest.approx(200)  # empty: the whole deficit
+    assert t.extra["discharged_kwh"] == pytest.approx(400)
 
 
 def test_thermal_storage_rate_limits_dump_the_surplus(clock: ManualClock) -> None:

@@ -174,11 +174,11 @@ def test_backtest_outputs(
         summary["da_revenue"] + summary["rt_revenue"] - summary["degradation_cost"], abs=0.05
     )
     settlement = pd.read_csv(tmp_path / "settlement.csv")
-    assert set(settlement["park_id"]) == {"jinan-north", "qingdao-logistics"}
+    assert set(settlement["park_id"]) == {"daqing-oilfield", "jinan-north", "qingdao-logistics"}
     # Per-park settlement adds up to the portfolio's.
     assert settlement["da_revenue"].sum() == pytest.approx(summary["da_revenue"], abs=1.0)
     intervals = pd.read_csv(tmp_path / "intervals.csv")
-    assert len(intervals) == 96 * 6
+    assert len(intervals) == 96 * 12  # jinan 3, qingdao 3, the oilfield 6 assets
     battery = intervals[intervals["asset_id"] == "bess-1"]
     assert battery["soc_end"].between(0.1 - 1e-6, 0.9 + 1e-6).all()
     assert "<img" in (tmp_path / "report.html").read_text()

@@ -93,7 +93,7 @@ def test_ocpp_central_system_on_a_public_address_warns_about_its_password(tmp_pa
     edit = {"houston-ship-channel": (HOUSTON_OCPP, f'{HOUSTON_OCPP}\nlisten_host = "0.0.0.0"')}
     cfg = load(make_config(tmp_path, park_edits=edit))
     [warning] = config_warnings(cfg)
-    assert warning.field == "assets[2].adapter.listen_host"
+    assert warning.field == "assets[3].adapter.listen_host"
     assert warning.value == "0.0.0.0"
     assert "password_env = VPP_OCPP_PASSWORD" in warning.message
     assert "ws://" in warning.message

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from sqlmodel import select
@@ -97,10 +98,18 @@ def test_simulated_day_settles_like_the_backtest(tmp_path: Path) -> None:
     )
     expected = backtest.settlement.set_index("park_id").sort_index()
     got = _settlement(store)
-    assert list(got.index) == ["jinan-north", "qingdao-logistics"]
+    assert list(got.index) == ["daqing-oilfield", "jinan-north", "qingdao-logistics"]
+    # Parks of batteries, PV, EV and processes settle identically (1e-6). The oilfield's heat
+    # stores float on their balance between reads; the daemon polls at other instants than the
+    # backtest's boundaries, and its real-time plans see their content a few seconds apart:
+    # within 1e-3 (measured 3.7e-5 to 1.3e-4 of rt_revenue on this day, varying with the polls).
+    exact = np.array([park != "daqing-oilfield" for park in got.index])
     for column in ("da_revenue", "rt_revenue", "degradation_cost", "net_revenue", "imbalance_mwh"):
+        assert got[column].to_numpy()[exact] == pytest.approx(
+            expected[column].to_numpy()[exact], rel=1e-6, abs=1e-6
+        ), column
         assert got[column].to_numpy() == pytest.approx(
-            expected[column].to_numpy(), rel=1e-6, abs=1e-6
+            expected[column].to_numpy(), rel=1e-3, abs=1e-3
         ), column
     # Every record is in the store: one accepted bid, 96 awards, 6 setpoints per interval.
     assert _count(store, BidRecord, BidRecord.status == "accepted") == 1
@@ -186,7 +195,7 @@ def test_kill_and_restart_mid_day_neither_duplicates_nor_loses_records(
     # Dispatch resumed with the recovered allocation and the day was settled.
     assert later, "no setpoint after the restart"
     assert max(s.interval_start for s in later) == dt.datetime(2025, 5, 8, 15, 45, tzinfo=dt.UTC)
-    assert set(_settlement(store).index) == {"jinan-north", "qingdao-logistics"}
+    assert set(_settlement(store).index) == {"daqing-oilfield", "jinan-north", "qingdao-logistics"}
 
 
 def _free_port() -> int:

@@ -158,7 +158,7 @@ def test_an_attacker_bid_found_at_start_beyond_the_grid_is_not_adopted(tmp_path:
     assert "bid_reconciled" not in events
     assert "bid_submitted" not in events
     (conflict,) = [e for e in logs if e["event"] == "bid_conflict"]
-    assert "2000 MW outside the grid connections' [-11, 7] MW" in str(conflict["reason"])
+    assert "2000 MW outside the grid connections' [-23, 11] MW" in str(conflict["reason"])
     assert daemon.metrics.get("vpp_bid_conflicts_total", market=MARKET, kind="bid") == 1
     assert len(world.server.exchange._bids) == 1  # ours was never sent on top
     _assert_idle_and_unfollowed(store, logs)

@@ -273,10 +273,18 @@ def test_a_process_meter_restart_mid_day_settles_what_flowed_and_keeps_the_raw_t
     )
     expected = backtest.settlement.set_index("park_id").sort_index()
     got = _settlement(store)
-    assert list(got.index) == ["jinan-north", "qingdao-logistics"]
+    assert list(got.index) == ["daqing-oilfield", "jinan-north", "qingdao-logistics"]
+    # Parks of batteries, PV, EV and processes settle identically (1e-6). The oilfield's heat
+    # stores float on their balance between reads; the daemon polls at other instants than the
+    # backtest's boundaries, and its real-time plans see their content a few seconds apart:
+    # within 1e-3 (measured 3.7e-5 to 1.3e-4 of rt_revenue on this day, varying with the polls).
+    exact = np.array([park != "daqing-oilfield" for park in got.index])
     for column in ("da_revenue", "rt_revenue", "degradation_cost", "net_revenue", "imbalance_mwh"):
+        assert got[column].to_numpy()[exact] == pytest.approx(
+            expected[column].to_numpy()[exact], rel=1e-6, abs=1e-6
+        ), column
         assert got[column].to_numpy() == pytest.approx(
-            expected[column].to_numpy(), rel=1e-6, abs=1e-6
+            expected[column].to_numpy(), rel=1e-3, abs=1e-3
         ), column
 
     resets = [e for e in logs if e["event"] == "meter_reset"]
@@ -391,7 +399,7 @@ def test_kill_and_restart_with_a_device_restart_books_no_phantom_energy(
 
     # The day's settlement: the park sells at most what its PV and battery put out.
     rows = {r["park_id"]: r for r in settled}
-    assert set(rows) == {"jinan-north", "qingdao-logistics"}
+    assert set(rows) == {"daqing-oilfield", "jinan-north", "qingdao-logistics"}
     # (Neither register of those restarted: their last readings are their totals.)
     put_out_kwh = sum(
         max(json.loads(r.extra_json or "{}").get(name, 0.0) for r in records if r.asset_id == a)

@@ -33,8 +33,10 @@ def _enrolled(config: Path) -> list[str]:
 def test_enroll_folder_and_list(config_copy: Path, store_url: str) -> None:
     result = runner.invoke(app, ["enroll", "--config", str(config_copy)])
     assert result.exit_code == 0, result.output
-    assert "enrolled 3 park(s)" in result.output
-    assert _enrolled(config_copy) == ["houston-ship-channel", "jinan-north", "qingdao-logistics"]
+    assert "enrolled 4 park(s)" in result.output
+    assert _enrolled(config_copy) == [
+        "daqing-oilfield", "houston-ship-channel", "jinan-north", "qingdao-logistics"
+    ]
 
 
 def test_broken_file_leaves_store_unchanged(config_copy: Path, tmp_path: Path, store_url: str) -> None:
