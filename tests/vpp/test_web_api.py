@@ -220,3 +220,53 @@ def test_token_create_prints_once_stores_a_hash_and_never_logs_it(config_copy: P
                                   "--config", str(config_copy)])
     assert unknown.exit_code == 1
     assert "not enrolled" in unknown.output
+
+
+def test_vpp_serve_answers_over_the_store_and_a_taken_port_is_one_line(
+    config_copy: Path, store_url: str, tmp_path: Path
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from vpp.web import bind
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["enroll", "--config", str(config_copy)]).exit_code == 0
+    token = runner.invoke(cli, ["token", "create", "--role", "operator", "--config", str(config_copy)])
+    secret = token.stdout.strip().splitlines()[-1]
+    taken = bind("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        busy = runner.invoke(cli, ["serve", "--config", str(config_copy), "--port", str(port)])
+        assert busy.exit_code == 1
+        assert f"web server 127.0.0.1:{port}" in busy.output
+    finally:
+        taken.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from vpp.cli import main; main()", "serve", "--config", str(config_copy),
+         "--port", str(port)],
+        env={**os.environ, "VPP_DATABASE_URL": store_url}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/parks", headers=bearer(secret), timeout=2.0)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "vpp serve did not start"
+                assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        assert "jinan-north" in {p["id"] for p in answer.json()}
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert secret not in stderr
