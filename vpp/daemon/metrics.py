@@ -1,4 +1,4 @@
-"""Health and Prometheus-style metrics over HTTP for operators.
+"""Health and Prometheus metrics (``prometheus_client``) over HTTP for operators.
 
 ``GET /healthz`` answers ``{"status": "ok"|"degraded", ...}`` and
 ``GET /metrics`` the text exposition format (version 0.0.4). Metric names
@@ -22,6 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from vpp.http import framing_error, write_json
 from vpp.wire import is_loopback
@@ -31,52 +38,58 @@ log = structlog.get_logger(__name__)
 SOCKET_TIMEOUT_S = 10.0
 
 
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in sorted(labels.items())
-    )
-    return "{" + inner + "}"
+# The daemon exports each counter once: without the ``_created`` series of every label
+# set (the text format stays what operators' dashboards read).
+disable_created_metrics()
 
 
 class Metrics:
-    """A small thread-safe registry of counters and gauges."""
+    """The daemon's counters and gauges, kept by ``prometheus_client`` in a registry of their own.
+
+    A metric is made on first use with the label names of that use; :meth:`describe`
+    gives its kind (``counter``/``gauge``) and help text beforehand.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics: dict[str, tuple[Counter | Gauge, tuple[str, ...]]] = {}
         self._help: dict[str, tuple[str, str]] = {}
 
     def describe(self, name: str, kind: str, text: str) -> None:
         self._help[name] = (kind, text)
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+    def _child(self, name: str, labels: dict[str, str], kind: str) -> Any:
+        names = tuple(sorted(labels))
         with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+            made = self._metrics.get(name)
+            if made is None:
+                kind, text = self._help.get(name, (kind, name))
+                factory = Counter if kind == "counter" else Gauge
+                made = (factory(name, text, labelnames=names, registry=self.registry), names)
+                self._metrics[name] = made
+        metric, known = made
+        if known != names:
+            log.warning("metric_labels_differ", metric=name, labels=list(names), known=list(known))
+            return None
+        return metric.labels(**labels) if names else metric
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        child = self._child(name, labels, "counter")
+        if child is not None:
+            child.inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[(name, tuple(sorted(labels.items())))] = float(value)
+        child = self._child(name, labels, "gauge")
+        if child is not None:
+            child.set(float(value))
 
     def get(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
+        value = self.registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
+        return 0.0 if value is None else float(value)
 
     def render(self) -> str:
-        with self._lock:
-            items = sorted(self._values.items())
-        lines: list[str] = []
-        seen: set[str] = set()
-        for (name, labels), value in items:
-            if name not in seen:
-                seen.add(name)
-                kind, text = self._help.get(name, ("gauge", name))
-                lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            lines.append(f"{name}{_labels(dict(labels))} {value:g}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
 
 class MetricsServer(ThreadingHTTPServer):

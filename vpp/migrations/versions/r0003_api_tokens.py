@@ -2,7 +2,7 @@
 
 A token is ``vpp_<id>_<secret>``; the store keeps its id, the SHA-256 of the
 whole token (never the token), its role (``operator`` or ``owner``) and, for
-an owner, the park it may see and change. Adds a table, changes nothing else.
+an owner, the park it may see and change. Adds the table if missing, changes nothing else.
 
 Revision ID: 0003
 Revises: 0002
@@ -21,6 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Like 0001, only if missing: a store written before Alembic by a vpp whose models
+    # already had the table (create_all) keeps it.
+    if sa.inspect(op.get_bind()).has_table("api_tokens"):
+        return
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.String(), nullable=False),
