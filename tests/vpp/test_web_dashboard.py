@@ -177,3 +177,30 @@ def test_the_daemon_serves_the_dashboard_and_api_and_they_follow_its_dispatch(tm
         reader.join(10)
         process.stderr.close()  # type: ignore[union-attr]
     assert "web_not_started" not in [e["event"] for e in events]
+
+
+def test_backtest_folders_are_listed_and_their_reports_served(config_copy: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "out"
+    (runs / "week-19").mkdir(parents=True)
+    (runs / "week-19" / "report.html").write_text("<html>week 19 report</html>", encoding="utf-8")
+    (runs / "empty").mkdir()
+    (tmp_path / "secret.txt").write_text("not served", encoding="utf-8")
+    store = Store(f"sqlite:///{tmp_path / 'dashboard.db'}")
+    server = serve_in_thread(create_app(store, load_config(config_copy), backtest_dirs=[runs]), "127.0.0.1", 0)
+    try:
+        with httpx.Client(base_url=server.url, timeout=httpx.Timeout(10.0)) as client:
+            data = client.get("/dashboard/data.json").json()
+            assert data["backtests"] == [{"index": 0, "name": "week-19"}]
+            assert data["parks"] == []
+            report = client.get("/backtests/0/report.html")
+            assert report.status_code == 200
+            assert "week 19 report" in report.text
+            assert client.get("/backtests/0/../../secret.txt").status_code == 404
+            assert client.get("/backtests/0/%2e%2e/%2e%2e/secret.txt").status_code == 404
+            assert client.get("/backtests/5/report.html").status_code == 404
+            page = client.get("/")
+            assert page.status_code == 200
+            assert "/static/uPlot.iife.min.js" in page.text
+    finally:
+        server.stop()
+        store.close()
