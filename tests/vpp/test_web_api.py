@@ -270,3 +270,12 @@ def test_vpp_serve_answers_over_the_store_and_a_taken_port_is_one_line(
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert secret not in stderr
+
+
+def test_a_dashboard_bound_beyond_loopback_is_a_config_warning(tmp_path: Path) -> None:
+    from tests.vpp.daemon_support import load, make_config
+    from vpp.config._warnings import config_warnings  # as tests/vpp/test_config_warnings.py does
+
+    cfg = load(make_config(tmp_path, daemon={"http_host": "0.0.0.0"}))
+    warnings = [w for w in config_warnings(cfg) if w.field == "daemon.http_host"]
+    assert [w.value for w in warnings] == ["0.0.0.0"]
