@@ -559,6 +559,22 @@ class Store:
         log.info("api_token_created", credential_id=ident, role=role, park=park_id)
         return token
 
+    def tokens(self) -> list[ApiTokenRecord]:
+        """Every API token record (ids, roles, parks; hashes only), by creation."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(ApiTokenRecord).order_by(ApiTokenRecord.created_at)))  # type: ignore[arg-type]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its id (the part after ``vpp_``); unknown ids are an :class:`InputError`."""
+        with self.session() as session:
+            record = session.get(ApiTokenRecord, token_id)
+            if record is None:
+                raise InputError(f"token id {token_id!r} is unknown; see vpp token list")
+            if record.revoked_at is None:
+                record.revoked_at = utcnow()
+                session.add(record)
+        log.info("api_token_revoked", credential_id=token_id)
+
     def check_token(self, token: str) -> ApiTokenRecord | None:
         """The unrevoked token record matching ``token``, or ``None``."""
         parts = token.split("_")

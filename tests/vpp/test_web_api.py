@@ -279,3 +279,18 @@ def test_a_dashboard_bound_beyond_loopback_is_a_config_warning(tmp_path: Path) -
     cfg = load(make_config(tmp_path, daemon={"http_host": "0.0.0.0"}))
     warnings = [w for w in config_warnings(cfg) if w.field == "daemon.http_host"]
     assert [w.value for w in warnings] == ["0.0.0.0"]
+
+
+def test_a_revoked_token_is_refused(api: httpx.Client, store: Store, config_copy: Path) -> None:
+    token = store.create_token("operator")
+    assert api.get("/api/v1/parks", headers=bearer(token)).status_code == 200
+    token_id = token.split("_")[1]
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["token", "list", "--config", str(config_copy)])
+    assert listed.exit_code == 0
+    assert token_id in listed.stdout
+    assert token not in listed.stdout
+    assert runner.invoke(cli, ["token", "revoke", token_id, "--config", str(config_copy)]).exit_code == 0
+    assert api.get("/api/v1/parks", headers=bearer(token)).status_code == 401
+    unknown = runner.invoke(cli, ["token", "revoke", "nope", "--config", str(config_copy)])
+    assert unknown.exit_code == 1

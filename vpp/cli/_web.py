@@ -45,6 +45,30 @@ def token_create(
     typer.echo(token)  # stdout only, once: never logged
 
 
+@token_app.command("list")
+def token_list(config: ConfigOption = None) -> None:
+    """List the API tokens: id, role, park, created, revoked (never the tokens)."""
+    cfg = load(config)
+    for record in open_store(cfg).tokens():
+        revoked = record.revoked_at.isoformat(timespec="seconds") if record.revoked_at else "-"
+        typer.echo(f"{record.id}\t{record.role}\t{record.park_id or '-'}\t"
+                   f"{record.created_at.isoformat(timespec='seconds')}\trevoked {revoked}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (vpp_<id>_...)")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token: it is refused (401) from the next request on."""
+    cfg = load(config)
+    try:
+        open_store(cfg).revoke_token(token_id)
+    except VppError as exc:
+        fail_on(exc)
+    console.print(f"revoked token {token_id}", highlight=False)
+
+
 def serve(
     config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
