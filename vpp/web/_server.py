@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -14,6 +15,27 @@ import uvicorn
 from vpp.wire import is_loopback
 
 log = structlog.get_logger(__name__)
+
+
+class _ToStructlog(logging.Handler):
+    """uvicorn logs through the standard library; its warnings and errors (a request it
+    could not parse, an exception in the app) go on as structlog events, so the daemon's
+    stderr stays one JSON object per line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {"logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            fields["exception"] = logging.Formatter().formatException(record.exc_info)
+        if record.levelno >= logging.ERROR:
+            log.error("web_server_error", **fields)
+        else:
+            log.warning("web_server_warning", **fields)
+
+
+_uvicorn_log = logging.getLogger("uvicorn")
+if not any(isinstance(h, _ToStructlog) for h in _uvicorn_log.handlers):
+    _handler = _ToStructlog(level=logging.WARNING)
+    _uvicorn_log.addHandler(_handler)
 
 
 def bind(host: str, port: int) -> socket.socket:
