@@ -117,6 +117,10 @@ def test_the_dashboard_shows_every_park_and_today_and_updates(
         _telemetry(store, {p: [a.id for a in cfg.parks[p].assets] for p in cfg.parks})
         wait.until(lambda d: d.find_element(By.ID, "awards-summary").get_attribute("data-intervals") == "192")
         wait.until(lambda d: "no telemetry" not in d.find_element(By.ID, "alerts").text)
+        energies = {p: browser.find_element(By.CSS_SELECTOR, f"#park-{p} span.energies").text for p in cfg.parks}
+        assert energies["daqing-oilfield"].startswith("heat: hp-55")
+        assert "hydrogen: electrolyser, h2-store" in energies["houston-ship-channel"]
+        assert energies["jinan-north"] == ""
         shot = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

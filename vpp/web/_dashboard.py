@@ -100,7 +100,7 @@ def dashboard_data(
             [round(sum(measured[t].values()), 2) if t in measured else None for t in times],
             [round(sum(soc[t]) / len(soc[t]), 4) if soc.get(t) else None for t in times],
         ]
-        assets = []
+        assets: list[dict[str, Any]] = []
         for asset in park.assets:
             row = latest.get(asset.id)
             age = None if row is None else (now - row.measured_at).total_seconds()
@@ -120,11 +120,19 @@ def dashboard_data(
                 "soc": None if row is None else row.soc,
                 "energy": "heat" if heat else "hydrogen" if hydrogen else "electricity",
             })
+        energies: dict[str, dict[str, Any]] = {}
+        for kind in ("heat", "hydrogen"):
+            of_kind = [a for a in assets if a["energy"] == kind]
+            if of_kind:
+                energies[kind] = {
+                    "assets": [a["id"] for a in of_kind],
+                    "power_kw": round(sum(a["power_kw"] or 0.0 for a in of_kind), 1),
+                }
         carbon = store.carbon_intervals(park_id, local_today - dt.timedelta(days=7), local_today)
         park_views.append({
             "id": park_id, "name": park.name, "market": park.market, "assets": assets,
             "available": sum(1 for a in assets if a["available"]), "chart": chart,
-            "carbon": _carbon_summary(carbon),
+            "carbon": _carbon_summary(carbon), "energies": energies,
         })
 
     settlement = store.rows(SettlementRecord, time_column="delivery_day",
@@ -223,9 +231,11 @@ async function refresh(){
     let box = document.getElementById("park-" + p.id);
     if (!box) {
       box = document.createElement("div"); box.className = "park"; box.id = "park-" + p.id;
-      box.innerHTML = "<b>" + esc(p.id) + "</b> " + esc(p.name) + "<table class=assets></table><div id='chart-" + esc(p.id) + "'></div>";
+      box.innerHTML = "<b>" + esc(p.id) + "</b> " + esc(p.name) + " <span class=energies></span><table class=assets></table><div id='chart-" + esc(p.id) + "'></div>";
       parks.appendChild(box);
     }
+    box.querySelector("span.energies").textContent = Object.entries(p.energies).map(([kind, e]) =>
+      kind + ": " + e.assets.join(", ") + " at " + e.power_kw + " kW electric").join("; ");
     box.querySelector("table.assets").innerHTML = "<tr><th>asset</th><th>type</th><th>energy</th><th>available</th><th>telemetry age s</th><th>kW</th><th>SoC</th></tr>" +
       p.assets.map(a => "<tr><td>" + esc(a.id) + "</td><td>" + esc(a.type) + "</td><td>" + a.energy + "</td><td class=" +
       (a.available ? "ok>yes" : "bad>" + (a.available === null ? "?" : "no")) + "</td><td>" + (a.telemetry_age_s ?? "-") +
