@@ -95,6 +95,9 @@ def test_a_bad_park_file_is_422_naming_file_and_field_and_nothing_is_written(
     ), detail
     assert store.park_config("jinan-north").model_dump_json() == before
     assert [(a.id, a.spec_json) for a in store.assets("jinan-north")] == before_assets
+    latin = api.put("/api/v1/parks/jinan-north", content="name = 'J\xfcnan'".encode("latin-1"), headers=bearer(token))
+    assert latin.status_code == 422
+    assert latin.json()["detail"] == ["parks/jinan-north.toml: not UTF-8 text; send the park file as UTF-8"]
     invalid = api.put("/api/v1/parks/jinan-north", content="id = [", headers=bearer(token))
     assert invalid.status_code == 422
     assert "invalid TOML" in invalid.json()["detail"][0]

@@ -242,8 +242,11 @@ def create_app(
             raise HTTPException(503, "this server has no config folder; start it with --config to accept park files")
         if park_id is not None and not who.may(park_id):
             raise HTTPException(403, f"token may not change park {park_id!r}")
-        text = (await request.body()).decode("utf-8", errors="replace")
         name = f"{config.settings.paths.parks}/{park_id or 'upload'}.toml"
+        try:
+            text = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            return JSONResponse({"detail": [f"{name}: not UTF-8 text; send the park file as UTF-8"]}, status_code=422)
         try:
             park = load_park_text(text, name, config.root / config.settings.paths.parks,
                                   config.markets, config.market_files)
