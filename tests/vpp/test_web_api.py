@@ -151,6 +151,8 @@ def test_a_token_over_its_rate_is_429(store: Store, config_copy: Path) -> None:
             limited = client.get("/api/v1/parks", headers=bearer(busy))
             assert int(limited.headers["retry-after"]) >= 1
             assert client.get("/api/v1/parks", headers=bearer(calm)).status_code == 200
+            guesses = [client.get("/api/v1/parks", headers=bearer(f"vpp_x_{i}")).status_code for i in range(5)]
+            assert guesses == [401, 401, 401, 429, 429]
     finally:
         server.stop()
 

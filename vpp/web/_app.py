@@ -168,6 +168,11 @@ def principal(request: Request) -> Principal:
     record: ApiTokenRecord | None = store.check_token(token.strip())
     if record is None:
         log.info("api_token_refused", path=request.url.path)  # never the token itself
+        # Guessing tokens is rate-limited too, per client address.
+        client = request.client.host if request.client is not None else "unknown"
+        if limiter.allow(f"refused:{client}") is not None:
+            raise HTTPException(429, "too many refused tokens from this address; retry later",
+                                headers={"Retry-After": "60"})
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     wait = limiter.allow(record.id)
     if wait is not None:
