@@ -5,7 +5,7 @@ Layers, bottom to top (a module may import its own layer and the layers below):
 - ``foundation``: ``vpp`` outside the runtime, the drivers and the CLI
   (errors, config, types, units, time, files, logging, store, wire, assets...);
 - ``domain``: ``strategies``, ``adapters``, ``market_replay``;
-- ``runtime``: ``vpp.runtime``;
+- ``runtime``: ``vpp.runtime``; ``web``: ``vpp.web`` (the API and dashboard over the store), beside it;
 - the two drivers, ``vpp.daemon`` and ``vpp.backtest``, which never import each other;
 - ``cli``: ``vpp.cli``, which may import anything.
 
@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("vpp", "strategies", "adapters", "market_replay")
 
-RANK = {"foundation": 0, "domain": 1, "runtime": 2, "daemon": 3, "backtest": 3, "cli": 4}
+RANK = {"foundation": 0, "domain": 1, "runtime": 2, "web": 2, "daemon": 3, "backtest": 3, "cli": 4}
 
 
 def layer(module: str) -> str | None:
@@ -34,7 +34,7 @@ def layer(module: str) -> str | None:
     if parts[0] != "vpp":
         return None
     sub = parts[1] if len(parts) > 1 else ""
-    return {"runtime": "runtime", "daemon": "daemon", "backtest": "backtest", "cli": "cli"}.get(
+    return {"runtime": "runtime", "web": "web", "daemon": "daemon", "backtest": "backtest", "cli": "cli"}.get(
         sub, "foundation"
     )
 
@@ -80,6 +80,8 @@ def violations(module: str, source: str) -> list[str]:
             continue
         if {own, theirs} == {"daemon", "backtest"}:
             problems.append(f"{where}: the daemon and the backtest never import each other")
+        elif {own, theirs} == {"runtime", "web"}:
+            problems.append(f"{where}: the runtime and the web app never import each other")
         elif RANK[theirs] > RANK[own]:
             problems.append(f"{where}: layer {own} may not import layer {theirs}")
         if full.split(".")[0] != top:
@@ -118,6 +120,9 @@ def test_the_source_tree_keeps_the_import_rules() -> None:
         ("market_replay.server", "from vpp.daemon.metrics import x", "layer domain may not"),
         ("vpp.config.loader", "from strategies import plan", "layer foundation may not import layer domain"),
         ("vpp.types", "def f():\n    from vpp.runtime import clock\n", "layer foundation may not"),
+        ("vpp.web._app", "from vpp.daemon import service", "layer web may not import layer daemon"),
+        ("vpp.web._app", "from vpp.runtime import operator", "the runtime and the web app never import"),
+        ("strategies.plan", "from vpp.web import create_app", "layer domain may not import layer web"),
         ("vpp.cli._plan", "from strategies._solver import solve", "private module or name"),
         ("vpp.cli._plan", "from strategies import _solver", "private module or name"),
         ("strategies.plan", "from vpp.config.models import _numeric_only", "private module or name"),
@@ -132,6 +137,7 @@ def test_each_rule_fires_on_a_broken_import(module: str, source: str, expected: 
     [
         ("vpp.cli._plan", "from strategies import plan_day\nfrom vpp.daemon import service"),
         ("vpp.daemon.build", "from vpp.runtime.operator import Operator\nimport market_replay"),
+        ("vpp.daemon.build", "from vpp.web import create_app"),
         ("vpp.backtest.run", "from vpp.runtime import metering\nfrom strategies import registry"),
         ("strategies.plan", "from vpp.config.models import ParkConfig\nfrom vpp import files"),
         ("vpp.runtime.metering", "from vpp.runtime._x import y\nimport numpy as np"),

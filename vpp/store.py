@@ -10,8 +10,11 @@ The tables below are the schema's head; its revisions are Alembic scripts in
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
 import uuid
 import weakref
@@ -280,6 +283,31 @@ class RetirementRecord(SQLModel, table=True):
     note: str = ""
 
 
+class ApiTokenRecord(SQLModel, table=True):
+    """A bearer token of the HTTP API (:mod:`vpp.web`), stored as its SHA-256, never in clear.
+
+    ``role`` is ``operator`` (every park) or ``owner`` (only ``park_id``).
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True)  # the token's public part: vpp_<id>_<secret>
+    token_sha256: str
+    role: str  # "operator" | "owner"
+    park_id: str | None = None
+    created_at: dt.datetime = _utc_column(nullable=False)
+    revoked_at: dt.datetime | None = _utc_column(nullable=True)
+
+
+#: The roles of an API token.
+TOKEN_ROLES = ("operator", "owner")
+
+
+def _token_hash(token: str) -> str:
+    # The secret is 32 random bytes: a plain SHA-256 cannot be brute-forced, so no slow KDF.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 # --------------------------------------------------------------------------- store
 
 
@@ -505,6 +533,107 @@ class Store:
         if record is None:
             raise StoreError(f"park {park_id!r} is not enrolled")
         return ParkConfig.model_validate(json.loads(record.spec_json))
+
+    # ----------------------------------------------------------------------- API tokens
+
+    def create_token(self, role: str, park_id: str | None = None) -> str:
+        """A new API token for ``role`` (an owner's bound to ``park_id``); returned once, stored hashed.
+
+        Raises :class:`InputError` for an unknown role, an owner without a park or an
+        operator with one.
+        """
+        if role not in TOKEN_ROLES:
+            raise InputError(f"token role {role!r} is unknown; choose one of {', '.join(TOKEN_ROLES)}")
+        if role == "owner" and not park_id:
+            raise InputError("an owner token needs --park PARK (the park it may see and change)")
+        if role == "operator" and park_id:
+            raise InputError(f"an operator token sees every park; drop --park {park_id}")
+        ident = secrets.token_hex(6)
+        token = f"vpp_{ident}_{secrets.token_urlsafe(32)}"
+        with self.session() as session:
+            session.add(
+                ApiTokenRecord(
+                    id=ident, token_sha256=_token_hash(token), role=role, park_id=park_id, created_at=utcnow()
+                )
+            )
+        log.info("api_token_created", credential_id=ident, role=role, park=park_id)
+        return token
+
+    def tokens(self) -> list[ApiTokenRecord]:
+        """Every API token record (ids, roles, parks; hashes only), by creation."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(ApiTokenRecord).order_by(ApiTokenRecord.created_at)))  # type: ignore[arg-type]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its id (the part after ``vpp_``); unknown ids are an :class:`InputError`."""
+        with self.session() as session:
+            record = session.get(ApiTokenRecord, token_id)
+            if record is None:
+                raise InputError(f"token id {token_id!r} is unknown; see vpp token list")
+            if record.revoked_at is None:
+                record.revoked_at = utcnow()
+                session.add(record)
+        log.info("api_token_revoked", credential_id=token_id)
+
+    def check_token(self, token: str) -> ApiTokenRecord | None:
+        """The unrevoked token record matching ``token``, or ``None``."""
+        parts = token.split("_")
+        if len(parts) < 3 or parts[0] != "vpp":
+            return None
+        with Session(self.engine) as session:
+            record = session.get(ApiTokenRecord, parts[1])
+        if record is None or record.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(record.token_sha256, _token_hash(token)):
+            return None
+        return record
+
+    # ----------------------------------------------------------------------- reads for the API
+
+    def rows(
+        self,
+        table: type[SQLModel],
+        *,
+        time_column: str,
+        park_ids: Sequence[str] | None = None,
+        start: dt.datetime | dt.date | None = None,
+        end: dt.datetime | dt.date | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Any]:
+        """Rows of ``table`` with ``start <= time_column < end``, oldest first, one page.
+
+        ``park_ids`` keeps the rows of those parks (the table needs a ``park_id``).
+        """
+        column = getattr(table, time_column)
+        query = select(table)
+        if park_ids is not None:
+            query = query.where(table.park_id.in_(list(park_ids)))  # type: ignore[attr-defined]
+        if start is not None:
+            query = query.where(column >= start)
+        if end is not None:
+            query = query.where(column < end)
+        query = query.order_by(column, table.id).offset(offset).limit(limit)  # type: ignore[attr-defined]
+        with Session(self.engine) as session:
+            return list(session.exec(query))
+
+    def bid_awards(
+        self,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[tuple[AwardRecord, BidRecord]]:
+        """Awards with their bid, by interval, one page."""
+        query = select(AwardRecord, BidRecord).join(BidRecord, AwardRecord.bid_id == BidRecord.id)  # type: ignore[arg-type]
+        if start is not None:
+            query = query.where(AwardRecord.interval_start >= start)
+        if end is not None:
+            query = query.where(AwardRecord.interval_start < end)
+        query = query.order_by(AwardRecord.interval_start, AwardRecord.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        with Session(self.engine) as session:
+            return [(award, bid) for award, bid in session.exec(query)]
 
     # ----------------------------------------------------------------------- carbon ledger
 

@@ -352,3 +352,36 @@ def test_db_upgrade_of_a_missing_config_folder_creates_nothing(tmp_path: Path) -
     assert result.exit_code == 1
     assert f"{tmp_path / 'nope'}: config folder not found" in result.output
     assert not (tmp_path / "test.db").exists()  # VPP_DATABASE_URL's store was not created
+
+
+def test_a_store_at_0002_upgrades_to_the_token_table_keeping_its_rows(store_url: str) -> None:
+    """Revision 0003 adds ``api_tokens`` and touches nothing else."""
+    from alembic import command
+    from alembic.config import Config
+
+    from vpp.migrations import SCRIPTS
+
+    fresh = Store(store_url)
+    with fresh.engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(SCRIPTS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert not sa.inspect(connection).has_table("api_tokens")
+        connection.execute(sa.text(
+            "INSERT INTO parks (id, name, market, timezone, import_limit_kw, export_limit_kw, "
+            "source_file, spec_json, enrolled_at) VALUES ('p', 'P', 'm', 'UTC', 1, 1, 'f', '{}', :t)"
+        ), {"t": T0})
+    fresh.close()
+    with pytest.raises(StoreSchemaError, match="at revision 0002"):
+        Store(store_url)
+    result = runner.invoke(app, ["db", "upgrade", "--database", store_url])
+    assert result.exit_code == 0, result.output
+    assert f"revision 0002 -> revision {HEAD}" in result.output
+    store = Store(store_url)
+    assert [p.id for p in store.parks()] == ["p"]
+    assert _schema_diff(store) == []
+    token = store.create_token("operator")
+    assert store.check_token(token) is not None
+    store.close()

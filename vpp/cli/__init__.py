@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from vpp import __version__
-from vpp.cli import _adapters, _carbon, _config, _db, _forecast, _plan
+from vpp.cli import _adapters, _carbon, _config, _db, _forecast, _plan, _web
 from vpp.cli._backtest import backtest
 from vpp.cli._common import check_log_level, guard_app
 from vpp.cli._daemon import exchange_app, run, status
@@ -56,6 +56,8 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(_carbon.app, name="carbon")
 app.add_typer(_forecast.app, name="forecast")
 app.add_typer(_db.app, name="db")
+app.command()(_web.serve)
+app.add_typer(_web.token_app, name="token")
 guard_app(app)
 
 

@@ -9,8 +9,9 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import structlog
 import typer
 from rich.table import Table
 
@@ -27,6 +28,11 @@ from vpp.config.loader import ConfigSet
 from vpp.errors import VppError
 from vpp.files import describe_os_error
 from vpp.logging import configure_logging
+
+if TYPE_CHECKING:
+    from vpp.web import WebServer
+
+log = structlog.get_logger(__name__)
 
 exchange_app = typer.Typer(help="The replay exchange over HTTP.", no_args_is_help=True)
 
@@ -105,6 +111,10 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Metrics port [default: [daemon] metrics_port; 0: any]")
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(help="Dashboard and API port [default: [daemon] http_port; 0: any]"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
 ) -> None:
     """Run the daemon: bid, collect awards, dispatch and settle on schedule (JSON logs).
@@ -180,6 +190,8 @@ def run(
         if world is not None:
             world.close()
         fail(describe_os_error(exc, f"metrics server {settings.metrics_host}:{port}"))
+    web = _serve_web(cfg, settings.http_host, settings.http_port if http_port is None else http_port,
+                     explicit=http_port is not None)
     stop = threading.Event()
     restore = _on_signals(stop)
     try:
@@ -188,6 +200,8 @@ def run(
         daemon.abort()  # nothing was sent yet; gives the lease up
         metrics_server.shutdown()
         metrics_server.server_close()
+        if web is not None:
+            web.stop()
         if world is not None:
             world.close()
         restore()
@@ -201,6 +215,8 @@ def run(
         daemon.finished.wait()
         metrics_server.shutdown()
         metrics_server.server_close()
+        if web is not None:
+            web.stop()
         if world is not None:
             world.close()
         restore()
@@ -210,6 +226,26 @@ def run(
             f"{daemon.failure}",
             code=daemon.exit_code,
         )
+
+
+def _serve_web(cfg: ConfigSet, host: str, port: int, *, explicit: bool) -> WebServer | None:
+    """The dashboard and API beside the daemon, over their own connections to its store.
+
+    A port given with ``--http-port`` that cannot be bound is an error; the configured
+    default taken by something else is logged (``web_not_started``) and the daemon runs
+    without its dashboard: the dashboard must never keep a daemon from dispatching.
+    """
+    from vpp.cli._web import backtest_roots
+    from vpp.web import create_app, serve_in_thread
+
+    app = create_app(open_store(cfg), cfg, backtest_dirs=backtest_roots(cfg))
+    try:
+        return serve_in_thread(app, host, port)
+    except OSError as exc:
+        if explicit:
+            fail(describe_os_error(exc, f"web server {host}:{port}"))
+        log.warning("web_not_started", host=host, port=port, reason=describe_os_error(exc))
+        return None
 
 
 def status(

@@ -261,16 +261,43 @@ def load_park(
     """Load one park file; with ``markets``, also check its market exists and agrees with it
     (same clock as the market's time zone). ``market_files`` names the market files in
     messages."""
-    park = _parse(ParkConfig, path, read_toml(path))
-    issues = list(park_cross_issues(str(path), park, path.parent))
+    return check_park(read_toml(path), str(path), path.parent, markets, market_files)
+
+
+def load_park_text(
+    text: str,
+    file: str,
+    config_dir: Path,
+    markets: dict[str, MarketConfig] | None = None,
+    market_files: dict[str, Path] | None = None,
+) -> ParkConfig:
+    """A park file's content received as text (the API's upload), checked exactly like
+    :func:`load_park`; messages name ``file``, relative paths resolve from ``config_dir``."""
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue(file, "", None, f"invalid TOML: {exc}")]) from exc
+    return check_park(data, file, config_dir, markets, market_files)
+
+
+def check_park(
+    data: dict[str, Any],
+    file: str,
+    config_dir: Path,
+    markets: dict[str, MarketConfig] | None = None,
+    market_files: dict[str, Path] | None = None,
+) -> ParkConfig:
+    """Validate a park file's parsed content: the one check behind ``vpp enroll`` and the API."""
+    park = _parse(ParkConfig, Path(file), data)
+    issues = list(park_cross_issues(file, park, config_dir))
     if markets is not None and park.market not in markets:
         known = ", ".join(sorted(markets)) or "none found"
         issues.append(
-            ConfigIssue(str(path), "market", park.market, f"unknown market; known: {known}")
+            ConfigIssue(file, "market", park.market, f"unknown market; known: {known}")
         )
     elif markets is not None:
         market_file = (market_files or {}).get(park.market)
-        issues += _park_market_issues(str(path), park, markets[park.market], market_file)
+        issues += _park_market_issues(file, park, markets[park.market], market_file)
     if issues:
         raise ConfigError(issues)
     return park

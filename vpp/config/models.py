@@ -428,6 +428,8 @@ class DaemonSettings(StrategySettings):
     dispatch_period_s: float = Field(30.0, gt=0, description="Setpoint re-send period [s]")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=1, le=65535)
+    http_host: str = Field("127.0.0.1", description="Address of the dashboard and API (vpp.web)")
+    http_port: int = Field(8470, ge=1, le=65535, description="Port of the dashboard and API")
     exchange_url: str | None = Field(None, description="Base URL of the exchange API")
     exchange_token_env: str | None = Field(
         "VPP_EXCHANGE_TOKEN",

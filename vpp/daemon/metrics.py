@@ -1,14 +1,14 @@
-"""Health and Prometheus-style metrics over HTTP for operators.
+"""Health and Prometheus metrics (``prometheus_client``) over HTTP for operators.
 
 ``GET /healthz`` answers ``{"status": "ok"|"degraded", ...}`` and
 ``GET /metrics`` the text exposition format (version 0.0.4). Metric names
 follow Prometheus conventions: ``vpp_bids_submitted_total``,
 ``vpp_asset_available{park,asset}``, ...
 
-The server binds ``[daemon] metrics_host`` (loopback by default; any other
-address is logged as ``metrics_bound_non_loopback``). Malformed requests get
-a JSON 400 (never a traceback), a connection that stalls for
-:data:`SOCKET_TIMEOUT_S` is closed, and only GET is served.
+The server (Starlette on uvicorn) binds ``[daemon] metrics_host`` (loopback by
+default; any other address is logged as ``metrics_bound_non_loopback``).
+Malformed requests get a JSON 400 (never a traceback), an idle connection is
+closed after :data:`SOCKET_TIMEOUT_S`, and only GET is served (JSON 405).
 """
 
 from __future__ import annotations
@@ -17,13 +17,27 @@ import json
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
+import h11
 import structlog
+import uvicorn
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
-from vpp.http import framing_error, write_json
+# uvicorn's HTTP/1.1 protocol class, subclassed for JSON framing errors (uvicorn.Config(http=...)).
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from vpp.web import bind
 from vpp.wire import is_loopback
 
 log = structlog.get_logger(__name__)
@@ -31,61 +45,127 @@ log = structlog.get_logger(__name__)
 SOCKET_TIMEOUT_S = 10.0
 
 
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in sorted(labels.items())
-    )
-    return "{" + inner + "}"
+# The daemon exports each counter once: without the ``_created`` series of every label
+# set (the text format stays what operators' dashboards read).
+disable_created_metrics()
 
 
 class Metrics:
-    """A small thread-safe registry of counters and gauges."""
+    """The daemon's counters and gauges, kept by ``prometheus_client`` in a registry of their own.
+
+    A metric is made on first use with the label names of that use; :meth:`describe`
+    gives its kind (``counter``/``gauge``) and help text beforehand.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics: dict[str, tuple[Counter | Gauge, tuple[str, ...]]] = {}
         self._help: dict[str, tuple[str, str]] = {}
 
     def describe(self, name: str, kind: str, text: str) -> None:
         self._help[name] = (kind, text)
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+    def _child(self, name: str, labels: dict[str, str], kind: str) -> Any:
+        names = tuple(sorted(labels))
         with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+            made = self._metrics.get(name)
+            if made is None:
+                kind, text = self._help.get(name, (kind, name))
+                factory = Counter if kind == "counter" else Gauge
+                made = (factory(name, text, labelnames=names, registry=self.registry), names)
+                self._metrics[name] = made
+        metric, known = made
+        if known != names:
+            log.warning("metric_labels_differ", metric=name, labels=list(names), known=list(known))
+            return None
+        return metric.labels(**labels) if names else metric
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        child = self._child(name, labels, "counter")
+        if child is not None:
+            child.inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[(name, tuple(sorted(labels.items())))] = float(value)
+        child = self._child(name, labels, "gauge")
+        if child is not None:
+            child.set(float(value))
 
     def get(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
+        value = self.registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
+        return 0.0 if value is None else float(value)
 
     def render(self) -> str:
-        with self._lock:
-            items = sorted(self._values.items())
-        lines: list[str] = []
-        seen: set[str] = set()
-        for (name, labels), value in items:
-            if name not in seen:
-                seen.add(name)
-                kind, text = self._help.get(name, ("gauge", name))
-                lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            lines.append(f"{name}{_labels(dict(labels))} {value:g}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
 
-class MetricsServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _JsonErrorsH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse (garbage, a TLS
+    hello, a missing Host) with the project's one-line JSON error instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": "bad_request", "message": msg}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
+        self.transport.write(self.conn.send(h11.Data(data=body)))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()
+
+
+def _app(metrics: Metrics, health: Callable[[], dict[str, Any]]) -> Starlette:
+    async def serve_metrics(_request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def serve_health(_request: Request) -> Response:
+        answer = health()
+        status = HTTPStatus.OK if answer.get("status") == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+        return Response(json.dumps(answer, default=str), status_code=status, media_type="application/json")
+
+    async def only_get(_request: Request, _exc: Exception) -> Response:
+        return JSONResponse(
+            {"error": "bad_request", "message": "only GET /metrics and GET /healthz"},
+            status_code=HTTPStatus.METHOD_NOT_ALLOWED,
+            headers={"Connection": "close"},
+        )
+
+    async def not_found(_request: Request, _exc: Exception) -> Response:
+        return PlainTextResponse("not found\n", status_code=HTTPStatus.NOT_FOUND)
+
+    return Starlette(
+        routes=[Route("/metrics", serve_metrics, methods=["GET"]), Route("/healthz", serve_health, methods=["GET"])],
+        exception_handlers={HTTPStatus.METHOD_NOT_ALLOWED: only_get, HTTPStatus.NOT_FOUND: not_found},
+    )
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on Starlette and uvicorn, with ``socketserver``'s verbs.
+
+    The socket is bound at construction (``OSError`` if the port is taken);
+    :meth:`serve_forever` serves until :meth:`shutdown`; :meth:`server_close` closes the socket.
+    """
 
     def __init__(self, metrics: Metrics, health: Callable[[], dict[str, Any]], host: str, port: int) -> None:
         self.metrics = metrics
         self.health = health
-        super().__init__((host, port), _Handler)
+        self._socket = bind(host, port)
+        self.server_address = self._socket.getsockname()
+        config = uvicorn.Config(
+            _app(metrics, health),
+            host=str(self.server_address[0]),
+            port=int(self.server_address[1]),
+            http=_JsonErrorsH11,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=int(SOCKET_TIMEOUT_S),
+        )
+        self._server = uvicorn.Server(config)
+        self._serving = threading.Event()
+        self._stopped = threading.Event()
         if not is_loopback(host):
             log.warning("metrics_bound_non_loopback", host=host, port=self.server_address[1])
 
@@ -94,38 +174,18 @@ class MetricsServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def serve_forever(self) -> None:
+        self._serving.set()
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._stopped.set()
 
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
-    timeout = SOCKET_TIMEOUT_S
-    error_content_type = "application/json"
+    def shutdown(self) -> None:
+        """Stop serving and wait until :meth:`serve_forever` has returned."""
+        self._server.should_exit = True
+        if self._serving.is_set():
+            self._stopped.wait(SOCKET_TIMEOUT_S)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Malformed request lines, headers or methods: a one-line JSON error, then close."""
-        kind, text = framing_error(self, code, message)
-        write_json(self, code, {"error": kind, "message": text})
-
-    def do_POST(self) -> None:
-        self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET /metrics and GET /healthz")
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/metrics":
-            body = self.server.metrics.render().encode()
-            content_type = "text/plain; version=0.0.4"
-            status = HTTPStatus.OK
-        elif path == "/healthz":
-            health = self.server.health()
-            body = json.dumps(health, default=str).encode()
-            content_type = "application/json"
-            status = HTTPStatus.OK if health.get("status") == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
-        else:
-            body, content_type, status = b"not found\n", "text/plain", HTTPStatus.NOT_FOUND
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def server_close(self) -> None:
+        self._socket.close()

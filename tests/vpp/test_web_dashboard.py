@@ -1,0 +1,210 @@
+"""The dashboard in a real headless browser: Debian's chromium driven by Selenium.
+
+The page is served by uvicorn on loopback over a store with the example parks; it must
+show every park id and today's awards chart, and redraw when new rows reach the store
+(as a daemon's next dispatch writes them). A screenshot lands in the test's tmp folder.
+Without chromium the test skips, saying why; under ``CI`` it fails (``.ci/browser-up``
+installs it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from vpp.config import load_config
+from vpp.store import AwardRecord, BidRecord, Store, TelemetryRecord, utcnow
+from vpp.web import create_app, serve_in_thread
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,2000",
+)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        why = f"{', '.join(missing)} not found: apt-get install chromium chromium-driver (.ci/browser-up)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        options.add_argument(flag)
+    profile = tmp_path / "chromium-profile"
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _awards(store: Store, day: dt.date, zone: ZoneInfo, price: float) -> None:
+    """A day-ahead bid for ``day`` and its 96 awards, as the daemon records them."""
+    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+    with store.session() as session:
+        bid = BidRecord(idempotency_key=f"da-{day}", market_id="cn-province-a", portfolio_id="vpp",
+                        kind="day_ahead", delivery_day=day, submitted_at=utcnow(), status="accepted",
+                        curves_json="[]")
+        session.add(bid)
+        session.flush()
+        assert bid.id is not None
+        for i in range(96):
+            session.add(AwardRecord(bid_id=bid.id, interval_start=start + dt.timedelta(minutes=15 * i),
+                                    quantity_mw=1.0 + (i % 8) / 4, price_per_mwh=price + i, received_at=utcnow()))
+
+
+def _telemetry(store: Store, parks: dict[str, list[str]]) -> None:
+    now = utcnow()
+    with store.session() as session:
+        for park, assets in parks.items():
+            for asset in assets:
+                session.add(TelemetryRecord(park_id=park, asset_id=asset, measured_at=now, power_kw=100.0,
+                                            soc=0.5, available=True))
+
+
+def test_the_dashboard_shows_every_park_and_today_and_updates(
+    browser: object, config_copy: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    cfg = load_config(config_copy)
+    store = Store(f"sqlite:///{tmp_path / 'dashboard.db'}")
+    store.enroll([(cfg.parks[p], cfg.park_files[p]) for p in sorted(cfg.parks)])
+    zone = ZoneInfo(store.park_config(store.parks()[0].id).timezone)
+    today = utcnow().astimezone(zone).date()
+    _awards(store, today, zone, price=300.0)
+    server = serve_in_thread(create_app(store, cfg, poll_s=0.5), "127.0.0.1", 0)
+    try:
+        assert httpx.get(server.url + "/static/uPlot.iife.min.js", timeout=5.0).status_code == 200
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: d.find_element(By.ID, "awards-summary").get_attribute("data-intervals") == "96")
+        portfolio = browser.find_element(By.ID, "portfolio").text
+        for park in cfg.parks:
+            assert park in portfolio
+            assert browser.find_element(By.ID, f"park-{park}")
+        assert browser.find_elements(By.CSS_SELECTOR, "#awards-chart canvas"), "today's chart is drawn"
+        assert "no telemetry" in browser.find_element(By.ID, "alerts").text
+        # The next dispatch: tomorrow's awards and fresh telemetry reach the store.
+        _awards(store, today + dt.timedelta(days=1), zone, price=320.0)
+        _telemetry(store, {p: [a.id for a in cfg.parks[p].assets] for p in cfg.parks})
+        wait.until(lambda d: d.find_element(By.ID, "awards-summary").get_attribute("data-intervals") == "192")
+        wait.until(lambda d: "no telemetry" not in d.find_element(By.ID, "alerts").text)
+        energies = {p: browser.find_element(By.CSS_SELECTOR, f"#park-{p} span.energies").text for p in cfg.parks}
+        assert energies["daqing-oilfield"].startswith("heat: hp-55")
+        assert "hydrogen: electrolyser, h2-store" in energies["houston-ship-channel"]
+        assert energies["jinan-north"] == ""
+        shot = tmp_path / "dashboard.png"
+        assert browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_the_daemon_serves_the_dashboard_and_api_and_they_follow_its_dispatch(tmp_path: Path) -> None:
+    """``vpp run --simulate`` serves the app ([daemon] http_port; here --http-port 0): the
+    dashboard's data shows the parks at once and the day's bid once the daemon submitted it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from market_replay.canonical import write_prices
+    from tests.vpp.daemon_support import DAY, load, make_config, prices, wait_for
+
+    config = make_config(tmp_path)
+    price_file = tmp_path / "prices.csv"
+    write_prices(prices(load(config)), price_file)
+    url = f"sqlite:///{tmp_path / 'daemon.db'}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from vpp.cli import main; main()", "run", "--simulate", "--config", str(config),
+         "--prices", str(price_file), "--first-day", DAY.isoformat(), "--days", "1", "--speed", "500",
+         "--metrics-port", "0", "--http-port", "0"],
+        env={**os.environ, "VPP_DATABASE_URL": url}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    events: list[dict[str, object]] = []
+
+    def pump() -> None:
+        for line in process.stderr:  # type: ignore[union-attr]
+            events.append(json.loads(line))  # still one JSON object per line with uvicorn in
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any(e["event"] == "web_serving" for e in events), 60, "the web server to start")
+        base = next(str(e["url"]) for e in events if e["event"] == "web_serving")
+        with httpx.Client(base_url=base, timeout=httpx.Timeout(10.0)) as client:
+            assert client.get("/api/v1/openapi.json").status_code == 200
+            assert client.get("/api/v1/parks").status_code == 401
+            parks = {p["id"] for p in client.get("/dashboard/data.json").json()["parks"]}
+            cfg = load(config)
+            assert parks == {p for p, park in cfg.parks.items() if park.market == "cn-province-a"}
+            wait_for(lambda: any(e["event"] == "bid_submitted" for e in events), 60, "the daemon's bid")
+            wait_for(lambda: client.get("/dashboard/data.json").json()["daemon"] is not None, 10, "its state")
+            data = client.get("/dashboard/data.json").json()
+            assert data["daemon"]["mode"] == "simulate"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(10)
+        process.stderr.close()  # type: ignore[union-attr]
+    assert "web_not_started" not in [e["event"] for e in events]
+
+
+def test_backtest_folders_are_listed_and_their_reports_served(config_copy: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "out"
+    (runs / "week-19").mkdir(parents=True)
+    (runs / "week-19" / "report.html").write_text("<html>week 19 report</html>", encoding="utf-8")
+    (runs / "empty").mkdir()
+    (tmp_path / "secret.txt").write_text("not served", encoding="utf-8")
+    store = Store(f"sqlite:///{tmp_path / 'dashboard.db'}")
+    server = serve_in_thread(create_app(store, load_config(config_copy), backtest_dirs=[runs]), "127.0.0.1", 0)
+    try:
+        with httpx.Client(base_url=server.url, timeout=httpx.Timeout(10.0)) as client:
+            data = client.get("/dashboard/data.json").json()
+            assert data["backtests"] == [{"index": 0, "name": "week-19"}]
+            assert data["parks"] == []
+            report = client.get("/backtests/0/report.html")
+            assert report.status_code == 200
+            assert "week 19 report" in report.text
+            assert client.get("/backtests/0/../../secret.txt").status_code == 404
+            assert client.get("/backtests/0/%2e%2e/%2e%2e/secret.txt").status_code == 404
+            assert client.get("/backtests/5/report.html").status_code == 404
+            page = client.get("/")
+            assert page.status_code == 200
+            assert "/static/uPlot.iife.min.js" in page.text
+    finally:
+        server.stop()
+        store.close()
