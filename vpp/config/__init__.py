@@ -7,6 +7,7 @@ from vpp.config.loader import (
     load_market,
     load_park,
     load_settings,
+    load_sweep,
     resolve_path,
     validate_paths,
 )
@@ -20,6 +21,7 @@ from vpp.config.models import (
     ParkConfig,
     PvSpec,
     Settings,
+    SweepSpec,
 )
 
 __all__ = [
@@ -33,11 +35,13 @@ __all__ = [
     "ParkConfig",
     "PvSpec",
     "Settings",
+    "SweepSpec",
     "load_carbon_region",
     "load_config",
     "load_market",
     "load_park",
     "load_settings",
+    "load_sweep",
     "resolve_path",
     "validate_paths",
 ]
