@@ -35,7 +35,7 @@ from vpp.backtest.sweep import (
     sweep_cells,
 )
 from vpp.cli import app
-from vpp.config import SweepSpec, load_config
+from vpp.config import SweepSpec, load_config, load_sweep
 from vpp.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,12 +171,22 @@ def test_the_cli_runs_a_sweep_file_and_resumes_it(price_file: Path, tmp_path: Pa
     assert "0 computed, 2 already finished" in again.output
 
 
+def test_the_example_sweep_file_is_valid() -> None:
+    spec = load_sweep(REPO / "config" / "sweep.example.toml")
+    assert spec.grid.axes()["scenarios"] == [3, 5]
+    assert spec.periods is not None
+    assert len(spec.periods) == 2
+    assert spec.markets is not None
+    assert spec.markets[0].prices.is_absolute()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("[grid]\nscenarios = [2, 0]\n", "sweep.toml: grid.scenarios[1] = 0: must be >= 1"),
         ("[grid]\nstrategy = ['stochastic', 'magic']\n", "sweep.toml: grid.strategy[1] = 'magic': unknown"),
         ("[grid]\nsecnarios = [2]\n", "sweep.toml: grid.secnarios"),
+        ("[grid]\ndeviation_penalty_per_mwh = [1.0, inf]\n", "grid.deviation_penalty_per_mwh[1] = inf"),
         ("[[periods]]\nstart = 2025-05-12\nend = 2025-05-11\n", "end 2025-05-11 is before start"),
     ],
 )

@@ -228,12 +228,14 @@ class SweepResult:
 
 
 def _worker_env() -> dict[str, str]:
-    """The environment of embedded workers: this process's import path first, so spawned
-    workers import the same code whether it is installed or run from a checkout."""
-    here = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH", "")
-    parts = [p for p in path.split(os.pathsep) if p]
-    return {"PYTHONPATH": os.pathsep.join([here, *[p for p in parts if p != here]])}
+    """The environment of embedded workers. Run from a checkout (not installed), the
+    checkout goes first on the workers' import path so spawned workers import the same
+    code; an installed vpp is found by the workers as it is here."""
+    here = Path(__file__).resolve().parents[2]
+    if not (here / "pyproject.toml").is_file():
+        return {}
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join([str(here), *[p for p in parts if p != str(here)]])}
 
 
 @contextmanager

@@ -253,7 +253,7 @@ def _run_sweep_file(
         try:
             with dask_client(address, workers) as client:
                 result = run_sweep(
-                    cells, cfg.root, out_dir, client, retries=spec.retries, progress=progress
+                    cells, cfg.root, out_dir, client, progress=progress
                 )
         except VppError as exc:
             fail_on(exc)

@@ -505,10 +505,12 @@ class SweepGrid(Spec):
     reoptimise_every: list[Annotated[int, Field(ge=1, le=96)]] | None = Field(
         None, min_length=1, description="Re-solve the real-time problem every N intervals"
     )
-    deviation_penalty_per_mwh: list[Annotated[float, Field(ge=0)]] | None = Field(
+    deviation_penalty_per_mwh: list[
+        Annotated[float, Field(ge=0, le=LARGEST_NUMBER, allow_inf_nan=False)]
+    ] | None = Field(
         None, min_length=1, description="Cost per MWh of planned deviation [currency/MWh]"
     )
-    carbon_price_per_t: list[Annotated[float, Field(ge=0, le=1e5)]] | None = Field(
+    carbon_price_per_t: list[Annotated[float, Field(ge=0, le=1e5, allow_inf_nan=False)]] | None = Field(
         None, min_length=1, description="Internal carbon price on grid import [currency/tCO2]"
     )
 
@@ -561,9 +563,6 @@ class SweepSpec(Spec):
     )
     baselines: bool = Field(
         True, description="Run the persistence and no-flexibility baselines in every cell"
-    )
-    retries: int = Field(
-        2, ge=0, le=10, description="Re-runs of a cell whose worker died or which raised"
     )
 
 
