@@ -75,3 +75,17 @@ def test_a_backtest_day_bid_in_parallel_is_identical(cn) -> None:  # type: ignor
     pd.testing.assert_frame_equal(one.main.portfolio, two.main.portfolio, check_exact=True)
     pd.testing.assert_frame_equal(one.main.assets, two.main.assets, check_exact=True)
     assert np.isfinite(one.main.net_revenue)
+
+
+def test_errors_cross_process_boundaries_whole() -> None:
+    """A park's solver error raised in a worker reaches the parent with its fields."""
+    import pickle
+
+    from vpp.errors import InfeasibleError, UnmetDemandError
+
+    infeasible = pickle.loads(pickle.dumps(InfeasibleError("park p0", constraint="a0-soc-max")))
+    assert infeasible.constraint == "a0-soc-max"
+    assert str(infeasible) == "park p0 (constraint a0-soc-max)"
+    when = dt.datetime(2025, 5, 12, tzinfo=dt.UTC)
+    unmet = pickle.loads(pickle.dumps(UnmetDemandError("no steam", balance="steam", interval=when)))
+    assert (unmet.balance, unmet.interval) == ("steam", when)
