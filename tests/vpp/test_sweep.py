@@ -149,7 +149,9 @@ def test_two_workers_give_the_same_table_even_when_one_dies(
     pd.testing.assert_frame_equal(_numbers(result.table), _numbers(first[1].table))
 
 
-def test_the_cli_runs_a_sweep_file_and_resumes_it(price_file: Path, tmp_path: Path) -> None:
+def test_the_cli_runs_a_sweep_file_and_resumes_it_on_an_existing_cluster(
+    price_file: Path, tmp_path: Path, client: Any
+) -> None:
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(
         "baselines = false\n[grid]\nscenarios = [2]\nreoptimise_every = [96]\n"
@@ -166,9 +168,13 @@ def test_the_cli_runs_a_sweep_file_and_resumes_it(price_file: Path, tmp_path: Pa
     table = pd.read_csv(out / "sweep.csv")
     assert list(table["carbon_price_per_t"]) == [0.0, 300.0]
     assert (out / "sweep.png").is_file()
-    again = CliRunner().invoke(app, args)
+    # resumed on a running cluster (--scheduler): nothing left to compute
+    (out / "cells" / table["cell_id"][1]).rename(tmp_path / "moved")
+    address = client.scheduler.address
+    again = CliRunner().invoke(app, [*args, "--scheduler", address])
     assert again.exit_code == 0, again.output
-    assert "0 computed, 2 already finished" in again.output
+    assert f"on {address}" in again.output
+    assert "1 computed, 1 already finished" in again.output
 
 
 def test_the_example_sweep_file_is_valid() -> None:
