@@ -9,7 +9,7 @@
    (:class:`bench.strategy.Reference`), all in this run. The worker pool is started
    (and warmed) before timing; its start-up is printed on its own.
 2. Sweep throughput: the same cells (one day each of the shipped Chinese slice) on a
-   ``LocalCluster`` of 1 and of 2 worker processes (:func:`vpp.backtest.run_sweep`),
+   ``LocalCluster`` of 1 and of 2 worker processes (:func:`vpp.backtest.sweep.run_sweep`),
    cells per minute after the cluster is up, and their ratio.
 """
 
