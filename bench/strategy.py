@@ -52,7 +52,13 @@ class Case:
     dt_h: np.ndarray
 
 
-def make_case(assets: int, steps: int = 96, seed: int = 0, park_id: str = "p0") -> Case:
+def make_case(
+    assets: int,
+    steps: int = 96,
+    seed: int = 0,
+    park_id: str = "p0",
+    types: tuple[str, ...] = TYPES,
+) -> Case:
     rng = np.random.default_rng(seed)
     index = _index(steps)
     hours = (np.arange(steps) * 0.25) % 24
@@ -60,7 +66,7 @@ def make_case(assets: int, steps: int = 96, seed: int = 0, park_id: str = "p0") 
     pv_kw: dict[str, np.ndarray] = {}
     base_kw: dict[str, np.ndarray] = {}
     for i in range(assets):
-        kind = TYPES[i % len(TYPES)]
+        kind = types[i % len(types)]
         asset_id = f"a{i}"
         if kind == "battery":
             power = float(rng.uniform(200, 2000))

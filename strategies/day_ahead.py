@@ -47,10 +47,12 @@ groups whose quantities bracket ``Q`` (:meth:`BidAllocation.award`, a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -199,6 +201,15 @@ def _ordering_matrices(
     ties = sp.csr_matrix((tie_v, (tie_r, tie_c)), shape=(len(tie_j), size))
     order = sp.csr_matrix((ord_v, (ord_r, ord_c)), shape=(len(ord_j), size))
     return ties, tie_j, order, ord_j
+
+
+def _bid_park_task(
+    park: ParkConfig, inputs: ParkInputs, state: ParkState | None, **kwargs: Any
+) -> tuple[ParkModel, SolveStats]:
+    """One park's bid model solved (a task of :func:`strategies.schedule.run_parks`)."""
+    names = ("dt_h", "prices", "probabilities", "groups", "products", "product_starts")
+    positional = [kwargs.pop(n) for n in names]
+    return _solve_bid_park(park, inputs, state, *positional, **kwargs)
 
 
 def _solve_bid_park(
@@ -460,14 +471,12 @@ def build_day_ahead_bid(
     limit = max(limit, 1)
 
     def solve_all(groups: Groups) -> list[tuple[ParkModel, SolveStats]]:
-        def run(park: ParkConfig) -> tuple[ParkModel, SolveStats]:
-            return _solve_bid_park(
-                park, inputs[park.id], (states or {}).get(park.id), dt_h, prices, probabilities,
-                groups, products, product_starts, solver=solver, time_limit_s=time_limit_s,
-                energy_policy=energy_policy, omit=omit,
-            )
-
-        return run_parks(parks, run, parallel)
+        run = functools.partial(
+            _bid_park_task, dt_h=dt_h, prices=prices, probabilities=probabilities,
+            groups=groups, products=products, product_starts=product_starts, solver=solver,
+            time_limit_s=time_limit_s, energy_policy=energy_policy, omit=omit,
+        )
+        return run_parks(parks, inputs, states, run, parallel)
 
     try:
         results = solve_all(groups)

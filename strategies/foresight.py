@@ -17,10 +17,12 @@ foresight knows who comes.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -87,6 +89,55 @@ def _as_array(prices: pd.Series | np.ndarray, index: pd.DatetimeIndex, name: str
     return values
 
 
+def _foresight_park(
+    park: ParkConfig,
+    inputs: ParkInputs,
+    state: ParkState | None,
+    *,
+    dt_h: np.ndarray,
+    da: np.ndarray,
+    rt: np.ndarray | None,
+    products: Any,
+    expand: Any,
+    solver: str,
+    time_limit_s: float,
+    energy_policy: EnergyPolicy,
+) -> tuple[ParkModel, SolveStats, np.ndarray | None]:
+    """One park's perfect-foresight solve (a task of :func:`run_parks`)."""
+    start = time.perf_counter()
+    model = build_park_model(
+        park, inputs, state, dt_h, energy_policy=energy_policy
+    )
+    net = model.net_kw[0]
+    per_kwh = dt_h / KWH_PER_MWH
+    position = None
+    if rt is None:
+        revenue = cp.sum(cp.multiply(da * per_kwh, net))
+    else:
+        position = cp.Variable(
+            products.shape[0],
+            name="position_kw",
+            bounds=[
+                np.full(products.shape[0], -park.grid.import_limit_kw),
+                np.full(products.shape[0], park.grid.export_limit_kw),
+            ],
+        )
+        held = expand @ position
+        revenue = cp.sum(cp.multiply(da * per_kwh, held)) + cp.sum(
+            cp.multiply(rt * per_kwh, net - held)
+        )
+    problem = cp.Problem(
+        cp.Minimize(model.builder.cost - revenue), model.builder.cvxpy_constraints
+    )
+    stats = solve(
+        problem, [model.builder], solver=solver, time_limit_s=time_limit_s,
+        build_s=time.perf_counter() - start,
+        context={"model": "perfect_foresight", "park": park.id, "intervals": len(inputs.index)},
+    )
+    held_kw = None if position is None else np.asarray(expand @ position.value)
+    return model, stats, held_kw
+
+
 def perfect_foresight(
     parks: Sequence[ParkConfig],
     inputs: Mapping[str, ParkInputs],
@@ -113,41 +164,11 @@ def perfect_foresight(
     products = product_matrix(index, product_minutes or interval_minutes, interval_minutes)
     expand = (products > 0).astype(float).T.tocsr()  # (T, products): product value per interval
 
-    def run(park: ParkConfig) -> tuple[ParkModel, SolveStats, np.ndarray | None]:
-        start = time.perf_counter()
-        model = build_park_model(
-            park, inputs[park.id], (states or {}).get(park.id), dt_h, energy_policy=energy_policy
-        )
-        net = model.net_kw[0]
-        per_kwh = dt_h / KWH_PER_MWH
-        position = None
-        if rt is None:
-            revenue = cp.sum(cp.multiply(da * per_kwh, net))
-        else:
-            position = cp.Variable(
-                products.shape[0],
-                name="position_kw",
-                bounds=[
-                    np.full(products.shape[0], -park.grid.import_limit_kw),
-                    np.full(products.shape[0], park.grid.export_limit_kw),
-                ],
-            )
-            held = expand @ position
-            revenue = cp.sum(cp.multiply(da * per_kwh, held)) + cp.sum(
-                cp.multiply(rt * per_kwh, net - held)
-            )
-        problem = cp.Problem(
-            cp.Minimize(model.builder.cost - revenue), model.builder.cvxpy_constraints
-        )
-        stats = solve(
-            problem, [model.builder], solver=solver, time_limit_s=time_limit_s,
-            build_s=time.perf_counter() - start,
-            context={"model": "perfect_foresight", "park": park.id, "intervals": len(index)},
-        )
-        held_kw = None if position is None else np.asarray(expand @ position.value)
-        return model, stats, held_kw
-
-    results = run_parks(parks, run, parallel)
+    run = functools.partial(
+        _foresight_park, dt_h=dt_h, da=da, rt=rt, products=products, expand=expand,
+        solver=solver, time_limit_s=time_limit_s, energy_policy=energy_policy,
+    )
+    results = run_parks(parks, inputs, states, run, parallel)
     schedule = schedule_from_models([m for m, _, _ in results], [s for _, s, _ in results], 0)
     positions = None
     if rt is not None:

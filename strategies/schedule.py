@@ -2,7 +2,7 @@
 
 :func:`optimise_schedule` is the building block of the deterministic
 day-ahead strategy, of perfect foresight and of ``vpp plan``: every park is
-solved on its own (optionally in parallel threads; HiGHS releases the GIL)
+solved on its own (optionally in parallel worker processes, :func:`run_parks`)
 and the results are gathered into a :class:`Schedule`.
 
 :func:`idle_schedule` is the safe fallback when a model cannot be solved:
@@ -13,11 +13,13 @@ up to the hub limit. It needs no solver and is always finite.
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cvxpy as cp
 import numpy as np
@@ -151,15 +153,12 @@ def optimise_schedule(
     if not parks:
         raise InputError("no parks to schedule")
     prices = np.asarray(prices_per_mwh, dtype=float)
-
-    def run(park: ParkConfig) -> tuple[ParkModel, SolveStats]:
-        return solve_park(
-            park, inputs[park.id], (states or {}).get(park.id), dt_h, prices,
-            solver=solver, time_limit_s=time_limit_s, energy_policy=energy_policy,
-        )
-
+    run = functools.partial(
+        _solve_park_at, dt_h=dt_h, prices=prices, solver=solver, time_limit_s=time_limit_s,
+        energy_policy=energy_policy,
+    )
     try:
-        results = run_parks(parks, run, parallel)
+        results = run_parks(parks, inputs, states, run, parallel)
     except SolverError as exc:
         if on_failure == "raise":
             raise
@@ -167,14 +166,64 @@ def optimise_schedule(
     return schedule_from_models([m for m, _ in results], [s for _, s in results], 0)
 
 
+def _solve_park_at(
+    park: ParkConfig, inputs: ParkInputs, state: ParkState | None, **kwargs: Any
+) -> tuple[ParkModel, SolveStats]:
+    dt_h, prices = kwargs.pop("dt_h"), kwargs.pop("prices")
+    return solve_park(park, inputs, state, dt_h, prices, **kwargs)
+
+
+ParkRun = Callable[[ParkConfig, ParkInputs, "ParkState | None"], _T]
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _quiet_worker() -> None:
+    """Park workers log warnings and up as JSON lines (the parent logs the run)."""
+    from vpp.logging import configure_logging
+
+    configure_logging(json=True, level="WARNING")
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The process's pool of ``workers`` park solvers, started once and reused ("spawn":
+    HiGHS keeps threads, which do not survive a fork)."""
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_quiet_worker,
+        )
+        _POOLS[workers] = pool
+    return pool
+
+
+def _call(task: tuple[ParkRun[_T], ParkConfig, ParkInputs, ParkState | None]) -> _T:
+    run, park, inputs, state = task
+    return run(park, inputs, state)
+
+
 def run_parks(
-    parks: Sequence[ParkConfig], run: Callable[[ParkConfig], _T], parallel: int = 1
+    parks: Sequence[ParkConfig],
+    inputs: Mapping[str, ParkInputs],
+    states: Mapping[str, ParkState] | None,
+    run: ParkRun[_T],
+    parallel: int = 1,
 ) -> list[_T]:
-    """``run`` for each park, in threads when ``parallel > 1`` (order kept)."""
+    """``run(park, its inputs, its state)`` for each park; results in the parks' order.
+
+    Parks share nothing but the market, so each is one task. ``parallel`` > 1 runs
+    them in that many worker processes (a pool started on first use and kept), 1 in
+    this process: the same function on the same values either way, so the results
+    are identical whatever the number of workers. ``run`` must then pickle (a
+    ``functools.partial`` of a module-level function), as must what it returns.
+    """
+    tasks = [(run, p, inputs[p.id], (states or {}).get(p.id)) for p in parks]
     if parallel > 1 and len(parks) > 1:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            return list(pool.map(run, parks))
-    return [run(p) for p in parks]
+        chunk = max(1, len(tasks) // (4 * parallel))
+        return list(_pool(parallel).map(_call, tasks, chunksize=chunk))
+    return [_call(t) for t in tasks]
 
 
 def schedule_from_models(

@@ -32,8 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def _rebuild(cls: type[VppError], args: tuple[Any, ...], state: dict[str, Any]) -> VppError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class VppError(Exception):
     """Base class of every error raised on purpose by vpp."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole, fields included (parks are solved in worker processes, sweeps'
+        # cells on Dask workers): the default would call __init__ with the message only.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class InputError(VppError, ValueError):

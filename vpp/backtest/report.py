@@ -295,6 +295,42 @@ def write_carbon_sweep(
     return [csv_path, png_path]
 
 
+def plot_sweep(table: pd.DataFrame, parameters: Sequence[str], path: Path) -> None:
+    """Capture against each parameter the sweep varies (one panel each), one point per cell.
+
+    Capture is the flexibility capture ratio where the cells ran the baselines, else
+    the capture ratio against perfect foresight.
+    """
+    column = (
+        "flexibility_capture_ratio"
+        if "flexibility_capture_ratio" in table and table["flexibility_capture_ratio"].notna().any()
+        else "capture_ratio"
+    )
+    varied = [p for p in parameters if p in table and table[p].astype(str).nunique() > 1]
+    varied = varied or [p for p in parameters if p in table][:1]
+    fig, axes = plt.subplots(
+        1, max(len(varied), 1), figsize=(4.2 * max(len(varied), 1), 3.6), squeeze=False
+    )
+    capture = pd.to_numeric(table.get(column, pd.Series(dtype=float)), errors="coerce")
+    for ax, name in zip(axes[0], varied, strict=False):
+        values = table[name]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().all():
+            ax.scatter(numeric, capture)
+            for x in sorted(numeric.unique()):
+                ax.plot(x, capture[numeric == x].mean(), "k_", markersize=18)
+        else:
+            labels = sorted(values.astype(str).unique())
+            where = values.astype(str).map({label: i for i, label in enumerate(labels)})
+            ax.scatter(where, capture)
+            ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+        ax.set_xlabel(name)
+        ax.set_ylabel(column.replace("_", " "))
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Sweep: {column.replace('_', ' ')} per cell (bars: mean)")
+    _save(fig, path)
+
+
 def write_html(
     path: Path, summary: Mapping[str, Any], images: list[Path], carbon_image: Path | None = None
 ) -> None:

@@ -246,6 +246,7 @@ def simulate(
                     operator.devices, operator.sessions = devices, sessions
                 operator.dispatch(job.interval_start)  # type: ignore[arg-type]
                 if job.interval_start == operator.day_plan(job.delivery_day).index[-1]:
+                    operator.close_day(job.delivery_day)
                     done += 1
                     if progress:
                         progress(name, done, len(days))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -65,11 +66,41 @@ def backtest(
             "carbon_price_per_t]; repeat it for a sweep (one run per price, carbon_sweep.csv/png)",
         ),
     ] = None,
+    sweep: Annotated[
+        Path | None,
+        typer.Option(
+            "--sweep",
+            help="Sweep file (docs/sweeps.md): a grid of backtest cells run as Dask tasks; "
+            "writes sweep.csv, sweep.png and cells/<cell-id>/, resumable",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address for --sweep (tcp://host:8786) [default: [compute] "
+            "scheduler, else a LocalCluster of --workers processes]",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=256,
+            help="Worker processes: of the sweep's LocalCluster (default 1), or of one "
+            "backtest (2 runs the baselines beside the strategy; default 2 on a multi-core "
+            "machine)",
+        ),
+    ] = None,
 ) -> None:
     """Backtest a strategy on a canonical price file; write summary, CSVs, plots and report.html."""
     from vpp.backtest.report import check_out, write_backtest
 
     cfg = load(config)
+    if sweep is not None:
+        _run_sweep_file(cfg, sweep, out or (cfg.root / cfg.settings.backtest.out), scheduler,
+                        workers or 1)
+        return
+    if scheduler is not None:
+        fail("--scheduler is for --sweep runs; give a sweep file with --sweep")
     settings = cfg.settings.backtest
     # Every name, date and the output folder first: nothing is read, solved or written
     # before they are right, so a typo fails in a second, not after the backtest.
@@ -88,6 +119,8 @@ def backtest(
         check_out(out_dir)
     frame, portfolio, days = _load_days(cfg, price_path, first, last)
     options = _options(cfg, names, reoptimise_every, baselines, price_path)
+    if workers is not None:
+        options = dataclasses.replace(options, workers=workers)
     if prices_per_t:
         options = _with_carbon_price(options, prices_per_t[0])
     if len(prices_per_t) > 1:
@@ -168,6 +201,69 @@ def _sweep(
         )
     console.print(table)
     console.print(f"wrote {paths[0]}, {paths[1]} and {len(summaries)} run folders to {out_dir}")
+
+
+def _run_sweep_file(
+    cfg: ConfigSet, path: Path, out_dir: Path, scheduler: str | None, workers: int
+) -> None:
+    """``--sweep``: check the file, its names and the folder, then run the cells on Dask."""
+    from strategies import FORECASTERS, RT_FORECASTERS, STRATEGIES
+    from vpp import files
+    from vpp.backtest.sweep import SWEEP_OUTPUTS, dask_client, run_sweep, sweep_cells
+    from vpp.config import load_sweep
+    from vpp.config.models import check_scheduler_address
+
+    try:
+        spec = load_sweep(path)
+        grid = spec.grid
+        for field, allowed in (
+            ("strategy", STRATEGIES),
+            ("forecaster", FORECASTERS),
+            ("rt_forecaster", [*FORECASTERS, *RT_FORECASTERS]),
+        ):
+            for i, value in enumerate(getattr(grid, field) or []):
+                if value not in allowed:
+                    fail(f"{path}: grid.{field}[{i}] = {value!r}: unknown; choose one of "
+                         f"{', '.join(allowed)}")
+        address = scheduler or cfg.settings.compute.scheduler
+        if scheduler is not None:
+            try:
+                check_scheduler_address(scheduler)
+            except ValueError as exc:
+                fail(f"--scheduler {scheduler!r}: {exc}")
+        files.check_output_folder(out_dir, SWEEP_OUTPUTS)
+        cells = sweep_cells(spec, cfg)
+    except VppError as exc:
+        fail_on(exc)
+    where = address or f"a LocalCluster of {workers} worker process{'es' if workers > 1 else ''}"
+    console.print(f"sweep of {len(cells)} cells on {where}")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(f"sweep {path.name}", total=len(cells))
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, description=f"sweep {path.name}: {done}/{total} cells")
+
+        try:
+            with dask_client(address, workers) as client:
+                result = run_sweep(
+                    cells, cfg.root, out_dir, client, progress=progress
+                )
+        except VppError as exc:
+            fail_on(exc)
+        except OSError as exc:  # no scheduler at the address (distributed raises OSError)
+            fail(f"Dask scheduler {address}: cannot connect ({exc}); start one or leave "
+                 "--scheduler out for a LocalCluster")
+    console.print(
+        f"wrote {out_dir / 'sweep.csv'}, {out_dir / 'sweep.png'} and {len(cells)} cell folders "
+        f"({len(result.computed)} computed, {len(result.skipped)} already finished)"
+    )
 
 
 @dataclass(frozen=True)

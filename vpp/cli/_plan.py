@@ -39,6 +39,13 @@ def plan(
             help="Internal carbon price on grid import [currency/tCO2]; 0: carbon-blind",
         ),
     ] = 0.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=256,
+            help="Worker processes solving the parks (parks are independent; same result)",
+        ),
+    ] = 1,
 ) -> None:
     """Write the optimal schedule for DAY: per asset and per park (CSV) and plan.json."""
     from market_replay import read_prices
@@ -60,6 +67,7 @@ def plan(
         result = plan_day(
             cfg, frame.frame, delivery_day, frame.market_id, solver=solver,
             price_column=price_column, carbon_price_per_t=carbon_price_per_t,
+            parallel=workers,
         )
         paths = write_plan(result, out)
     except VppError as exc:

@@ -8,6 +8,7 @@ from vpp.config.loader import (
     load_park,
     load_park_text,
     load_settings,
+    load_sweep,
     resolve_path,
     validate_paths,
 )
@@ -21,6 +22,7 @@ from vpp.config.models import (
     ParkConfig,
     PvSpec,
     Settings,
+    SweepSpec,
 )
 
 __all__ = [
@@ -34,12 +36,14 @@ __all__ = [
     "ParkConfig",
     "PvSpec",
     "Settings",
+    "SweepSpec",
     "load_carbon_region",
     "load_config",
     "load_market",
     "load_park",
     "load_park_text",
     "load_settings",
+    "load_sweep",
     "resolve_path",
     "validate_paths",
 ]

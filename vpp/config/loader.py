@@ -27,6 +27,7 @@ from vpp.config.models import (
     MarketConfig,
     ParkConfig,
     Settings,
+    SweepSpec,
 )
 from vpp.errors import ConfigError, ConfigIssue
 from vpp.timeutil import zone
@@ -358,6 +359,21 @@ def _carbon_region_issues(config: ConfigSet) -> Iterator[ConfigIssue]:
 
 def load_settings(path: Path) -> Settings:
     return _parse(Settings, path, read_toml(path))
+
+
+def load_sweep(path: Path) -> SweepSpec:
+    """A sweep file (``vpp backtest --sweep``), validated; its price paths made absolute."""
+    spec = _parse(SweepSpec, path, read_toml(path))
+    if spec.markets is not None:
+        spec = spec.model_copy(
+            update={
+                "markets": [
+                    m.model_copy(update={"prices": resolve_path(path.parent, m.prices)})
+                    for m in spec.markets
+                ]
+            }
+        )
+    return spec
 
 
 @dataclass

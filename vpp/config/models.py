@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -458,6 +458,116 @@ class DaemonSettings(StrategySettings):
     _token_env = field_validator("exchange_token_env")(_check_env_name)
 
 
+#: Schemes of a Dask scheduler address (``distributed.comm``): tcp, tls, ws, wss, inproc.
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "inproc")
+
+
+def check_scheduler_address(value: str | None) -> str | None:
+    """``scheme://host:port`` or ``host:port`` of a running Dask scheduler."""
+    if value is None:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "tcp", value
+    if scheme not in SCHEDULER_SCHEMES:
+        raise ValueError(
+            f"must be a Dask scheduler address such as tcp://host:8786 (scheme one of "
+            f"{', '.join(SCHEDULER_SCHEMES)})"
+        )
+    host, colon, port = rest.rpartition(":")
+    if scheme != "inproc" and (not colon or not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError("must be a Dask scheduler address such as tcp://host:8786 (host and port)")
+    return value
+
+
+class ComputeSettings(Spec):
+    """Where sweeps run: an existing Dask cluster, or an embedded ``LocalCluster``."""
+
+    scheduler: str | None = Field(
+        None,
+        description="Address of a running Dask scheduler (tcp://host:8786); none: a LocalCluster "
+        "of --workers processes on this machine. Its workers must see the same config and data "
+        "paths (a shared file system)",
+    )
+
+    _scheduler = field_validator("scheduler")(check_scheduler_address)
+
+
+class SweepGrid(Spec):
+    """The parameters a sweep varies; a field left out takes its ``[backtest]`` value."""
+
+    strategy: list[str] | None = Field(None, min_length=1, description="Strategy names")
+    forecaster: list[str] | None = Field(None, min_length=1, description="Forecaster names")
+    rt_forecaster: list[str] | None = Field(
+        None, min_length=1, description="Real-time forecaster names"
+    )
+    scenarios: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        None, min_length=1, description="Price scenarios for day-ahead bids"
+    )
+    reoptimise_every: list[Annotated[int, Field(ge=1, le=96)]] | None = Field(
+        None, min_length=1, description="Re-solve the real-time problem every N intervals"
+    )
+    deviation_penalty_per_mwh: list[
+        Annotated[float, Field(ge=0, le=LARGEST_NUMBER, allow_inf_nan=False)]
+    ] | None = Field(
+        None, min_length=1, description="Cost per MWh of planned deviation [currency/MWh]"
+    )
+    carbon_price_per_t: list[Annotated[float, Field(ge=0, le=1e5, allow_inf_nan=False)]] | None = Field(
+        None, min_length=1, description="Internal carbon price on grid import [currency/tCO2]"
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is not None:
+            seen: list[Any] = []
+            for value in values:
+                if value in seen:
+                    raise ValueError(f"{value!r} is given twice; give each value once")
+                seen.append(value)
+        return values
+
+    def axes(self) -> dict[str, list[Any]]:
+        """The varied parameters and their values, in field order (left-out fields omitted)."""
+        return {
+            name: list(values)
+            for name in type(self).model_fields
+            if (values := getattr(self, name)) is not None
+        }
+
+
+class SweepPeriod(Spec):
+    start: dt.date = Field(description="First delivery day")
+    end: dt.date = Field(description="Last delivery day (inclusive)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SweepPeriod:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class SweepMarket(Spec):
+    prices: Path = Field(
+        description="Canonical price file (its market is the cell's), relative to the sweep file"
+    )
+
+
+class SweepSpec(Spec):
+    """A sweep file (``vpp backtest --sweep``): the grid of backtest cells, see docs/sweeps.md."""
+
+    grid: SweepGrid = Field(default_factory=SweepGrid)
+    periods: list[SweepPeriod] | None = Field(
+        None, min_length=1, description="Delivery periods; none: [backtest] start and end"
+    )
+    markets: list[SweepMarket] | None = Field(
+        None, min_length=1, description="Price files, one per market; none: [backtest] prices"
+    )
+    baselines: bool = Field(
+        True, description="Run the persistence and no-flexibility baselines in every cell"
+    )
+
+
 class Settings(Spec):
     """``config/vpp.toml``: daemon and backtest settings."""
 
@@ -466,6 +576,7 @@ class Settings(Spec):
     solver: SolverSettings = Field(default_factory=SolverSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
 
 
 __all__ = [
@@ -478,6 +589,7 @@ __all__ = [
     "BacktestSettings",
     "BatterySpec",
     "BiddingRule",
+    "ComputeSettings",
     "DaemonSettings",
     "DayAheadRule",
     "ElectricBoilerSpec",
@@ -514,5 +626,10 @@ __all__ = [
     "Spec",
     "StoreSettings",
     "StrategySettings",
+    "SweepGrid",
+    "SweepMarket",
+    "SweepPeriod",
+    "SweepSpec",
     "ThermalStorageSpec",
+    "check_scheduler_address",
 ]

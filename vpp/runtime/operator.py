@@ -230,6 +230,14 @@ class Operator:
             self.days[day] = plan
         return plan
 
+    def close_day(self, day: dt.date) -> None:
+        """Release what only the day's dispatch needs (its compiled real-time models and
+        last plan) once its last interval is dispatched; the bid, awards and solve times
+        stay for settlement. Keeps a long run's memory from growing with its days."""
+        plan = self.days.get(day)
+        if plan is not None:
+            plan.dispatcher, plan.last_plan, plan.last_position = None, None, -1
+
     def _inputs(self, index: pd.DatetimeIndex, decision_time: dt.datetime) -> dict[str, ParkInputs]:
         """Each park's inputs as forecast at ``decision_time``, with its carbon signal.
 
