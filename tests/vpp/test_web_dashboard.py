@@ -2,7 +2,8 @@
 
 The page is served by uvicorn on loopback over a store with the example parks; it must
 show every park id and today's awards chart, and redraw when new rows reach the store
-(as a daemon's next dispatch writes them). A screenshot lands in the test's tmp folder.
+(as a daemon's next dispatch writes them); and, served by a real ``vpp run --simulate``,
+follow that daemon's next dispatches without a reload. Screenshots land in the test's tmp folder.
 Without chromium the test skips, saying why; under ``CI`` it fails (``.ci/browser-up``
 installs it).
 """
@@ -172,6 +173,82 @@ def test_the_daemon_serves_the_dashboard_and_api_and_they_follow_its_dispatch(tm
             wait_for(lambda: client.get("/dashboard/data.json").json()["daemon"] is not None, 10, "its state")
             data = client.get("/dashboard/data.json").json()
             assert data["daemon"]["mode"] == "simulate"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(10)
+        process.stderr.close()  # type: ignore[union-attr]
+    assert "web_not_started" not in [e["event"] for e in events]
+
+
+def test_the_dashboard_in_a_browser_follows_a_simulated_daemons_dispatch(browser: object, tmp_path: Path) -> None:
+    """``vpp run --simulate`` (fast: one day at 5000 simulated seconds per second) serves the
+    page; chromium shows every park and today's charts, then, without a reload, the counts of
+    setpoints and metered quarter-hours grow as the daemon's next dispatches reach the store."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from market_replay.canonical import write_prices
+    from tests.vpp.daemon_support import DAY, MARKET, load, make_config, prices, wait_for
+
+    assert isinstance(browser, WebDriver)
+    config = make_config(tmp_path)
+    cfg = load(config)
+    parks = sorted(p for p, park in cfg.parks.items() if park.market == MARKET)
+    price_file = tmp_path / "prices.csv"
+    write_prices(prices(cfg), price_file)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from vpp.cli import main; main()", "run", "--simulate", "--config", str(config),
+         "--prices", str(price_file), "--first-day", DAY.isoformat(), "--days", "1", "--speed", "5000",
+         "--metrics-port", "0", "--http-port", "0"],
+        env={**os.environ, "VPP_DATABASE_URL": f"sqlite:///{tmp_path / 'daemon.db'}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    events: list[dict[str, object]] = []
+
+    def pump() -> None:
+        for line in process.stderr:  # type: ignore[union-attr]
+            events.append(json.loads(line))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+
+    def counts(driver: WebDriver, key: str) -> list[int]:
+        return [int(driver.find_element(By.ID, f"park-{p}").get_attribute(f"data-{key}") or 0) for p in parks]
+
+    try:
+        wait_for(lambda: any(e["event"] == "web_serving" for e in events), 60, "the web server to start")
+        browser.get(next(str(e["url"]) for e in events if e["event"] == "web_serving") + "/")
+        browser.execute_script("window.vppNotReloaded = true;")
+        wait = WebDriverWait(browser, 90, poll_frequency=0.2)
+        # the first dispatch of the delivery day: every park has setpoints and metered power
+        wait.until(lambda d: f"(day {DAY.isoformat()}" in d.find_element(By.ID, "clock").text
+                   and min(counts(d, "metered")) > 0)
+        portfolio = browser.find_element(By.ID, "portfolio").text
+        for park in parks:
+            assert park in portfolio
+            assert browser.find_elements(By.CSS_SELECTOR, f"#chart-{park} canvas"), f"{park}: today's chart"
+        assert browser.find_element(By.ID, "awards-summary").get_attribute("data-intervals") == "96"
+        assert browser.find_elements(By.CSS_SELECTOR, "#awards-chart canvas"), "today's awards chart is drawn"
+        assert "daemon simulate" in browser.find_element(By.ID, "clock").text
+        setpoints, metered = counts(browser, "setpoints"), counts(browser, "metered")
+        # a later dispatch shows up on the same page (the script polls; no reload)
+        wait.until(lambda d: all(a > b for a, b in zip(counts(d, "metered"), metered, strict=True))
+                   and all(a >= b for a, b in zip(counts(d, "setpoints"), setpoints, strict=True)))
+        assert browser.execute_script("return window.vppNotReloaded === true;")
+        shot = tmp_path / "dashboard-daemon.png"
+        assert browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

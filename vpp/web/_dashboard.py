@@ -240,6 +240,8 @@ async function refresh(){
       p.assets.map(a => "<tr><td>" + esc(a.id) + "</td><td>" + esc(a.type) + "</td><td>" + a.energy + "</td><td class=" +
       (a.available ? "ok>yes" : "bad>" + (a.available === null ? "?" : "no")) + "</td><td>" + (a.telemetry_age_s ?? "-") +
       "</td><td>" + (a.power_kw ?? "-") + "</td><td>" + (a.soc ?? "-") + "</td></tr>").join("");
+    box.dataset.setpoints = p.chart[1].filter(v => v !== null).length;
+    box.dataset.metered = p.chart[2].filter(v => v !== null).length;
     chart("chart-" + p.id, p.chart, [{label: "setpoint kW", stroke: "#1f6feb"}, {label: "metered kW", stroke: "#1a7f37"},
       {label: "SoC", stroke: "#8250df", scale: "soc"}]);
   }
