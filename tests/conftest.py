@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy.exc
 import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -84,10 +87,28 @@ def postgres_url() -> Iterator[str]:
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            # WITH (FORCE): a test that failed may leave a pool connection open.
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    """Drop a test database, waiting out the server's own sessions on it.
+
+    WITH (FORCE) ends a pool connection a failed test left open; a session of
+    another role (an autovacuum worker the server started on the new
+    database) cannot be ended by the test role and refuses the drop
+    (InsufficientPrivilege / ObjectInUse) until it finishes, within seconds.
+    """
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except sqlalchemy.exc.DBAPIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
