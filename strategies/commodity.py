@@ -137,13 +137,18 @@ def check_supply(park: ParkConfig, inputs: ParkInputs, dt_h: np.ndarray) -> None
             )
 
 
+def heat_gain(asset: Any, inputs: ParkInputs, steps: int) -> np.ndarray:
+    """Heat per electricity (T,) of a converter: its COP series (heat pump) or efficiency."""
+    if asset.id in inputs.cop:
+        return np.asarray(inputs.cop[asset.id], dtype=float)
+    return np.full(steps, float(getattr(asset, "efficiency", 1.0)))
+
+
 def heat_capacity_kw(asset: Any, inputs: ParkInputs, steps: int) -> np.ndarray:
     """Most heat [kW_th] (T,) ``asset`` delivers to the levels it supplies."""
-    if asset.id in inputs.cop:
-        return float(asset.power_kw) * np.asarray(inputs.cop[asset.id], dtype=float)
     if getattr(asset, "heat_recovery_fraction", 0.0):
         return np.full(steps, float(asset.power_kw) * float(asset.heat_recovery_fraction))
-    return np.full(steps, float(asset.power_kw) * float(getattr(asset, "efficiency", 1.0)))
+    return float(asset.power_kw) * heat_gain(asset, inputs, steps)
 
 
 def with_idle_conversion(park: ParkConfig, inputs: ParkInputs) -> ParkInputs:
@@ -158,15 +163,10 @@ def with_idle_conversion(park: ParkConfig, inputs: ParkInputs) -> ParkInputs:
             if level in a.heat_outputs() and not a.produces_hydrogen
         ]
         # heat pumps (a COP series) first, best mean COP first; then boilers.
-        converters.sort(
-            key=lambda a: -float(np.mean(inputs.cop[a.id])) if a.id in inputs.cop
-            else -float(getattr(a, "efficiency", 1.0)) + 1e6
-        )
+        converters.sort(key=lambda a: (a.id not in inputs.cop, -float(
+            np.mean(heat_gain(a, inputs, steps)))))
         for asset in converters:
-            gain = (
-                np.asarray(inputs.cop[asset.id], dtype=float) if asset.id in inputs.cop
-                else np.full(steps, float(getattr(asset, "efficiency", 1.0)))
-            )
+            gain = heat_gain(asset, inputs, steps)
             heat = np.minimum(residual, float(asset.power_kw) * gain)
             draw[asset.id] = draw.get(asset.id, np.zeros(steps)) + heat / gain
             residual = residual - heat
@@ -202,11 +202,7 @@ def idle_flows(
                 out[(asset.id, level)] = stack * float(asset.heat_recovery_fraction)
             continue
         for level in asset.heat_outputs():
-            gain = (
-                np.asarray(inputs.cop[asset.id], dtype=float) if asset.id in inputs.cop
-                else np.full(steps, float(getattr(asset, "efficiency", 1.0)))
-            )
-            out[(asset.id, level)] = draw * gain
+            out[(asset.id, level)] = draw * heat_gain(asset, inputs, steps)
         if asset.storage_node is not None:
             out[(asset.id, asset.storage_node)] = np.zeros(steps)
     return out

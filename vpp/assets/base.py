@@ -189,6 +189,19 @@ in kg), plugged EV sessions, or a shift from the baseline with its energy offset
 recovery block."""
 
 
+def soc_issues(
+    file: str, where: str, soc_min: float, soc_max: float, soc_initial: float
+) -> Iterator[ConfigIssue]:
+    """``soc_min <= soc_initial <= soc_max`` of a storing asset, as config issues."""
+    if soc_min > soc_max:
+        yield ConfigIssue(file, f"{where}.soc_min", soc_min, f"must be <= soc_max ({soc_max})")
+    elif not soc_min <= soc_initial <= soc_max:
+        yield ConfigIssue(
+            file, f"{where}.soc_initial", soc_initial,
+            f"must lie within [soc_min, soc_max] = [{soc_min}, {soc_max}]",
+        )
+
+
 class AssetBase(Spec):
     """Fields every asset has, and the behaviour its type gives its spec."""
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from vpp.assets.base import AssetBase, SetpointKind, StateKind
+from vpp.assets.base import AssetBase, SetpointKind, StateKind, soc_issues
 from vpp.errors import ConfigIssue
 
 
@@ -91,20 +91,7 @@ class BatterySpec(AssetBase):
         )
 
     def config_issues(self, file: str, where: str) -> Iterator[ConfigIssue]:
-        if self.soc_min > self.soc_max:
-            yield ConfigIssue(
-                file,
-                f"{where}.soc_min",
-                self.soc_min,
-                f"must be <= soc_max ({self.soc_max})",
-            )
-        elif not self.soc_min <= self.soc_initial <= self.soc_max:
-            yield ConfigIssue(
-                file,
-                f"{where}.soc_initial",
-                self.soc_initial,
-                f"must lie within [soc_min, soc_max] = [{self.soc_min}, {self.soc_max}]",
-            )
+        return soc_issues(file, where, self.soc_min, self.soc_max, self.soc_initial)
 
     def exported_kwh(self, registers: Mapping[str, Any]) -> Any:
         return registers["discharged_kwh"] - registers["charged_kwh"]

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind, StateKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind, StateKind, soc_issues
 from vpp.assets.commodities import HYDROGEN
 from vpp.errors import ConfigIssue
 
@@ -79,12 +79,4 @@ class HydrogenStorageSpec(AssetBase):
         return f"{self.capacity_kg:g} kg H2, offtake {self.offtake_rate_kg_per_h:g} kg/h"
 
     def config_issues(self, file: str, where: str) -> Iterator[ConfigIssue]:
-        if self.soc_min > self.soc_max:
-            yield ConfigIssue(
-                file, f"{where}.soc_min", self.soc_min, f"must be <= soc_max ({self.soc_max})"
-            )
-        elif not self.soc_min <= self.soc_initial <= self.soc_max:
-            yield ConfigIssue(
-                file, f"{where}.soc_initial", self.soc_initial,
-                f"must lie within [soc_min, soc_max] = [{self.soc_min}, {self.soc_max}]",
-            )
+        return soc_issues(file, where, self.soc_min, self.soc_max, self.soc_initial)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field
 
-from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind, StateKind
+from vpp.assets.base import MULTI_ENERGY_ADAPTERS, AssetBase, SetpointKind, StateKind, soc_issues
 from vpp.errors import ConfigIssue
 
 
@@ -87,15 +87,7 @@ class ThermalStorageSpec(AssetBase):
         )
 
     def config_issues(self, file: str, where: str) -> Iterator[ConfigIssue]:
-        if self.soc_min > self.soc_max:
-            yield ConfigIssue(
-                file, f"{where}.soc_min", self.soc_min, f"must be <= soc_max ({self.soc_max})"
-            )
-        elif not self.soc_min <= self.soc_initial <= self.soc_max:
-            yield ConfigIssue(
-                file, f"{where}.soc_initial", self.soc_initial,
-                f"must lie within [soc_min, soc_max] = [{self.soc_min}, {self.soc_max}]",
-            )
+        return soc_issues(file, where, self.soc_min, self.soc_max, self.soc_initial)
 
     def simulation_inputs(
         self, config_dir: Path, index: pd.DatetimeIndex, timezone: str,
