@@ -475,10 +475,14 @@ class RealTimeDispatcher:
         *,
         hot: bool = True,
         reuse: bool = True,
+        settlement_rule: str = "two_settlement",
     ) -> None:
         if not parks:
             raise InputError("no parks to dispatch")
         self.parks = list(parks)
+        #: the market's settlement rule: how the strategy prices planned deviations
+        #: (:func:`strategies.imbalance.deviation_prices`)
+        self.settlement_rule = settlement_rule
         self.inputs = inputs
         self.index = inputs[self.parks[0].id].index
         self.interval_minutes = interval_minutes

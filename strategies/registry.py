@@ -43,6 +43,7 @@ import pandas as pd
 from strategies._solver import check_solver
 from strategies.day_ahead import DayAheadResult, build_day_ahead_bid
 from strategies.forecast import Forecast, get_forecaster
+from strategies.imbalance import deviation_prices
 from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimeResult
@@ -148,7 +149,10 @@ class Strategy:
         self, parks: Sequence[ParkConfig], inputs: Mapping[str, ParkInputs], rules: MarketRules
     ) -> RealTimeDispatcher:
         """A real-time dispatcher for the horizon of ``inputs`` (create once per day)."""
-        return RealTimeDispatcher(parks, inputs, rules.interval_minutes, self.options)
+        return RealTimeDispatcher(
+            parks, inputs, rules.interval_minutes, self.options,
+            settlement_rule=rules.settlement.rule,
+        )
 
     def real_time(
         self,
@@ -162,7 +166,13 @@ class Strategy:
         """Setpoints for interval ``position`` and the plan for the rest of the horizon."""
         remaining = dispatcher.index[position:]
         price = self.forecast_real_time(history, remaining, timezone)
-        return dispatcher.dispatch(position, states, award, price.to_numpy(float))
+        prices = deviation_prices(
+            dispatcher.settlement_rule, price.to_numpy(float), history, remaining, timezone
+        )
+        return dispatcher.dispatch(
+            position, states, award, prices.surplus_per_mwh,
+            price_shortfall=prices.shortfall_per_mwh,
+        )
 
 
 class StochasticStrategy(Strategy):
