@@ -508,7 +508,15 @@ class MarketConfig(Spec):
     @classmethod
     def _distinct_product_dates(cls, versions: list[RealTimeProduct]) -> list[RealTimeProduct]:
         seen: dict[tuple[str, dt.date], int] = {}
+        kinds: dict[str, tuple[str, int]] = {}
         for i, version in enumerate(versions):
+            kind, first = kinds.setdefault(version.id, (version.kind, i))
+            if version.kind != kind:
+                raise _field_error(
+                    (i, "kind"), version.kind,
+                    f"product {version.id!r} has kind {kind!r} in real_time_products[{first}]; every "
+                    "version of one id keeps its kind (give another kind its own id)",
+                )
             key = (version.id, version.effective_date)
             if key in seen:
                 raise _field_error(
