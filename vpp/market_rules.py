@@ -11,27 +11,27 @@ Every rule has one name, used in :class:`~vpp.errors.MarketRuleError`
 (``exc.rule``), in the exchange's HTTP answers (``{"rule": ...}``), in logs
 and in ``docs/market-rules.md``:
 
-==============  =====================================================  =========
-rule            checks                                                 runs in
-==============  =====================================================  =========
-market          the bid is for the market whose rules judge it         both
-quantity_only   a quantity-only market takes exactly one point         both
-max_segments    at most ``bidding.max_segments`` points per curve       both
-price_floor     every price >= ``price_limits.floor_per_mwh``          both
-price_cap       every price <= ``price_limits.cap_per_mwh``            both
-price_tick      every price is a multiple of ``price_tick_per_mwh``    both
-min_lot         every quantity is a multiple of ``min_lot_mw``         both
-price_order     prices strictly increase along the curve               both
-monotonicity    quantity never falls as the price rises                both
-intervals       one curve per product of the delivery day, in order    exchange
-gate_closure    the bid arrives before the product's gate closure      exchange
-duplicate_bid   one bid per market, delivery day and portfolio         exchange
-rt_product      a real-time bid names a product in force that day      both
-product_dis...  ``product_disabled``: the product is enabled           both
-rt_period       the period is one of the product's delivery periods    both
-rt_gate_clo...  ``rt_gate_closure``: before the period's gate          exchange
-rt_direction    both/up/down fits the kind; up >= 0, down <= 0 MW       both
-==============  =====================================================  =========
+================  ===================================================  ========
+rule              checks                                               runs in
+================  ===================================================  ========
+market            the bid is for the market whose rules judge it       both
+quantity_only     a quantity-only market takes exactly one point       both
+max_segments      at most ``bidding.max_segments`` points per curve    both
+price_floor       every price >= ``price_limits.floor_per_mwh``        both
+price_cap         every price <= ``price_limits.cap_per_mwh``          both
+price_tick        every price is a multiple of ``price_tick_per_mwh``  both
+min_lot           every quantity is a multiple of ``min_lot_mw``       both
+price_order       prices strictly increase along the curve             both
+monotonicity      quantity never falls as the price rises              both
+intervals         one curve per product of the delivery day, in order  exchange
+gate_closure      the bid arrives before the product's gate closure    exchange
+duplicate_bid     one bid per market, delivery day and portfolio       exchange
+rt_product        a real-time bid names a product in force that day    both
+product_disabled  the real-time product is enabled                     both
+rt_period         the period is one of the product's delivery periods  both
+rt_gate_closure   the bid arrives before its period's gate             exchange
+rt_direction      both/up/down fits the kind; up >= 0, down <= 0 MW    both
+================  ===================================================  ========
 
 The price rules (floor, cap, tick) apply where the market reads prices
 (``bidding.mode = "price_quantity"``); a quantity-only market ignores the
