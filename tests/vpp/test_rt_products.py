@@ -203,6 +203,19 @@ def test_gate_closure_by_hand(
     assert rules.rt_gate_closure(product, start).tzinfo is not None
 
 
+def test_gates_of_every_period_on_fall_back_days_are_one_hour_apart_and_plain_datetimes() -> None:
+    # Periods straight from rt_periods (pandas Timestamps) across the repeated hour.
+    for market, product, day, before in (
+        (ERCOT, "rt-energy", dt.date(2022, 11, 6), dt.timedelta(hours=1)),
+        (DK1, "mfrr-energy", dt.date(2016, 10, 30), dt.timedelta(minutes=45)),
+    ):
+        rules = market.rules_on(day)
+        periods = rules.rt_periods(product, day)
+        gates = [rules.rt_gate_closure(product, t) for t in periods]
+        assert all(type(g) is dt.datetime for g in gates)
+        assert [t.to_pydatetime() - g for t, g in zip(periods, gates, strict=True)] == [before] * 25
+
+
 def test_hour_anchor_counts_from_the_local_hour_not_the_period() -> None:
     # A 15-minute product gated 60 min before its hour: 10:45 CST (+8) -> hour 10:00 -> 09:00.
     rules, _ = _with(CN.rules_on(dt.date(2025, 5, 2)), "rt-energy", gate_anchor="hour")

@@ -623,7 +623,8 @@ class MarketRules(Spec):
         require_aware(period_start_utc, "period_start_utc")
         product = self.rt_product(product_id)
         tz = zone(self.timezone)
-        local = period_start_utc.astimezone(tz)
+        # A plain datetime (not a pandas Timestamp), so replace() below keeps the fold.
+        local = pd.Timestamp(period_start_utc).to_pydatetime().astimezone(tz)
         if product.kind == "intraday_auction":
             session = product.session_for(local)
             if session is None:
