@@ -80,6 +80,55 @@ class DayAheadBid:
         return f"{self.market_id}/{self.delivery_day.isoformat()}/{self.portfolio_id}/day_ahead"
 
 
+#: Directions of a real-time bid: ``both`` for energy offers and auctions (one curve that
+#: sells and buys), ``up``/``down`` for the separate bids of a regulating product.
+RT_DIRECTIONS = ("both", "up", "down")
+
+
+@dataclass(frozen=True)
+class RealTimeBid:
+    """A portfolio's bid into one real-time product for one delivery period.
+
+    ``points`` is a monotone price-quantity curve as in :class:`BidCurve` (quantity
+    non-decreasing in price; > 0 sells/injects, < 0 buys/draws, :mod:`vpp.units`).
+    ``direction`` is ``"both"`` for an energy offer or an intraday auction; a regulating
+    product takes separate bids: ``"up"`` (more injection or less draw, every quantity
+    >= 0, activated where the up-regulating price >= the point's price) and ``"down"``
+    (less injection or more draw, every quantity <= 0, activated where the
+    down-regulating price <= the point's price). Each point's quantity is the total
+    offered at that price, not an increment (``vpp.market_rules.clear_rt_bid``).
+    """
+
+    market_id: str
+    portfolio_id: str
+    product_id: str
+    period_start: dt.datetime
+    points: tuple[BidPoint, ...]
+    direction: str
+    created_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        require_aware(self.period_start, "period_start")
+        require_aware(self.created_at, "created_at")
+        if not self.points:
+            raise InputError("a real-time bid needs at least one point")
+        if self.direction not in RT_DIRECTIONS:
+            raise InputError(
+                f"real-time bid direction {self.direction!r}, allowed {list(RT_DIRECTIONS)}"
+            )
+
+    @property
+    def curve(self) -> BidCurve:
+        """The points as the curve of the delivery period (what the curve rules check)."""
+        return BidCurve(self.period_start, self.points)
+
+    @property
+    def idempotency_key(self) -> str:
+        """One bid per market, product, period, portfolio and direction."""
+        start = self.period_start.astimezone(dt.UTC).isoformat()
+        return f"{self.market_id}/{self.product_id}/{start}/{self.portfolio_id}/{self.direction}"
+
+
 @dataclass(frozen=True)
 class Award:
     """The exchange's result for one product: quantity cleared at a price (the market wire).

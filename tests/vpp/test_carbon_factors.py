@@ -21,7 +21,7 @@ CARBON = REPO / "config" / "carbon"
 
 def test_every_shipped_market_names_a_loaded_region() -> None:
     config = load_config(REPO / "config")
-    assert set(config.carbon) == {"cn", "de", "dk", "us-ercot"}
+    assert set(config.carbon) == {"cn", "de", "dk", "us-caiso", "us-ercot"}
     for market in config.markets.values():
         assert market.carbon_region in config.carbon, market.id
 

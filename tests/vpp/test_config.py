@@ -61,7 +61,9 @@ def test_shipped_config_loads_every_asset_type() -> None:
     cfg = load_config("config")
     types = {a.type for p in cfg.parks.values() for a in p.assets}
     assert types == set(ASSET_TYPES)  # every registered type ships in an example park
-    assert set(cfg.markets) == {"cn-province-a", "nordpool-dk1", "ercot-houston", "epex-de-lu"}
+    assert set(cfg.markets) == {
+        "cn-province-a", "nordpool-dk1", "ercot-houston", "epex-de-lu", "caiso-np15"
+    }  # caiso-np15: rules only, no CAISO price data ships
 
 
 @pytest.mark.parametrize(
@@ -172,7 +174,7 @@ def test_validate_single_file_uses_sibling_markets(cfg_dir: Path) -> None:
     path = _park(cfg_dir, GOOD_PARK.replace("cn-province-a", "atlantis"))
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 1
-    assert "market = 'atlantis': unknown market; known: cn-province-a" in result.output
+    assert "market = 'atlantis': unknown market; known: caiso-np15, cn-province-a" in result.output
 
 
 def test_market_floor_above_cap(cfg_dir: Path) -> None:

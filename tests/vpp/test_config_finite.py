@@ -71,6 +71,46 @@ def _market() -> dict[str, Any]:
             }
         ],
         "settlement": [{"rule": "two_settlement", **source}],
+        "real_time_products": [
+            {
+                "id": "rt-energy",
+                "kind": "energy_offer",
+                "period_minutes": 15,
+                "settlement_minutes": 15,
+                "gate_minutes_before": 60,
+                "gate_anchor": "period",
+                "max_segments": 10,
+                "min_lot_mw": 0.1,
+                "price_tick_per_mwh": 0.01,
+                "floor_per_mwh": -80.0,
+                "cap_per_mwh": 1500.0,
+                "price_columns": ["rt_price"],
+                "has_price_data": True,
+                **source,
+            },
+            {
+                "id": "ida1",
+                "kind": "intraday_auction",
+                "period_minutes": 15,
+                "settlement_minutes": 15,
+                "sessions": [
+                    {
+                        "name": "IDA1",
+                        "gate_local": dt.time(15, 0),
+                        "gate_day_offset": -1,
+                        "delivery_start_local": dt.time(0, 0),
+                        "delivery_end_local": dt.time(0, 0),
+                    }
+                ],
+                "max_segments": 256,
+                "min_lot_mw": 0.1,
+                "floor_per_mwh": -9999.0,
+                "cap_per_mwh": 9999.0,
+                "price_columns": ["ida1_price"],
+                "has_price_data": False,
+                **source,
+            },
+        ],
     }
 
 

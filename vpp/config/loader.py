@@ -34,7 +34,9 @@ from vpp.timeutil import zone
 
 M = TypeVar("M", bound=BaseModel)
 
-_RULE_GROUPS = ("day_ahead", "real_time", "price_limits", "bidding", "settlement")
+_RULE_GROUPS = (
+    "day_ahead", "real_time", "price_limits", "bidding", "settlement", "real_time_products"
+)
 
 
 def _field_path(loc: Iterable[int | str]) -> str:
@@ -104,6 +106,9 @@ def _issues_from_validation(file: str, exc: ValidationError) -> list[ConfigIssue
             value = value.get(tag) if isinstance(value, dict) else value
         if error["type"] in ("number_written_as_text", "number_too_large"):  # raised for the table, names its field
             loc.append(error["ctx"]["field"])
+            value = error["ctx"]["value"]
+        if error["type"] == "field_error":  # a cross-field check names the field it blames
+            loc.extend(error["ctx"]["loc"])
             value = error["ctx"]["value"]
         if isinstance(value, dict):
             value = "{...}"

@@ -21,11 +21,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from pydantic import (
     Field,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from vpp.assets import ASSET_TYPES as _REGISTRY
 from vpp.assets import (
@@ -65,7 +67,7 @@ from vpp.spec import (
     _check_timezone,
     _divides_day,
 )
-from vpp.timeutil import zone
+from vpp.timeutil import day_intervals_utc, require_aware, zone
 
 # --------------------------------------------------------------------------- assets
 
@@ -235,6 +237,226 @@ class SettlementRule(Rule):
     )
 
 
+#: Price columns of the canonical price frame a real-time product may clear against
+#: (``market_replay.canonical``); a product with ``has_price_data = true`` must name them.
+RT_PRICE_COLUMNS = ("rt_price", "rt_price_up", "rt_price_down")
+
+
+def _field_error(loc: tuple[str | int, ...], value: Any, message: str) -> PydanticCustomError:
+    """A model-level error the loader reports at ``loc`` (a field path), with ``value``."""
+    return PydanticCustomError(
+        "field_error", message, {"loc": loc, "value": value}
+    )
+
+
+def _midnight_is_end(value: dt.time) -> int:
+    """Minutes after local midnight of a delivery window's end; 00:00 is the end of the day."""
+    return 1440 if value == dt.time(0) else value.hour * 60 + value.minute
+
+
+class AuctionSession(Spec):
+    """One intraday auction session: its gate and the delivery window it clears."""
+
+    name: str = Field(min_length=1, description="Session name, e.g. IDA1")
+    gate_local: dt.time = Field(description="Gate closure of the session, market-local time")
+    gate_day_offset: int = Field(
+        le=0, ge=-7, description="Days before the delivery day of the gate (-1 = D-1, 0 = D)"
+    )
+    delivery_start_local: dt.time = Field(
+        description="First delivery period's start on the delivery day, market-local time"
+    )
+    delivery_end_local: dt.time = Field(
+        description="End of the last delivery period, market-local time; 00:00 = end of the day"
+    )
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> AuctionSession:
+        start = self.delivery_start_local.hour * 60 + self.delivery_start_local.minute
+        if _midnight_is_end(self.delivery_end_local) <= start:
+            raise _field_error(
+                ("delivery_end_local",), str(self.delivery_end_local),
+                f"must be after delivery_start_local {self.delivery_start_local} "
+                "(00:00 = the end of the day)",
+            )
+        if (self.gate_day_offset, self.gate_local) >= (0, self.delivery_start_local):
+            raise _field_error(
+                ("gate_local",), str(self.gate_local),
+                f"the gate (day offset {self.gate_day_offset}) must be before the delivery "
+                f"window starts at {self.delivery_start_local} on the delivery day",
+            )
+        return self
+
+
+class RealTimeProduct(Rule):
+    """One real-time (or intraday) bid product of a market, one version of it.
+
+    ``kind`` says how a bid is read and cleared (``vpp.market_rules.clear_rt_bid``):
+
+    * ``energy_offer``: one monotone curve per delivery period, cleared against the
+      realised real-time price (ERCOT real-time energy offers/bids, CAISO FMM);
+    * ``regulating``: separate ``up`` and ``down`` bids per period (Nordic mFRR energy
+      activation): an up bid is activated where the up-regulating price >= its price, a
+      down bid where the down-regulating price <= its price, both paid the regulating price;
+    * ``intraday_auction``: auction sessions (EU IDA1/2/3), each with a gate and a delivery
+      window, the day-ahead order types.
+
+    The gate of a period is ``gate_minutes_before`` minutes before the period's start
+    (``gate_anchor = "period"``) or before the start of its market-local hour
+    (``"hour"``); for auctions it is the gate of the session whose delivery window holds
+    the period. Price limits, lot, tick and segments are the product's own, not the
+    day-ahead ones.
+    """
+
+    id: Id = Field(description="Product id, e.g. rt-energy, mfrr-energy, ida1")
+    kind: Literal["energy_offer", "regulating", "intraday_auction"] = Field(
+        description="How bids are read and cleared: energy_offer, regulating or intraday_auction"
+    )
+    enabled: bool = Field(
+        True,
+        description="Whether the portfolio may bid this product; false: the product exists "
+        "for others (e.g. the generator side) and deviations just settle",
+    )
+    period_minutes: int = Field(description="Delivery period of one bid curve [min]")
+    settlement_minutes: int = Field(
+        description="Settlement interval a period's award is cleared and paid in [min]"
+    )
+    gate_minutes_before: int | None = Field(
+        None, ge=0, le=7 * 1440,
+        description="Gate closure this long before the gate anchor [min] (energy_offer, "
+        "regulating)",
+    )
+    gate_anchor: Literal["period", "hour"] | None = Field(
+        None,
+        description="What the gate counts back from: the period's start or the start of its "
+        "market-local hour (energy_offer, regulating)",
+    )
+    sessions: list[AuctionSession] = Field(
+        default_factory=list, description="Auction sessions (intraday_auction only)"
+    )
+    curve: Literal["step", "linear"] = Field(
+        "step", description="How the market reads a curve between its points (regulating: step)"
+    )
+    max_segments: int = Field(ge=1, le=1000, description="Most price-quantity points per curve")
+    min_lot_mw: float = Field(gt=0, description="Quantities are multiples of this [MW]")
+    price_tick_per_mwh: float = Field(0.01, gt=0, description="Price granularity [currency/MWh]")
+    floor_per_mwh: float = Field(description="Lowest allowed bid price [currency/MWh]")
+    cap_per_mwh: float = Field(description="Highest allowed bid price [currency/MWh]")
+    price_columns: list[str] = Field(
+        min_length=1,
+        max_length=2,
+        description="Price columns it clears against: [rt_price] (energy_offer), "
+        "[rt_price_up, rt_price_down] (regulating), a named column for auctions",
+    )
+    has_price_data: bool = Field(
+        description="Whether the shipped price files carry price_columns, i.e. the product "
+        "can be backtested; false for the intraday auctions (no intraday prices ship)"
+    )
+
+    _period = field_validator("period_minutes", "settlement_minutes")(_divides_day)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RealTimeProduct:
+        if self.floor_per_mwh >= self.cap_per_mwh:
+            raise _field_error(
+                ("floor_per_mwh",), self.floor_per_mwh,
+                f"must be < cap_per_mwh = {self.cap_per_mwh:g}",
+            )
+        if self.period_minutes % self.settlement_minutes and (
+            self.settlement_minutes % self.period_minutes
+        ):
+            raise _field_error(
+                ("settlement_minutes",), self.settlement_minutes,
+                f"must nest with period_minutes = {self.period_minutes} "
+                "(one a multiple of the other)",
+            )
+        auction = self.kind == "intraday_auction"
+        for name in ("gate_minutes_before", "gate_anchor"):
+            given = getattr(self, name) is not None
+            if auction and given:
+                raise _field_error(
+                    (name,), getattr(self, name),
+                    "not allowed for an intraday_auction: its gates are the sessions'",
+                )
+            if not auction and not given:
+                raise _field_error((name,), None, f"is required for kind = {self.kind!r}")
+        if auction and not self.sessions:
+            raise _field_error(("sessions",), None, "an intraday_auction needs at least one session")
+        if not auction and self.sessions:
+            raise _field_error(
+                ("sessions",), "[...]",
+                f"only an intraday_auction has sessions; kind = {self.kind!r} gates by "
+                "gate_minutes_before/gate_anchor",
+            )
+        if self.gate_anchor == "hour" and 60 % self.period_minutes:
+            raise _field_error(
+                ("gate_anchor",), "hour",
+                f"period_minutes = {self.period_minutes} does not divide an hour; use 'period'",
+            )
+        self._check_sessions()
+        self._check_columns()
+        return self
+
+    def _check_sessions(self) -> None:
+        names: dict[str, int] = {}
+        windows: list[tuple[int, int, int]] = []
+        for i, session in enumerate(self.sessions):
+            if session.name in names:
+                raise _field_error(
+                    ("sessions", i, "name"), session.name,
+                    f"duplicate session name (also sessions[{names[session.name]}])",
+                )
+            names[session.name] = i
+            start_t = session.delivery_start_local
+            start = start_t.hour * 60 + start_t.minute
+            end = _midnight_is_end(session.delivery_end_local)
+            for field, minute in (("delivery_start_local", start), ("delivery_end_local", end)):
+                if minute % self.period_minutes or getattr(session, field).second:
+                    raise _field_error(
+                        ("sessions", i, field), str(getattr(session, field)),
+                        f"must be on a {self.period_minutes}-min period boundary",
+                    )
+            for j, other_start, other_end in windows:
+                if start < other_end and other_start < end:
+                    raise _field_error(
+                        ("sessions", i, "delivery_start_local"), str(start_t),
+                        f"delivery window overlaps sessions[{j}]; one session per period "
+                        "(give another auction its own product)",
+                    )
+            windows.append((i, start, end))
+
+    def _check_columns(self) -> None:
+        columns = self.price_columns
+        if self.kind == "regulating":
+            if self.curve != "step":
+                raise _field_error(("curve",), self.curve, "a regulating product reads 'step' curves")
+            if columns != ["rt_price_up", "rt_price_down"]:
+                raise _field_error(
+                    ("price_columns",), columns,
+                    "a regulating product clears against ['rt_price_up', 'rt_price_down']",
+                )
+        elif len(columns) != 1:
+            raise _field_error(
+                ("price_columns",), columns, f"kind = {self.kind!r} clears against one column"
+            )
+        if self.has_price_data and not set(columns) <= set(RT_PRICE_COLUMNS):
+            raise _field_error(
+                ("price_columns",), columns,
+                f"has_price_data = true needs columns of the price files, one of "
+                f"{list(RT_PRICE_COLUMNS)}; set has_price_data = false where no prices ship",
+            )
+
+    def session_for(self, period_start_local: dt.datetime) -> AuctionSession | None:
+        """The auction session whose delivery window holds a period starting then (local)."""
+        minute = period_start_local.hour * 60 + period_start_local.minute
+        for session in self.sessions:
+            start = session.delivery_start_local
+            if start.hour * 60 + start.minute <= minute < _midnight_is_end(
+                session.delivery_end_local
+            ):
+                return session
+        return None
+
+
 class MarketConfig(Spec):
     """A market's rules. Each rule group may list several versions by effective date."""
 
@@ -251,6 +473,11 @@ class MarketConfig(Spec):
     price_limits: list[PriceLimits] = Field(min_length=1)
     bidding: list[BiddingRule] = Field(min_length=1)
     settlement: list[SettlementRule] = Field(min_length=1)
+    real_time_products: list[RealTimeProduct] = Field(
+        default_factory=list,
+        description="Real-time and intraday bid products ([[real_time_products]]), each "
+        "versioned by id and effective_date; none: the market takes no real-time bids",
+    )
     carbon_region: Id | None = Field(
         None,
         description="Carbon region file (config/carbon/<carbon_region>.toml) of this market's "
@@ -275,6 +502,29 @@ class MarketConfig(Spec):
         dates = [v.effective_date for v in versions]
         if len(set(dates)) != len(dates):
             raise ValueError("two versions share one effective_date")
+        return sorted(versions, key=lambda v: v.effective_date)
+
+    @field_validator("real_time_products")
+    @classmethod
+    def _distinct_product_dates(cls, versions: list[RealTimeProduct]) -> list[RealTimeProduct]:
+        seen: dict[tuple[str, dt.date], int] = {}
+        kinds: dict[str, tuple[str, int]] = {}
+        for i, version in enumerate(versions):
+            kind, first = kinds.setdefault(version.id, (version.kind, i))
+            if version.kind != kind:
+                raise _field_error(
+                    (i, "kind"), version.kind,
+                    f"product {version.id!r} has kind {kind!r} in real_time_products[{first}]; every "
+                    "version of one id keeps its kind (give another kind its own id)",
+                )
+            key = (version.id, version.effective_date)
+            if key in seen:
+                raise _field_error(
+                    (i, "effective_date"), str(version.effective_date),
+                    f"product {version.id!r} has two versions on this date (also "
+                    f"real_time_products[{seen[key]}]); give each version its own effective_date",
+                )
+            seen[key] = i
         return sorted(versions, key=lambda v: v.effective_date)
 
     @model_validator(mode="after")
@@ -321,7 +571,19 @@ class MarketConfig(Spec):
             price_limits=pick(self.price_limits, "price_limits"),
             bidding=pick(self.bidding, "bidding"),
             settlement=pick(self.settlement, "settlement"),
+            real_time_products=self.rt_products_on(day),
         )
+
+    def rt_products_on(self, day: dt.date) -> tuple[RealTimeProduct, ...]:
+        """The version of each real-time product in force on ``day`` (enabled or not), by id.
+
+        A product whose first version is after ``day`` did not exist yet and is left out.
+        """
+        latest: dict[str, RealTimeProduct] = {}
+        for version in self.real_time_products:  # sorted by effective_date
+            if version.effective_date <= day:
+                latest[version.id] = version
+        return tuple(latest[key] for key in sorted(latest))
 
 
 class MarketRules(Spec):
@@ -336,6 +598,58 @@ class MarketRules(Spec):
     price_limits: PriceLimits
     bidding: BiddingRule
     settlement: SettlementRule
+    real_time_products: tuple[RealTimeProduct, ...] = Field(
+        (), description="Real-time bid products in force on that day, enabled or not"
+    )
+
+    def rt_product(self, product_id: str) -> RealTimeProduct:
+        """The real-time product ``product_id`` in force, or :class:`InputError` naming those that are."""
+        for product in self.real_time_products:
+            if product.id == product_id:
+                return product
+        known = [p.id for p in self.real_time_products] or "none"
+        raise InputError(
+            f"market {self.market_id}: no real-time product {product_id!r} in force, "
+            f"known: {known}"
+        )
+
+    def rt_gate_closure(self, product_id: str, period_start_utc: dt.datetime) -> dt.datetime:
+        """Last moment [UTC] a bid for the period starting at ``period_start_utc`` is taken.
+
+        Computed in market-local time, so DST days are right: ``"hour"`` counts back from
+        the start of the period's local hour, ``"period"`` from the period's start; an
+        auction's gate is that of the session whose delivery window holds the period.
+        """
+        require_aware(period_start_utc, "period_start_utc")
+        product = self.rt_product(product_id)
+        tz = zone(self.timezone)
+        # A plain datetime (not a pandas Timestamp), so replace() below keeps the fold.
+        local = pd.Timestamp(period_start_utc).to_pydatetime().astimezone(tz)
+        if product.kind == "intraday_auction":
+            session = product.session_for(local)
+            if session is None:
+                raise InputError(
+                    f"{product_id}: {local.isoformat()} is in no session's delivery window "
+                    f"({', '.join(s.name for s in product.sessions)})"
+                )
+            gate_day = local.date() + dt.timedelta(days=session.gate_day_offset)
+            return dt.datetime.combine(gate_day, session.gate_local, tzinfo=tz).astimezone(dt.UTC)
+        anchor = local.replace(minute=0, second=0, microsecond=0) if (
+            product.gate_anchor == "hour"
+        ) else local  # replace() keeps the fold, so the repeated hour stays itself
+        minutes = product.gate_minutes_before or 0
+        return anchor.astimezone(dt.UTC) - dt.timedelta(minutes=minutes)
+
+    def rt_periods(self, product_id: str, day: dt.date) -> pd.DatetimeIndex:
+        """UTC starts of the product's delivery periods on local ``day`` (92/100 quarter-hours
+        on EU DST days); for an auction only those in its sessions' delivery windows."""
+        product = self.rt_product(product_id)
+        periods = day_intervals_utc(day, self.timezone, product.period_minutes)
+        if product.kind != "intraday_auction":
+            return periods
+        local = periods.tz_convert(self.timezone)
+        keep = [product.session_for(t.to_pydatetime()) is not None for t in local]
+        return periods[keep]
 
     def gate_closure(self, delivery_day: dt.date) -> dt.datetime:
         """Day-ahead gate closure for ``delivery_day`` as a tz-aware UTC datetime."""
@@ -583,9 +897,11 @@ __all__ = [
     "ADAPTER_TYPES",
     "ASSET_TYPES",
     "LARGEST_NUMBER",
+    "RT_PRICE_COLUMNS",
     "AdapterSpec",
     "AssetBase",
     "AssetSpec",
+    "AuctionSession",
     "BacktestSettings",
     "BatterySpec",
     "BiddingRule",
@@ -616,6 +932,7 @@ __all__ = [
     "PriceLimits",
     "PvProfileSource",
     "PvSpec",
+    "RealTimeProduct",
     "RealTimeRule",
     "Rule",
     "SessionsSource",
