@@ -142,7 +142,7 @@ def _json(
     status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None, *, close: bool = False
 ) -> Response:
     # json.dumps with its default separators: the bodies are byte for byte those of the
-    # http.server version the daemon and the tests were written against.
+    # version on the standard library's HTTP server the daemon and the tests were written against.
     extra = dict(headers or {})
     if close:  # the body was not read, or the client is not trusted with another request
         extra["Connection"] = "close"
