@@ -21,8 +21,17 @@ Every route but ``/v1/health`` needs ``Authorization: Bearer <token>``
 be authorised for the ``portfolio_id`` (403 otherwise). Tokens map to
 portfolios (:func:`parse_tokens`); they are compared in constant time and
 never logged. Requests are bounded: body size, JSON depth and field
-contents (:mod:`vpp.wire`), a socket timeout and a whole-request deadline
-per connection, and a number of concurrent connections.
+contents (:mod:`vpp.wire`), a read timeout for the body
+(:data:`SOCKET_TIMEOUT_S`, 408), a whole-request deadline from its first byte
+(:data:`REQUEST_DEADLINE_S`, 408 then closed), an idle keep-alive timeout and a
+number of concurrent connections (:data:`MAX_CONNECTIONS`, 503 ``busy``).
+
+Served by Starlette on uvicorn (:class:`vpp.http.HttpServer`, the same server,
+HTTP/1.1 protocol and deadline as the daemon's metrics): Starlette rather than
+FastAPI because this API is specified by ``docs/exchange-api.md`` and pinned
+by its tests (exact messages, the order of checks: 413 before 401, 401 before
+404), not by an OpenAPI schema, so FastAPI's validation and schema would only
+stand between the routes and the answers they must give.
 
 ``/v1/history`` answers ``{"columns": [...], "index": [ISO, ...], "values":
 [[x or null, ...], ...]}``: the rows with at least one value published at
@@ -39,24 +48,28 @@ connection without an answer, never a traceback.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import datetime as dt
 import hmac
 import json
-import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from market_replay.exchange import ReplayExchange
 from vpp.errors import InputError, LookAheadError, MarketRuleError
-from vpp.http import framing_error
+from vpp.http import ASGIApp, HttpServer, Message, Scope, json_protocol
 from vpp.wire import (
     WireError,
     award_to_json,
@@ -72,10 +85,14 @@ log = structlog.get_logger(__name__)
 
 # A day of 400 products x 64 points is well under this; a day of 96 x 10 is ~60 kB.
 MAX_BODY_BYTES = 1_048_576
-SOCKET_TIMEOUT_S = 10.0  # one read or write on a connection
+# Each read at the time of a request, so a test (or an operator's script) may change them.
+SOCKET_TIMEOUT_S = 10.0  # one read of the body; an idle keep-alive connection (fixed at start)
 REQUEST_DEADLINE_S = 30.0  # one whole request, from waiting for its first byte to the answer
 MAX_CONNECTIONS = 64
 _MIN_TOKEN_CHARS = 16
+
+_T = TypeVar("_T")
+_PROTOCOL = json_protocol("exchange", lambda: REQUEST_DEADLINE_S)
 
 
 class TokenError(InputError):
@@ -112,16 +129,48 @@ def parse_tokens(text: str) -> dict[str, frozenset[str]]:
     return {token: frozenset(portfolios) for token, portfolios in out.items()}
 
 
-class ExchangeServer(ThreadingHTTPServer):
-    """A threaded HTTP server around one :class:`ReplayExchange` (calls serialised).
+
+class _Answer(Exception):  # noqa: N818 -- not an error: a route's early answer
+    """Raised by a check to answer the request at once (401, 403, 400, 413, 408...)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _json(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None, *, close: bool = False
+) -> Response:
+    # json.dumps with its default separators: the bodies are byte for byte those of the
+    # version on the standard library's HTTP server the daemon and the tests were written against.
+    extra = dict(headers or {})
+    if close:  # the body was not read, or the client is not trusted with another request
+        extra["Connection"] = "close"
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=extra)
+
+
+def _error(
+    status: int,
+    kind: str,
+    message: str,
+    rule: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    close: bool = False,
+) -> Response:
+    return _json(status, {"error": kind, "message": message, "rule": rule}, headers, close=close)
+
+
+class ExchangeServer(HttpServer):
+    """One :class:`ReplayExchange` over HTTP, on Starlette and uvicorn (calls serialised).
 
     ``tokens`` maps each accepted bearer token to the portfolios it may bid
     and read for. Without tokens the server refuses to start unless
-    ``insecure_no_auth`` is set (then every request is allowed).
+    ``insecure_no_auth`` is set (then every request is allowed). The socket is
+    bound at construction (``OSError`` if the port is taken; port 0 gives a free
+    one, see ``server_address`` and ``url``); run :meth:`serve_forever` in a
+    thread, stop with :meth:`shutdown` and :meth:`server_close`.
     """
-
-    daemon_threads = True
-    request_queue_size = 16
 
     def __init__(
         self,
@@ -142,17 +191,18 @@ class ExchangeServer(ThreadingHTTPServer):
         self.tokens = dict(tokens or {})
         self.insecure_no_auth = insecure_no_auth and not self.tokens
         self.lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__((host, port), _Handler)
+        super().__init__(
+            _app(self),
+            host,
+            port,
+            protocol=_PROTOCOL,
+            keep_alive_s=SOCKET_TIMEOUT_S,
+            limit_concurrency=max_connections,
+        )
         if not is_loopback(host):
             log.warning("exchange_bound_non_loopback", host=host, port=self.server_address[1])
         if self.insecure_no_auth:
             log.warning("exchange_auth_disabled", host=host, port=self.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def portfolios_of(self, header: str | None) -> frozenset[str] | None:
         """The portfolios a request's ``Authorization`` header grants; None if not authenticated.
@@ -169,308 +219,316 @@ class ExchangeServer(ThreadingHTTPServer):
                 granted = portfolios
         return granted
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.warning("exchange_busy", client=str(client_address[0]))
-            try:
-                body = json.dumps(
-                    {"error": "busy", "message": "too many connections", "rule": None}
-                ).encode()
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                    b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
-                    + b"\r\n\r\n" + body
-                )
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ExchangeServer
-    protocol_version = "HTTP/1.1"
-    timeout = SOCKET_TIMEOUT_S
-    error_content_type = "application/json"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(
-            "exchange_http",
-            request=self.requestline[:200],
-            status=args[1] if len(args) > 1 else None,
-        )
-
-    def log_error(self, format: str, *args: Any) -> None:
-        log.info("exchange_http_error", request=self.requestline[:200], reason=format % args)
-
-    def handle_one_request(self) -> None:
-        # A whole-request deadline: a client sending one byte per timeout cannot hold a thread.
-        timer = threading.Timer(REQUEST_DEADLINE_S, self._expire)
-        timer.daemon = True
-        timer.start()
-        try:
-            super().handle_one_request()
-        except (TimeoutError, ConnectionError, OSError):
-            self.close_connection = True
-        finally:
-            timer.cancel()
-
-    def _expire(self) -> None:
-        log.info("exchange_request_expired", deadline_s=REQUEST_DEADLINE_S)
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Framing errors of http.server (bad request line, headers, method) as JSON."""
-        kind, text = framing_error(self, code, message)
-        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:  # HEAD, PUT, OPTIONS...
-            self._error(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                f"method {self.command[:20]!r} is not allowed: use GET or POST",
-                headers={"Allow": "GET, POST"},
-            )
-            return
-        self._error(code, kind, text)
-
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _error(
-        self,
-        status: int,
-        kind: str,
-        message: str,
-        rule: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self._send(status, {"error": kind, "message": message, "rule": rule}, headers)
-
-    # ----------------------------------------------------------------- auth
-
-    def _granted(self) -> frozenset[str] | None:
-        """The portfolios this request may use; None after answering 401."""
-        if self.server.insecure_no_auth:
+    def granted(self, request: Request) -> frozenset[str]:
+        """The portfolios this request may use; raises the 400/401 answer otherwise."""
+        if self.insecure_no_auth:
             return frozenset({"*"})
-        headers = self.headers.get_all("Authorization") or []
+        headers = request.headers.getlist("authorization")
         if len(headers) > 1:  # which one counts is ambiguous (proxies disagree): refuse
-            self.close_connection = True
-            self._error(
-                HTTPStatus.BAD_REQUEST,
-                "bad_request",
-                f"{len(headers)} Authorization headers: exactly one is allowed",
+            raise _Answer(
+                _error(
+                    HTTPStatus.BAD_REQUEST,
+                    "bad_request",
+                    f"{len(headers)} Authorization headers: exactly one is allowed",
+                    close=True,
+                )
             )
-            return None
-        granted = self.server.portfolios_of(headers[0] if headers else None)
+        granted = self.portfolios_of(headers[0] if headers else None)
         if granted is None:
-            self.close_connection = True
-            self._error(
-                HTTPStatus.UNAUTHORIZED,
-                "unauthorized",
-                "a valid 'Authorization: Bearer <token>' header is required",
-                headers={"WWW-Authenticate": 'Bearer realm="vpp-exchange"'},
+            raise _Answer(
+                _error(
+                    HTTPStatus.UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid 'Authorization: Bearer <token>' header is required",
+                    headers={"WWW-Authenticate": 'Bearer realm="vpp-exchange"'},
+                    close=True,
+                )
             )
         return granted
 
-    def _allowed(self, granted: frozenset[str], portfolio_id: str) -> bool:
-        if "*" in granted and self.server.insecure_no_auth:
-            return True
-        if portfolio_id in granted:
-            return True
-        self._error(
-            HTTPStatus.FORBIDDEN,
-            "forbidden",
-            f"the token is not authorised for portfolio_id {portfolio_id!r}",
+    def allow(self, granted: frozenset[str], portfolio_id: str) -> None:
+        """Raises the 403 answer unless ``granted`` covers ``portfolio_id``."""
+        if ("*" in granted and self.insecure_no_auth) or portfolio_id in granted:
+            return
+        raise _Answer(
+            _error(
+                HTTPStatus.FORBIDDEN,
+                "forbidden",
+                f"the token is not authorised for portfolio_id {portfolio_id!r}",
+            )
         )
-        return False
 
-    # ----------------------------------------------------------------- routes
 
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        exchange = self.server.exchange
-        granted: frozenset[str] = frozenset()
-        if url.path != "/v1/health":
-            found = self._granted()
-            if found is None:
-                return
-            granted = found
-        try:
-            parsed = parse_qs(url.query, strict_parsing=False)
-            for name, values in parsed.items():
-                if len(values) > 1:  # which one counts is ambiguous: refuse
-                    raise InputError(f"{name[:40]!r} given {len(values)} times, once allowed")
-            query = {k: v[0] for k, v in parsed.items()}
-            if url.path in ("/v1/day-ahead/awards", "/v1/day-ahead/bids"):
-                portfolio_id = check_id(query.get("portfolio_id"), "portfolio_id")
-                text = query["delivery_day"]
-                if len(text) != 10:
-                    raise InputError(f"delivery_day = {text[:30]!r}: expected YYYY-MM-DD")
-                day = dt.date.fromisoformat(text)
-                if not self._allowed(granted, portfolio_id):
-                    return
-            with self.server.lock:
-                now = exchange.clock.now()
-                if url.path in ("/v1/health", "/v1/time"):
-                    body: dict[str, Any] = {"now": now.isoformat()}
-                    if url.path == "/v1/health":
-                        body["status"] = "ok"
-                        body["market_id"] = exchange.market.id
-                        body["speed"] = float(getattr(exchange.clock, "speed", 1.0))
-                        body["first_interval"] = exchange.prices.index[0].isoformat()
-                        body["last_interval"] = exchange.prices.index[-1].isoformat()
-                    self._send(HTTPStatus.OK, body)
-                elif url.path == "/v1/history":
-                    columns = [c for c in query.get("columns", "").split(",") if c] or None
-                    frame = exchange.history(columns)
-                    if "start" in query:
-                        start = dt.datetime.fromisoformat(query["start"])
-                        if start.tzinfo is None:
-                            raise InputError("start needs a UTC offset")
-                        frame = frame[frame.index >= start]
-                    values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
-                    self._send(
-                        HTTPStatus.OK,
-                        {
-                            "columns": list(frame.columns),
-                            "index": [t.isoformat() for t in frame.index],
-                            "values": values,
-                        },
-                    )
-                elif url.path == "/v1/day-ahead/awards":
-                    awards = exchange.day_ahead_awards(exchange.market.id, portfolio_id, day)
-                    self._send(HTTPStatus.OK, {"awards": [award_to_json(a) for a in awards]})
-                elif url.path == "/v1/day-ahead/bids":
-                    bid = exchange.day_ahead_bid(exchange.market.id, portfolio_id, day)
-                    if bid is None:
-                        self._error(
-                            HTTPStatus.NOT_FOUND,
-                            "not_found",
-                            f"no bid held for {portfolio_id} on {day.isoformat()}",
-                        )
-                    else:
-                        self._send(
-                            HTTPStatus.OK,
-                            {
-                                "bid": bid_to_json(bid),
-                                "bid_id": exchange.receipt(bid.idempotency_key),
-                                "content_hash": bid_content_hash(bid),
-                            },
-                        )
-                elif url.path == "/v1/prices":
-                    start = dt.datetime.fromisoformat(query["start"])
-                    end = dt.datetime.fromisoformat(query["end"])
-                    if start.tzinfo is None or end.tzinfo is None:
-                        raise InputError("start and end need a UTC offset")
-                    series = exchange.get(query["column"], start, end)
-                    points = [[t.isoformat(), float(v)] for t, v in series.items()]
-                    self._send(HTTPStatus.OK, {"column": query["column"], "values": points})
-                else:
-                    self._error(HTTPStatus.NOT_FOUND, "not_found", f"no route {url.path[:100]}")
-        except LookAheadError as exc:
-            self._error(HTTPStatus.TOO_EARLY, "not_published", str(exc))
-        except KeyError as exc:
-            self._error(HTTPStatus.BAD_REQUEST, "bad_request", f"bad query: missing or unknown {exc}")
-        except ValueError as exc:  # WireError is a ValueError
-            self._error(HTTPStatus.BAD_REQUEST, "bad_request", f"bad query: {str(exc)[:300]}")
+@dataclass(frozen=True)
+class _Read:
+    """A GET request past its checks: the query (each name once) and, for the portfolio
+    routes, the portfolio and delivery day."""
 
-    def _body(self) -> bytes | None:
-        """The request body within the bounds; None after answering an error."""
-        self.close_connection = True  # until the body is known to be fully read
-        if self.headers.get("Transfer-Encoding"):
-            self._error(
+    query: dict[str, str]
+    portfolio_id: str = ""
+    day: dt.date | None = None
+
+
+def _path(request: Request) -> str:
+    """The request's path as sent (before percent-decoding), for messages."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    return bytes(raw).decode("latin-1")[:100]
+
+
+def _query(request: Request) -> dict[str, str]:
+    parsed = parse_qs(bytes(request.scope.get("query_string") or b"").decode("latin-1"), strict_parsing=False)
+    for name, values in parsed.items():
+        if len(values) > 1:  # which one counts is ambiguous: refuse
+            raise InputError(f"{name[:40]!r} given {len(values)} times, once allowed")
+    return {k: v[0] for k, v in parsed.items()}
+
+
+async def _body(request: Request) -> bytes:
+    """The request body within the bounds; raises the error answer otherwise (400, 413, 408).
+
+    An error before the whole body is read closes the connection (``Connection: close``).
+    """
+    if request.headers.get("transfer-encoding"):
+        raise _Answer(
+            _error(
                 HTTPStatus.BAD_REQUEST,
                 "bad_request",
                 "Transfer-Encoding is not supported; send a Content-Length",
+                close=True,
             )
-            return None
-        lengths = self.headers.get_all("Content-Length") or []
-        if len(lengths) != 1 or not lengths[0].strip().isdigit():
-            self._error(
+        )
+    lengths = request.headers.getlist("content-length")
+    if len(lengths) != 1 or not lengths[0].strip().isdigit():
+        raise _Answer(
+            _error(
                 HTTPStatus.BAD_REQUEST,
                 "bad_request",
                 f"Content-Length = {lengths[0][:40] if lengths else None!r}: one decimal length "
                 "is required",
+                close=True,
             )
-            return None
-        length = int(lengths[0])
-        if length == 0:
-            self._error(HTTPStatus.BAD_REQUEST, "bad_request", "a JSON body is required")
-            return None
-        if length > MAX_BODY_BYTES:
-            self._error(
+        )
+    length = int(lengths[0])
+    if length == 0:
+        raise _Answer(_error(HTTPStatus.BAD_REQUEST, "bad_request", "a JSON body is required", close=True))
+    if length > MAX_BODY_BYTES:
+        raise _Answer(
+            _error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 "too_large",
                 f"Content-Length = {length}: at most {MAX_BODY_BYTES} bytes allowed",
+                close=True,
             )
-            return None
-        deadline = time.monotonic() + REQUEST_DEADLINE_S
-        chunks, remaining = [], length
+        )
+    read_s, deadline = SOCKET_TIMEOUT_S, time.monotonic() + REQUEST_DEADLINE_S
+    chunks: list[bytes] = []
+    received = 0
+    while received < length:
+        wait_s = max(0.0, min(read_s, deadline - time.monotonic()))
         try:
-            while remaining:
-                chunk = self.rfile.read1(min(remaining, 65536))
-                if not chunk:
-                    return None  # the client went away
-                chunks.append(chunk)
-                remaining -= len(chunk)
-                if time.monotonic() > deadline:
-                    raise TimeoutError
+            message: Message = await asyncio.wait_for(request.receive(), timeout=wait_s)
         except TimeoutError:
-            log.info("exchange_body_timeout", received=length - remaining, length=length)
-            self._error(
-                HTTPStatus.REQUEST_TIMEOUT,
-                "timeout",
-                f"body not received within {SOCKET_TIMEOUT_S:g} s "
-                f"({length - remaining} of {length} bytes)",
-            )
-            return None
-        self.close_connection = False
-        return b"".join(chunks)
+            log.info("exchange_body_timeout", received=received, length=length)
+            raise _Answer(
+                _error(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    "timeout",
+                    f"body not received within {read_s:g} s ({received} of {length} bytes)",
+                    close=True,
+                )
+            ) from None
+        if message["type"] == "http.disconnect":  # the client went away: nobody reads an answer
+            raise _Answer(_error(HTTPStatus.BAD_REQUEST, "bad_request", "the client closed", close=True))
+        chunk = bytes(message.get("body", b""))
+        chunks.append(chunk)
+        received += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        if url.path != "/v1/day-ahead/bids":
-            self.close_connection = True
-            self._error(HTTPStatus.NOT_FOUND, "not_found", f"no route {url.path[:100]}")
-            return
-        raw = self._body()  # read (bounded) first, so an error answer is not lost to a reset
-        if raw is None:
-            return
-        granted = self._granted()
-        if granted is None:
-            return
+
+def _app(server: ExchangeServer) -> ASGIApp:
+    """The exchange's routes (see the module docstring), each answer JSON."""
+    exchange = server.exchange
+
+    def locked(work: Callable[[], _T]) -> Awaitable[_T]:
+        """``work`` on a worker thread holding the exchange's lock (off the event loop)."""
+
+        def run() -> _T:
+            with server.lock:
+                return work()
+
+        return run_in_threadpool(run)
+
+    def reader(
+        route: Callable[[_Read], Awaitable[Response]], *, token: bool = True, portfolio: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A GET route: the token, then the query, then the portfolio, then ``route``."""
+
+        async def endpoint(request: Request) -> Response:
+            granted = server.granted(request) if token else frozenset()
+            try:
+                query = _query(request)
+                read = _Read(query)
+                if portfolio:
+                    portfolio_id = check_id(query.get("portfolio_id"), "portfolio_id")
+                    text = query["delivery_day"]
+                    if len(text) != 10:
+                        raise InputError(f"delivery_day = {text[:30]!r}: expected YYYY-MM-DD")
+                    read = _Read(query, portfolio_id, dt.date.fromisoformat(text))
+                    server.allow(granted, portfolio_id)
+                return await route(read)
+            except LookAheadError as exc:
+                return _error(HTTPStatus.TOO_EARLY, "not_published", str(exc))
+            except KeyError as exc:
+                return _error(HTTPStatus.BAD_REQUEST, "bad_request", f"bad query: missing or unknown {exc}")
+            except ValueError as exc:  # WireError and InputError are ValueErrors
+                return _error(HTTPStatus.BAD_REQUEST, "bad_request", f"bad query: {str(exc)[:300]}")
+
+        return endpoint
+
+    async def health(_read: _Read) -> Response:
+        def work() -> dict[str, Any]:
+            return {
+                "now": exchange.clock.now().isoformat(),
+                "status": "ok",
+                "market_id": exchange.market.id,
+                "speed": float(getattr(exchange.clock, "speed", 1.0)),
+                "first_interval": exchange.prices.index[0].isoformat(),
+                "last_interval": exchange.prices.index[-1].isoformat(),
+            }
+
+        return _json(HTTPStatus.OK, await locked(work))
+
+    async def now(_read: _Read) -> Response:
+        return _json(HTTPStatus.OK, {"now": await locked(lambda: exchange.clock.now().isoformat())})
+
+    async def history(read: _Read) -> Response:
+        columns = [c for c in read.query.get("columns", "").split(",") if c] or None
+
+        def work() -> dict[str, Any]:
+            frame = exchange.history(columns)
+            if "start" in read.query:
+                start = dt.datetime.fromisoformat(read.query["start"])
+                if start.tzinfo is None:
+                    raise InputError("start needs a UTC offset")
+                frame = frame[frame.index >= start]
+            values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+            return {
+                "columns": list(frame.columns),
+                "index": [t.isoformat() for t in frame.index],
+                "values": values,
+            }
+
+        return _json(HTTPStatus.OK, await locked(work))
+
+    async def awards(read: _Read) -> Response:
+        assert read.day is not None
+        day = read.day
+        found = await locked(lambda: exchange.day_ahead_awards(exchange.market.id, read.portfolio_id, day))
+        return _json(HTTPStatus.OK, {"awards": [award_to_json(a) for a in found]})
+
+    async def held_bid(read: _Read) -> Response:
+        assert read.day is not None
+        day = read.day
+
+        def work() -> dict[str, Any] | None:
+            bid = exchange.day_ahead_bid(exchange.market.id, read.portfolio_id, day)
+            if bid is None:
+                return None
+            return {
+                "bid": bid_to_json(bid),
+                "bid_id": exchange.receipt(bid.idempotency_key),
+                "content_hash": bid_content_hash(bid),
+            }
+
+        body = await locked(work)
+        if body is None:
+            return _error(
+                HTTPStatus.NOT_FOUND, "not_found", f"no bid held for {read.portfolio_id} on {day.isoformat()}"
+            )
+        return _json(HTTPStatus.OK, body)
+
+    async def prices(read: _Read) -> Response:
+        query = read.query
+        start = dt.datetime.fromisoformat(query["start"])
+        end = dt.datetime.fromisoformat(query["end"])
+        if start.tzinfo is None or end.tzinfo is None:
+            raise InputError("start and end need a UTC offset")
+        series = await locked(lambda: exchange.get(query["column"], start, end))
+        points = [[t.isoformat(), float(v)] for t, v in series.items()]
+        return _json(HTTPStatus.OK, {"column": query["column"], "values": points})
+
+    read_bid = reader(held_bid, portfolio=True)
+
+    async def submit(request: Request) -> Response:
+        raw = await _body(request)  # read (bounded) first, so an error answer is not lost to a reset
+        granted = server.granted(request)
         try:
             bid = bid_from_json(loads_limited(raw))
         except (WireError, ValueError) as exc:
-            self._error(HTTPStatus.BAD_REQUEST, "bad_request", str(exc)[:500])
-            return
-        if not self._allowed(granted, bid.portfolio_id):
-            return
+            return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(exc)[:500])
+        server.allow(granted, bid.portfolio_id)
         try:
-            with self.server.lock:
-                bid_id = self.server.exchange.submit_day_ahead(bid)
+            bid_id = await locked(lambda: exchange.submit_day_ahead(bid))
         except MarketRuleError as exc:
-            status = (
-                HTTPStatus.CONFLICT
-                if exc.rule == "duplicate_bid"
-                else HTTPStatus.UNPROCESSABLE_ENTITY
+            status = HTTPStatus.CONFLICT if exc.rule == "duplicate_bid" else HTTPStatus.UNPROCESSABLE_ENTITY
+            return _error(status, "rule_violation", str(exc), rule=exc.rule)
+        return _json(HTTPStatus.CREATED, {"bid_id": bid_id, "idempotency_key": bid.idempotency_key})
+
+    async def bids(request: Request) -> Response:
+        return await (submit(request) if request.method == "POST" else read_bid(request))
+
+    async def answer(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Answer)
+        return exc.response
+
+    async def no_route(request: Request, _exc: Exception) -> Response:
+        # As before the port: a GET is authenticated before its path is looked at; a POST
+        # anywhere but /v1/day-ahead/bids (also to a GET route, Starlette's 405) is a 404.
+        if request.method == "GET":
+            try:
+                server.granted(request)
+            except _Answer as refused:
+                return refused.response
+            return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {_path(request)}")
+        return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {_path(request)}", close=True)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/health", reader(health, token=False), methods=["GET"]),
+            Route("/v1/time", reader(now), methods=["GET"]),
+            Route("/v1/history", reader(history), methods=["GET"]),
+            Route("/v1/prices", reader(prices), methods=["GET"]),
+            Route("/v1/day-ahead/awards", reader(awards, portfolio=True), methods=["GET"]),
+            Route("/v1/day-ahead/bids", bids, methods=["GET", "POST"]),
+        ],
+        exception_handlers={
+            _Answer: answer,
+            HTTPStatus.NOT_FOUND: no_route,
+            HTTPStatus.METHOD_NOT_ALLOWED: no_route,
+        },
+    )
+    app.router.redirect_slashes = False  # /v1/time/ is no route (a 404), not a redirect
+    return _only_get_and_post(app)
+
+
+def _only_get_and_post(app: ASGIApp) -> ASGIApp:
+    """Any method but GET and POST is a JSON 405 before routing (Starlette would serve HEAD
+    on a GET route)."""
+
+    async def guarded(scope: Scope, receive: Any, send: Any) -> None:
+        method = str(scope.get("method", ""))
+        if scope["type"] == "http" and method not in ("GET", "POST"):
+            response = _error(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"method {method[:20]!r} is not allowed: use GET or POST",
+                headers={"Allow": "GET, POST"},
+                close=True,
             )
-            self._error(status, "rule_violation", str(exc), rule=exc.rule)
+            await response(scope, receive, send)
             return
-        self._send(HTTPStatus.CREATED, {"bid_id": bid_id, "idempotency_key": bid.idempotency_key})
+        await app(scope, receive, send)
+
+    return guarded

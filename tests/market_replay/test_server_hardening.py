@@ -240,7 +240,7 @@ def test_a_slow_body_is_dropped_and_others_are_still_served(
     served: tuple[ReplayClock, ExchangeServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, server = served
-    monkeypatch.setattr(server_module._Handler, "timeout", 0.5)
+    monkeypatch.setattr(server_module, "SOCKET_TIMEOUT_S", 0.5)  # one read of the body
     host, port = server.server_address[:2]
     slow = socket.create_connection((str(host), port), timeout=10)
     try:
@@ -284,8 +284,64 @@ def test_a_stalled_request_line_is_dropped_within_the_deadline(
         except OSError:
             pass
         elapsed = time.monotonic() - began
-    assert elapsed < 2.5
+    assert 0.6 <= elapsed < 2.5
+    # Answered, not just dropped: a JSON 408 naming the deadline, then closed.
+    head, _, body = rest.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), rest
+    assert b"connection: close" in head.lower()
+    assert json.loads(body) == {
+        "error": "timeout",
+        "message": "request not completed within 0.6 s",
+        "rule": None,
+    }
     assert httpx.get(f"{server.url}/v1/time", headers=_auth(OURS), timeout=2).status_code == 200
+
+
+def test_the_deadline_is_read_for_each_connection_and_spares_a_prompt_one(
+    served: tuple[ReplayClock, ExchangeServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A keep-alive client that is quick with each request is served past the deadline:
+    # the deadline bounds one request, not the connection.
+    _, server = served
+    monkeypatch.setattr(server_module, "REQUEST_DEADLINE_S", 0.5)
+    with httpx.Client(base_url=server.url, timeout=5, headers=_auth(OURS)) as client:
+        began = time.monotonic()
+        answers = []
+        while time.monotonic() - began < 1.5:
+            answers.append(client.get("/v1/time").status_code)
+            time.sleep(0.1)
+    assert len(answers) >= 8
+    assert set(answers) == {200}
+
+
+def test_beyond_the_connection_limit_the_answer_is_a_json_503() -> None:
+    clock = ReplayClock(RULES.gate_closure(DAY) - dt.timedelta(hours=1))
+    server = ExchangeServer(
+        ReplayExchange(_prices(), CN, clock), tokens={OURS: frozenset({"pf"})}, max_connections=2
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    request = b"GET /v1/time HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + OURS.encode() + b"\r\n\r\n"
+    held = [socket.create_connection((str(host), port), timeout=5) for _ in range(2)]
+    try:
+        for conn in held:  # two connections, kept alive: the limit
+            conn.sendall(request)
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        with capture_logs() as logs:
+            status, body = _raw(server, request)
+        assert status == 503
+        assert body == {"error": "busy", "message": "too many connections", "rule": None}
+        assert [e["event"] for e in logs if e["event"].startswith("exchange")] == ["exchange_busy"]
+        assert OURS not in json.dumps(logs, default=str)
+    finally:
+        for conn in held:
+            conn.close()
+    time.sleep(0.3)  # the server sees both closed
+    try:
+        assert _raw(server, request)[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_without_tokens_the_server_refuses_to_start_unless_insecure() -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
+import time
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
+from vpp.daemon import metrics as metrics_module
 from vpp.daemon.metrics import Metrics, MetricsServer
 
 
@@ -41,6 +46,34 @@ def test_the_metrics_server_serves_the_registry() -> None:
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
         assert 'vpp_dispatch_total{market="m"} 1.0' in answer.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_connection_that_never_finishes_its_request_is_answered_408_and_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before the shared protocol of vpp.http: uvicorn arms no timer before a first request,
+    # so a silent connection or a request line sent a byte at a time was held forever.
+    monkeypatch.setattr(metrics_module, "REQUEST_DEADLINE_S", 0.5)
+    server = MetricsServer(Metrics(), lambda: {"status": "ok"}, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    try:
+        for opening in (b"", b"GET /metr"):
+            with socket.create_connection((str(host), port), timeout=5) as conn:
+                began = time.monotonic()
+                conn.sendall(opening)
+                answer = b""
+                while chunk := conn.recv(65536):
+                    answer += chunk
+                elapsed = time.monotonic() - began
+            assert 0.5 <= elapsed < 2.0, (opening, elapsed)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408"), answer
+            assert json.loads(body)["error"] == "timeout"
+        assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 200
     finally:
         server.shutdown()
         server.server_close()

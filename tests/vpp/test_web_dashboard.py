@@ -11,6 +11,7 @@ installs it).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 from vpp.config import load_config
 from vpp.store import AwardRecord, BidRecord, Store, TelemetryRecord, utcnow
 from vpp.web import create_app, serve_in_thread
+from vpp.web._dashboard import dashboard_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -78,13 +80,66 @@ def _awards(store: Store, day: dt.date, zone: ZoneInfo, price: float) -> None:
                                     quantity_mw=1.0 + (i % 8) / 4, price_per_mwh=price + i, received_at=utcnow()))
 
 
-def _telemetry(store: Store, parks: dict[str, list[str]]) -> None:
+#: What the simulated heat and hydrogen devices report besides power (Telemetry.extra), by
+#: asset: hp-55 draws 400 kW at a COP of 3, eboiler-300 300 kW at 99 %, the electrolyser's
+#: 1000 kW stack makes 1000 / 55 kg/h; the stores report their content and their level's demand.
+EXTRAS: dict[str, dict[str, float]] = {
+    "hp-55": {"heat_kwh": 10.0, "heat_kw": 1200.0},
+    "eboiler-300": {"heat_kwh": 5.0, "heat_kw": 297.0, "efficiency": 0.99},
+    "tank-55": {"stored_kwh": 5000.0, "demand_kw": 800.0},
+    "salt-300": {"stored_kwh": 12000.0, "demand_kw": 1500.0},
+    "electrolyser": {"hydrogen_kg": 3.0, "hydrogen_kg_per_h": 1000.0 / 55.0, "heat_kw": 0.0},
+    "h2-store": {"stored_kg": 250.0},
+}
+
+
+def _telemetry(store: Store, parks: dict[str, list[str]], extras: dict[str, dict[str, float]] | None = None) -> None:
     now = utcnow()
     with store.session() as session:
         for park, assets in parks.items():
             for asset in assets:
+                extra = (extras or {}).get(asset)
                 session.add(TelemetryRecord(park_id=park, asset_id=asset, measured_at=now, power_kw=100.0,
-                                            soc=0.5, available=True))
+                                            soc=0.5, available=True,
+                                            extra_json=None if extra is None else json.dumps(extra)))
+
+
+def test_heat_and_hydrogen_assets_show_their_own_quantities(config_copy: Path, tmp_path: Path) -> None:
+    cfg = load_config(config_copy)
+    store = Store(f"sqlite:///{tmp_path / 'dashboard.db'}")
+    try:
+        store.enroll([(cfg.parks[p], cfg.park_files[p]) for p in sorted(cfg.parks)])
+        broken = {"tank-55": {"stored_kwh": float("nan"), "demand_kw": 800.0}}
+        _telemetry(store, {p: [a.id for a in cfg.parks[p].assets] for p in cfg.parks}, {**EXTRAS, **broken})
+        data = dashboard_data(store, None, [])
+    finally:
+        store.close()
+    parks = {p["id"]: p for p in data["parks"]}
+    oil = {a["id"]: a for a in parks["daqing-oilfield"]["assets"]}
+    assert oil["hp-55"]["own"] == {"heat_kw": 1200.0, "heat_level": "hot_water_55c"}
+    assert oil["hp-55"]["own_text"] == "heat 1200 kW to hot_water_55c"
+    assert oil["eboiler-300"]["own_text"] == "heat 297 kW to steam_300c"
+    assert oil["salt-300"]["own"] == {"heat_level": "steam_300c", "stored_kwh": 12000.0, "heat_demand_kw": 1500.0}
+    assert oil["salt-300"]["own_text"] == "stores 12000 kWh of steam_300c, demand 1500 kW"
+    assert oil["salt-300"]["soc"] == 0.5
+    # A reading that is not a finite number is shown as unknown, never as a number.
+    assert oil["tank-55"]["own"]["stored_kwh"] is None
+    assert oil["tank-55"]["own_text"] == "stores ? kWh of hot_water_55c, demand 800 kW"
+    assert oil["bess-d1"]["own"] == {}
+    assert oil["bess-d1"]["own_text"] == ""
+    # The park's heat: 1200 + 297 kW produced, 12000 kWh stored (tank-55's content unknown).
+    heat = parks["daqing-oilfield"]["energies"]["heat"]
+    assert heat["heat_kw"] == 1497.0
+    assert heat["stored_kwh"] == 12000.0
+    assert heat["power_kw"] == 400.0  # four heat assets at the 100 kW each reported
+    houston = {a["id"]: a for a in parks["houston-ship-channel"]["assets"]}
+    assert houston["electrolyser"]["own"]["hydrogen_kg_per_h"] == 18.182
+    assert houston["electrolyser"]["own_text"] == "H2 18.182 kg/h"
+    assert houston["h2-store"]["own_text"] == "stores 250 kg H2"
+    hydrogen = parks["houston-ship-channel"]["energies"]["hydrogen"]
+    assert hydrogen["hydrogen_kg_per_h"] == 18.182
+    assert hydrogen["stored_kg"] == 250.0
+    assert "heat" not in parks["houston-ship-channel"]["energies"]
 
 
 def test_the_dashboard_shows_every_park_and_today_and_updates(
@@ -115,13 +170,20 @@ def test_the_dashboard_shows_every_park_and_today_and_updates(
         assert "no telemetry" in browser.find_element(By.ID, "alerts").text
         # The next dispatch: tomorrow's awards and fresh telemetry reach the store.
         _awards(store, today + dt.timedelta(days=1), zone, price=320.0)
-        _telemetry(store, {p: [a.id for a in cfg.parks[p].assets] for p in cfg.parks})
+        _telemetry(store, {p: [a.id for a in cfg.parks[p].assets] for p in cfg.parks}, EXTRAS)
         wait.until(lambda d: d.find_element(By.ID, "awards-summary").get_attribute("data-intervals") == "192")
         wait.until(lambda d: "no telemetry" not in d.find_element(By.ID, "alerts").text)
         energies = {p: browser.find_element(By.CSS_SELECTOR, f"#park-{p} span.energies").text for p in cfg.parks}
         assert energies["daqing-oilfield"].startswith("heat: hp-55")
         assert "hydrogen: electrolyser, h2-store" in energies["houston-ship-channel"]
         assert energies["jinan-north"] == ""
+        # Heat and hydrogen assets show their own quantities, not only their electric power.
+        assert energies["daqing-oilfield"].endswith("kW electric, 1497 kW heat, 17000 kWh stored")
+        assert "18.182 kg/h H2, 250 kg stored" in energies["houston-ship-channel"]
+        heat_pump = browser.find_element(By.CSS_SELECTOR, "#park-daqing-oilfield tr[data-asset='hp-55'] td.own")
+        assert heat_pump.text == "heat 1200 kW to hot_water_55c"
+        tank = browser.find_element(By.CSS_SELECTOR, "#park-daqing-oilfield tr[data-asset='salt-300'] td.own")
+        assert tank.text == "stores 12000 kWh of steam_300c, demand 1500 kW"
         shot = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

@@ -8,7 +8,9 @@ follow Prometheus conventions: ``vpp_bids_submitted_total``,
 The server (Starlette on uvicorn) binds ``[daemon] metrics_host`` (loopback by
 default; any other address is logged as ``metrics_bound_non_loopback``).
 Malformed requests get a JSON 400 (never a traceback), an idle connection is
-closed after :data:`SOCKET_TIMEOUT_S`, and only GET is served (JSON 405).
+closed after :data:`SOCKET_TIMEOUT_S`, a request not answered within
+:data:`REQUEST_DEADLINE_S` of its first byte gets a JSON 408 and is closed
+(:class:`vpp.http.JsonH11Protocol`), and only GET is served (JSON 405).
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-import h11
 import structlog
-import uvicorn
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -34,15 +34,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-# uvicorn's HTTP/1.1 protocol class, subclassed for JSON framing errors (uvicorn.Config(http=...)).
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
-from vpp.web import bind
+from vpp.http import HttpServer, json_protocol
 from vpp.wire import is_loopback
 
 log = structlog.get_logger(__name__)
 
 SOCKET_TIMEOUT_S = 10.0
+REQUEST_DEADLINE_S = 30.0  # one whole request, from waiting for its first byte to the answer
+
+# JSON framing errors and the request deadline (read at each request), shared with the exchange.
+_PROTOCOL = json_protocol("metrics", lambda: REQUEST_DEADLINE_S)
 
 
 # The daemon exports each counter once: without the ``_created`` series of every label
@@ -99,23 +100,6 @@ class Metrics:
         return generate_latest(self.registry).decode("utf-8")
 
 
-class _JsonErrorsH11(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse (garbage, a TLS
-    hello, a missing Host) with the project's one-line JSON error instead of plain text."""
-
-    def send_400_response(self, msg: str) -> None:
-        body = json.dumps({"error": "bad_request", "message": msg}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
-        self.transport.write(self.conn.send(h11.Data(data=body)))
-        self.transport.write(self.conn.send(h11.EndOfMessage()))
-        self.transport.close()
-
-
 def _app(metrics: Metrics, health: Callable[[], dict[str, Any]]) -> Starlette:
     async def serve_metrics(_request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
@@ -141,51 +125,18 @@ def _app(metrics: Metrics, health: Callable[[], dict[str, Any]]) -> Starlette:
     )
 
 
-class MetricsServer:
-    """``/metrics`` and ``/healthz`` on Starlette and uvicorn, with ``socketserver``'s verbs.
+class MetricsServer(HttpServer):
+    """``/metrics`` and ``/healthz`` on Starlette and uvicorn (:class:`vpp.http.HttpServer`:
+    ``serve_forever`` in a thread, ``shutdown``, ``server_close``, ``server_address``, ``url``).
 
-    The socket is bound at construction (``OSError`` if the port is taken);
-    :meth:`serve_forever` serves until :meth:`shutdown`; :meth:`server_close` closes the socket.
+    The socket is bound at construction (``OSError`` if the port is taken).
     """
 
     def __init__(self, metrics: Metrics, health: Callable[[], dict[str, Any]], host: str, port: int) -> None:
         self.metrics = metrics
         self.health = health
-        self._socket = bind(host, port)
-        self.server_address = self._socket.getsockname()
-        config = uvicorn.Config(
-            _app(metrics, health),
-            host=str(self.server_address[0]),
-            port=int(self.server_address[1]),
-            http=_JsonErrorsH11,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_keep_alive=int(SOCKET_TIMEOUT_S),
+        super().__init__(
+            _app(metrics, health), host, port, protocol=_PROTOCOL, keep_alive_s=SOCKET_TIMEOUT_S
         )
-        self._server = uvicorn.Server(config)
-        self._serving = threading.Event()
-        self._stopped = threading.Event()
         if not is_loopback(host):
             log.warning("metrics_bound_non_loopback", host=host, port=self.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def serve_forever(self) -> None:
-        self._serving.set()
-        try:
-            self._server.run(sockets=[self._socket])
-        finally:
-            self._stopped.set()
-
-    def shutdown(self) -> None:
-        """Stop serving and wait until :meth:`serve_forever` has returned."""
-        self._server.should_exit = True
-        if self._serving.is_set():
-            self._stopped.wait(SOCKET_TIMEOUT_S)
-
-    def server_close(self) -> None:
-        self._socket.close()

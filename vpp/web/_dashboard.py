@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -113,12 +114,14 @@ def dashboard_data(
                 alerts.append(f"{park_id}/{asset.id}: last telemetry {age / 60:.0f} min old")
             heat = bool(asset.heat_outputs()) or asset.storage_node not in (None, "hydrogen")
             hydrogen = asset.produces_hydrogen or asset.storage_node == "hydrogen"
+            own = own_quantities(asset, _extra(row))
             assets.append({
                 "id": asset.id, "type": asset.type, "available": available,
                 "telemetry_age_s": None if age is None else round(age),
                 "power_kw": None if row is None else row.power_kw,
                 "soc": None if row is None else row.soc,
                 "energy": "heat" if heat else "hydrogen" if hydrogen else "electricity",
+                "own": own, "own_text": own_text(own),
             })
         energies: dict[str, dict[str, Any]] = {}
         for kind in ("heat", "hydrogen"):
@@ -127,6 +130,7 @@ def dashboard_data(
                 energies[kind] = {
                     "assets": [a["id"] for a in of_kind],
                     "power_kw": round(sum(a["power_kw"] or 0.0 for a in of_kind), 1),
+                    **_totals(kind, [a["own"] for a in assets]),
                 }
         carbon = store.carbon_intervals(park_id, local_today - dt.timedelta(days=7), local_today)
         park_views.append({
@@ -157,6 +161,79 @@ def dashboard_data(
         "alerts": alerts,
         "backtests": [{"index": i, "name": b["name"]} for i, b in enumerate(backtests)],
     }
+
+
+def _extra(row: TelemetryRecord | None) -> dict[str, Any]:
+    """The reading's other registers (``Telemetry.extra``); {} if none or not a JSON object."""
+    if row is None or not row.extra_json:
+        return {}
+    try:
+        extra = json.loads(row.extra_json)
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
+
+
+def _number(value: Any, digits: int = 1) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def own_quantities(asset: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a heat or hydrogen asset reports besides its electric power, from its last reading.
+
+    Heat producers (heat pump, boiler, an electrolyser recovering heat): ``heat_kw`` and the
+    ``heat_level`` they supply; electrolysers ``hydrogen_kg_per_h``; a heat store its
+    ``heat_level``, ``stored_kwh`` and ``heat_demand_kw``; a hydrogen store ``stored_kg``
+    (the state of charge is the reading's ``soc``). A value the reading lacks is None;
+    an electric-only asset gives {}.
+    """
+    own: dict[str, Any] = {}
+    outputs = asset.heat_outputs()
+    if outputs:
+        own["heat_kw"] = _number(extra.get("heat_kw"))
+        own["heat_level"] = next(iter(outputs))
+    if asset.produces_hydrogen:
+        own["hydrogen_kg_per_h"] = _number(extra.get("hydrogen_kg_per_h"), 3)
+    node = asset.storage_node
+    if node == "hydrogen":
+        own["stored_kg"] = _number(extra.get("stored_kg"))
+    elif node is not None:
+        own["heat_level"] = node
+        own["stored_kwh"] = _number(extra.get("stored_kwh"))
+        own["heat_demand_kw"] = _number(extra.get("demand_kw"))
+    return own
+
+
+def own_text(own: dict[str, Any]) -> str:
+    """:func:`own_quantities` in words for the asset table, e.g. ``heat 300.0 kW to steam_300c``."""
+
+    def shown(value: float | None) -> str:
+        return "?" if value is None else f"{value:.3f}".rstrip("0").rstrip(".")  # 1200, 18.182
+
+    parts = []
+    if "hydrogen_kg_per_h" in own:
+        parts.append(f"H2 {shown(own['hydrogen_kg_per_h'])} kg/h")
+    if "heat_kw" in own:
+        parts.append(f"heat {shown(own['heat_kw'])} kW to {own['heat_level']}")
+    if "stored_kwh" in own:
+        parts.append(f"stores {shown(own['stored_kwh'])} kWh of {own['heat_level']}, "
+                     f"demand {shown(own['heat_demand_kw'])} kW")
+    if "stored_kg" in own:
+        parts.append(f"stores {shown(own['stored_kg'])} kg H2")
+    return "; ".join(parts)
+
+
+def _totals(kind: str, owns: list[dict[str, Any]]) -> dict[str, float | None]:
+    """A park's heat (kW produced, kWh stored) or hydrogen (kg/h produced, kg stored) totals,
+    over the values reported (None when no asset reported one)."""
+    keys = ("heat_kw", "stored_kwh") if kind == "heat" else ("hydrogen_kg_per_h", "stored_kg")
+    totals: dict[str, float | None] = {}
+    for key in keys:
+        values = [o[key] for o in owns if o.get(key) is not None]
+        totals[key] = round(sum(values), 3) if values else None
+    return totals
 
 
 def _carbon_summary(rows: list[CarbonIntervalRecord]) -> dict[str, float]:
@@ -195,7 +272,7 @@ table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #
 <th>assets available</th><th>carbon 7 d (tCO2)</th></tr></thead><tbody></tbody></table>
 <h2>Today and tomorrow: awards against prices</h2>
 <p id="awards-summary"></p><div id="awards-chart"></div>
-<h2>Parks: setpoints against metered power, state of charge</h2><div id="parks"></div>
+<h2>Parks: setpoints against metered power, state of charge, heat and hydrogen</h2><div id="parks"></div>
 <h2>Settlement per day and park</h2><table id="settlement"><thead><tr><th>day</th><th>park</th>
 <th>net</th><th>day-ahead</th><th>real-time</th><th>imbalance MWh</th></tr></thead><tbody></tbody></table>
 <h2>Backtests</h2><ul id="backtests"></ul>
@@ -210,6 +287,11 @@ function chart(id, data, series, width){
   const opts = {width: width || 900, height: 220, series: [{}].concat(series),
     scales: {x: {time: true}}, axes: [{}, {}, {side: 1, scale: series.length > 1 ? series[series.length-1].scale : "y"}]};
   charts[id] = new uPlot(opts, data, el);
+}
+function totals(kind, e){
+  const parts = kind === "heat" ? [[e.heat_kw, " kW heat"], [e.stored_kwh, " kWh stored"]]
+                                : [[e.hydrogen_kg_per_h, " kg/h H2"], [e.stored_kg, " kg stored"]];
+  return parts.filter(([v]) => v !== null && v !== undefined).map(([v, unit]) => ", " + v + unit).join("");
 }
 function rows(table, html){document.querySelector(table + " tbody").innerHTML = html;}
 async function refresh(){
@@ -235,11 +317,11 @@ async function refresh(){
       parks.appendChild(box);
     }
     box.querySelector("span.energies").textContent = Object.entries(p.energies).map(([kind, e]) =>
-      kind + ": " + e.assets.join(", ") + " at " + e.power_kw + " kW electric").join("; ");
-    box.querySelector("table.assets").innerHTML = "<tr><th>asset</th><th>type</th><th>energy</th><th>available</th><th>telemetry age s</th><th>kW</th><th>SoC</th></tr>" +
-      p.assets.map(a => "<tr><td>" + esc(a.id) + "</td><td>" + esc(a.type) + "</td><td>" + a.energy + "</td><td class=" +
+      kind + ": " + e.assets.join(", ") + " at " + e.power_kw + " kW electric" + totals(kind, e)).join("; ");
+    box.querySelector("table.assets").innerHTML = "<tr><th>asset</th><th>type</th><th>energy</th><th>available</th><th>telemetry age s</th><th>kW</th><th>SoC</th><th>heat / hydrogen</th></tr>" +
+      p.assets.map(a => "<tr data-asset='" + esc(a.id) + "'><td>" + esc(a.id) + "</td><td>" + esc(a.type) + "</td><td>" + a.energy + "</td><td class=" +
       (a.available ? "ok>yes" : "bad>" + (a.available === null ? "?" : "no")) + "</td><td>" + (a.telemetry_age_s ?? "-") +
-      "</td><td>" + (a.power_kw ?? "-") + "</td><td>" + (a.soc ?? "-") + "</td></tr>").join("");
+      "</td><td>" + (a.power_kw ?? "-") + "</td><td>" + (a.soc ?? "-") + "</td><td class=own>" + esc(a.own_text) + "</td></tr>").join("");
     box.dataset.setpoints = p.chart[1].filter(v => v !== null).length;
     box.dataset.metered = p.chart[2].filter(v => v !== null).length;
     chart("chart-" + p.id, p.chart, [{label: "setpoint kW", stroke: "#1f6feb"}, {label: "metered kW", stroke: "#1a7f37"},

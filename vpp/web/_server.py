@@ -1,8 +1,11 @@
-"""Serving the app with uvicorn: in the foreground (``vpp serve``) or in a thread (the daemon)."""
+"""Serving the app with uvicorn: in the foreground (``vpp serve``) or in a thread (the daemon).
+
+The socket and the bridge of uvicorn's logging to structlog are :mod:`vpp.http`'s, shared
+with the replay exchange and the metrics server.
+"""
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 import time
@@ -12,45 +15,10 @@ from typing import Any
 import structlog
 import uvicorn
 
+from vpp.http import bind
 from vpp.wire import is_loopback
 
 log = structlog.get_logger(__name__)
-
-
-class _ToStructlog(logging.Handler):
-    """uvicorn logs through the standard library; its warnings and errors (a request it
-    could not parse, an exception in the app) go on as structlog events, so the daemon's
-    stderr stays one JSON object per line."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = {"logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            fields["exception"] = logging.Formatter().formatException(record.exc_info)
-        if record.levelno >= logging.ERROR:
-            log.error("web_server_error", **fields)
-        else:
-            log.warning("web_server_warning", **fields)
-
-
-_uvicorn_log = logging.getLogger("uvicorn")
-if not any(isinstance(h, _ToStructlog) for h in _uvicorn_log.handlers):
-    _handler = _ToStructlog(level=logging.WARNING)
-    _uvicorn_log.addHandler(_handler)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (0: any free port); OSError if it is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _config(app: Any, sock: socket.socket) -> uvicorn.Config:
