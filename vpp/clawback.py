@@ -106,8 +106,10 @@ def clawback_revenue(
     band = clawback_band_mwh(award_mwh, terms, dt_h)
     size = np.abs(d)
     profit = np.maximum(d * spread, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        beyond = np.where(size > band, (size - band) / np.where(size > 0, size, 1.0), 0.0)
+    outside = np.broadcast_to(size > band, np.broadcast(size, band).shape)
+    beyond = np.divide(
+        size - band, size, out=np.zeros(outside.shape), where=outside
+    )  # band >= 0, so size > 0 where computed
     return -terms.share * profit * beyond
 
 
@@ -125,10 +127,9 @@ def clawback_per_mwh(
     Not linear in the deviation (zero inside the band): value a candidate
     deviation with :func:`clawback_revenue` where the size is a decision.
     """
-    d = np.abs(np.asarray(deviation_mwh, dtype=float))
     total = clawback_revenue(deviation_mwh, award_mwh, spread_per_mwh, terms, dt_h)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(d > 0, total / np.where(d > 0, d, 1.0), 0.0)
+    d = np.broadcast_to(np.abs(np.asarray(deviation_mwh, dtype=float)), total.shape)
+    return np.divide(total, d, out=np.zeros(total.shape), where=d > 0)
 
 
 def deviation_spread_per_mwh(

@@ -50,6 +50,7 @@ from strategies import (
 from vpp.awards import IntervalAward, delivery_intervals
 from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
 from vpp.carbon.instruments import Instrument
+from vpp.clawback import ClawbackTerms
 from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import DataQualityError, InputError, UnmetDemandError
 from vpp.runtime.clock import ReplayClock
@@ -64,7 +65,6 @@ from vpp.runtime.jobs import day_jobs
 from vpp.runtime.metering import DayEnergy, Meters, day_energy, meter_counters
 from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator
 from vpp.runtime.recording import MemoryRecorder
-from vpp.clawback import ClawbackTerms
 from vpp.runtime.settlement import (
     deviation_price_note,
     settle,

@@ -33,10 +33,10 @@ import structlog
 from sqlmodel import select
 
 from vpp.assets import ASSET_TYPES
+from vpp.clawback import ClawbackTerms
 from vpp.portfolio import capability
 from vpp.runtime.carbon_budget import carbon_rows, check_budgets, day_factors
 from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
-from vpp.clawback import ClawbackTerms
 from vpp.runtime.settlement import settle_parks, settlement_prices
 from vpp.store import SettlementRecord, Store, TelemetryRecord
 from vpp.types import Health, Telemetry
