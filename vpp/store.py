@@ -214,10 +214,19 @@ class SettlementRecord(SQLModel, table=True):
     park_id: str
     delivery_day: dt.date
     da_revenue: float
+    #: rt_bid_revenue + imbalance_revenue (the real-time total).
     rt_revenue: float
     degradation_cost: float
     net_revenue: float
+    #: The remaining deviation (actual - DA award - RT award), summed in magnitude [MWh].
     imbalance_mwh: float
+    # Revision 0004: the real-time split (vpp.runtime.settlement); rows settled before it
+    # have rt_bid_revenue 0 and imbalance_revenue = rt_revenue (no real-time bids existed).
+    rt_bid_revenue: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    imbalance_revenue: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    #: The deviation-profit claw-back inside imbalance_revenue (<= 0).
+    clawback_revenue: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    rt_awarded_mwh: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
 
 
 class CarbonIntervalRecord(SQLModel, table=True):

@@ -164,11 +164,22 @@ def test_backtest_outputs(
         "baseline_strategy",
         "baseline_revenue",
         "imbalance_mwh",
+        "rt_bid_revenue",
+        "imbalance_revenue",
+        "clawback_revenue",
+        "rt_bids_submitted",
+        "rt_awarded_mwh",
+        "deviation_price",
         "battery_equivalent_cycles",
         "solve_time_s",
         "wall_time_s",
     ):
         assert key in summary, key
+    # No real-time bids yet: the whole real-time revenue is imbalance, at the RT price.
+    assert (summary["rt_bids_submitted"], summary["rt_awarded_mwh"], summary["rt_bid_revenue"]) == (0, 0, 0)
+    assert summary["imbalance_revenue"] == summary["rt_revenue"]
+    assert summary["clawback_revenue"] == 0  # shipped off in cn-province-a
+    assert summary["deviation_price"] == "rt_price (two_settlement)"
     assert summary["intervals"] == 96
     assert summary["net_revenue"] == pytest.approx(
         summary["da_revenue"] + summary["rt_revenue"] - summary["degradation_cost"], abs=0.05
@@ -177,6 +188,11 @@ def test_backtest_outputs(
     assert set(settlement["park_id"]) == {"daqing-oilfield", "jinan-north", "qingdao-logistics"}
     # Per-park settlement adds up to the portfolio's.
     assert settlement["da_revenue"].sum() == pytest.approx(summary["da_revenue"], abs=1.0)
+    for column in ("rt_bid_revenue", "imbalance_revenue", "clawback_revenue", "rt_awarded_mwh"):
+        assert column in settlement, column
+    assert settlement["rt_revenue"].to_numpy() == pytest.approx(
+        (settlement["rt_bid_revenue"] + settlement["imbalance_revenue"]).to_numpy()
+    )
     intervals = pd.read_csv(tmp_path / "intervals.csv")
     assert len(intervals) == 96 * 12  # jinan 3, qingdao 3, the oilfield 6 assets
     battery = intervals[intervals["asset_id"] == "bess-1"]
@@ -195,6 +211,7 @@ def test_backtest_on_nordpool_dst_day(shared_prices: Path, tmp_path: Path) -> No
     out = run_backtest(portfolio, prices, [day], FAST)
     assert len(out.main.portfolio) == 23
     assert out.summary()["perfect_foresight_revenue"] >= out.main.net_revenue
+    assert out.summary()["deviation_price"] == "rt_price_up/rt_price_down (two_price_imbalance)"
 
 
 def test_backtest_on_ercot_hourly_products(shared_prices: Path) -> None:
@@ -228,7 +245,9 @@ def test_backtest_on_epex_day_ahead_only(shared_prices: Path, tmp_path: Path) ->
     out = run_backtest(portfolio, prices, [day], FAST)
     assert len(out.main.portfolio) == 96
     summary = out.summary()
-    assert summary["deviation_price"].startswith("da_price")
+    assert summary["deviation_price"] == (
+        "da_price (two_settlement; the price file has no real-time prices)"
+    )
     assert summary["perfect_foresight_revenue"] >= out.main.net_revenue
 
 

@@ -245,6 +245,9 @@ def test_an_old_store_upgrades_with_its_data_kept(store_url: str, release: str) 
     assert (award.quantity_mw, award.price_per_mwh) == (1.5, 320.0)
     assert (reading.power_kw, reading.soc, reading.extra_json) == (498.0, 0.5, None)
     assert settled.net_revenue == 95.0
+    # Revision 0004's split: the old real-time total was all imbalance (no real-time bids).
+    assert (settled.rt_revenue, settled.imbalance_revenue) == (-2.0, -2.0)
+    assert (settled.rt_bid_revenue, settled.clawback_revenue, settled.rt_awarded_mwh) == (0, 0, 0)
     assert plans == []  # pickles are dropped unread; the day falls back (docs/daemon.md)
     # The upgraded store takes new rows in the new column.
     with store.session() as session:
@@ -384,4 +387,51 @@ def test_a_store_at_0002_upgrades_to_the_token_table_keeping_its_rows(store_url:
     assert _schema_diff(store) == []
     token = store.create_token("operator")
     assert store.check_token(token) is not None
+    store.close()
+
+
+def test_a_store_at_0003_upgrades_to_the_settlement_split_keeping_its_rows(store_url: str) -> None:
+    """Revision 0004 adds the real-time split columns to ``settlements``: old rows were all
+    imbalance (``imbalance_revenue = rt_revenue``), new rows write every column."""
+    from alembic import command
+    from alembic.config import Config
+
+    from vpp.migrations import SCRIPTS
+
+    fresh = Store(store_url)
+    with fresh.engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(SCRIPTS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("settlements")}
+        assert not columns & {"rt_bid_revenue", "imbalance_revenue", "clawback_revenue"}
+        connection.execute(sa.text(
+            "INSERT INTO settlements (market_id, park_id, delivery_day, da_revenue, rt_revenue, "
+            "degradation_cost, net_revenue, imbalance_mwh) "
+            "VALUES ('cn-province-a', 'jinan-north', :d, 100.0, -7.5, 3.0, 89.5, 0.25)"
+        ), {"d": DAY})
+    fresh.close()
+    with pytest.raises(StoreSchemaError, match="at revision 0003"):
+        Store(store_url)
+    result = runner.invoke(app, ["db", "upgrade", "--database", store_url])
+    assert result.exit_code == 0, result.output
+    assert f"revision 0003 -> revision {HEAD}" in result.output
+    store = Store(store_url)
+    assert _schema_diff(store) == []
+    with store.session() as session:
+        (old,) = session.exec(select(SettlementRecord)).all()
+        session.add(SettlementRecord(
+            market_id="cn-province-a", park_id="jinan-north", delivery_day=DAY + dt.timedelta(days=1),
+            da_revenue=50.0, rt_revenue=-1.0, degradation_cost=0.0, net_revenue=49.0,
+            imbalance_mwh=0.1, rt_bid_revenue=2.0, imbalance_revenue=-3.0, clawback_revenue=-0.5,
+            rt_awarded_mwh=0.02,
+        ))
+    assert (old.da_revenue, old.rt_revenue, old.net_revenue, old.imbalance_mwh) == (100.0, -7.5, 89.5, 0.25)
+    assert (old.imbalance_revenue, old.rt_bid_revenue, old.clawback_revenue) == (-7.5, 0.0, 0.0)
+    with store.session() as session:
+        new = session.exec(
+            select(SettlementRecord).where(SettlementRecord.delivery_day == DAY + dt.timedelta(days=1))
+        ).one()
+    assert (new.rt_bid_revenue, new.imbalance_revenue, new.clawback_revenue) == (2.0, -3.0, -0.5)
     store.close()

@@ -50,6 +50,7 @@ from strategies import (
 from vpp.awards import IntervalAward, delivery_intervals
 from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
 from vpp.carbon.instruments import Instrument
+from vpp.clawback import ClawbackTerms
 from vpp.config.models import MarketRules, ParkConfig
 from vpp.errors import DataQualityError, InputError, UnmetDemandError
 from vpp.runtime.clock import ReplayClock
@@ -64,7 +65,12 @@ from vpp.runtime.jobs import day_jobs
 from vpp.runtime.metering import DayEnergy, Meters, day_energy, meter_counters
 from vpp.runtime.operator import AssetKey, DayPlan, MarketPortfolio, Operator
 from vpp.runtime.recording import MemoryRecorder
-from vpp.runtime.settlement import settle, settle_parks, settlement_prices
+from vpp.runtime.settlement import (
+    deviation_price_note,
+    settle,
+    settle_parks,
+    settlement_prices,
+)
 from vpp.timeutil import day_intervals_utc
 from vpp.units import KW_PER_MW
 
@@ -107,6 +113,8 @@ class RunResult:
     ev_unserved_kwh: float
     #: Heat and hydrogen per park, node and interval (:mod:`vpp.runtime.commodities`).
     balances: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Real-time bids sent (none until the strategy makes real-time bids, issue #12).
+    rt_bids_submitted: int = 0
 
     @property
     def net_revenue(self) -> float:
@@ -147,6 +155,9 @@ class BacktestResult:
             "net_revenue": round(net, 2),
             "da_revenue": round(float(p["da_revenue"].sum()), 2),
             "rt_revenue": round(float(p["rt_revenue"].sum()), 2),
+            "rt_bid_revenue": round(float(p["rt_bid_revenue"].sum()), 2),
+            "imbalance_revenue": round(float(p["imbalance_revenue"].sum()), 2),
+            "clawback_revenue": round(float(p["clawback_revenue"].sum()), 2),
             "degradation_cost": round(float(p["degradation_cost"].sum()), 2),
             "perfect_foresight_revenue": round(pf, 2),
             "perfect_foresight_da_schedule": round(float(self.foresight["da_schedule"].sum()), 2)
@@ -159,7 +170,9 @@ class BacktestResult:
             "flexibility_value": round(net - no_flex, 2) if idle else None,
             "flexibility_capture_ratio": _ratio(net - no_flex, pf - no_flex) if idle else None,
             "imbalance_mwh": round(float(p["imbalance_mwh"].abs().sum()), 4),
-            "deviation_price": p.attrs.get("deviation_price", "rt_price"),
+            "rt_bids_submitted": self.main.rt_bids_submitted,
+            "rt_awarded_mwh": round(float(p["rt_award_mwh"].abs().sum()), 4),
+            "deviation_price": p.attrs["deviation_price"],
             "battery_equivalent_cycles": round(float(p.attrs.get("equivalent_cycles", 0.0)), 3),
             "ev_unserved_kwh": round(self.main.ev_unserved_kwh, 2),
             "bids_rejected": self.main.bids_rejected,
@@ -290,8 +303,6 @@ def _close_segment(
     return ev_unserved_kwh
 
 
-DEVIATION_PRICE_NOTE = "da_price (the price file has no real-time prices)"
-
 ASSET_COLUMNS = [
     "interval_start",
     "park_id",
@@ -377,8 +388,13 @@ def _account(
     portfolio_frame.attrs["equivalent_cycles"] = (
         books.moved_kwh / capacity_kwh if capacity_kwh else 0.0
     )
+    portfolio_frame.attrs["deviation_price"] = " | ".join(
+        dict.fromkeys(
+            deviation_price_note(operator.day_plan(day).rules.settlement, prices.frame.columns)
+            for day in days
+        )
+    )
     if not any(c in prices.frame for c in ("rt_price", "rt_price_up")):
-        portfolio_frame.attrs["deviation_price"] = DEVIATION_PRICE_NOTE
         log.warning("deviation_settled_at_day_ahead_price", strategy=name, days=len(days))
     return RunResult(
         name,
@@ -436,6 +452,7 @@ def _account_day(
         frame,
         rule,
         dt_h,
+        clawback=ClawbackTerms.of(plan.rules.settlement),
     )
 
 
@@ -506,7 +523,14 @@ def _portfolio_intervals(
     actual_mw = pd.Series(
         sum(energy.park_energy_kwh.values()) / dt_h / KW_PER_MW, index=index
     )
-    settled = settle(award_mw, actual_mw, frame, plan.rules.settlement.rule, dt_h)
+    settled = settle(
+        award_mw,
+        actual_mw,
+        frame,
+        plan.rules.settlement.rule,
+        dt_h,
+        clawback=ClawbackTerms.of(plan.rules.settlement),
+    )
     return pd.DataFrame(
         {
             "da_price": frame["da_price"],

@@ -235,6 +235,47 @@ class SettlementRule(Rule):
         description="two_settlement: DA award x DA price + (actual - award) x RT price; "
         "two_price_imbalance: deviations at the up/down regulating price"
     )
+    clawback_tolerance_fraction: float | None = Field(
+        None,
+        ge=0,
+        description="Deviation-profit claw-back (超额获利回收, vpp.clawback): tolerance band as a "
+        "fraction of the interval's day-ahead award magnitude; the spread profit of the deviation "
+        "beyond it is recovered. None: no claw-back [-] (verify against the province's rules)",
+    )
+    clawback_tolerance_min_mw: float = Field(
+        0.0,
+        ge=0,
+        description="Smallest claw-back band, as mean power over the interval, so an interval "
+        "without award still has one [MW]",
+    )
+    clawback_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Fraction of the beyond-band spread profit that is recovered, in (0, 1]",
+    )
+    clawback_source: str | None = Field(
+        None, min_length=3, description="Document defining the claw-back (defaults to source)"
+    )
+
+    @model_validator(mode="after")
+    def _clawback_fields_need_a_band(self) -> SettlementRule:
+        if self.clawback_tolerance_fraction is None:
+            given = [
+                name
+                for name, default in (
+                    ("clawback_tolerance_min_mw", 0.0),
+                    ("clawback_share", 1.0),
+                    ("clawback_source", None),
+                )
+                if getattr(self, name) != default
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} given without clawback_tolerance_fraction; set the band "
+                    "(e.g. 0.1) to switch the claw-back on, or leave the clawback_* fields out"
+                )
+        return self
 
 
 #: Price columns of the canonical price frame a real-time product may clear against

@@ -33,6 +33,7 @@ import structlog
 from sqlmodel import select
 
 from vpp.assets import ASSET_TYPES
+from vpp.clawback import ClawbackTerms
 from vpp.portfolio import capability
 from vpp.runtime.carbon_budget import carbon_rows, check_budgets, day_factors
 from vpp.runtime.operator import AssetKey, MarketPortfolio, Operator, exported_kwh
@@ -416,6 +417,7 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
         prices,
         rules.settlement.rule,
         step / pd.Timedelta(hours=1),
+        clawback=ClawbackTerms.of(rules.settlement),
     )
     for row in rows:  # what the meters needed (also logged): none on a healthy day
         row["meter_resets"] = sum(n for k, n in meters.resets.items() if k[0] == row["park_id"])
@@ -461,6 +463,10 @@ def _store_settlement(
                 imbalance_mwh=0.0,
             )
             record.da_revenue = float(row["da_revenue"])
+            record.rt_bid_revenue = float(row["rt_bid_revenue"])
+            record.imbalance_revenue = float(row["imbalance_revenue"])
+            record.clawback_revenue = float(row["clawback_revenue"])
+            record.rt_awarded_mwh = float(row["rt_awarded_mwh"])
             record.rt_revenue = float(row["rt_revenue"])
             record.degradation_cost = float(row["degradation_cost"])
             record.net_revenue = float(row["net_revenue"])

@@ -156,7 +156,9 @@ def dashboard_data(
                  for b in bids],
         "settlement": [{"day": s.delivery_day.isoformat(), "park": s.park_id, "market": s.market_id,
                         "net_revenue": round(s.net_revenue, 2), "da_revenue": round(s.da_revenue, 2),
-                        "rt_revenue": round(s.rt_revenue, 2), "imbalance_mwh": round(s.imbalance_mwh, 4)}
+                        "rt_revenue": round(s.rt_revenue, 2), "rt_bid_revenue": round(s.rt_bid_revenue, 2),
+                        "imbalance_revenue": round(s.imbalance_revenue, 2),
+                        "clawback_revenue": round(s.clawback_revenue, 2), "imbalance_mwh": round(s.imbalance_mwh, 4)}
                        for s in settlement],
         "alerts": alerts,
         "backtests": [{"index": i, "name": b["name"]} for i, b in enumerate(backtests)],
@@ -274,7 +276,8 @@ table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #
 <p id="awards-summary"></p><div id="awards-chart"></div>
 <h2>Parks: setpoints against metered power, state of charge, heat and hydrogen</h2><div id="parks"></div>
 <h2>Settlement per day and park</h2><table id="settlement"><thead><tr><th>day</th><th>park</th>
-<th>net</th><th>day-ahead</th><th>real-time</th><th>imbalance MWh</th></tr></thead><tbody></tbody></table>
+<th>net</th><th>day-ahead</th><th>real-time</th><th>real-time bids</th><th>imbalance</th><th>claw-back</th>
+<th>imbalance MWh</th></tr></thead><tbody></tbody></table>
 <h2>Backtests</h2><ul id="backtests"></ul>
 <script>
 "use strict";
@@ -328,7 +331,8 @@ async function refresh(){
       {label: "SoC", stroke: "#8250df", scale: "soc"}]);
   }
   rows("#settlement", d.settlement.map(s => "<tr><td>" + s.day + "</td><td>" + esc(s.park) + "</td><td>" + s.net_revenue +
-    "</td><td>" + s.da_revenue + "</td><td>" + s.rt_revenue + "</td><td>" + s.imbalance_mwh + "</td></tr>").join(""));
+    "</td><td>" + s.da_revenue + "</td><td>" + s.rt_revenue + "</td><td>" + s.rt_bid_revenue + "</td><td>" +
+    s.imbalance_revenue + "</td><td>" + s.clawback_revenue + "</td><td>" + s.imbalance_mwh + "</td></tr>").join(""));
   document.getElementById("backtests").innerHTML = d.backtests.map(b => "<li><a href='/backtests/" + b.index +
     "/report.html'>" + esc(b.name) + "</a></li>").join("") || "none";
   document.body.dataset.updated = String(Date.now());
