@@ -34,9 +34,9 @@ import structlog
 from vpp.awards import delivery_intervals
 from vpp.config.models import MarketConfig
 from vpp.errors import InputError, LookAheadError, MarketRuleError
-from vpp.market_rules import check_submission
+from vpp.market_rules import check_rt_submission, check_submission, clear_rt_bid, rt_clearing_price
 from vpp.timeutil import zone
-from vpp.types import Award, BidCurve, Clock, DayAheadBid
+from vpp.types import Award, BidCurve, Clock, DayAheadBid, RealTimeAward, RealTimeBid
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +114,8 @@ class ReplayExchange:
                 self._published_ns[column] = np.array([fund_pub[d] for d in days], dtype=np.int64)
         self._bids: dict[str, DayAheadBid] = {}
         self._bid_ids: dict[str, str] = {}
+        self._rt_bids: dict[str, RealTimeBid] = {}
+        self._rt_bid_ids: dict[str, str] = {}
 
     @staticmethod
     def _interval_minutes(index: pd.DatetimeIndex) -> int:
@@ -238,6 +240,77 @@ class ReplayExchange:
             quantity = clear_curve(curve, price, rules.bidding.curve, rules.bidding.mode)
             awards.append(Award(curve.interval_start, quantity, price))
         return awards
+
+    # ----------------------------------------------------------------- real-time bids
+
+    def submit_real_time(self, bid: RealTimeBid) -> str:
+        """Accept a real-time bid until its period's gate (:func:`vpp.market_rules.check_rt_submission`).
+
+        A bid for a period already holding one of the same key (market,
+        product, period, portfolio, direction) REPLACES it while the gate is
+        open -- real-time offers are updatable until the gate (ERCOT); after it
+        the bid is refused by ``rt_gate_closure`` like any late bid.
+        """
+        start = pd.Timestamp(bid.period_start).tz_convert("UTC")
+        day = start.tz_convert(self._tz).date()
+        rules = self.market.rules_on(day)
+        now = self.clock.now()
+        try:
+            check_rt_submission(bid, rules, bid.product_id, now)
+        except MarketRuleError as exc:
+            log.warning("rt_bid_rejected", market=bid.market_id, product=bid.product_id,
+                        period=start.isoformat(), rule=exc.rule)
+            raise
+        key = bid.idempotency_key
+        replaced = key in self._rt_bids
+        bid_id = self._rt_bid_ids.get(key) or f"replay-rt-{len(self._rt_bid_ids) + 1}"
+        self._rt_bids[key] = bid
+        self._rt_bid_ids[key] = bid_id
+        log.info("rt_bid_accepted", market=bid.market_id, product=bid.product_id,
+                 period=start.isoformat(), direction=bid.direction, bid_id=bid_id,
+                 replaced=replaced)
+        return bid_id
+
+    def real_time_bid(self, idempotency_key: str) -> RealTimeBid | None:
+        """The real-time bid held under ``idempotency_key`` (lets a bidder verify it)."""
+        return self._rt_bids.get(idempotency_key)
+
+    def real_time_awards(self, bid: RealTimeBid) -> list[RealTimeAward]:
+        """What ``bid`` is awarded per settlement interval of its period, from the period's start.
+
+        Cleared with the product's rule against the realised price
+        (:func:`vpp.market_rules.clear_rt_bid`). The quantity is known from the
+        interval's start (the market activates the bid then); the price it is
+        paid is given only once published (the interval's end), ``None`` before.
+        Before the period starts: :class:`~vpp.LookAheadError`.
+        """
+        held = self._rt_bids.get(bid.idempotency_key)
+        if held is None:
+            return []
+        start = pd.Timestamp(held.period_start).tz_convert("UTC")
+        now = pd.Timestamp(self.clock.now()).tz_convert("UTC")
+        if now < start:
+            raise LookAheadError(
+                f"real-time awards for {held.product_id} at {start.isoformat()} are known from "
+                f"the period's start, now {now.isoformat()}"
+            )
+        rules = self.market.rules_on(start.tz_convert(self._tz).date())
+        product = rules.rt_product(held.product_id)
+        end = start + pd.Timedelta(minutes=product.period_minutes)
+        index = self.prices.index
+        positions = np.flatnonzero((index >= start) & (index < end))
+        out = []
+        for position in positions:
+            interval = index[position]
+            if interval > now:
+                break  # activation of a later interval of the period is not known yet
+            row = self.prices.iloc[position]
+            quantity = clear_rt_bid(held, product, row)
+            published = self._published_ns[product.price_columns[0]][position] <= _ns(now)
+            price = rt_clearing_price(held, product, row) if published else None
+            out.append(RealTimeAward(held.product_id, held.direction, interval.to_pydatetime(),
+                                     float(quantity), price))
+        return out
 
     def _product_price(self, start: dt.datetime, product_minutes: int) -> float:
         """The day-ahead price of a product (mean over its canonical intervals)."""

@@ -24,6 +24,12 @@ history published at decision time, never from a hand-set constant:
     ``forecast + E[up spread]``: batteries hold the position when that is
     worth more than re-arbitraging the rest of the day.
 
+    Regulation states persist for hours (a system short at 15:00 is likely
+    short at 17:00), so the spreads of the next hours lean towards the latest
+    published ones: ``E[t] = hourly + (latest - hourly) * 2 ** (-h / HALF_LIFE_H)``
+    with ``h`` the hours from the end of the latest published interval to the
+    start of ``t``.
+
 Only history strictly before the first target interval and at most
 ``lookback_days`` days old is read, and only values the history holds (the
 exchange's history is what was published by the decision time). Without
@@ -49,6 +55,7 @@ from vpp.timeutil import zone
 log = structlog.get_logger(__name__)
 
 __all__ = [
+    "HALF_LIFE_H",
     "LOOKBACK_DAYS",
     "SHRINK_DAYS",
     "DeviationPrices",
@@ -60,6 +67,8 @@ __all__ = [
 LOOKBACK_DAYS = 28
 #: Days of history at which an hour's own mean spread and the all-hours mean weigh the same.
 SHRINK_DAYS = 7.0
+#: How fast the latest published spread gives way to the hour's usual one [h].
+HALF_LIFE_H = 2.0
 
 RULES = ("two_settlement", "two_price_imbalance")
 
@@ -117,12 +126,17 @@ def regulating_spreads(
     days_h = pd.Series(local.date, index=window.index).groupby(hours).nunique()
     weight = days_h / (days_h + SHRINK_DAYS)
     target_hours = index.tz_convert(zone(timezone)).hour
+    last = window.index[-1]
+    step = window.index[-1] - window.index[-2] if len(window) > 1 else pd.Timedelta(hours=1)
+    lead_h = ((index - (last + step)) / pd.Timedelta(hours=1)).to_numpy(float).clip(min=0.0)
+    decay = np.power(2.0, -lead_h / HALF_LIFE_H)
     out = []
     for spread in (up, down):
         overall = float(spread.mean())
         shrunk = weight * spread.groupby(hours).mean() + (1 - weight) * overall
         values = shrunk.reindex(target_hours).to_numpy(float)
-        out.append(np.where(np.isfinite(values), values, overall))
+        usual = np.where(np.isfinite(values), values, overall)
+        out.append(usual + (float(spread.iloc[-1]) - usual) * decay)
     return out[0], out[1]
 
 

@@ -43,6 +43,8 @@ class StrategyOptions:
         reoptimise_every: re-solve the real-time problem every N intervals [intervals].
         deviation_penalty_per_mwh: cost of planned deviation from the award [currency/MWh].
         rt_forecaster: forecaster of real-time prices; None: the published day-ahead price.
+        real_time_bids: bid the remaining flexibility into the market's enabled real-time
+            products (:mod:`strategies.rt_bids`).
         solver: the solver's name (``[solver] name``).
         time_limit_s: the time limit of one solve [s].
         energy_policy: how an EV request beyond what can be delivered is treated
@@ -59,6 +61,7 @@ class StrategyOptions:
     reoptimise_every: int = _SETTINGS.reoptimise_every
     deviation_penalty_per_mwh: float = _SETTINGS.deviation_penalty_per_mwh
     rt_forecaster: str | None = _SETTINGS.rt_forecaster
+    real_time_bids: bool = _SETTINGS.real_time_bids
     solver: str = _SOLVER.name
     time_limit_s: float = _SOLVER.time_limit_s
     energy_policy: EnergyPolicy = "cap"
@@ -93,6 +96,7 @@ class StrategyOptions:
             reoptimise_every=settings.reoptimise_every,
             deviation_penalty_per_mwh=settings.deviation_penalty_per_mwh,
             rt_forecaster=settings.rt_forecaster,
+            real_time_bids=settings.real_time_bids,
             carbon_price_per_t=settings.carbon_price_per_t,
             solver=solver.name,
             time_limit_s=solver.time_limit_s,

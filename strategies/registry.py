@@ -47,6 +47,7 @@ from strategies.imbalance import deviation_prices
 from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimeResult
+from strategies.rt_bids import FlexibilityCurve, candidate_prices, flexibility_curve
 from strategies.schedule import idle_power_kw
 from strategies.state import ParkInputs, ParkState
 from vpp.awards import IntervalAward
@@ -162,16 +163,75 @@ class Strategy:
         award: IntervalAward,
         history: pd.DataFrame,
         timezone: str,
+        *,
+        known: Mapping[pd.Timestamp, tuple[float | None, float | None]] | None = None,
     ) -> RealTimeResult:
-        """Setpoints for interval ``position`` and the plan for the rest of the horizon."""
+        """Setpoints for interval ``position`` and the plan for the rest of the horizon.
+
+        ``known``: per interval, what the market has revealed about its deviation
+        prices -- an activated real-time bid bounds them (``(surplus, shortfall)``
+        [currency/MWh], None where unchanged): the surplus is worth at most, the
+        shortfall costs at least, the activated point's price.
+        """
         remaining = dispatcher.index[position:]
         price = self.forecast_real_time(history, remaining, timezone)
         prices = deviation_prices(
             dispatcher.settlement_rule, price.to_numpy(float), history, remaining, timezone
         )
-        return dispatcher.dispatch(
-            position, states, award, prices.surplus_per_mwh,
-            price_shortfall=prices.shortfall_per_mwh,
+        surplus, shortfall = prices.surplus_per_mwh.copy(), prices.shortfall_per_mwh.copy()
+        for stamp, (cap, floor) in (known or {}).items():
+            if stamp not in remaining:
+                continue
+            k = int(remaining.get_loc(stamp))
+            if cap is not None:
+                surplus[k] = cap if floor is not None else min(surplus[k], cap)
+            if floor is not None:
+                shortfall[k] = floor if cap is not None else max(shortfall[k], floor)
+        return dispatcher.dispatch(position, states, award, surplus, price_shortfall=shortfall)
+
+
+    def real_time_curve(
+        self,
+        dispatcher: RealTimeDispatcher,
+        position: int,
+        states: Mapping[str, ParkState] | None,
+        award: IntervalAward,
+        history: pd.DataFrame,
+        timezone: str,
+        period: slice,
+        *,
+        direction: str,
+        floor_per_mwh: float,
+        cap_per_mwh: float,
+        count: int,
+    ) -> FlexibilityCurve:
+        """The portfolio's real-time flexibility in ``period`` as a price-quantity curve.
+
+        The deviation prices of the other remaining intervals come from the
+        settlement rule (:mod:`strategies.imbalance`); the candidate prices from
+        past spreads at the period's local hour (:func:`strategies.rt_bids.candidate_prices`).
+        """
+        remaining = dispatcher.index[position:]
+        price = self.forecast_real_time(history, remaining, timezone)
+        prices = deviation_prices(
+            dispatcher.settlement_rule, price.to_numpy(float), history, remaining, timezone
+        )
+        window = price.to_numpy(float)[period.start - position : period.stop - position]
+        candidates = candidate_prices(
+            history, float(window.mean()), dispatcher.index[period.start], timezone,
+            floor_per_mwh=floor_per_mwh, cap_per_mwh=cap_per_mwh, count=count,
+            direction=direction,
+        )
+        if direction == "up":  # an up bid is activated only where up-regulation pays more
+            candidates = candidates[candidates > window.max() + 1e-6]
+        elif direction == "down":
+            candidates = candidates[candidates < window.min() - 1e-6]
+        if not candidates.size:
+            empty = np.zeros(0)
+            return FlexibilityCurve(empty, empty, {p.id: empty for p in dispatcher.parks})
+        return flexibility_curve(
+            dispatcher, position, states, award, prices.surplus_per_mwh,
+            prices.shortfall_per_mwh, period, candidates, direction=direction,
         )
 
 
@@ -238,6 +298,8 @@ class IdleStrategy(Strategy):
         award: IntervalAward,
         history: pd.DataFrame,
         timezone: str,
+        *,
+        known: Mapping[pd.Timestamp, tuple[float | None, float | None]] | None = None,
     ) -> RealTimeResult:
         from strategies.real_time import _schedule
 
@@ -260,6 +322,14 @@ class IdleStrategy(Strategy):
         frame = pd.DataFrame(deviation, index=remaining)
         setpoints: tuple[Setpoint, ...] = tuple(schedule.setpoints(0))
         return RealTimeResult(setpoints, schedule, frame, frame.sum(axis=1) / KW_PER_MW, None)
+
+
+    def real_time_curve(
+        self, dispatcher: RealTimeDispatcher, *args: object, **kwargs: object
+    ) -> FlexibilityCurve:
+        """The idle reference offers no real-time flexibility."""
+        empty = np.zeros(0)
+        return FlexibilityCurve(empty, empty, {p.id: empty for p in dispatcher.parks})
 
 
 STRATEGIES: dict[str, Callable[[StrategyOptions | None], Strategy]] = {

@@ -35,6 +35,7 @@ prices for the two directions), within the product's floor and cap.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,10 +46,42 @@ from vpp.awards import IntervalAward
 from vpp.errors import InputError
 from vpp.timeutil import zone
 from vpp.types import BidPoint
+from vpp.units import KW_PER_MW
 
-__all__ = ["DIRECTIONS", "candidate_prices", "curve_points", "flexibility_curve"]
+__all__ = ["CANDIDATE_PRICES", "DIRECTIONS", "FlexibilityCurve", "candidate_prices", "curve_points", "flexibility_curve"]
 
 DIRECTIONS = ("both", "up", "down")
+#: Candidate prices a curve is read at (at most the product's segments): each costs one hot
+#: re-solve per park, so a few well-placed quantiles rather than every possible price.
+CANDIDATE_PRICES = 6
+
+
+@dataclass(frozen=True)
+class FlexibilityCurve:
+    """The portfolio's deviation in one period at each candidate price, and each park's part.
+
+    Attributes:
+        prices_per_mwh: the candidate prices, strictly increasing.
+        quantity_mw: the portfolio's deviation at each price (non-decreasing) [MW].
+        park_mw: per park, its deviation at each price [MW] (sums to ``quantity_mw``
+            before the running maximum).
+    """
+
+    prices_per_mwh: np.ndarray
+    quantity_mw: np.ndarray
+    park_mw: Mapping[str, np.ndarray]
+
+    def split(self, quantity_mw: float) -> dict[str, float]:
+        """An awarded ``quantity_mw`` split to the parks: each park's part at the candidate
+        price whose portfolio quantity is closest, scaled to the award (equal shares where
+        the plan offered nothing there)."""
+        parks = list(self.park_mw)
+        k = int(np.argmin(np.abs(self.quantity_mw - quantity_mw)))
+        parts = np.array([self.park_mw[p][k] for p in parks])
+        total = parts.sum()
+        if abs(total) < 1e-9:
+            return {p: quantity_mw / len(parks) for p in parks}
+        return {p: float(quantity_mw * part / total) for p, part in zip(parks, parts, strict=True)}
 
 
 def flexibility_curve(
@@ -59,16 +92,17 @@ def flexibility_curve(
     surplus_per_mwh: np.ndarray,
     shortfall_per_mwh: np.ndarray,
     period: slice,
-    prices_per_mwh: Sequence[float],
+    prices_per_mwh: Sequence[float] | np.ndarray,
     *,
     direction: str = "both",
-) -> np.ndarray:
+) -> FlexibilityCurve:
     """The portfolio's deviation [MW] in ``period`` at each of ``prices_per_mwh`` (module doc).
 
     ``surplus_per_mwh`` / ``shortfall_per_mwh``: deviation prices of the
     remaining intervals ``[position, T)`` (:func:`strategies.imbalance.deviation_prices`);
     ``period``: the product's delivery intervals, positions in the horizon
-    (``period.start >= position``). Returns one quantity per price, non-decreasing.
+    (``period.start >= position``). Returns one quantity per price, non-decreasing,
+    and each park's part.
     """
     if direction not in DIRECTIONS:
         raise InputError(f"direction = {direction!r}: choose one of {', '.join(DIRECTIONS)}")
@@ -90,6 +124,7 @@ def flexibility_curve(
         raise InputError(f"deviation prices need {steps} values (the remaining intervals)")
     window = slice(start - position, stop - position)
     quantities = np.empty(len(prices))
+    parks = {p.id: np.empty(len(prices)) for p in dispatcher.parks}
     for k, price in enumerate(prices):
         s, f = surplus.copy(), shortfall.copy()
         if direction == "both":
@@ -100,16 +135,22 @@ def flexibility_curve(
         else:  # extra buying pays the down price; surpluses as before
             f[window] = price
             s[window] = np.minimum(s[window], price)
-        result = dispatcher.dispatch(
-            position, states, award, s, price_shortfall=f, on_failure="raise"
-        )
-        quantities[k] = float(result.deviation_mw.to_numpy()[window].mean())
+        total = 0.0
+        for park in dispatcher.parks:  # the parks' own compiled models, re-solved hot
+            park_award = np.asarray(award.park(park.id), dtype=float)[position:]
+            solution, _stats = dispatcher.park_problems[park.id].solve(
+                position, (states or {}).get(park.id), park_award, s, f
+            )
+            deviation_mw = float((solution.net_kw - park_award)[window].mean()) / KW_PER_MW
+            parks[park.id][k] = deviation_mw
+            total += deviation_mw
+        quantities[k] = total
     quantities = np.maximum.accumulate(quantities)
     if direction == "up":
         quantities = np.maximum(quantities, 0.0)
     elif direction == "down":
         quantities = np.minimum(quantities, 0.0)
-    return quantities
+    return FlexibilityCurve(prices, quantities, parks)
 
 
 def candidate_prices(

@@ -109,6 +109,16 @@ class IntervalAward:
         """Nothing awarded: every park holds 0 kW on every interval."""
         return cls(np.zeros(len(index)), pd.DataFrame(0.0, index=index, columns=list(park_ids)))
 
+    def plus_parks(self, extra_kw: pd.DataFrame) -> IntervalAward:
+        """This award plus ``extra_kw`` per park and interval [kW] (e.g. real-time awards)."""
+        extra = extra_kw.reindex(index=self.park_kw.index, columns=self.park_kw.columns)
+        extra = extra.fillna(0.0)
+        return IntervalAward(
+            self.portfolio_kw + extra.sum(axis=1).to_numpy(float),
+            self.park_kw + extra,
+            self.asset_kw,
+        )
+
     @property
     def index(self) -> pd.DatetimeIndex:
         """The schedule interval starts (UTC)."""

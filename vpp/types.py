@@ -86,6 +86,28 @@ RT_DIRECTIONS = ("both", "up", "down")
 
 
 @dataclass(frozen=True)
+class RealTimeAward:
+    """What a real-time bid was awarded in one settlement interval.
+
+    ``quantity_mw`` (> 0 sold, :mod:`vpp.units`) is known from the interval's
+    start (the market activates or dispatches the bid in real time);
+    ``price_per_mwh``, the price it is paid, only once the interval's real-time
+    price is published (None before).
+    """
+
+    product_id: str
+    direction: str
+    interval_start: dt.datetime
+    quantity_mw: float
+    price_per_mwh: float | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(self.interval_start, "interval_start")
+        if not math.isfinite(self.quantity_mw):
+            raise InputError(f"real-time award quantity must be finite, got {self.quantity_mw}")
+
+
+@dataclass(frozen=True)
 class RealTimeBid:
     """A portfolio's bid into one real-time product for one delivery period.
 

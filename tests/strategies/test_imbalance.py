@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from strategies import RealTimeDispatcher, StrategyOptions, get_strategy
-from strategies.imbalance import SHRINK_DAYS, deviation_prices, regulating_spreads
+from strategies.imbalance import HALF_LIFE_H, SHRINK_DAYS, deviation_prices, regulating_spreads
 from strategies.state import ParkInputs
 from tests.strategies.conftest import battery, make_park, utc_index
 from vpp.awards import IntervalAward
@@ -36,10 +36,26 @@ def test_spreads_by_hour_shrunk_to_the_all_hours_mean_by_hand() -> None:
     w = 2 / (2 + SHRINK_DAYS)  # two days of history per hour
     up_all = 2 * 30 / 48  # 30 above spot in 2 of 48 hours
     down_all = 20 / 48
-    assert up == pytest.approx([w * 30 + (1 - w) * up_all, (1 - w) * up_all, (1 - w) * up_all])
+    # The latest published hour (23:00, ends 00:00 on the 3rd) had no regulation: its spread 0
+    # fades out with the lead time, 5 h, 10 h and 0 h.
+    keep = 1 - 2.0 ** (-np.array([5.0, 10.0, 0.0]) / HALF_LIFE_H)
+    assert up == pytest.approx(
+        keep * [w * 30 + (1 - w) * up_all, (1 - w) * up_all, (1 - w) * up_all])
     assert down == pytest.approx(
-        [(1 - w) * down_all, w * 10 + (1 - w) * down_all, (1 - w) * down_all]
+        keep * [(1 - w) * down_all, w * 10 + (1 - w) * down_all, (1 - w) * down_all]
     )
+
+
+def test_the_latest_regulation_state_persists_for_a_while() -> None:
+    history = _history()
+    history.loc[history.index[-1], "rt_price_up"] = 160.0  # up-regulated in the last hour
+    first, later = pd.Timestamp("2025-05-03 00:00", tz="UTC"), pd.Timestamp("2025-05-03 12:00",
+                                                                            tz="UTC")
+    up, _ = regulating_spreads(history, pd.DatetimeIndex([first, later]), "UTC")
+    base, _ = regulating_spreads(_history(), pd.DatetimeIndex([first, later]), "UTC")
+    assert up[0] > 50  # the next hour expects the system still short
+    # half a day later it is the usual spread again (its mean moved by the one spike only)
+    assert up[1] - base[1] < 0.1 * (up[0] - base[0])
 
 
 def test_only_history_before_the_target_and_within_the_lookback_is_read() -> None:

@@ -31,13 +31,13 @@ def test_a_half_full_battery_buys_below_and_sells_above_the_rest_of_the_day() ->
     dispatcher, park_id = _dispatcher()
     award = IntervalAward.zero(INDEX, [park_id])
     flat = np.full(2, 100.0)
-    both = flexibility_curve(dispatcher, 0, None, award, flat, flat, slice(0, 1), [50.0, 150.0])
+    both = flexibility_curve(dispatcher, 0, None, award, flat, flat, slice(0, 1), [50.0, 150.0]).quantity_mw
     assert both == pytest.approx([-1.0, 1.0], abs=1e-6)
     up = flexibility_curve(dispatcher, 0, None, award, flat, flat, slice(0, 1), [50.0, 150.0],
-                           direction="up")
+                           direction="up").quantity_mw
     assert up == pytest.approx([0.0, 1.0], abs=1e-6)
     down = flexibility_curve(dispatcher, 0, None, award, flat, flat, slice(0, 1), [50.0, 150.0],
-                             direction="down")
+                             direction="down").quantity_mw
     assert down == pytest.approx([-1.0, 0.0], abs=1e-6)
 
 
@@ -49,7 +49,7 @@ def test_the_measured_state_limits_the_curve() -> None:
     states = {park_id: {"bess": AssetState(soc_kwh=0.0)}}
     flat = np.full(2, 100.0)
     curve = flexibility_curve(dispatcher, 0, states, award, flat, flat, slice(0, 1),
-                              [50.0, 150.0, 900.0])
+                              [50.0, 150.0, 900.0]).quantity_mw
     assert curve == pytest.approx([-2.0, 0.0, 0.0], abs=1e-6)
 
 
@@ -60,7 +60,7 @@ def test_the_curve_is_around_the_award() -> None:
     dispatcher, park_id = _dispatcher()
     award = IntervalAward.of_parks(INDEX, {park_id: np.array([1000.0, 0.0])})
     flat = np.full(2, 100.0)
-    curve = flexibility_curve(dispatcher, 0, None, award, flat, flat, slice(0, 1), [50.0, 150.0])
+    curve = flexibility_curve(dispatcher, 0, None, award, flat, flat, slice(0, 1), [50.0, 150.0]).quantity_mw
     assert curve == pytest.approx([-2.0, 0.0], abs=1e-6)
 
 

@@ -51,7 +51,7 @@ from vpp.awards import IntervalAward, delivery_intervals
 from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
 from vpp.carbon.instruments import Instrument
 from vpp.clawback import ClawbackTerms
-from vpp.config.models import MarketRules, ParkConfig
+from vpp.config.models import MarketConfig, MarketRules, ParkConfig
 from vpp.errors import DataQualityError, InputError, UnmetDemandError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.commodities import (
@@ -242,9 +242,14 @@ def simulate(
     soc: dict[AssetKey, float] = {}
     ev_unserved_kwh = 0.0
     done = 0
+    products = _backtested_products(market, prices, runs, strategy.options.real_time_bids)
     for run in runs:
         jobs = sorted(
-            j for day in run for j in day_jobs(market.rules_on(day), day, options.safety_margin)
+            j
+            for day in run
+            for j in day_jobs(
+                market.rules_on(day), day, options.safety_margin, real_time_products=products
+            )
         )
         index = _segment_index(portfolio, run)
         for job in jobs:
@@ -253,6 +258,10 @@ def simulate(
                 operator.submit_day_ahead(job.delivery_day)
             elif job.kind == "awards":
                 operator.collect_awards(job.delivery_day)
+            elif job.kind == "rt_bid":
+                assert job.product_id is not None
+                assert job.interval_start is not None
+                operator.submit_real_time(job.product_id, job.interval_start)
             else:
                 if not operator.devices:
                     devices, sessions = simulated_devices(portfolio, clock, index, soc)
@@ -265,6 +274,26 @@ def simulate(
                         progress(name, done, len(days))
         ev_unserved_kwh += _close_segment(operator, clock, index, soc)
     return _account(name, portfolio, prices, days, operator, recorder, ev_unserved_kwh)
+
+
+def _backtested_products(
+    market: MarketConfig, prices: PriceFrame, runs: Sequence[Sequence[dt.date]], enabled: bool
+) -> tuple[str, ...]:
+    """The real-time products a backtest bids into: enabled on some day of the run, not an
+    auction without price data, and cleared against columns the price file has."""
+    if not enabled:
+        return ()
+    ids: dict[str, None] = {}
+    for run in runs:
+        for day in run:
+            for product in market.rules_on(day).real_time_products:
+                if (
+                    product.enabled
+                    and product.has_price_data
+                    and set(product.price_columns) <= set(prices.frame.columns)
+                ):
+                    ids[product.id] = None
+    return tuple(ids)
 
 
 def _segment_index(portfolio: MarketPortfolio, run: Sequence[dt.date]) -> pd.DatetimeIndex:
@@ -373,6 +402,14 @@ def _account(
     meters = meter_counters(portfolio, recorder.telemetry)
     observed = _Observed.of(recorder)
     books = _Books()
+    awards_of = getattr(operator.exchange, "real_time_awards", None)
+    rt_bids = 0
+    for day in days:  # the run is over: every real-time price is published
+        plan = operator.day_plan(day)
+        rt_bids += len(plan.rt_bids)
+        if awards_of is not None:
+            for key, (bid, _curve) in plan.rt_bids.items():
+                plan.rt_awards[key] = list(awards_of(bid))
     for day in days:
         _account_day(portfolio, prices, operator.day_plan(day), day, meters, observed, books)
     balances = pd.DataFrame()
@@ -406,6 +443,7 @@ def _account(
         books.fallback_days,
         ev_unserved_kwh,
         balances,
+        rt_bids,
     )
 
 
@@ -442,6 +480,7 @@ def _account_day(
             key, index, frame, asset_energy / dt_h, curve_text, share_kw, observed
         )
     books.portfolio.append(_portfolio_intervals(plan, frame, energy, dt_h))
+    rt_award_kw, rt_price = real_time_books(plan)
     books.settlement += settle_parks(
         day.isoformat(),
         portfolio.market.id,
@@ -452,8 +491,32 @@ def _account_day(
         frame,
         rule,
         dt_h,
+        park_rt_award_kw=rt_award_kw,
+        rt_clearing_price=rt_price,
         clawback=ClawbackTerms.of(plan.rules.settlement),
     )
+
+
+def real_time_books(plan: DayPlan) -> tuple[pd.DataFrame | None, pd.Series | None]:
+    """The day's real-time awards per park [kW] and the price they clear at per interval.
+
+    Where an interval holds several awards (an up and a down bid both activated) the price
+    is their value-weighted mean, so that award x price is the real-time bid revenue.
+    """
+    if plan.rt_award_kw is None:
+        return None, None
+    quantity = pd.Series(0.0, index=plan.index)
+    value = pd.Series(0.0, index=plan.index)
+    for awards in plan.rt_awards.values():
+        for award in awards:
+            if abs(award.quantity_mw) < 1e-12 or award.price_per_mwh is None:
+                continue
+            stamp = pd.Timestamp(award.interval_start)
+            quantity[stamp] += award.quantity_mw
+            value[stamp] += award.quantity_mw * award.price_per_mwh
+    with np.errstate(divide="ignore", invalid="ignore"):
+        price = (value / quantity).where(quantity.abs() > 1e-12, 0.0)
+    return plan.rt_award_kw, price
 
 
 def _book_plan(
@@ -523,12 +586,16 @@ def _portfolio_intervals(
     actual_mw = pd.Series(
         sum(energy.park_energy_kwh.values()) / dt_h / KW_PER_MW, index=index
     )
+    rt_award_kw, rt_price = real_time_books(plan)
     settled = settle(
         award_mw,
         actual_mw,
         frame,
         plan.rules.settlement.rule,
         dt_h,
+        rt_award_mw=None if rt_award_kw is None
+        else pd.Series(rt_award_kw.sum(axis=1).to_numpy() / KW_PER_MW, index=index),
+        rt_clearing_price=rt_price,
         clawback=ClawbackTerms.of(plan.rules.settlement),
     )
     return pd.DataFrame(

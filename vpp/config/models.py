@@ -756,6 +756,12 @@ class StrategySettings(Spec):
         None,
         description="Forecaster of real-time prices; default: the published day-ahead price",
     )
+    real_time_bids: bool = Field(
+        False,
+        description="Bid the remaining flexibility into the market's enabled real-time "
+        "products (config/markets/*.toml [[real_time_products]]) before each period's gate; "
+        "off by default until the perfect-foresight bound covers regulating products",
+    )
     carbon_price_per_t: float = Field(
         0.0, ge=0, le=1e5,
         description="Internal carbon price charged on grid import in the objective "

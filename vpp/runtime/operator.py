@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import structlog
 
@@ -41,6 +42,7 @@ from strategies import (
 )
 from strategies.carbon import carbon_signal
 from strategies.registry import IdleStrategy
+from strategies.rt_bids import CANDIDATE_PRICES, FlexibilityCurve, curve_points
 from strategies.state import KNOWN_SESSION_COLUMNS, ParkInputs
 from vpp.awards import IntervalAward, portfolio_award_kw
 from vpp.carbon.factors import FactorSet
@@ -58,10 +60,24 @@ from vpp.errors import (
     InputError,
     LookAheadError,
     MarketRuleError,
+    SolverError,
 )
+from vpp.market_rules import check_rt_bid
 from vpp.runtime.carbon_budget import day_factors
 from vpp.timeutil import day_intervals_utc
-from vpp.types import Award, Clock, DayAheadBid, Device, Exchange, Health, Setpoint, Telemetry
+from vpp.types import (
+    Award,
+    Clock,
+    DayAheadBid,
+    Device,
+    Exchange,
+    Health,
+    RealTimeAward,
+    RealTimeBid,
+    Setpoint,
+    Telemetry,
+)
+from vpp.units import KW_PER_MW
 from vpp.wire import award_issues, bid_content_hash
 
 log = structlog.get_logger(__name__)
@@ -170,6 +186,14 @@ class DayPlan:
     last_plan: RealTimeResult | None = None
     last_position: int = -1
     rt_stats: list[float] = field(default_factory=list)
+    #: real-time bids submitted for the day, by idempotency key, with the curve they came from
+    rt_bids: dict[str, tuple[RealTimeBid, FlexibilityCurve]] = field(default_factory=dict)
+    #: real-time awards received, by bid idempotency key (one per settlement interval)
+    rt_awards: dict[str, list[RealTimeAward]] = field(default_factory=dict)
+    #: the real-time awards split to the parks per schedule interval [kW]; None: none yet
+    rt_award_kw: pd.DataFrame | None = None
+    #: per interval, the deviation prices an activated bid revealed: (surplus, shortfall)
+    rt_known: dict[pd.Timestamp, tuple[float | None, float | None]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- operator
@@ -571,11 +595,13 @@ class Operator:
             self._log.warning("dispatch_without_awards", day=str(day), interval=t.isoformat())
             return self._send(self._safe_setpoints(plan, position, states))
         assert plan.dispatcher is not None
+        if self._collect_real_time(plan, t):
+            due = True  # a real-time award changes the position: re-plan around it
         if due:
             try:
                 result = self.strategy.real_time(
-                    plan.dispatcher, position, states, plan.award, self.data.history(),
-                    self.timezone,
+                    plan.dispatcher, position, states, self._position(plan),
+                    self.data.history(), self.timezone, known=plan.rt_known,
                 )
             except LookAheadError as exc:
                 self._log.error(
@@ -592,6 +618,134 @@ class Operator:
         else:
             setpoints = self._follow(plan, position)
         return self._send(setpoints)
+
+    # ----------------------------------------------------------------- real-time bids
+
+    def _position(self, plan: DayPlan) -> IntervalAward:
+        """The day's position: the day-ahead award plus the real-time awards so far [kW]."""
+        assert plan.award is not None
+        if plan.rt_award_kw is None:
+            return plan.award
+        return plan.award.plus_parks(plan.rt_award_kw)
+
+    def submit_real_time(self, product_id: str, period_start: dt.datetime) -> list[RealTimeBid]:
+        """Bid the portfolio's remaining flexibility for one period of a real-time product.
+
+        Runs before the period's gate (``rt_bid`` jobs, :func:`vpp.runtime.jobs.day_jobs`):
+        measures, builds the curve from the re-optimised rest of the day around the
+        current position (:meth:`strategies.Strategy.real_time_curve`; a regulating
+        product gets an up and a down bid), checks it with the product's rules and
+        submits it once (idempotency key per product, period, portfolio and direction;
+        a restart does not resubmit what the recorder holds). Nothing is bid before
+        the day-ahead awards are known, nor when the plan offers nothing.
+        """
+        start = pd.Timestamp(period_start).tz_convert("UTC")
+        day = start.tz_convert(self.timezone).date()
+        plan = self.day_plan(day)
+        submit = getattr(self.exchange, "submit_real_time", None)
+        if submit is None or plan.award is None:
+            self._log.info("rt_bid_skipped", product=product_id, period=start.isoformat(),
+                           reason="no day-ahead award yet" if submit else
+                           "the exchange takes no real-time bids")
+            return []
+        product = plan.rules.rt_product(product_id)
+        period = np.flatnonzero(
+            (plan.index >= start)
+            & (plan.index < start + pd.Timedelta(minutes=product.period_minutes))
+        )
+        now = pd.Timestamp(self.clock.now()).tz_convert("UTC")
+        position = 0 if now < plan.index[0] else int(plan.index.searchsorted(now, "right") - 1)
+        if not period.size or period[0] < position:
+            return []
+        self.prepare_dispatch(day)
+        assert plan.dispatcher is not None
+        states, _ = self.measure()
+        directions = ("up", "down") if product.kind == "regulating" else ("both",)
+        submitted: list[RealTimeBid] = []
+        history = self.data.history()
+        for direction in directions:
+            try:
+                curve = self.strategy.real_time_curve(
+                    plan.dispatcher, position, states, self._position(plan), history,
+                    self.timezone, slice(int(period[0]), int(period[-1]) + 1),
+                    direction=direction, floor_per_mwh=product.floor_per_mwh,
+                    cap_per_mwh=product.cap_per_mwh,
+                    count=min(product.max_segments, CANDIDATE_PRICES),
+                )
+            except (SolverError, LookAheadError) as exc:
+                self._log.error("rt_bid_unavailable", product=product_id,
+                                period=start.isoformat(), direction=direction, reason=str(exc))
+                continue
+            if not curve.quantity_mw.size:
+                continue
+            points = curve_points(
+                curve.prices_per_mwh, curve.quantity_mw, min_lot_mw=product.min_lot_mw,
+                price_tick_per_mwh=product.price_tick_per_mwh,
+                floor_per_mwh=product.floor_per_mwh, cap_per_mwh=product.cap_per_mwh,
+                max_segments=product.max_segments,
+            )
+            if all(abs(p.quantity_mw) < 1e-12 for p in points):
+                continue  # nothing to offer in this direction
+            bid = RealTimeBid(self.market.id, self.portfolio.portfolio_id, product_id,
+                              start.to_pydatetime(), points, direction, now.to_pydatetime())
+            key = bid.idempotency_key
+            if key in plan.rt_bids or self.recorder.has_bid(key):
+                continue
+            try:
+                check_rt_bid(bid, plan.rules, product)
+                receipt = submit(bid)
+            except MarketRuleError as exc:
+                self._log.error("rt_bid_rejected", product=product_id, period=start.isoformat(),
+                                direction=direction, rule=exc.rule, reason=str(exc))
+                continue
+            except ExchangeError as exc:
+                self._log.error("rt_bid_failed", product=product_id, period=start.isoformat(),
+                                direction=direction, reason=str(exc))
+                continue
+            plan.rt_bids[key] = (bid, curve)
+            record = getattr(self.recorder, "record_rt_bid", None)
+            if record is not None:
+                record(bid, receipt)
+            self._log.info("rt_bid_submitted", product=product_id, period=start.isoformat(),
+                           direction=direction, points=len(points), receipt=receipt)
+            submitted.append(bid)
+        return submitted
+
+    def _collect_real_time(self, plan: DayPlan, t: pd.Timestamp) -> bool:
+        """Fetch the real-time awards of the bids whose period holds ``t``; True if any changed
+        the position. Each award is split to the parks like its curve (:meth:`FlexibilityCurve.split`)."""
+        awards_of = getattr(self.exchange, "real_time_awards", None)
+        if awards_of is None or not plan.rt_bids:
+            return False
+        changed = False
+        for key, (bid, curve) in plan.rt_bids.items():
+            start = pd.Timestamp(bid.period_start).tz_convert("UTC")
+            if t < start:
+                continue
+            seen = {pd.Timestamp(a.interval_start) for a in plan.rt_awards.get(key, [])}
+            if t in seen:
+                continue
+            try:
+                awards = list(awards_of(bid))
+            except (LookAheadError, ExchangeError) as exc:
+                self._log.warning("rt_awards_unavailable", key=key, reason=str(exc))
+                continue
+            plan.rt_awards[key] = awards
+            for award in awards:
+                stamp = pd.Timestamp(award.interval_start)
+                if stamp in seen or abs(award.quantity_mw) < 1e-12:
+                    continue
+                if plan.rt_award_kw is None:
+                    plan.rt_award_kw = pd.DataFrame(
+                        0.0, index=plan.index, columns=[p.id for p in self.portfolio.parks]
+                    )
+                for park_id, mw in curve.split(award.quantity_mw).items():
+                    plan.rt_award_kw.loc[stamp, park_id] += mw * KW_PER_MW
+                plan.rt_known[stamp] = _revealed(bid, award.quantity_mw, plan.rt_known.get(stamp))
+                changed = True
+                self._log.info("rt_award_received", key=key, interval=stamp.isoformat(),
+                               quantity_mw=round(award.quantity_mw, 6))
+        return changed
 
     def _safe_setpoints(
         self, plan: DayPlan, position: int, states: Mapping[str, Mapping[str, AssetState]]
@@ -636,6 +790,25 @@ class Operator:
                 )
         self.recorder.record_setpoints(sent)
         return sent
+
+
+def _revealed(
+    bid: RealTimeBid, quantity_mw: float, before: tuple[float | None, float | None] | None
+) -> tuple[float | None, float | None]:
+    """What an activation of ``bid`` at ``quantity_mw`` says about the interval's deviation
+    prices ``(surplus, shortfall)``: the activated point's price ``p`` (the one whose
+    quantity was awarded). An energy offer: deviations settle at the real-time price, which
+    is >= p where selling (<= p where buying): both ~ p. An up bid: the system is
+    up-regulated above p, so a shortfall costs at least p. A down bid: down-regulated below
+    p, so a surplus earns at most p."""
+    point = min(bid.points, key=lambda x: abs(x.quantity_mw - quantity_mw))
+    p = point.price_per_mwh
+    surplus, shortfall = before or (None, None)
+    if bid.direction == "both":
+        return p, p
+    if bid.direction == "up":
+        return surplus, p if shortfall is None else max(shortfall, p)
+    return (p if surplus is None else min(surplus, p)), shortfall
 
 
 def recovery_block(when: dt.datetime, timezone: str, window_h: float) -> int:
