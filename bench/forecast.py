@@ -13,15 +13,17 @@ import argparse
 import datetime as dt
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import structlog
 
 from market_replay import import_prices
+from market_replay.canonical import PriceFrame
 from market_replay.exchange import ReplayExchange
-from strategies import walk_forward
-from vpp.config import load_market
+from strategies import ForecastScore, walk_forward
+from vpp.config import MarketConfig, load_market
 from vpp.timeutil import day_intervals_utc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +43,28 @@ class _Clock:
         return self.at
 
 
+def scores(
+    prices: PriceFrame, market: MarketConfig, days: Sequence[dt.date], forecasters: Sequence[str]
+) -> list[ForecastScore]:
+    """Day-ahead scores of ``forecasters`` (and persistence) on ``days``, each day forecast
+    at its gate closure from what the replay exchange has published by then."""
+    frame = prices.frame
+    tz = market.timezone
+    clock = _Clock()
+    exchange = ReplayExchange(frame, market, clock)
+
+    def history_at(when: dt.datetime) -> pd.DataFrame:
+        clock.at = when
+        return exchange.history()
+
+    return walk_forward(
+        days, history_at=history_at,
+        decision_time=lambda d: market.rules_on(d).gate_closure(d),
+        day_index=lambda d: day_intervals_utc(d, tz, prices.interval_minutes),
+        actual=frame["da_price"], forecasters=forecasters, timezone=tz,
+    )
+
+
 def run(market_id: str, fmt: str, file: str, days: int) -> tuple[float, int, float]:
     path = REPO / "data" / "prices" / file
     path = path if path.exists() else SHARED / file
@@ -51,22 +75,10 @@ def run(market_id: str, fmt: str, file: str, days: int) -> tuple[float, int, flo
     last = frame.index[-1].tz_convert(tz).date()
     first = max(frame.index[0].tz_convert(tz).date() + dt.timedelta(days=8),
                 last - dt.timedelta(days=days - 1))
-    clock = _Clock()
-    exchange = ReplayExchange(frame, market, clock)
-
-    def history_at(when: dt.datetime) -> pd.DataFrame:
-        clock.at = when
-        return exchange.history()
-
     wanted = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
     start = time.perf_counter()
-    scores = walk_forward(
-        wanted, history_at=history_at,
-        decision_time=lambda d: market.rules_on(d).gate_closure(d),
-        day_index=lambda d: day_intervals_utc(d, tz, prices.interval_minutes),
-        actual=frame["da_price"], forecasters=["gbm"], timezone=tz,
-    )
-    return scores[0].mae_vs_persistence, scores[0].days, time.perf_counter() - start
+    scored = scores(prices, market, wanted, ["gbm"])
+    return scored[0].mae_vs_persistence, scored[0].days, time.perf_counter() - start
 
 
 def main(argv: list[str]) -> int:
