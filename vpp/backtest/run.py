@@ -754,11 +754,11 @@ def foresight(
     ``(a, x, u, d, e)``. That point is feasible for the LP when
 
     * ``a`` is a feasible schedule: awards interpolate the bid's scenario
-      schedules, so they are, up to the award's lot rounding -- a rounding
-      residual of at most a lot per product is where the argument is not exact
-      (the residual is delivered as imbalance, which never pays better than the
-      day-ahead price: ``e * down <= e * da`` and ``e * up <= e * da`` for a
-      shortfall, so it costs at most its spread);
+      schedules, so they are, up to the award's lot rounding -- there the
+      argument is not exact: the strategy sells a residual ``r`` at ``da``
+      that the LP must book as imbalance (never better than the day-ahead
+      price: ``e * down <= e * da``, and ``e * up <= e * da`` for a shortfall),
+      so the bound may fall short by ``|r| * max(up - da, da - down)``;
     * ``x`` is what was delivered: feasible, since the devices are the models;
     * activations happen only where the regulating price is beyond the spot
       (up bids are priced above the day-ahead price, down bids below: the
