@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from market_replay import import_prices
@@ -15,8 +17,8 @@ DK1 = market("nordpool-dk1")
 
 def test_foresight_bounds_a_run_with_real_time_bids(shared_prices: Path, tmp_path: Path) -> None:
     """Two DK1 days with mFRR bids: the strategy and persistence are activated and paid the
-    regulating prices, and perfect foresight is still at least what each earned (capture <= 1);
-    without real-time bids the bound is the old one (the day-ahead schedule)."""
+    regulating prices, and perfect foresight is still at least what each earned on each day
+    (capture <= 1); without real-time bids the bound is the old one (the day-ahead schedule)."""
     from strategies import StrategyOptions
     from tests.market_replay.test_backtest import _portfolio_on, _slice
     from vpp.backtest.run import BacktestOptions, foresight, run_backtest
@@ -31,17 +33,27 @@ def test_foresight_bounds_a_run_with_real_time_bids(shared_prices: Path, tmp_pat
     out = run_backtest(portfolio, prices, days, options)
     summary = out.summary()
     assert summary["rt_awarded_mwh"] > 0  # activations happened: the bound has work to do
-    bound = summary["perfect_foresight_revenue"]
-    assert isinstance(bound, float)
-    assert bound >= out.main.net_revenue
-    assert bound >= out.baselines["persistence"].net_revenue
-    assert bound >= out.baselines["idle"].net_revenue
-    ratio = summary["flexibility_capture_ratio"]
-    assert isinstance(ratio, float)
-    assert ratio <= 1.0
-    # The regulating bound is above the day-ahead schedule here (both regulating directions
-    # occur on these days), and without real-time bids the bound is the day-ahead schedule.
-    assert (out.foresight["revenue"] > out.foresight["da_schedule"] + 1.0).all()
+    bounds = out.foresight.set_index("day")
+    # A day whose heat no schedule serves has no bound (NaN, logged foresight_unmeetable:
+    # daqing's hot water on the coldest January hours); compare day by day where it has one.
+    bounded = [d for d in days if np.isfinite(bounds.loc[d, "revenue"])]
+    assert bounded
+    for run in (out.main, out.baselines["persistence"], out.baselines["idle"]):
+        earned = _net_per_day(run.portfolio, "Europe/Copenhagen")
+        for day in bounded:
+            assert bounds.loc[day, "revenue"] >= earned[day] - 1e-6, (run.strategy, day)
+    # The regulating bound is above the day-ahead schedule here (activations at the
+    # regulating price pay), and without real-time bids the bound is the day-ahead schedule.
+    assert (bounds.loc[bounded, "revenue"] > bounds.loc[bounded, "da_schedule"] + 1.0).all()
     off = foresight(portfolio, prices, days, BacktestOptions(StrategyOptions(scenarios=3)))
-    assert off["revenue"].to_numpy() == pytest.approx(off["da_schedule"].to_numpy())
-    assert off["da_schedule"].to_numpy() == pytest.approx(out.foresight["da_schedule"].to_numpy())
+    off_bounds = off.set_index("day").loc[bounded]
+    assert off_bounds["revenue"].to_numpy() == pytest.approx(off_bounds["da_schedule"].to_numpy())
+    assert off_bounds["da_schedule"].to_numpy() == pytest.approx(
+        bounds.loc[bounded, "da_schedule"].to_numpy())
+
+
+def _net_per_day(portfolio: pd.DataFrame, timezone: str) -> dict[dt.date, float]:
+    """Net revenue per local delivery day of a run's per-interval portfolio frame."""
+    net = portfolio["da_revenue"] + portfolio["rt_revenue"] - portfolio["degradation_cost"]
+    local = pd.DatetimeIndex(portfolio.index).tz_convert(timezone).date
+    return {day: float(value) for day, value in net.groupby(local).sum().items()}
