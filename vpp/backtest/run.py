@@ -758,7 +758,9 @@ def foresight(
       argument is not exact: the strategy sells a residual ``r`` at ``da``
       that the LP must book as imbalance (never better than the day-ahead
       price: ``e * down <= e * da``, and ``e * up <= e * da`` for a shortfall),
-      so the bound may fall short by ``|r| * max(up - da, da - down)``;
+      so the bound may fall short by ``|r| * max(up - da, da - down)``; and the
+      sold copy has the realized EV sessions, the bid the expected ones (the
+      two-settlement ``max_a`` assumes the same);
     * ``x`` is what was delivered: feasible, since the devices are the models;
     * activations happen only where the regulating price is beyond the spot
       (up bids are priced above the day-ahead price, down bids below: the
