@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strategies import perfect_foresight
 from strategies.state import ParkInputs
@@ -73,3 +75,27 @@ def test_regulating_prices_come_in_pairs() -> None:
         perfect_foresight(parks, inputs, None, 60, DA, rt_price_up=UP)
     with pytest.raises(InputError, match="not a mix"):
         perfect_foresight(parks, inputs, None, 60, DA, DA, rt_price_up=UP, rt_price_down=DOWN)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    da=st.lists(st.floats(-50.0, 200.0), min_size=3, max_size=3),
+    up_spread=st.lists(st.floats(0.0, 100.0), min_size=3, max_size=3),
+    down_spread=st.lists(st.floats(0.0, 100.0), min_size=3, max_size=3),
+)
+def test_bound_is_at_least_delivering_the_day_ahead_optimum(
+    da: list[float], up_spread: list[float], down_spread: list[float]
+) -> None:
+    # Selling the day-ahead optimum and delivering it exactly (no activation, no imbalance)
+    # is a point of the regulating LP, so its bound is never below the day-ahead bound; with
+    # no regulation at all it is that bound.
+    parks = [make_park(battery(), import_kw=1000.0, export_kw=1000.0)]
+    inputs = {"park": ParkInputs(utc_index(3))}
+    spot = np.array(da)
+    day_ahead = perfect_foresight(parks, inputs, None, 60, spot).objective
+    bound = perfect_foresight(parks, inputs, None, 60, spot, rt_price_up=spot + up_spread,
+                              rt_price_down=spot - np.array(down_spread)).objective
+    assert bound >= day_ahead - 1e-6
+    flat = perfect_foresight(parks, inputs, None, 60, spot, rt_price_up=spot,
+                             rt_price_down=spot).objective
+    assert flat == pytest.approx(day_ahead, abs=1e-4)
