@@ -702,6 +702,21 @@ def _best(
     return result.objective, stats.solve_s if stats else 0.0
 
 
+def _bids_regulating(rules: MarketRules, frame: pd.DataFrame, options: BacktestOptions) -> bool:
+    """Whether the run may be activated in a regulating product on the day of ``rules``: it
+    bids real time and a regulating product is enabled, priced by the file (every interval of
+    the day), as :func:`_backtested_products` picks the products it bids into."""
+    if not options.strategy.real_time_bids:
+        return False
+    return any(
+        product.kind == "regulating"
+        and product.enabled
+        and product.has_price_data
+        and all(c in frame and frame[c].notna().all() for c in product.price_columns)
+        for product in rules.real_time_products
+    )
+
+
 def foresight(
     portfolio: MarketPortfolio,
     prices: PriceFrame,
@@ -720,8 +735,44 @@ def foresight(
       ``x``, both physically feasible schedules (awards interpolate the
       bid's scenario schedules), so the bound is
       ``max_x (x * rt - wear(x)) + max_a a * (da - rt)``: two LPs of the same
-      model. Under the Nordic two-price rule (up >= spot >= down) no
-      deviation pays, so the bound is ``da_schedule``.
+      model. A real-time energy offer (ERCOT) is paid ``rt`` too, so the same
+      bound holds with real-time bids. Under the Nordic two-price rule (up >=
+      spot >= down) without real-time bids no deviation pays, so the bound is
+      ``da_schedule``.
+
+    With real-time bids (``options.strategy.real_time_bids``) on a day with an
+    enabled regulating product priced by the file (mFRR energy), the strategy
+    also earns activations at the regulating prices, which ``da_schedule``
+    does not cover. The bound is then the larger of ``da_schedule`` and
+    :func:`strategies.foresight._regulating_bound`, an LP of the Nordic
+    settlement itself over two copies of the park models (the sold schedule
+    ``a`` and the physical ``x``). Why it bounds what a strategy earns: the
+    strategy's settled day is ``a * da + u * up + d * down + value(e) -
+    cost(x)`` with ``a`` its day-ahead award, ``u >= 0`` / ``d <= 0`` its up /
+    down activations, ``e = x - a - u - d`` its imbalance (a surplus at the down
+    price, a shortfall at the up price) -- the LP's objective at the point
+    ``(a, x, u, d, e)``. That point is feasible for the LP when
+
+    * ``a`` is a feasible schedule: awards interpolate the bid's scenario
+      schedules, so they are, up to the award's lot rounding -- there the
+      argument is not exact: the strategy sells a residual ``r`` at ``da``
+      that the LP must book as imbalance (never better than the day-ahead
+      price: ``e * down <= e * da``, and ``e * up <= e * da`` for a shortfall),
+      so the bound may fall short by ``|r| * max(up - da, da - down)``; and the
+      sold copy has the realized EV sessions, the bid the expected ones (the
+      two-settlement ``max_a`` assumes the same);
+    * ``x`` is what was delivered: feasible, since the devices are the models;
+    * activations happen only where the regulating price is beyond the spot
+      (up bids are priced above the day-ahead price, down bids below: the
+      strategy's curves start at the real-time forecast, by default the
+      published day-ahead price, plus a spread of that direction's sign); a
+      strategy bidding up at or below the spot would be activated at the spot
+      in hours without regulation, which the LP books as imbalance instead;
+    * each direction offers no more than the grid connection allows from the
+      award (the curves are re-planned schedules' deviations, rounded to lots
+      towards zero). Up and down bids may both be activated in one hour (947
+      hours of DK1 2016 have both regulating prices off the spot); the LP
+      allows that too, within those limits, so the bound is loose there.
     """
     rows = []
     for day in days:
@@ -759,6 +810,16 @@ def foresight(
             )
             bound = max(physical + position, da_schedule)
             solve_s += s1 + s2
+        elif rules.settlement.rule == "two_price_imbalance" and _bids_regulating(
+            rules, frame, options
+        ):
+            result = perfect_foresight(
+                parks, inputs, states, rules.interval_minutes, frame["da_price"],
+                rt_price_up=frame["rt_price_up"], rt_price_down=frame["rt_price_down"],
+                solver=options.strategy.solver, time_limit_s=options.strategy.time_limit_s,
+            )
+            bound = max(result.objective, da_schedule)
+            solve_s += result.schedule.stats.solve_s if result.schedule.stats else 0.0
         rows.append({"day": day, "revenue": bound, "da_schedule": da_schedule, "solve_s": solve_s})
     return pd.DataFrame(rows)
 

@@ -760,7 +760,8 @@ class StrategySettings(Spec):
         False,
         description="Bid the remaining flexibility into the market's enabled real-time "
         "products (config/markets/*.toml [[real_time_products]]) before each period's gate; "
-        "off by default until the perfect-foresight bound covers regulating products",
+        "off by default; with it, perfect foresight also prices regulating (mFRR) "
+        "activations (docs/backtest.md)",
     )
     carbon_price_per_t: float = Field(
         0.0, ge=0, le=1e5,
