@@ -68,6 +68,19 @@ def test_kill_and_restart_across_real_time_gates(tmp_path: Path, store_url: str)
     periods = [j for j in day_jobs(market.rules_on(DAY), DAY, MARGIN, real_time_products=("mfrr-energy",))
                if j.kind == "rt_bid"]
     assert len(periods) == 24  # one per local hour of a winter day
+    # Write-ahead: whenever the exchange receives a bid, the store already has its row.
+    exchange = world.server.exchange
+    real_submit = exchange.submit_real_time
+    at_send: list[tuple[str, str | None]] = []
+
+    def spy(bid):  # type: ignore[no-untyped-def]
+        with store.session() as session:
+            row = session.exec(select(RtBidRecord).where(
+                RtBidRecord.idempotency_key == bid.idempotency_key)).first()
+        at_send.append((bid.idempotency_key, row.status if row is not None else None))
+        return real_submit(bid)
+
+    exchange.submit_real_time = spy  # type: ignore[method-assign]
     try:
         first_daemon = simulated_daemon(cfg, store, world)
         first_daemon.start()
@@ -81,7 +94,6 @@ def test_kill_and_restart_across_real_time_gates(tmp_path: Path, store_url: str)
         with store.session() as session:
             awards_before = {(a.id, a.idempotency_key, a.interval_start, a.quantity_mw)
                              for a in session.exec(select(RtAwardRecord))}
-        exchange = world.server.exchange
         held_before = {k: (exchange.receipt(k), b.points) for k, b in exchange._rt_bids.items()}
         accepted = {k for k, row in before.items() if row[1] == "accepted"}
         assert accepted <= set(held_before)  # each accepted bid is at the exchange...
@@ -124,6 +136,9 @@ def test_kill_and_restart_across_real_time_gates(tmp_path: Path, store_url: str)
     for key, (receipt, _) in after_exchange.items():
         assert after[key][2] == receipt
     assert len({r for r, _ in after_exchange.values()}) == len(after_exchange)
+    assert at_send
+    assert {status for _, status in at_send} == {"submitted"}
+    assert len(at_send) == len({key for key, _ in at_send})  # each key sent once, ever
     # The restarted daemon went on bidding the later periods before their gates.
     later = [k for k in after if k not in before]
     assert later, "no real-time bid after the restart"
