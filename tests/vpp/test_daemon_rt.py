@@ -90,12 +90,20 @@ def test_kill_and_restart_across_real_time_gates(tmp_path: Path, store_url: str)
             90, "four accepted real-time bids and two of their awards",
         )
         first_daemon.abort()  # a crash: in-memory bids and curves gone
+        # As if the crash came between sending one bid and recording its answer: the store
+        # says submitted, the exchange holds it. The restart asks the exchange, never resends.
+        with store.session() as session:
+            lost = session.exec(select(RtBidRecord).where(RtBidRecord.status == "accepted")
+                                .order_by(RtBidRecord.id)).first()  # type: ignore[arg-type]
+            assert lost is not None
+            lost.status, lost_key = "submitted", lost.idempotency_key
+            session.add(lost)
         before = _rows(store)
         with store.session() as session:
             awards_before = {(a.id, a.idempotency_key, a.interval_start, a.quantity_mw)
                              for a in session.exec(select(RtAwardRecord))}
         held_before = {k: (exchange.receipt(k), b.points) for k, b in exchange._rt_bids.items()}
-        accepted = {k for k, row in before.items() if row[1] == "accepted"}
+        accepted = {k for k, row in before.items() if row[1] == "accepted"} | {lost_key}
         assert accepted <= set(held_before)  # each accepted bid is at the exchange...
         for key in accepted:  # ...under the receipt the store holds
             assert held_before[key][0] == before[key][2]
@@ -120,6 +128,10 @@ def test_kill_and_restart_across_real_time_gates(tmp_path: Path, store_url: str)
         assert after_exchange[key] == held_before[key]
     # The store lost nothing: every row as it was (or moved on from submitted), awards kept.
     after = _rows(store)
+    confirmed = [e for e in logs if e["event"] == "rt_bid_confirmed_by_exchange"]
+    assert [e["key"] for e in confirmed] == [lost_key]
+    assert after[lost_key][1] == "accepted"
+    assert after[lost_key][2] == before[lost_key][2]  # its receipt kept
     for key, row in before.items():
         if row[1] == "accepted":
             assert after[key] == row
@@ -157,4 +169,62 @@ def test_kill_and_restart_across_real_time_gates(tmp_path: Path, store_url: str)
         assert row["status"] == after[key][1]
         assert row["award_mwh"] == pytest.approx(awarded.get(key, 0.0))  # hourly: MW x 1 h
     assert collect_status(cfg, store)["rt_bids"] == []  # the daemon's clock is past the day
+    store.close()
+
+
+def test_a_bid_the_exchange_did_not_answer_is_retried_until_its_gate(tmp_path: Path) -> None:
+    """The exchange fails every attempt of the first real-time bid (1 + exchange_retries
+    HTTP tries): its row stays ``submitted`` and the daemon schedules it again ``retry_s``
+    later, before the gate. Whether the retry runs before the gate (accepted, held once) or,
+    at this simulation speed, after it (``rt_bid_missed``: nothing sent late, the row stays
+    ``submitted``), the store and the exchange agree."""
+    cfg = load_config(_config(tmp_path))
+    market = cfg.markets[MARKET]
+    prices = import_prices(_shared(), "nordpool-regulating", market, zone="DK1").prices
+    portfolio = MarketPortfolio.from_config(cfg, MARKET)
+    start, first, last = default_window(portfolio, prices, MARGIN, DAY, 1)
+    world = SimulationWorld.start(portfolio, prices, speed=20_000.0, start=start,
+                                  first_day=first, last_day=last)
+    store = Store(f"sqlite:///{tmp_path / 'rt.db'}")
+    exchange = world.server.exchange
+    real_submit = exchange.submit_real_time
+    failed: list[tuple[str, dt.datetime]] = []
+
+    def flaky(bid):  # type: ignore[no-untyped-def]
+        # Down for the first bid during the whole job that sends it (the clock holds at the
+        # job's instant); up again for its retry, a later job.
+        now = world.clock.now()
+        if not failed or failed[0] == (bid.idempotency_key, now):
+            failed.append((bid.idempotency_key, now))
+            raise RuntimeError("exchange down")  # a 500 to the client
+        return real_submit(bid)
+
+    exchange.submit_real_time = flaky  # type: ignore[method-assign]
+    try:
+        with capture_logs() as logs:
+            daemon = simulated_daemon(cfg, store, world)
+            daemon.start()
+            wait_for(lambda: count_rows(store, RtBidRecord, RtBidRecord.status == "accepted") >= 6,
+                     90, "six accepted real-time bids")
+            daemon.abort()
+    finally:
+        world.close()
+    key = failed[0][0]
+    assert set(failed) == {failed[0]}
+    assert 1 < len(failed) <= 1 + cfg.settings.daemon.exchange_retries  # the client retried
+    retries = [e for e in logs if e["event"] == "rt_bid_retry_scheduled"]
+    assert retries
+    assert retries[0]["keys"] == [key]
+    period = dt.datetime.fromisoformat(key.split("/")[2])
+    gate = market.rules_on(DAY).rt_gate_closure("mfrr-energy", period)
+    assert dt.datetime.fromisoformat(retries[0]["retry_at"]) < gate
+    row = _rows(store)[key]
+    if row[1] == "accepted":
+        assert exchange.real_time_bid(key) is not None
+        assert row[2] == exchange.receipt(key)
+    else:
+        assert row[1] == "submitted"
+        assert exchange.real_time_bid(key) is None
+        assert [e for e in logs if e["event"] == "rt_bid_missed"
+                and e["period"] == period.isoformat()]
     store.close()

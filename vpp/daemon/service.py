@@ -88,7 +88,7 @@ from vpp.runtime.metering import settle_day
 from vpp.runtime.operator import AssetKey, Operator
 from vpp.runtime.recording import StoreRecorder
 from vpp.store import DaemonStateRecord, SettlementRecord, StoreLock, utcnow
-from vpp.types import Clock, DayAheadBid, Device, Setpoint
+from vpp.types import Clock, DayAheadBid, Device, RealTimeBid, Setpoint
 from vpp.units import KW_PER_MW
 from vpp.wire import award_issues, bid_content_hash
 
@@ -484,11 +484,36 @@ class Daemon:
         for bid, curve, row in self.recorder.rt_bids_between(
             operator.market.id, operator.portfolio.portfolio_id, start, end
         ):
-            if row.status != "accepted":
-                continue  # submitted: the rt_bid job sends it again before the gate
+            if row.status == "submitted":
+                # Sent, answer unknown (a crash while sending): the exchange tells whether it
+                # holds the bid. If not, the rt_bid job sends it again before the gate.
+                held = self._held_rt_bid(operator, row.idempotency_key)
+                if held is None:
+                    continue
+                self.recorder.record_rt_bid(
+                    held, status="accepted", receipt=None,
+                    reason="confirmed at start-up: the exchange holds it", curve=curve,
+                )
+                log.warning("rt_bid_confirmed_by_exchange", market=operator.market.id,
+                            key=row.idempotency_key)
+                bid = held
+            elif row.status != "accepted":
+                continue
             operator.restore_real_time(bid, curve, self.recorder.rt_awards_for(row.idempotency_key))
             count += 1
         return count
+
+    def _held_rt_bid(self, operator: Operator, key: str) -> RealTimeBid | None:
+        """The real-time bid the exchange holds under ``key``; None if none, or it cannot say."""
+        held_bid = getattr(operator.exchange, "real_time_bid", None)
+        if held_bid is None:
+            return None
+        try:
+            held = held_bid(key)
+        except ExchangeError as exc:
+            log.warning("rt_bid_unverified", market=operator.market.id, key=key, reason=str(exc))
+            return None
+        return held if isinstance(held, RealTimeBid) else None
 
     def _reconcile(self, market_id: str, operator: Operator, now: dt.datetime) -> None:
         """Adopt today's and tomorrow's bids the exchange holds but the store does not
@@ -769,6 +794,28 @@ class Daemon:
         submitted = operator.submit_real_time(job.product_id, job.interval_start)
         if submitted:
             self.metrics.inc("vpp_rt_bids_submitted_total", len(submitted), market=market_id)
+        # A bid left ``submitted`` (the exchange unreachable, or its answer lost) is sent again
+        # every retry_s while the gate is open: under its key, a replacement at most.
+        plan = operator.day_plan(job.delivery_day)
+        unknown = [
+            row.idempotency_key
+            for _, _, row in self.recorder.rt_bids_between(
+                market_id, operator.portfolio.portfolio_id, job.interval_start,
+                job.interval_start + dt.timedelta(seconds=1),
+            )
+            if row.product_id == job.product_id and row.status == "submitted"
+            and row.idempotency_key not in plan.rt_bids
+        ]
+        retry_at = self.clock.now() + dt.timedelta(seconds=self.options.retry_s)
+        if unknown:
+            self.metrics.inc("vpp_exchange_errors_total", market=market_id, call="rt_submit")
+            if retry_at < gate:
+                log.warning("rt_bid_retry_scheduled", market=market_id, keys=unknown,
+                            retry_at=retry_at.isoformat(), gate_closure=gate.isoformat())
+                self._retry(market_id, job, retry_at)
+            else:
+                log.error("rt_bid_outcome_unknown", market=market_id, keys=unknown,
+                          gate_closure=gate.isoformat(), alert=True)
 
     def _close(self, market_id: str, job: Job, at: dt.datetime) -> None:
         operator = self.operators[market_id]
