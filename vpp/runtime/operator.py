@@ -119,6 +119,11 @@ class Recorder(Protocol):
 
     def record_telemetry(self, readings: Sequence[Telemetry]) -> None: ...
 
+    # Optional (looked up with getattr, so a recorder without them still runs day-ahead):
+    # ``record_rt_bid(bid, *, status, receipt, reason, curve)`` -- ``submitted`` before a
+    # real-time bid is sent, then ``accepted``/``rejected`` -- and
+    # ``record_rt_awards(idempotency_key, awards)`` as its awards arrive.
+
 
 # --------------------------------------------------------------------------- portfolio
 
