@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
@@ -228,3 +229,33 @@ def test_a_bid_the_exchange_did_not_answer_is_retried_until_its_gate(tmp_path: P
         assert [e for e in logs if e["event"] == "rt_bid_missed"
                 and e["period"] == period.isoformat()]
     store.close()
+
+
+def test_vpp_status_shows_todays_real_time_bids(tmp_path: Path) -> None:
+    """No daemon ran: ``vpp status`` reads the store at the wall clock's day and lists its
+    real-time bids with their awards. Today's DK1 rules (from 2025-03-04) settle mFRR energy
+    per 15 minutes: 1 MW awarded in one interval is 0.25 MWh, paid 50/MWh: 12.50."""
+    from typer.testing import CliRunner
+
+    from vpp.cli import app
+    from vpp.runtime.recording import StoreRecorder
+    from vpp.types import BidPoint, RealTimeAward, RealTimeBid
+
+    config = _config(tmp_path)
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    store = Store(url)
+    zone = load_config(config).markets[MARKET].timezone
+    local = dt.datetime.now(dt.UTC).astimezone(ZoneInfo(zone))
+    hour = local.replace(hour=12, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+    bid = RealTimeBid(MARKET, f"vpp-{MARKET}", "mfrr-energy", hour, (BidPoint(40.0, 1.0),), "up", hour)
+    recorder = StoreRecorder(store)
+    recorder.record_rt_bid(bid, status="accepted", receipt="replay-rt-7", reason=None)
+    recorder.record_rt_awards(bid.idempotency_key, [RealTimeAward("mfrr-energy", "up", hour, 1.0, 50.0)])
+    store.close()
+    result = CliRunner().invoke(app, ["status", "--config", str(config)],
+                                env={"VPP_DATABASE_URL": url, "COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "Real-time bids and awards" in result.output
+    (line,) = [x for x in result.output.splitlines() if "mfrr-energy" in x]
+    for cell in (hour.isoformat(), "up", "accepted", "receipt replay-rt-7", " 0.25 ", " 12.50 "):
+        assert cell in line
