@@ -217,8 +217,9 @@ class ReplayExchange:
         return self._bids.get(f"{market_id}/{delivery_day.isoformat()}/{portfolio_id}/day_ahead")
 
     def receipt(self, idempotency_key: str) -> str | None:
-        """The bid id given when the bid with this idempotency key was accepted."""
-        return self._bid_ids.get(idempotency_key)
+        """The bid id given when the bid (day-ahead or real-time) with this idempotency key
+        was accepted."""
+        return self._bid_ids.get(idempotency_key) or self._rt_bid_ids.get(idempotency_key)
 
     def day_ahead_awards(
         self, market_id: str, portfolio_id: str, delivery_day: dt.date

@@ -14,6 +14,9 @@ GET      /v1/day-ahead/bids?portfolio_id=&delivery_day=    ``{"bid", "bid_id", "
 GET      /v1/day-ahead/awards?portfolio_id=&delivery_day=  ``{"awards": [...]}``; 425 before publication
 GET      /v1/prices?column=&start=&end=                  ``{"values": [[ISO, x], ...]}``; 425 if unpublished
 GET      /v1/history?columns=a,b&start=                  every value published by now (see below)
+POST     /v1/real-time/bids                              201 ``{"bid_id"}`` (a replacement too); 422 with ``rule``
+GET      /v1/real-time/bids?key=                         ``{"bid", "bid_id", "content_hash"}``; 404
+GET      /v1/real-time/awards?key=                       ``{"awards": [...]}``; 425 before the period
 =======  ==============================================  ==========================
 
 Every route but ``/v1/health`` needs ``Authorization: Bearer <token>``
@@ -79,6 +82,10 @@ from vpp.wire import (
     check_id,
     is_loopback,
     loads_limited,
+    rt_award_to_json,
+    rt_bid_content_hash,
+    rt_bid_from_json,
+    rt_bid_to_json,
 )
 
 log = structlog.get_logger(__name__)
@@ -361,9 +368,17 @@ def _app(server: ExchangeServer) -> ASGIApp:
         return run_in_threadpool(run)
 
     def reader(
-        route: Callable[[_Read], Awaitable[Response]], *, token: bool = True, portfolio: bool = False
+        route: Callable[[_Read], Awaitable[Response]],
+        *,
+        token: bool = True,
+        portfolio: bool = False,
+        rt_key: bool = False,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """A GET route: the token, then the query, then the portfolio, then ``route``."""
+        """A GET route: the token, then the query, then the portfolio, then ``route``.
+
+        ``rt_key``: the query names a real-time bid by its idempotency key
+        (``market/product/period_start/portfolio/direction``); its portfolio is checked.
+        """
 
         async def endpoint(request: Request) -> Response:
             granted = server.granted(request) if token else frozenset()
@@ -376,6 +391,16 @@ def _app(server: ExchangeServer) -> ASGIApp:
                     if len(text) != 10:
                         raise InputError(f"delivery_day = {text[:30]!r}: expected YYYY-MM-DD")
                     read = _Read(query, portfolio_id, dt.date.fromisoformat(text))
+                    server.allow(granted, portfolio_id)
+                if rt_key:
+                    key = query["key"]
+                    parts = key.split("/")
+                    if len(key) > 400 or len(parts) != 5:
+                        raise InputError(
+                            f"key = {key[:60]!r}: expected market/product/period_start/portfolio/direction"
+                        )
+                    portfolio_id = check_id(parts[3], "key: portfolio_id")
+                    read = _Read(query, portfolio_id)
                     server.allow(granted, portfolio_id)
                 return await route(read)
             except LookAheadError as exc:
@@ -459,6 +484,57 @@ def _app(server: ExchangeServer) -> ASGIApp:
         points = [[t.isoformat(), float(v)] for t, v in series.items()]
         return _json(HTTPStatus.OK, {"column": query["column"], "values": points})
 
+    async def rt_held_bid(read: _Read) -> Response:
+        key = read.query["key"]
+
+        def work() -> dict[str, Any] | None:
+            bid = exchange.real_time_bid(key)
+            if bid is None:
+                return None
+            return {
+                "bid": rt_bid_to_json(bid),
+                "bid_id": exchange.receipt(key),
+                "content_hash": rt_bid_content_hash(bid),
+            }
+
+        body = await locked(work)
+        if body is None:
+            return _error(HTTPStatus.NOT_FOUND, "not_found", f"no real-time bid held for {key[:200]}")
+        return _json(HTTPStatus.OK, body)
+
+    async def rt_awards(read: _Read) -> Response:
+        key = read.query["key"]
+
+        def work() -> list[dict[str, Any]] | None:
+            bid = exchange.real_time_bid(key)
+            if bid is None:
+                return None
+            return [rt_award_to_json(a) for a in exchange.real_time_awards(bid)]
+
+        found = await locked(work)
+        if found is None:
+            return _error(HTTPStatus.NOT_FOUND, "not_found", f"no real-time bid held for {key[:200]}")
+        return _json(HTTPStatus.OK, {"awards": found})
+
+    read_rt_bid = reader(rt_held_bid, rt_key=True)
+
+    async def rt_submit(request: Request) -> Response:
+        raw = await _body(request)
+        granted = server.granted(request)
+        try:
+            bid = rt_bid_from_json(loads_limited(raw))
+        except (WireError, ValueError) as exc:
+            return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(exc)[:500])
+        server.allow(granted, bid.portfolio_id)
+        try:
+            bid_id = await locked(lambda: exchange.submit_real_time(bid))
+        except MarketRuleError as exc:
+            return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "rule_violation", str(exc), rule=exc.rule)
+        return _json(HTTPStatus.CREATED, {"bid_id": bid_id, "idempotency_key": bid.idempotency_key})
+
+    async def rt_bids(request: Request) -> Response:
+        return await (rt_submit(request) if request.method == "POST" else read_rt_bid(request))
+
     read_bid = reader(held_bid, portfolio=True)
 
     async def submit(request: Request) -> Response:
@@ -485,7 +561,7 @@ def _app(server: ExchangeServer) -> ASGIApp:
 
     async def no_route(request: Request, _exc: Exception) -> Response:
         # As before the port: a GET is authenticated before its path is looked at; a POST
-        # anywhere but /v1/day-ahead/bids (also to a GET route, Starlette's 405) is a 404.
+        # anywhere but the two bid routes (also to a GET route, Starlette's 405) is a 404.
         if request.method == "GET":
             try:
                 server.granted(request)
@@ -502,6 +578,8 @@ def _app(server: ExchangeServer) -> ASGIApp:
             Route("/v1/prices", reader(prices), methods=["GET"]),
             Route("/v1/day-ahead/awards", reader(awards, portfolio=True), methods=["GET"]),
             Route("/v1/day-ahead/bids", bids, methods=["GET", "POST"]),
+            Route("/v1/real-time/awards", reader(rt_awards, rt_key=True), methods=["GET"]),
+            Route("/v1/real-time/bids", rt_bids, methods=["GET", "POST"]),
         ],
         exception_handlers={
             _Answer: answer,

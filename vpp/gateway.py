@@ -14,6 +14,11 @@ exchange_token_env``); it is never logged. 401 and 403 answers raise
 :class:`~vpp.ExchangeError` at once (never retried).
 :meth:`HttpExchange.day_ahead_bid` returns the bid the exchange holds, so
 the daemon can compare its :func:`~vpp.wire.bid_content_hash` with its own.
+
+Real-time bids (:meth:`HttpExchange.submit_real_time`,
+:meth:`HttpExchange.real_time_awards`, :meth:`HttpExchange.real_time_bid`)
+map their answers the same way; a replacement before the gate answers the
+same ``bid_id``.
 """
 
 from __future__ import annotations
@@ -29,8 +34,18 @@ import structlog
 
 from vpp.errors import ExchangeError, InputError, LookAheadError, MarketRuleError
 from vpp.timeutil import require_aware
-from vpp.types import Award, DayAheadBid
-from vpp.wire import WireError, award_from_json, bid_content_hash, bid_from_json, bid_to_json
+from vpp.types import Award, DayAheadBid, RealTimeAward, RealTimeBid
+from vpp.wire import (
+    WireError,
+    award_from_json,
+    bid_content_hash,
+    bid_from_json,
+    bid_to_json,
+    rt_award_from_json,
+    rt_bid_content_hash,
+    rt_bid_from_json,
+    rt_bid_to_json,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -164,6 +179,59 @@ class HttpExchange:
         if body.get("content_hash") not in (None, bid_content_hash(bid)):
             raise ExchangeError("exchange sent a bid whose content_hash does not match its content")
         return bid
+
+    @staticmethod
+    def _bid_id(body: dict[str, Any]) -> str:
+        if not isinstance(body.get("bid_id"), str | int) or isinstance(body["bid_id"], bool):
+            raise ExchangeError(
+                f"malformed answer from exchange to a bid: bid_id = {body.get('bid_id')!r:.60}"
+            )
+        return str(body["bid_id"])
+
+    def submit_real_time(self, bid: RealTimeBid) -> str:
+        """Send a real-time bid (or its replacement before the gate); the exchange's bid id."""
+        body = self._raise_for(
+            self._request("POST", "/v1/real-time/bids", json=rt_bid_to_json(bid))
+        )
+        return self._bid_id(body)
+
+    def real_time_bid(self, idempotency_key: str) -> RealTimeBid | None:
+        """The real-time bid the exchange holds under ``idempotency_key``, or None."""
+        response = self._request("GET", "/v1/real-time/bids", params={"key": idempotency_key})
+        if response.status_code == 404:
+            return None
+        body = self._raise_for(response)
+        try:
+            bid = rt_bid_from_json(body["bid"])
+        except (KeyError, WireError) as exc:
+            raise ExchangeError(f"malformed real-time bid from exchange: {exc}") from exc
+        if bid.idempotency_key != idempotency_key:
+            raise ExchangeError(
+                f"exchange answered the real-time bid {bid.idempotency_key}, asked for {idempotency_key}"
+            )
+        if body.get("content_hash") not in (None, rt_bid_content_hash(bid)):
+            raise ExchangeError("exchange sent a bid whose content_hash does not match its content")
+        return bid
+
+    def real_time_awards(self, bid: RealTimeBid) -> list[RealTimeAward]:
+        """What ``bid`` is awarded per settlement interval so far (price None until published).
+
+        Before the period starts: :class:`~vpp.LookAheadError` (425). An exchange holding
+        no such bid (404) awards nothing, like the replay exchange.
+        """
+        response = self._request(
+            "GET", "/v1/real-time/awards", params={"key": bid.idempotency_key}
+        )
+        if response.status_code == 404:
+            return []
+        body = self._raise_for(response)
+        try:
+            awards = body["awards"]
+            if not isinstance(awards, list):
+                raise WireError(f"awards: expected a list, got {type(awards).__name__}")
+            return [rt_award_from_json(a, bid) for a in awards]
+        except (KeyError, TypeError, WireError) as exc:
+            raise ExchangeError(f"malformed real-time awards from exchange: {exc}") from exc
 
     def health(self) -> dict[str, Any]:
         """The exchange's ``/v1/health`` answer (status, clock, speed in replay mode)."""

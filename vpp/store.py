@@ -130,6 +130,48 @@ class AwardRecord(SQLModel, table=True):
     received_at: dt.datetime = _utc_column(nullable=False)
 
 
+class RtBidRecord(SQLModel, table=True):
+    """One real-time bid: a product's period, one direction (``vpp.types.RealTimeBid``).
+
+    Written ``submitted`` before it is sent, then ``accepted`` or ``rejected``
+    (the operator's write-ahead, as for day-ahead bids). ``points_json`` is the
+    bid's wire form (:func:`vpp.wire.rt_bid_to_json`); ``curve_json`` the
+    flexibility curve it came from, so a restart splits its awards to the parks
+    as the first process would have.
+    """
+
+    __tablename__ = "rt_bids"
+    __table_args__ = (UniqueConstraint("idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(index=True)
+    market_id: str = Field(index=True)
+    portfolio_id: str
+    product_id: str
+    period_start: dt.datetime = _utc_column(nullable=False, index=True)
+    direction: str  # "both" | "up" | "down"
+    points_json: str = Field(sa_column=Column(Text, nullable=False))
+    curve_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str  # "submitted" | "accepted" | "rejected"
+    receipt: str | None = None
+    reason: str | None = None
+    created_at: dt.datetime = _utc_column(nullable=False)
+
+
+class RtAwardRecord(SQLModel, table=True):
+    """A real-time bid's award in one settlement interval; the price stays NULL until published."""
+
+    __tablename__ = "rt_awards"
+    __table_args__ = (UniqueConstraint("idempotency_key", "interval_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(index=True)  # the rt_bids row's
+    interval_start: dt.datetime = _utc_column(nullable=False)
+    quantity_mw: float  # > 0 sold, < 0 bought (vpp.units)
+    price_per_mwh: float | None = None
+    received_at: dt.datetime = _utc_column(nullable=False)
+
+
 class SetpointRecord(SQLModel, table=True):
     __tablename__ = "setpoints"
 

@@ -25,7 +25,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from vpp.types import Award, BidCurve, BidPoint, DayAheadBid
+from vpp.types import (
+    RT_DIRECTIONS,
+    Award,
+    BidCurve,
+    BidPoint,
+    DayAheadBid,
+    RealTimeAward,
+    RealTimeBid,
+)
 
 MAX_ID_CHARS = 128
 MAX_JSON_DEPTH = 8  # a bid is 5 deep: object > curves > curve > points > point
@@ -189,6 +197,94 @@ def bid_from_json(data: Any) -> DayAheadBid:
         delivery_day=delivery_day,
         curves=tuple(curves),
         created_at=created_at,
+    )
+
+
+def _points(value: Any, where: str) -> tuple[BidPoint, ...]:
+    points = []
+    for j, point in enumerate(_list(value, f"{where}", MAX_POINTS_PER_CURVE)):
+        if not isinstance(point, list) or len(point) != 2:
+            raise WireError(
+                f"{where}[{j}]: expected [price_per_mwh, quantity_mw], got {_show(point)}"
+            )
+        price = _number(point[0], f"{where}[{j}][0] (price_per_mwh)", MAX_ABS_PRICE_PER_MWH, "/MWh")
+        quantity = _number(point[1], f"{where}[{j}][1] (quantity_mw)", MAX_QUANTITY_MW, " MW")
+        points.append(BidPoint(price, quantity))
+    return tuple(points)
+
+
+def rt_bid_to_json(bid: RealTimeBid) -> dict[str, Any]:
+    """A real-time bid's JSON form (``POST /v1/real-time/bids``)."""
+    return {
+        "market_id": bid.market_id,
+        "portfolio_id": bid.portfolio_id,
+        "product_id": bid.product_id,
+        "period_start": bid.period_start.isoformat(),
+        "direction": bid.direction,
+        "created_at": bid.created_at.isoformat(),
+        "points": [[p.price_per_mwh, p.quantity_mw] for p in bid.points],
+    }
+
+
+def rt_bid_from_json(data: Any) -> RealTimeBid:
+    """A real-time bid from its JSON form; :class:`WireError` names the first bad field and value.
+
+    The product's own rules (gate, lot, tick, direction signs) are checked afterwards by
+    :func:`vpp.market_rules.check_rt_submission`; here only the shape and the bounds.
+    """
+    if not isinstance(data, dict):
+        raise WireError("real-time bid: expected an object")
+    for name in ("market_id", "portfolio_id", "product_id", "period_start", "direction",
+                 "created_at", "points"):
+        if name not in data:
+            raise WireError(f"real-time bid: missing field {name!r}")
+    direction = data["direction"]
+    if direction not in RT_DIRECTIONS:
+        raise WireError(f"direction = {_show(direction)}: allowed {', '.join(RT_DIRECTIONS)}")
+    return RealTimeBid(
+        market_id=check_id(data["market_id"], "market_id"),
+        portfolio_id=check_id(data["portfolio_id"], "portfolio_id"),
+        product_id=check_id(data["product_id"], "product_id"),
+        period_start=_time(data["period_start"], "period_start"),
+        points=_points(data["points"], "points"),
+        direction=direction,
+        created_at=_time(data["created_at"], "created_at"),
+    )
+
+
+def rt_bid_content_hash(bid: RealTimeBid) -> str:
+    """sha256 (hex) of a real-time bid's content: its idempotency key and points (not ``created_at``)."""
+    canonical = {
+        "key": bid.idempotency_key,
+        "points": [[float(p.price_per_mwh), float(p.quantity_mw)] for p in bid.points],
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rt_award_to_json(award: RealTimeAward) -> dict[str, Any]:
+    """One settlement interval of a real-time award; ``price_per_mwh`` null until published."""
+    return {
+        "interval_start": award.interval_start.isoformat(),
+        "quantity_mw": award.quantity_mw,
+        "price_per_mwh": award.price_per_mwh,
+    }
+
+
+def rt_award_from_json(data: Any, bid: RealTimeBid) -> RealTimeAward:
+    """A real-time award of ``bid`` (its product and direction) from its JSON form."""
+    if not isinstance(data, dict):
+        raise WireError("real-time award: expected an object")
+    for name in ("interval_start", "quantity_mw", "price_per_mwh"):
+        if name not in data:
+            raise WireError(f"real-time award: missing field {name!r}")
+    price = data["price_per_mwh"]
+    return RealTimeAward(
+        bid.product_id,
+        bid.direction,
+        _time(data["interval_start"], "interval_start"),
+        _number(data["quantity_mw"], "quantity_mw", MAX_QUANTITY_MW, " MW"),
+        None if price is None else _number(price, "price_per_mwh", MAX_ABS_PRICE_PER_MWH, "/MWh"),
     )
 
 

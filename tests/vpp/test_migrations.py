@@ -435,3 +435,51 @@ def test_a_store_at_0003_upgrades_to_the_settlement_split_keeping_its_rows(store
         ).one()
     assert (new.rt_bid_revenue, new.imbalance_revenue, new.clawback_revenue) == (2.0, -3.0, -0.5)
     store.close()
+
+
+def test_a_store_at_0004_upgrades_to_real_time_bids_keeping_its_rows(store_url: str) -> None:
+    """Revision 0005 adds ``rt_bids`` and ``rt_awards``; the day-ahead bids and awards of a
+    store at 0004 stay as they were, and real-time bids can be written after the upgrade."""
+    from alembic import command
+    from alembic.config import Config
+
+    from vpp.migrations import SCRIPTS
+    from vpp.runtime.recording import StoreRecorder
+    from vpp.store import RtBidRecord
+    from vpp.types import BidPoint, RealTimeAward, RealTimeBid
+
+    fresh = Store(store_url)
+    with fresh.engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(SCRIPTS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+        tables = set(sa.inspect(connection).get_table_names())
+        assert not tables & {"rt_bids", "rt_awards"}
+        connection.execute(sa.text(
+            "INSERT INTO bids (idempotency_key, market_id, portfolio_id, kind, delivery_day, "
+            "submitted_at, status, curves_json) VALUES ('k', 'cn-province-a', 'pf', 'day_ahead', "
+            ":d, :t, 'accepted', '{}')"
+        ), {"d": DAY, "t": T0})
+    fresh.close()
+    with pytest.raises(StoreSchemaError, match="at revision 0004"):
+        Store(store_url)
+    result = runner.invoke(app, ["db", "upgrade", "--database", store_url])
+    assert result.exit_code == 0, result.output
+    assert f"revision 0004 -> revision {HEAD}" in result.output
+    store = Store(store_url)
+    assert _schema_diff(store) == []
+    with store.session() as session:
+        (old,) = session.exec(select(BidRecord)).all()
+    assert (old.idempotency_key, old.status, old.delivery_day) == ("k", "accepted", DAY)
+    recorder = StoreRecorder(store)
+    start = dt.datetime(2016, 1, 12, 8, tzinfo=dt.UTC)
+    bid = RealTimeBid("nordpool-dk1", "pf", "mfrr-energy", start, (BidPoint(50.0, 1.0),), "up", start)
+    recorder.record_rt_bid(bid, status="accepted", receipt="r1", reason=None)
+    recorder.record_rt_awards(bid.idempotency_key, [RealTimeAward("mfrr-energy", "up", start, 1.0)])
+    assert recorder.has_bid("k")
+    assert recorder.has_bid(bid.idempotency_key)
+    assert recorder.rt_awards_for(bid.idempotency_key)[0].price_per_mwh is None
+    with store.session() as session:
+        assert session.exec(select(RtBidRecord)).one().receipt == "r1"
+    store.close()

@@ -301,6 +301,27 @@ def status(
             f"{row['settled_net']:,.2f}" if row["settled_net"] is not None else "",
         )
     console.print(table)
+    if report["rt_bids"]:
+        table = Table(title=f"Real-time bids and awards ({report['today']}, periods starting today)")
+        for column in ("market", "product", "period (UTC)", "direction", "bid", "detail",
+                       "awards", "MWh", "priced", "value"):
+            table.add_column(
+                column, justify="right" if column in ("awards", "MWh", "priced", "value") else "left"
+            )
+        for row in report["rt_bids"]:
+            table.add_row(
+                row["market"],
+                row["product"],
+                row["period_start"] or "",
+                row["direction"],
+                row["status"],
+                row["reason"] or (f"receipt {row['receipt']}" if row["receipt"] else ""),
+                str(row["awards"]),
+                f"{row['award_mwh']:.2f}" if row["awards"] else "",
+                str(row["priced"]) if row["awards"] else "",
+                f"{row['value']:,.2f}" if row["priced"] else "",
+            )
+        console.print(table)
     table = Table(title="Assets: health and last telemetry")
     for column in ("park", "asset", "health", "measured at", "power kW", "SoC"):
         table.add_column(column, justify="right" if column in ("power kW", "SoC") else "left")

@@ -16,6 +16,12 @@ Jobs (see ``docs/daemon.md``), per market, in the market's local time via
   dispatch holds the safe (idle) schedule.
 * ``dispatch`` at every interval start: measure, re-optimise, send. A job
   that starts after its interval ended is skipped (the next one supersedes it).
+* ``rt_bid`` (only with ``[daemon] real_time_bids = true``): for every period of
+  each real-time product enabled in the market, its gate closure minus
+  :data:`~vpp.runtime.jobs.RT_BID_MARGIN` (market-local, DST-correct): build the
+  curve from the re-optimised rest of the day and submit it (write-ahead in
+  ``rt_bids``). After a restart a key the store holds as accepted is never
+  sent again; its awards are fetched by the dispatch of its period.
 * ``close`` at the end of each delivery day: a closing meter reading, then
   settlement from the store (retried until the real-time prices are out).
 * periodic ``telemetry`` polling and setpoint ``resend`` (before device
@@ -82,7 +88,7 @@ from vpp.runtime.metering import settle_day
 from vpp.runtime.operator import AssetKey, Operator
 from vpp.runtime.recording import StoreRecorder
 from vpp.store import DaemonStateRecord, SettlementRecord, StoreLock, utcnow
-from vpp.types import Clock, DayAheadBid, Device, Setpoint
+from vpp.types import Clock, DayAheadBid, Device, RealTimeBid, Setpoint
 from vpp.units import KW_PER_MW
 from vpp.wire import award_issues, bid_content_hash
 
@@ -125,6 +131,7 @@ def _describe(metrics: Metrics) -> None:
         ("vpp_bid_conflicts_total", "counter", "Bids or awards at the exchange that are not ours"),
         ("vpp_bids_reconciled_total", "counter", "Bids adopted from the exchange at start-up"),
         ("vpp_awards_received_total", "counter", "Day-ahead award sets received"),
+        ("vpp_rt_bids_submitted_total", "counter", "Real-time bids accepted by the exchange"),
         ("vpp_awards_pending", "gauge", "1 while a day's awards are due but not received"),
         ("vpp_dispatch_total", "counter", "Dispatch jobs run"),
         ("vpp_dispatch_missed_total", "counter", "Dispatch jobs skipped: interval already over"),
@@ -304,7 +311,9 @@ class Daemon:
 
     def _jobs(self, operator: Operator, day: dt.date) -> list[Job]:
         rules = operator.market.rules_on(day)
-        jobs = day_jobs(rules, day, self.options.safety_margin)
+        jobs = day_jobs(
+            rules, day, self.options.safety_margin, real_time_products=_rt_products(operator, day)
+        )
         end = operator.day_plan(day).index[-1] + self._interval(operator, day)
         return [*jobs, Job(end.to_pydatetime(), "close", day)]
 
@@ -343,6 +352,12 @@ class Daemon:
         if job.kind == "dispatch":
             assert job.interval_start is not None
             return job.interval_start <= now < job.interval_start + self._interval(operator, day)
+        if job.kind == "rt_bid":
+            # Still before the period's gate: bid now (the operator skips a key already accepted).
+            assert job.interval_start is not None
+            assert job.product_id is not None
+            gate = operator.market.rules_on(day).rt_gate_closure(job.product_id, job.interval_start)
+            return now < gate
         # close: settle days that ended while the daemon was down and were traded
         with self.store.session() as session:
             settled = session.exec(
@@ -360,6 +375,7 @@ class Daemon:
             "day_ahead": self._day_ahead,
             "awards": self._awards,
             "dispatch": self._dispatch,
+            "rt_bid": self._rt_bid,
             "close": self._close,
         }[job.kind]
         # No misfire limit: APScheduler takes whole seconds only, too coarse at high speed.
@@ -370,7 +386,8 @@ class Daemon:
             DateTrigger(run_date=self.time_map.to_wall(at), timezone=dt.UTC),
             args=(market_id, job, at),
             id=f"{market_id}/{job.id}@{at.isoformat()}",
-            name=f"{market_id} {job.kind} {job.interval_start or job.delivery_day}",
+            name=f"{market_id} {job.kind}{f' {job.product_id}' if job.product_id else ''} "
+            f"{job.interval_start or job.delivery_day}",
             executor=_executor(market_id),
             misfire_grace_time=None,
             replace_existing=True,
@@ -444,8 +461,10 @@ class Daemon:
                 operator.restore(day, result, [])
             if awards:
                 operator.prepare_dispatch(day)
+            rt_bids = self._recover_real_time(operator, day)
             log.info(
                 "day_recovered",
+                rt_bids=rt_bids,
                 market=market_id,
                 day=str(day),
                 bid_status=record.status,
@@ -453,6 +472,48 @@ class Daemon:
                 plan_source=source,
                 awards=len(awards),
             )
+
+    def _recover_real_time(self, operator: Operator, day: dt.date) -> int:
+        """Take back the day's accepted real-time bids and their stored awards; the count."""
+        plan = operator.day_plan(day)
+        if len(plan.index) == 0:
+            return 0
+        start = plan.index[0].to_pydatetime()
+        end = (plan.index[-1] + self._interval(operator, day)).to_pydatetime()
+        count = 0
+        for bid, curve, row in self.recorder.rt_bids_between(
+            operator.market.id, operator.portfolio.portfolio_id, start, end
+        ):
+            if row.status == "submitted":
+                # Sent, answer unknown (a crash while sending): the exchange tells whether it
+                # holds the bid. If not, the rt_bid job sends it again before the gate.
+                held = self._held_rt_bid(operator, row.idempotency_key)
+                if held is None:
+                    continue
+                self.recorder.record_rt_bid(
+                    held, status="accepted", receipt=None,
+                    reason="confirmed at start-up: the exchange holds it", curve=curve,
+                )
+                log.warning("rt_bid_confirmed_by_exchange", market=operator.market.id,
+                            key=row.idempotency_key)
+                bid = held
+            elif row.status != "accepted":
+                continue
+            operator.restore_real_time(bid, curve, self.recorder.rt_awards_for(row.idempotency_key))
+            count += 1
+        return count
+
+    def _held_rt_bid(self, operator: Operator, key: str) -> RealTimeBid | None:
+        """The real-time bid the exchange holds under ``key``; None if none, or it cannot say."""
+        held_bid = getattr(operator.exchange, "real_time_bid", None)
+        if held_bid is None:
+            return None
+        try:
+            held = held_bid(key)
+        except ExchangeError as exc:
+            log.warning("rt_bid_unverified", market=operator.market.id, key=key, reason=str(exc))
+            return None
+        return held if isinstance(held, RealTimeBid) else None
 
     def _reconcile(self, market_id: str, operator: Operator, now: dt.datetime) -> None:
         """Adopt today's and tomorrow's bids the exchange holds but the store does not
@@ -715,6 +776,46 @@ class Daemon:
                     reason=reason,
                 )
         self._asset_gauges(operator)
+
+    def _rt_bid(self, market_id: str, job: Job, at: dt.datetime) -> None:
+        """Bid one period of a real-time product before its gate (``[daemon] real_time_bids``)."""
+        operator = self.operators[market_id]
+        assert job.interval_start is not None
+        assert job.product_id is not None
+        gate = operator.market.rules_on(job.delivery_day).rt_gate_closure(
+            job.product_id, job.interval_start
+        )
+        if self.clock.now() >= gate:
+            log.warning("rt_bid_missed", market=market_id, product=job.product_id,
+                        period=job.interval_start.isoformat(), gate_closure=gate.isoformat())
+            return
+        if not operator.devices and self.device_factory is not None:
+            operator.devices, operator.sessions = self.device_factory(operator)
+        submitted = operator.submit_real_time(job.product_id, job.interval_start)
+        if submitted:
+            self.metrics.inc("vpp_rt_bids_submitted_total", len(submitted), market=market_id)
+        # A bid left ``submitted`` (the exchange unreachable, or its answer lost) is sent again
+        # every retry_s while the gate is open: under its key, a replacement at most.
+        plan = operator.day_plan(job.delivery_day)
+        unknown = [
+            row.idempotency_key
+            for _, _, row in self.recorder.rt_bids_between(
+                market_id, operator.portfolio.portfolio_id, job.interval_start,
+                job.interval_start + dt.timedelta(seconds=1),
+            )
+            if row.product_id == job.product_id and row.status == "submitted"
+            and row.idempotency_key not in plan.rt_bids
+        ]
+        retry_at = self.clock.now() + dt.timedelta(seconds=self.options.retry_s)
+        if unknown:
+            self.metrics.inc("vpp_exchange_errors_total", market=market_id, call="rt_submit")
+            if retry_at < gate:
+                log.warning("rt_bid_retry_scheduled", market=market_id, keys=unknown,
+                            retry_at=retry_at.isoformat(), gate_closure=gate.isoformat())
+                self._retry(market_id, job, retry_at)
+            else:
+                log.error("rt_bid_outcome_unknown", market=market_id, keys=unknown,
+                          gate_closure=gate.isoformat(), alert=True)
 
     def _close(self, market_id: str, job: Job, at: dt.datetime) -> None:
         operator = self.operators[market_id]
@@ -993,6 +1094,14 @@ def _beyond_grid(operator: Operator, bid: DayAheadBid) -> str | None:
                     f"grid connections' [{-import_mw:g}, {export_mw:g}] MW"
                 )
     return None
+
+
+def _rt_products(operator: Operator, day: dt.date) -> tuple[str, ...]:
+    """The real-time products the daemon bids into on ``day``: every product enabled in the
+    market that day, when ``[daemon] real_time_bids`` is on (off by default, as the backtest)."""
+    if not operator.strategy.options.real_time_bids:
+        return ()
+    return tuple(p.id for p in operator.market.rules_on(day).real_time_products if p.enabled)
 
 
 def _executor(market_id: str) -> str:

@@ -29,6 +29,8 @@ from vpp.store import (
     BidRecord,
     DaemonLockRecord,
     DaemonStateRecord,
+    RtAwardRecord,
+    RtBidRecord,
     SettlementRecord,
     Store,
     StoreLock,
@@ -156,6 +158,7 @@ def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, 
                         "settled_net": settled,
                     }
                 )
+        rt_bids = real_time_rows(cfg, session, markets, now)
         assets = []
         for park in sorted(cfg.parks.values(), key=lambda p: p.id):
             for asset in park.assets:
@@ -193,11 +196,53 @@ def collect_status(cfg: ConfigSet, store: Store, *, jobs: int = 8) -> dict[str, 
         "today": today_text,
         "daemon": daemon,
         "bids": bids,
+        "rt_bids": rt_bids,
         "assets": assets,
         "daemon_running": running,
         "next_jobs": next_jobs,
         "jobs_source": source,
     }
+
+
+def real_time_rows(
+    cfg: ConfigSet, session: Any, markets: list[str], now: dt.datetime
+) -> list[dict[str, Any]]:
+    """Today's real-time bids per market (periods starting in the local day), with their awards:
+    intervals known, energy awarded [MWh] and the value of the intervals already priced."""
+    out = []
+    for market_id in markets:
+        market = cfg.markets[market_id]
+        today = pd.Timestamp(now).tz_convert(market.timezone).date()
+        start = pd.Timestamp(today, tz=market.timezone).tz_convert("UTC").to_pydatetime()
+        end = pd.Timestamp(today + dt.timedelta(days=1), tz=market.timezone).tz_convert("UTC")
+        rules = market.rules_on(today)
+        hours = {p.id: p.settlement_minutes / 60 for p in rules.real_time_products}
+        records = session.exec(
+            select(RtBidRecord)
+            .where(RtBidRecord.market_id == market_id, RtBidRecord.period_start >= start,
+                   RtBidRecord.period_start < end.to_pydatetime())
+            .order_by(RtBidRecord.period_start, RtBidRecord.direction)  # type: ignore[arg-type]
+        ).all()
+        for record in records:
+            awards = list(session.exec(
+                select(RtAwardRecord).where(RtAwardRecord.idempotency_key == record.idempotency_key)
+            ))
+            h = hours.get(record.product_id, 0.0)
+            priced = [a for a in awards if a.price_per_mwh is not None]
+            out.append({
+                "market": market_id,
+                "product": record.product_id,
+                "period_start": _iso(record.period_start),
+                "direction": record.direction,
+                "status": record.status,
+                "receipt": record.receipt,
+                "reason": record.reason,
+                "awards": len(awards),
+                "award_mwh": sum(a.quantity_mw for a in awards) * h,
+                "priced": len(priced),
+                "value": sum(a.quantity_mw * float(a.price_per_mwh or 0.0) for a in priced) * h,
+            })
+    return out
 
 
 def _computed_jobs(cfg: ConfigSet, markets: list[str], now: dt.datetime) -> list[dict[str, Any]]:

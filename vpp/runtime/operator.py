@@ -119,6 +119,11 @@ class Recorder(Protocol):
 
     def record_telemetry(self, readings: Sequence[Telemetry]) -> None: ...
 
+    # Optional (looked up with getattr, so a recorder without them still runs day-ahead):
+    # ``record_rt_bid(bid, *, status, receipt, reason, curve)`` -- ``submitted`` before a
+    # real-time bid is sent, then ``accepted``/``rejected`` -- and
+    # ``record_rt_awards(idempotency_key, awards)`` as its awards arrive.
+
 
 # --------------------------------------------------------------------------- portfolio
 
@@ -691,25 +696,69 @@ class Operator:
             key = bid.idempotency_key
             if key in plan.rt_bids or self.recorder.has_bid(key):
                 continue
+            # Write ahead, as for the day-ahead bid: ``submitted`` before it is sent, so a
+            # crash while sending leaves a record; the next attempt under the same key
+            # replaces it at the exchange (until the gate), never adds a second bid.
+            record = getattr(self.recorder, "record_rt_bid", None)
+            if record is not None:
+                record(bid, status="submitted", receipt=None, reason=None, curve=curve)
             try:
                 check_rt_bid(bid, plan.rules, product)
                 receipt = submit(bid)
             except MarketRuleError as exc:
+                if record is not None:
+                    record(bid, status="rejected", receipt=None, reason=str(exc), curve=curve)
                 self._log.error("rt_bid_rejected", product=product_id, period=start.isoformat(),
                                 direction=direction, rule=exc.rule, reason=str(exc))
                 continue
-            except ExchangeError as exc:
+            except ExchangeError as exc:  # outcome unknown: the record stays ``submitted``
                 self._log.error("rt_bid_failed", product=product_id, period=start.isoformat(),
                                 direction=direction, reason=str(exc))
                 continue
             plan.rt_bids[key] = (bid, curve)
-            record = getattr(self.recorder, "record_rt_bid", None)
             if record is not None:
-                record(bid, receipt)
+                record(bid, status="accepted", receipt=receipt, reason=None, curve=curve)
             self._log.info("rt_bid_submitted", product=product_id, period=start.isoformat(),
                            direction=direction, points=len(points), receipt=receipt)
             submitted.append(bid)
         return submitted
+
+    def restore_real_time(
+        self,
+        bid: RealTimeBid,
+        curve: FlexibilityCurve | None,
+        awards: Sequence[RealTimeAward] = (),
+    ) -> None:
+        """Take back an accepted real-time bid after a restart (from the store), with the
+        awards already received: the position follows them again and the next dispatch
+        fetches the rest. Without its curve the awards split equally to the parks."""
+        start = pd.Timestamp(bid.period_start).tz_convert("UTC")
+        plan = self.day_plan(start.tz_convert(self.timezone).date())
+        key = bid.idempotency_key
+        if key in plan.rt_bids:
+            return
+        if curve is None:
+            parks = [p.id for p in self.portfolio.parks]
+            curve = FlexibilityCurve(
+                np.array([p.price_per_mwh for p in bid.points]),
+                np.array([p.quantity_mw for p in bid.points]),
+                {p: np.zeros(len(bid.points)) for p in parks},
+            )
+        plan.rt_bids[key] = (bid, curve)
+        if not awards:
+            return
+        plan.rt_awards[key] = list(awards)
+        for award in awards:
+            stamp = pd.Timestamp(award.interval_start).tz_convert("UTC")
+            if abs(award.quantity_mw) < 1e-12 or stamp not in plan.index:
+                continue
+            if plan.rt_award_kw is None:
+                plan.rt_award_kw = pd.DataFrame(
+                    0.0, index=plan.index, columns=[p.id for p in self.portfolio.parks]
+                )
+            for park_id, mw in curve.split(award.quantity_mw).items():
+                plan.rt_award_kw.loc[stamp, park_id] += mw * KW_PER_MW
+            plan.rt_known[stamp] = _revealed(bid, award.quantity_mw, plan.rt_known.get(stamp))
 
     def _collect_real_time(self, plan: DayPlan, t: pd.Timestamp) -> bool:
         """Fetch the real-time awards of the bids whose period holds ``t``; True if any changed
@@ -731,6 +780,9 @@ class Operator:
                 self._log.warning("rt_awards_unavailable", key=key, reason=str(exc))
                 continue
             plan.rt_awards[key] = awards
+            record_awards = getattr(self.recorder, "record_rt_awards", None)
+            if record_awards is not None and awards:
+                record_awards(key, awards)
             for award in awards:
                 stamp = pd.Timestamp(award.interval_start)
                 if stamp in seen or abs(award.quantity_mw) < 1e-12:

@@ -16,6 +16,16 @@ a crash while sending leaves a bid whose outcome is unknown; the daemon
 re-sends that same bid on restart and the exchange's idempotency (one bid
 per key) makes the second attempt either the first delivery or a
 ``duplicate_bid`` answer that confirms the first.
+
+A real-time bid (``rt_bids``) goes the same way, without ``missed``::
+
+    submitted --(exchange accepts: a new bid, or a replacement before the gate)--> accepted
+              --(a product rule refuses it)-----------------------------------> rejected
+
+A ``submitted`` one (a crash while sending) is built and sent again by the
+next ``rt_bid`` job before the gate: under the same key the exchange replaces
+it, so the exchange never holds two. An ``accepted`` one is never sent again
+(:meth:`StoreRecorder.has_bid` knows both kinds of key).
 """
 
 from __future__ import annotations
@@ -28,25 +38,39 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
 import structlog
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from strategies.rt_bids import FlexibilityCurve
 from vpp.errors import StoreError
 from vpp.runtime.plan_json import PlanFormatError, plan_from_json, plan_to_json
 from vpp.store import (
     AwardRecord,
     BidRecord,
     DayPlanRecord,
+    RtAwardRecord,
+    RtBidRecord,
     SetpointRecord,
     Store,
     TelemetryRecord,
     utcnow,
 )
-from vpp.types import Award, DayAheadBid, Health, Setpoint, Telemetry
-from vpp.wire import WireError, bid_from_json, bid_to_json
+from vpp.types import (
+    Award,
+    DayAheadBid,
+    Health,
+    RealTimeAward,
+    RealTimeBid,
+    Setpoint,
+    Telemetry,
+)
+from vpp.wire import WireError, bid_from_json, bid_to_json, rt_bid_from_json, rt_bid_to_json
 
 log = structlog.get_logger(__name__)
+
+RT_STATUSES = ("submitted", "accepted", "rejected")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,12 +125,34 @@ class MemoryRecorder:
     awards: dict[str, list[Award]] = field(default_factory=dict)
     setpoints: list[Setpoint] = field(default_factory=list)
     telemetry: list[Telemetry] = field(default_factory=list)
+    #: real-time bids by key: (bid, status, receipt, reason), the last state of each
+    rt_bids: dict[str, tuple[RealTimeBid, str, str | None, str | None]] = field(
+        default_factory=dict
+    )
+    rt_awards: dict[str, list[RealTimeAward]] = field(default_factory=dict)
 
     def has_bid(self, idempotency_key: str) -> bool:
+        held = self.rt_bids.get(idempotency_key)
+        if held is not None:
+            return held[1] == "accepted"
         return any(
             b.idempotency_key == idempotency_key and status == "accepted"
             for b, status, *_ in self.bids
         )
+
+    def record_rt_bid(
+        self,
+        bid: RealTimeBid,
+        *,
+        status: str,
+        receipt: str | None,
+        reason: str | None,
+        curve: Any | None = None,
+    ) -> None:
+        self.rt_bids[bid.idempotency_key] = (bid, status, receipt, reason)
+
+    def record_rt_awards(self, idempotency_key: str, awards: Sequence[RealTimeAward]) -> None:
+        self.rt_awards[idempotency_key] = list(awards)
 
     def record_plan(self, result: Any) -> None:
         self.plans[result.bid.idempotency_key] = result
@@ -139,9 +185,13 @@ class StoreRecorder:
         self.backoff_s = backoff_s
 
     def has_bid(self, idempotency_key: str) -> bool:
-        """True once the exchange accepted the bid (a ``submitted`` one may not have landed)."""
+        """True once the exchange accepted the bid (a ``submitted`` one may not have landed);
+        a day-ahead or a real-time key."""
         record = self.bid_record(idempotency_key)
-        return record is not None and record.status == "accepted"
+        if record is not None:
+            return record.status == "accepted"
+        rt = self.rt_bid_record(idempotency_key)
+        return rt is not None and rt.status == "accepted"
 
     @_retrying
     def bid_record(self, idempotency_key: str) -> BidRecord | None:
@@ -341,6 +391,137 @@ class StoreRecorder:
             )
             return [Award(r.interval_start, r.quantity_mw, r.price_per_mwh) for r in rows]
 
+    # ------------------------------------------------------------------ real-time bids
+
+    @_retrying
+    def rt_bid_record(self, idempotency_key: str) -> RtBidRecord | None:
+        with self.store.session() as session:
+            return session.exec(
+                select(RtBidRecord).where(RtBidRecord.idempotency_key == idempotency_key)
+            ).first()
+
+    @_retrying
+    def record_rt_bid(
+        self,
+        bid: RealTimeBid,
+        *,
+        status: str,
+        receipt: str | None,
+        reason: str | None,
+        curve: Any | None = None,
+    ) -> None:
+        """Write a real-time bid's state: ``submitted`` before sending, then its outcome.
+
+        An ``accepted`` row is never set back to ``submitted`` (a late re-send of the
+        same key after acceptance changes nothing); its receipt is kept when an
+        outcome comes without one.
+        """
+        if status not in RT_STATUSES:
+            raise StoreError(f"rt_bids[{bid.idempotency_key}]: status {status!r}, allowed {RT_STATUSES}")
+        now = utcnow()
+        with self.store.session() as session:
+            record = session.exec(
+                select(RtBidRecord).where(RtBidRecord.idempotency_key == bid.idempotency_key)
+            ).first()
+            if record is not None and record.status == "accepted" and status == "submitted":
+                # a replacement before the gate: the new points are on their way
+                record.points_json = json.dumps(rt_bid_to_json(bid))
+                if curve is not None:
+                    record.curve_json = curve_to_json(curve)
+                session.add(record)
+                return
+            record = record or RtBidRecord(
+                idempotency_key=bid.idempotency_key,
+                market_id=bid.market_id,
+                portfolio_id=bid.portfolio_id,
+                product_id=bid.product_id,
+                period_start=bid.period_start,
+                direction=bid.direction,
+                points_json="",
+                status=status,
+                created_at=now,
+            )
+            record.status = status
+            record.points_json = json.dumps(rt_bid_to_json(bid))
+            if curve is not None:
+                record.curve_json = curve_to_json(curve)
+            record.receipt = receipt if receipt is not None else record.receipt
+            record.reason = reason
+            session.add(record)
+
+    @_retrying
+    def record_rt_awards(self, idempotency_key: str, awards: Sequence[RealTimeAward]) -> None:
+        """Upsert a real-time bid's awards per interval (a price published later fills the NULL)."""
+        now = utcnow()
+        with self.store.session() as session:
+            known = {
+                r.interval_start: r
+                for r in session.exec(
+                    select(RtAwardRecord).where(RtAwardRecord.idempotency_key == idempotency_key)
+                )
+            }
+            for award in awards:
+                row = known.get(award.interval_start.astimezone(dt.UTC))
+                if row is None:
+                    session.add(RtAwardRecord(
+                        idempotency_key=idempotency_key,
+                        interval_start=award.interval_start,
+                        quantity_mw=award.quantity_mw,
+                        price_per_mwh=award.price_per_mwh,
+                        received_at=now,
+                    ))
+                elif (row.quantity_mw, row.price_per_mwh) != (award.quantity_mw, award.price_per_mwh):
+                    row.quantity_mw, row.price_per_mwh = award.quantity_mw, award.price_per_mwh
+                    row.received_at = now
+                    session.add(row)
+
+    @_retrying
+    def rt_awards_for(self, idempotency_key: str) -> list[RealTimeAward]:
+        with self.store.session() as session:
+            bid = session.exec(
+                select(RtBidRecord).where(RtBidRecord.idempotency_key == idempotency_key)
+            ).first()
+            if bid is None:
+                return []
+            rows = session.exec(
+                select(RtAwardRecord)
+                .where(RtAwardRecord.idempotency_key == idempotency_key)
+                .order_by(RtAwardRecord.interval_start)  # type: ignore[arg-type]
+            )
+            return [
+                RealTimeAward(bid.product_id, bid.direction, r.interval_start, r.quantity_mw,
+                              r.price_per_mwh)
+                for r in rows
+            ]
+
+    @_retrying
+    def rt_bids_between(
+        self, market_id: str, portfolio_id: str, start: dt.datetime, end: dt.datetime
+    ) -> list[tuple[RealTimeBid, FlexibilityCurve | None, RtBidRecord]]:
+        """The stored real-time bids of a portfolio with ``start <= period_start < end``:
+        each bid, the flexibility curve it came from (None if not stored or unreadable)
+        and its row. A row whose points do not parse is left out (logged)."""
+        with self.store.session() as session:
+            rows = list(session.exec(
+                select(RtBidRecord)
+                .where(RtBidRecord.market_id == market_id, RtBidRecord.portfolio_id == portfolio_id,
+                       RtBidRecord.period_start >= start, RtBidRecord.period_start < end)
+                .order_by(RtBidRecord.period_start, RtBidRecord.id)  # type: ignore[arg-type]
+            ))
+        out = []
+        for row in rows:
+            try:
+                bid = rt_bid_from_json(json.loads(row.points_json))
+            except (ValueError, WireError) as exc:
+                log.error("stored_rt_bid_refused", key=row.idempotency_key, reason=str(exc))
+                continue
+            if bid.idempotency_key != row.idempotency_key:
+                log.error("stored_rt_bid_refused", key=row.idempotency_key,
+                          reason=f"points belong to {bid.idempotency_key}")
+                continue
+            out.append((bid, curve_from_json(row.curve_json), row))
+        return out
+
     @_retrying
     def record_setpoints(self, setpoints: Sequence[Setpoint]) -> None:
         if not setpoints:
@@ -376,3 +557,30 @@ class StoreRecorder:
                         extra_json=json.dumps(r.extra) if r.extra else None,
                     )
                 )
+
+
+def curve_to_json(curve: FlexibilityCurve) -> str:
+    """A :class:`strategies.rt_bids.FlexibilityCurve` as JSON (plain lists of floats)."""
+    return json.dumps({
+        "prices_per_mwh": [float(x) for x in curve.prices_per_mwh],
+        "quantity_mw": [float(x) for x in curve.quantity_mw],
+        "park_mw": {p: [float(x) for x in v] for p, v in curve.park_mw.items()},
+    }, allow_nan=False)
+
+
+def curve_from_json(text: str | None) -> FlexibilityCurve | None:
+    """The curve of :func:`curve_to_json`; None if absent or malformed (never trusted half-read)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        prices = np.asarray(data["prices_per_mwh"], dtype=float)
+        quantity = np.asarray(data["quantity_mw"], dtype=float)
+        parks = {str(p): np.asarray(v, dtype=float) for p, v in data["park_mw"].items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if prices.shape != quantity.shape or any(v.shape != prices.shape for v in parks.values()):
+        return None
+    if not parks or not (np.isfinite(prices).all() and np.isfinite(quantity).all()):
+        return None
+    return FlexibilityCurve(prices, quantity, parks)
