@@ -402,14 +402,10 @@ def _account(
     meters = meter_counters(portfolio, recorder.telemetry)
     observed = _Observed.of(recorder)
     books = _Books()
-    awards_of = getattr(operator.exchange, "real_time_awards", None)
     rt_bids = 0
     for day in days:  # the run is over: every real-time price is published
-        plan = operator.day_plan(day)
-        rt_bids += len(plan.rt_bids)
-        if awards_of is not None:
-            for key, (bid, _curve) in plan.rt_bids.items():
-                plan.rt_awards[key] = list(awards_of(bid))
+        operator.refresh_real_time_awards(day)
+        rt_bids += len(operator.day_plan(day).rt_bids)
     for day in days:
         _account_day(portfolio, prices, operator.day_plan(day), day, meters, observed, books)
     balances = pd.DataFrame()
@@ -480,7 +476,7 @@ def _account_day(
             key, index, frame, asset_energy / dt_h, curve_text, share_kw, observed
         )
     books.portfolio.append(_portfolio_intervals(plan, frame, energy, dt_h))
-    rt_award_kw, rt_price = real_time_books(plan)
+    rt_award_kw, rt_price = plan.real_time_books()
     books.settlement += settle_parks(
         day.isoformat(),
         portfolio.market.id,
@@ -495,28 +491,6 @@ def _account_day(
         rt_clearing_price=rt_price,
         clawback=ClawbackTerms.of(plan.rules.settlement),
     )
-
-
-def real_time_books(plan: DayPlan) -> tuple[pd.DataFrame | None, pd.Series | None]:
-    """The day's real-time awards per park [kW] and the price they clear at per interval.
-
-    Where an interval holds several awards (an up and a down bid both activated) the price
-    is their value-weighted mean, so that award x price is the real-time bid revenue.
-    """
-    if plan.rt_award_kw is None:
-        return None, None
-    quantity = pd.Series(0.0, index=plan.index)
-    value = pd.Series(0.0, index=plan.index)
-    for awards in plan.rt_awards.values():
-        for award in awards:
-            if abs(award.quantity_mw) < 1e-12 or award.price_per_mwh is None:
-                continue
-            stamp = pd.Timestamp(award.interval_start)
-            quantity[stamp] += award.quantity_mw
-            value[stamp] += award.quantity_mw * award.price_per_mwh
-    with np.errstate(divide="ignore", invalid="ignore"):
-        price = (value / quantity).where(quantity.abs() > 1e-12, 0.0)
-    return plan.rt_award_kw, price
 
 
 def _book_plan(
@@ -586,7 +560,7 @@ def _portfolio_intervals(
     actual_mw = pd.Series(
         sum(energy.park_energy_kwh.values()) / dt_h / KW_PER_MW, index=index
     )
-    rt_award_kw, rt_price = real_time_books(plan)
+    rt_award_kw, rt_price = plan.real_time_books()
     settled = settle(
         award_mw,
         actual_mw,

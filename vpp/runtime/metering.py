@@ -407,6 +407,8 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
         (index[-1] + step).to_pydatetime() + slack,
     )
     energy = day_energy(operator.portfolio, meters, index, day)
+    operator.refresh_real_time_awards(day)
+    rt_award_kw, rt_price = plan.real_time_books()  # LookAheadError: prices not out yet
     rows = settle_parks(
         day.isoformat(),
         operator.market.id,
@@ -417,6 +419,8 @@ def settle_day(operator: Operator, store: Store, day: dt.date) -> list[dict[str,
         prices,
         rules.settlement.rule,
         step / pd.Timedelta(hours=1),
+        park_rt_award_kw=rt_award_kw,
+        rt_clearing_price=rt_price,
         clawback=ClawbackTerms.of(rules.settlement),
     )
     for row in rows:  # what the meters needed (also logged): none on a healthy day

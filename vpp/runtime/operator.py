@@ -200,6 +200,34 @@ class DayPlan:
     #: per interval, the deviation prices an activated bid revealed: (surplus, shortfall)
     rt_known: dict[pd.Timestamp, tuple[float | None, float | None]] = field(default_factory=dict)
 
+    def real_time_books(self) -> tuple[pd.DataFrame | None, pd.Series | None]:
+        """The day's real-time awards per park [kW] and the price they clear at per interval.
+
+        Where an interval holds several awards (an up and a down bid both activated) the
+        price is their value-weighted mean, so that award x price is the real-time bid
+        revenue. Raises :class:`~vpp.LookAheadError` while an awarded interval's price is
+        not published yet (the settlement waits, as for any price).
+        """
+        if self.rt_award_kw is None:
+            return None, None
+        quantity = pd.Series(0.0, index=self.index)
+        value = pd.Series(0.0, index=self.index)
+        for key, awards in self.rt_awards.items():
+            for award in awards:
+                if abs(award.quantity_mw) < 1e-12:
+                    continue
+                if award.price_per_mwh is None:
+                    raise LookAheadError(
+                        f"real-time award {key} at {award.interval_start.isoformat()}: its "
+                        "clearing price is not published yet"
+                    )
+                stamp = pd.Timestamp(award.interval_start)
+                quantity[stamp] += award.quantity_mw
+                value[stamp] += award.quantity_mw * award.price_per_mwh
+        with np.errstate(divide="ignore", invalid="ignore"):
+            price = (value / quantity).where(quantity.abs() > 1e-12, 0.0)
+        return self.rt_award_kw, price
+
 
 # --------------------------------------------------------------------------- operator
 
@@ -759,6 +787,18 @@ class Operator:
             for park_id, mw in curve.split(award.quantity_mw).items():
                 plan.rt_award_kw.loc[stamp, park_id] += mw * KW_PER_MW
             plan.rt_known[stamp] = _revealed(bid, award.quantity_mw, plan.rt_known.get(stamp))
+
+    def refresh_real_time_awards(self, day: dt.date) -> None:
+        """Fetch the day's real-time awards again, with the prices published since (settlement)."""
+        awards_of = getattr(self.exchange, "real_time_awards", None)
+        plan = self.day_plan(day)
+        if awards_of is None:
+            return
+        record = getattr(self.recorder, "record_rt_awards", None)
+        for key, (bid, _curve) in plan.rt_bids.items():
+            plan.rt_awards[key] = list(awards_of(bid))
+            if record is not None:
+                record(key, plan.rt_awards[key])
 
     def _collect_real_time(self, plan: DayPlan, t: pd.Timestamp) -> bool:
         """Fetch the real-time awards of the bids whose period holds ``t``; True if any changed
