@@ -137,6 +137,14 @@ class BacktestResult:
     #: The main run's carbon books (per park and interval, :mod:`vpp.carbon.accounting`).
     carbon: CarbonBooks | None = None
 
+    def unbounded_days(self) -> list[dt.date]:
+        """Days without a perfect-foresight bound (no schedule could meet their heat or
+        hydrogen demand): the capture ratios leave them out on both sides."""
+        if not len(self.foresight):
+            return []
+        missing = self.foresight[~np.isfinite(self.foresight["revenue"].to_numpy(float))]
+        return [pd.Timestamp(d).date() for d in missing["day"]]
+
     def summary(self) -> dict[str, object]:
         p = self.main.portfolio
         net = self.main.net_revenue
@@ -144,6 +152,10 @@ class BacktestResult:
         idle = self.baselines.get("idle")
         base = self.baselines.get("persistence")
         no_flex = idle.net_revenue if idle else float("nan")
+        unbounded = self.unbounded_days()
+        # Ratios compare like with like: the days that have a bound, on both sides.
+        net_b = net - _days_net(self.main, unbounded)
+        no_flex_b = no_flex - (_days_net(idle, unbounded) if idle else 0.0)
         out: dict[str, object] = {
             "market": self.market_id,
             "currency": self.currency,
@@ -163,12 +175,15 @@ class BacktestResult:
             "perfect_foresight_da_schedule": round(float(self.foresight["da_schedule"].sum()), 2)
             if len(self.foresight)
             else None,
-            "capture_ratio": _ratio(net, pf),
+            "capture_ratio": _ratio(net_b, pf),
             "baseline_strategy": "persistence" if base else None,
             "baseline_revenue": round(base.net_revenue, 2) if base else None,
             "no_flexibility_revenue": round(no_flex, 2) if idle else None,
             "flexibility_value": round(net - no_flex, 2) if idle else None,
-            "flexibility_capture_ratio": _ratio(net - no_flex, pf - no_flex) if idle else None,
+            "flexibility_capture_ratio": _ratio(net_b - no_flex_b, pf - no_flex_b)
+            if idle
+            else None,
+            "foresight_unbounded_days": len(unbounded),
             "imbalance_mwh": round(float(p["imbalance_mwh"].abs().sum()), 4),
             "rt_bids_submitted": self.main.rt_bids_submitted,
             "rt_awarded_mwh": round(float(p["rt_award_mwh"].abs().sum()), 4),
@@ -197,6 +212,15 @@ def _ratio(a: float, b: float) -> float | None:
     if not np.isfinite(a) or not np.isfinite(b) or abs(b) < 1e-9:
         return None
     return round(a / b, 4)
+
+
+def _days_net(run: RunResult, days: Sequence[dt.date]) -> float:
+    """A run's net revenue on ``days`` (its settlement rows of those days)."""
+    if not days or not len(run.settlement):
+        return 0.0
+    wanted = {d.isoformat() for d in days}
+    rows = run.settlement[run.settlement["day"].astype(str).isin(wanted)]
+    return float(rows["net_revenue"].sum())
 
 
 def segments(days: Sequence[dt.date]) -> list[list[dt.date]]:
