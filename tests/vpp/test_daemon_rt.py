@@ -205,8 +205,21 @@ def test_a_bid_the_exchange_did_not_answer_is_retried_until_its_gate(tmp_path: P
         with capture_logs() as logs:
             daemon = simulated_daemon(cfg, store, world)
             daemon.start()
-            wait_for(lambda: count_rows(store, RtBidRecord, RtBidRecord.status == "accepted") >= 6,
-                     90, "six accepted real-time bids")
+
+            def settled() -> bool:
+                # six bids accepted AND the failed bid's fate decided: its retry accepted, or
+                # the retry found its gate passed (``rt_bid_missed``) -- at this speed either
+                if count_rows(store, RtBidRecord, RtBidRecord.status == "accepted") < 6:
+                    return False
+                if not failed:
+                    return False
+                key = failed[0][0]
+                accepted = _rows(store).get(key, (None, None))[1] == "accepted"
+                missed = any(e["event"] == "rt_bid_missed" and e.get("period") == key.split("/")[2]
+                             for e in list(logs))
+                return accepted or missed
+
+            wait_for(settled, 90, "six accepted real-time bids and the failed bid's retry decided")
             daemon.abort()
     finally:
         world.close()
