@@ -143,10 +143,10 @@ def dashboard_data(
         [round(rt_in_window[t], 4) if t in rt_in_window else None for t in chart_times],
         [round(awards[t][1] / awards[t][2], 2) if t in awards and awards[t][2] else None for t in chart_times],
     ]
-    for row in rt_rows:
-        if row["status"] == "rejected":
-            alerts.append(f"real-time bid {row['market']} {row['product']} {row['period']} {row['direction']}: "
-                          f"rejected {row['reason'] or ''}".strip())
+    for rt in rt_rows:
+        if rt["status"] == "rejected":
+            alerts.append(f"real-time bid {rt['market']} {rt['product']} {rt['period']} {rt['direction']}: "
+                          f"rejected {rt['reason'] or ''}".strip())
     bids = store.rows(BidRecord, time_column="delivery_day", start=local_today,
                       end=local_today + dt.timedelta(days=2), limit=200)
     for bid in bids:
