@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from vpp.cli import app as cli
 from vpp.config import load_config
 from vpp.runtime.recording import StoreRecorder
-from vpp.store import ApiTokenRecord, SetpointRecord, Store, TelemetryRecord
+from vpp.store import ApiTokenRecord, RtBidRecord, SetpointRecord, Store, TelemetryRecord
 from vpp.types import BidPoint, RealTimeAward, RealTimeBid
 from vpp.web import create_app, serve_in_thread
 
@@ -415,3 +415,17 @@ def test_real_time_awards_by_interval_with_pending_prices(api: httpx.Client, sto
     assert [i["price_per_mwh"] for i in api.get("/api/v1/real-time/awards", headers=operator,
                                                  params={"limit": 3, "offset": 3}).json()["items"]] == [None]
     assert api.get("/api/v1/real-time/awards", headers=operator, params={"product": "ida1"}).json()["items"] == []
+
+
+def test_a_real_time_bid_whose_stored_points_do_not_parse_is_shown_without_points(
+    api: httpx.Client, store: Store
+) -> None:
+    bids = _fill_real_time(store)
+    with store.session() as session:
+        row = session.exec(select(RtBidRecord).where(RtBidRecord.idempotency_key == bids[0].idempotency_key)).one()
+        row.points_json = '{"points": [[1.0]]}'  # a hand-edited row: one number where a pair belongs
+        session.add(row)
+    with capture_logs() as logs:
+        items = api.get("/api/v1/real-time/bids", headers=bearer(store.create_token("operator"))).json()["items"]
+    assert [i["points"] is None for i in items] == [True, False, False, False]
+    assert [e["event"] for e in logs if e.get("key") == bids[0].idempotency_key] == ["stored_rt_bid_unreadable"]
