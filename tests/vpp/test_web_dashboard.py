@@ -424,3 +424,62 @@ def test_backtest_folders_are_listed_and_their_reports_served(config_copy: Path,
     finally:
         server.stop()
         store.close()
+
+
+def test_a_simulated_daemons_real_time_bids_reach_the_dashboard_and_the_api(tmp_path: Path) -> None:
+    """The daemon bidding DK1's mFRR energy product (``[daemon] real_time_bids``, real 2016
+    prices, the replay exchange on loopback): while it runs, the dashboard lists its accepted
+    real-time bids of the simulated day in Copenhagen time and the API serves the same rows."""
+    from sqlmodel import select
+
+    from market_replay import import_prices
+    from tests.vpp.daemon_support import count_rows, wait_for
+    from tests.vpp.test_daemon_rt import DAY, MARGIN, MARKET, _config, _shared
+    from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
+    from vpp.runtime.operator import MarketPortfolio
+    from vpp.store import RtAwardRecord, RtBidRecord
+
+    cfg = load_config(_config(tmp_path))
+    prices = import_prices(_shared(), "nordpool-regulating", cfg.markets[MARKET], zone="DK1").prices
+    portfolio = MarketPortfolio.from_config(cfg, MARKET)
+    start, first, last = default_window(portfolio, prices, MARGIN, DAY, 1)
+    world = SimulationWorld.start(portfolio, prices, speed=20_000.0, start=start, first_day=first, last_day=last)
+    store = Store(f"sqlite:///{tmp_path / 'rt.db'}")
+    daemon = simulated_daemon(cfg, store, world)
+    try:
+        daemon.start()
+        wait_for(lambda: count_rows(store, RtAwardRecord) >= 2
+                 and count_rows(store, RtBidRecord, RtBidRecord.status == "accepted") >= 2,
+                 90, "two accepted real-time bids and two of their awards")
+        copenhagen = ZoneInfo("Europe/Copenhagen")
+        with store.session() as session:
+            state = session.get(DaemonStateRecord, "daemon")
+            # read before the dashboard: an accepted bid stays accepted, later ones may join
+            accepted = {r.idempotency_key: r for r in session.exec(select(RtBidRecord))
+                        if r.status == "accepted" and r.period_start.astimezone(copenhagen).date() == DAY}
+        assert state is not None
+        assert len(accepted) >= 2
+        data = dashboard_data(store, state, [])
+        server = serve_in_thread(create_app(store, cfg), "127.0.0.1", 0)
+        try:
+            token = store.create_token("operator")
+            api = httpx.get(server.url + "/api/v1/real-time/bids", headers={"Authorization": f"Bearer {token}"},
+                            params={"product": "mfrr-energy"}, timeout=10.0).json()["items"]
+        finally:
+            server.stop()
+    finally:
+        daemon.abort()
+        world.close()
+    store.close()
+    shown = {r["key"]: r for r in data["real_time"]}
+    assert set(accepted) <= set(shown)
+    assert {r["market"] for r in shown.values()} == {MARKET}
+    assert {r["product"] for r in shown.values()} == {"mfrr-energy"}
+    for key, record in accepted.items():
+        row = shown[key]
+        assert row["period"] == record.period_start.astimezone(copenhagen).strftime("%Y-%m-%d %H:%M CET")
+        assert row["direction"] == record.direction in ("up", "down")
+        assert row["points"] != "?"
+    assert any(r["awards"] for r in shown.values()), "an award of the day reached the table"
+    assert {i["idempotency_key"] for i in api} >= set(accepted)
+    assert all(i["points"] for i in api)
