@@ -686,6 +686,57 @@ class Store:
         with Session(self.engine) as session:
             return [(award, bid) for award, bid in session.exec(query)]
 
+    def rt_bids(
+        self,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        product_id: str | None = None,
+        market_ids: Sequence[str] | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[RtBidRecord]:
+        """Real-time bids with ``start <= period_start < end`` (of one product, of some
+        markets, when given), by period, one page."""
+        query = select(RtBidRecord)
+        if start is not None:
+            query = query.where(RtBidRecord.period_start >= start)
+        if end is not None:
+            query = query.where(RtBidRecord.period_start < end)
+        if product_id is not None:
+            query = query.where(RtBidRecord.product_id == product_id)
+        if market_ids is not None:
+            query = query.where(RtBidRecord.market_id.in_(list(market_ids)))  # type: ignore[attr-defined]
+        query = query.order_by(RtBidRecord.period_start, RtBidRecord.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        with Session(self.engine) as session:
+            return list(session.exec(query))
+
+    def rt_bid_awards(
+        self,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        product_id: str | None = None,
+        market_ids: Sequence[str] | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[tuple[RtAwardRecord, RtBidRecord]]:
+        """Real-time awards with ``start <= interval_start < end`` and their bid, by interval, one page."""
+        query = select(RtAwardRecord, RtBidRecord).join(
+            RtBidRecord, RtAwardRecord.idempotency_key == RtBidRecord.idempotency_key  # type: ignore[arg-type]
+        )
+        if start is not None:
+            query = query.where(RtAwardRecord.interval_start >= start)
+        if end is not None:
+            query = query.where(RtAwardRecord.interval_start < end)
+        if product_id is not None:
+            query = query.where(RtBidRecord.product_id == product_id)
+        if market_ids is not None:
+            query = query.where(RtBidRecord.market_id.in_(list(market_ids)))  # type: ignore[attr-defined]
+        query = query.order_by(RtAwardRecord.interval_start, RtAwardRecord.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        with Session(self.engine) as session:
+            return [(award, bid) for award, bid in session.exec(query)]
+
     # ----------------------------------------------------------------------- carbon ledger
 
     def add_instruments(self, instruments: Iterable[Instrument]) -> dict[str, int]:

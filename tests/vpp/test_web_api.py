@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 from vpp.cli import app as cli
 from vpp.config import load_config
-from vpp.store import ApiTokenRecord, SetpointRecord, Store, TelemetryRecord
+from vpp.runtime.recording import StoreRecorder
+from vpp.store import ApiTokenRecord, RtBidRecord, SetpointRecord, Store, TelemetryRecord
+from vpp.types import BidPoint, RealTimeAward, RealTimeBid
 from vpp.web import create_app, serve_in_thread
 
 UTC = dt.UTC
@@ -195,7 +197,9 @@ def test_openapi_schema_is_served_and_valid(api: httpx.Client) -> None:
     schema = api.get("/api/v1/openapi.json").json()
     validate(schema)
     assert {"/api/v1/parks", "/api/v1/parks/{park_id}", "/api/v1/parks/{park_id}/telemetry",
-            "/api/v1/bids", "/api/v1/awards"} <= set(schema["paths"])
+            "/api/v1/bids", "/api/v1/awards", "/api/v1/real-time/bids", "/api/v1/real-time/awards"} <= set(schema["paths"])
+    rt = schema["paths"]["/api/v1/real-time/bids"]["get"]
+    assert {p["name"] for p in rt["parameters"]} == {"start", "end", "product", "limit", "offset"}
 
 
 def test_token_create_prints_once_stores_a_hash_and_never_logs_it(config_copy: Path, store_url: str) -> None:
@@ -299,3 +303,129 @@ def test_a_revoked_token_is_refused(api: httpx.Client, store: Store, config_copy
     assert api.get("/api/v1/parks", headers=bearer(token)).status_code == 401
     unknown = runner.invoke(cli, ["token", "revoke", "nope", "--config", str(config_copy)])
     assert unknown.exit_code == 1
+
+
+# ----------------------------------------------------------------------- real-time bids and awards
+
+#: ERCOT operating hours 10:00, 11:00 and 12:00 CDT on 2025-05-10 (15:00, 16:00, 17:00 UTC).
+RT_HOUR = dt.datetime(2025, 5, 10, 15, tzinfo=UTC)
+RT_POINTS = (BidPoint(-20.0, -1.0), BidPoint(30.0, 0.5), BidPoint(80.0, 2.0))
+
+
+def _rt_bid(market: str, product: str, start: dt.datetime) -> RealTimeBid:
+    return RealTimeBid(market_id=market, portfolio_id="vpp", product_id=product, period_start=start,
+                       points=RT_POINTS, direction="both", created_at=start - dt.timedelta(hours=2))
+
+
+def _fill_real_time(store: Store) -> list[RealTimeBid]:
+    """Four real-time bids and one bid's four quarter-hour awards, written as the daemon writes
+    them (StoreRecorder: ``submitted`` first, then the exchange's answer, then the awards)."""
+    recorder = StoreRecorder(store)
+    bids = [_rt_bid("ercot-houston", "rt-energy", RT_HOUR + dt.timedelta(hours=h)) for h in range(3)]
+    bids.insert(1, _rt_bid("epex-de-lu", "ida1", RT_HOUR))
+    for i, bid in enumerate(bids):
+        recorder.record_rt_bid(bid, status="submitted", receipt=None, reason=None)
+        rejected = i == 3
+        recorder.record_rt_bid(bid, status="rejected" if rejected else "accepted",
+                               receipt=None if rejected else f"r-{i}", reason="gate closed" if rejected else None)
+    # The 10:00 hour cleared at 31.5, 42, 85 and (not yet published) ...: the step curve gives
+    # 0.5 MW at 31.5 and 42 (>= 30, < 80) and 2 MW at 85 (>= 80); the last price is still out.
+    recorder.record_rt_awards(bids[0].idempotency_key, [
+        RealTimeAward("rt-energy", "both", RT_HOUR + dt.timedelta(minutes=15 * q), mw, price)
+        for q, (mw, price) in enumerate([(0.5, 31.5), (0.5, 42.0), (2.0, 85.0), (2.0, None)])
+    ])
+    return bids
+
+
+def _at(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def test_real_time_bids_and_awards_need_an_operator_token(api: httpx.Client, store: Store) -> None:
+    _fill_real_time(store)
+    for path in ("/api/v1/real-time/bids", "/api/v1/real-time/awards"):
+        assert api.get(path).status_code == 401
+        assert api.get(path, headers=bearer("vpp_nope_nope")).status_code == 401
+        # The bids are the portfolio's (every park of the market), like the day-ahead bids:
+        # an owner token is refused, also for its own park's market.
+        owner = store.create_token("owner", "houston-ship-channel")
+        refused = api.get(path, headers=bearer(owner))
+        assert refused.status_code == 403
+        assert "operator tokens only" in refused.json()["detail"]
+        assert api.get(path, headers=bearer(store.create_token("operator"))).status_code == 200
+
+
+def test_real_time_bids_by_period_product_and_page(api: httpx.Client, store: Store) -> None:
+    bids = _fill_real_time(store)
+    operator = bearer(store.create_token("operator"))
+    window = {"start": "2025-05-10T15:00:00Z", "end": "2025-05-10T17:00:00Z"}
+    answer = api.get("/api/v1/real-time/bids", headers=operator, params=window)
+    assert answer.status_code == 200
+    items = answer.json()["items"]
+    # 15:00 (ercot, then epex: by period, then as written) and 16:00; 17:00 is the exclusive end
+    assert [(i["market_id"], i["product_id"], _at(i["period_start"])) for i in items] == [
+        ("ercot-houston", "rt-energy", RT_HOUR), ("epex-de-lu", "ida1", RT_HOUR),
+        ("ercot-houston", "rt-energy", RT_HOUR + dt.timedelta(hours=1)),
+    ]
+    first = items[0]
+    assert first["idempotency_key"] == bids[0].idempotency_key
+    assert first["points"] == [{"price_per_mwh": -20.0, "quantity_mw": -1.0},
+                               {"price_per_mwh": 30.0, "quantity_mw": 0.5},
+                               {"price_per_mwh": 80.0, "quantity_mw": 2.0}]
+    assert (first["status"], first["receipt"], first["direction"]) == ("accepted", "r-0", "both")
+    assert "curve_json" not in first
+    assert "points_json" not in first
+    assert [i["status"] for i in api.get("/api/v1/real-time/bids", headers=operator).json()["items"]] == [
+        "accepted", "accepted", "accepted", "rejected"]
+    ida = api.get("/api/v1/real-time/bids", headers=operator, params={**window, "product": "ida1"}).json()
+    assert [i["market_id"] for i in ida["items"]] == ["epex-de-lu"]
+    assert api.get("/api/v1/real-time/bids", headers=operator, params={"product": "nope"}).json()["items"] == []
+    page = api.get("/api/v1/real-time/bids", headers=operator, params={"limit": 2}).json()
+    assert [_at(i["period_start"]) for i in page["items"]] == [RT_HOUR, RT_HOUR]
+    assert page["next_offset"] == 2
+    rest = api.get("/api/v1/real-time/bids", headers=operator, params={"limit": 2, "offset": 2}).json()
+    assert [_at(i["period_start"]) for i in rest["items"]] == [RT_HOUR + dt.timedelta(hours=h) for h in (1, 2)]
+    assert rest["next_offset"] == 4
+    assert api.get("/api/v1/real-time/bids", headers=operator, params={"limit": 2, "offset": 4}).json() == {
+        "items": [], "limit": 2, "offset": 4, "next_offset": None}
+    naive = api.get("/api/v1/real-time/bids", headers=operator, params={"start": "2025-05-10T15:00:00"})
+    assert naive.status_code == 422
+    assert api.get("/api/v1/real-time/bids", headers=operator, params={"limit": 0}).status_code == 422
+
+
+def test_real_time_awards_by_interval_with_pending_prices(api: httpx.Client, store: Store) -> None:
+    bids = _fill_real_time(store)
+    operator = bearer(store.create_token("operator"))
+    answer = api.get("/api/v1/real-time/awards", headers=operator,
+                     params={"start": "2025-05-10T15:15:00Z", "end": "2025-05-10T16:00:00Z"})
+    assert answer.status_code == 200
+    page = answer.json()
+    assert [(_at(i["interval_start"]), i["quantity_mw"], i["price_per_mwh"]) for i in page["items"]] == [
+        (RT_HOUR + dt.timedelta(minutes=15), 0.5, 42.0),
+        (RT_HOUR + dt.timedelta(minutes=30), 2.0, 85.0),
+        (RT_HOUR + dt.timedelta(minutes=45), 2.0, None),  # not yet published
+    ]
+    assert {(i["market_id"], i["product_id"], i["direction"], i["idempotency_key"]) for i in page["items"]} == {
+        ("ercot-houston", "rt-energy", "both", bids[0].idempotency_key)}
+    assert {_at(i["period_start"]) for i in page["items"]} == {RT_HOUR}
+    assert page["next_offset"] is None
+    first = api.get("/api/v1/real-time/awards", headers=operator, params={"limit": 3}).json()
+    assert [i["quantity_mw"] for i in first["items"]] == [0.5, 0.5, 2.0]
+    assert first["next_offset"] == 3
+    assert [i["price_per_mwh"] for i in api.get("/api/v1/real-time/awards", headers=operator,
+                                                 params={"limit": 3, "offset": 3}).json()["items"]] == [None]
+    assert api.get("/api/v1/real-time/awards", headers=operator, params={"product": "ida1"}).json()["items"] == []
+
+
+def test_a_real_time_bid_whose_stored_points_do_not_parse_is_shown_without_points(
+    api: httpx.Client, store: Store
+) -> None:
+    bids = _fill_real_time(store)
+    with store.session() as session:
+        row = session.exec(select(RtBidRecord).where(RtBidRecord.idempotency_key == bids[0].idempotency_key)).one()
+        row.points_json = '{"points": [[1.0]]}'  # a hand-edited row: one number where a pair belongs
+        session.add(row)
+    with capture_logs() as logs:
+        items = api.get("/api/v1/real-time/bids", headers=bearer(store.create_token("operator"))).json()["items"]
+    assert [i["points"] is None for i in items] == [True, False, False, False]
+    assert [e["event"] for e in logs if e.get("key") == bids[0].idempotency_key] == ["stored_rt_bid_unreadable"]

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,9 @@ import httpx
 import pytest
 
 from vpp.config import load_config
-from vpp.store import AwardRecord, BidRecord, Store, TelemetryRecord, utcnow
+from vpp.runtime.recording import StoreRecorder
+from vpp.store import AwardRecord, BidRecord, DaemonStateRecord, Store, TelemetryRecord, utcnow
+from vpp.types import BidPoint, RealTimeAward, RealTimeBid
 from vpp.web import create_app, serve_in_thread
 from vpp.web._dashboard import dashboard_data
 
@@ -78,6 +80,25 @@ def _awards(store: Store, day: dt.date, zone: ZoneInfo, price: float) -> None:
         for i in range(96):
             session.add(AwardRecord(bid_id=bid.id, interval_start=start + dt.timedelta(minutes=15 * i),
                                     quantity_mw=1.0 + (i % 8) / 4, price_per_mwh=price + i, received_at=utcnow()))
+
+
+def _rt_bid(store: Store, start: dt.datetime, *, rejected: bool = False,
+            awards: Sequence[tuple[float, float | None]] = ()) -> str:
+    """An ERCOT real-time energy offer for the hour from ``start`` (points -20:-1, 30:0.5, 80:2)
+    and its quarter-hour awards (MW, price or None if not published yet), written as the
+    daemon writes them; its idempotency key."""
+    recorder = StoreRecorder(store)
+    bid = RealTimeBid(market_id="ercot-houston", portfolio_id="vpp", product_id="rt-energy", period_start=start,
+                      points=(BidPoint(-20.0, -1.0), BidPoint(30.0, 0.5), BidPoint(80.0, 2.0)),
+                      direction="both", created_at=start - dt.timedelta(hours=2))
+    recorder.record_rt_bid(bid, status="submitted", receipt=None, reason=None)
+    recorder.record_rt_bid(bid, status="rejected" if rejected else "accepted", receipt=None if rejected else "r-1",
+                           reason="gate closed" if rejected else None)
+    recorder.record_rt_awards(bid.idempotency_key, [
+        RealTimeAward("rt-energy", "both", start + dt.timedelta(minutes=15 * q), mw, price)
+        for q, (mw, price) in enumerate(awards)
+    ])
+    return bid.idempotency_key
 
 
 #: What the simulated heat and hydrogen devices report besides power (Telemetry.extra), by
@@ -142,6 +163,51 @@ def test_heat_and_hydrogen_assets_show_their_own_quantities(config_copy: Path, t
     assert "heat" not in parks["houston-ship-channel"]["energies"]
 
 
+def test_real_time_bids_show_in_market_time_with_their_awards(config_copy: Path, tmp_path: Path) -> None:
+    """The daemon's clock at 2025-11-02 18:00 UTC: 12:00 CST in Houston, the day the clocks went
+    back (01:00 came twice), 02:00 on 3 November in Shanghai (the first park's day: the chart's)."""
+    cfg = load_config(config_copy)
+    store = Store(f"sqlite:///{tmp_path / 'dashboard.db'}")
+    now = dt.datetime(2025, 11, 2, 18, tzinfo=dt.UTC)
+    state = DaemonStateRecord(id="daemon", mode="simulate", pid=1, started_at=now, heartbeat_at=now, clock_now=now)
+    try:
+        store.enroll([(cfg.parks[p], cfg.park_files[p]) for p in sorted(cfg.parks)])
+        _awards(store, dt.date(2025, 11, 3), ZoneInfo("Asia/Shanghai"), price=300.0)
+        utc = dt.UTC
+        _rt_bid(store, dt.datetime(2025, 11, 2, 4, tzinfo=utc))  # 23:00 CDT on 1 November: yesterday
+        early = _rt_bid(store, dt.datetime(2025, 11, 2, 6, tzinfo=utc), awards=[(-1.0, -25.0)])  # 01:00 CDT
+        _rt_bid(store, dt.datetime(2025, 11, 2, 7, tzinfo=utc), rejected=True)  # 01:00 CST, an hour later
+        noon = _rt_bid(store, dt.datetime(2025, 11, 2, 18, tzinfo=utc),
+                       awards=[(0.5, 31.5), (0.5, 42.0), (2.0, 85.0), (2.0, None)])
+        _rt_bid(store, dt.datetime(2025, 11, 3, 6, tzinfo=utc))  # 00:00 CST on 3 November: tomorrow
+        data = dashboard_data(store, state, [])
+    finally:
+        store.close()
+    rows = data["real_time"]
+    assert [(r["period"], r["status"]) for r in rows] == [
+        ("2025-11-02 01:00 CDT", "accepted"), ("2025-11-02 01:00 CST", "rejected"), ("2025-11-02 12:00 CST", "accepted")]
+    assert {r["points"] for r in rows} == {"-20:-1, 30:0.5, 80:2"}
+    assert {(r["market"], r["product"], r["direction"]) for r in rows} == {("ercot-houston", "rt-energy", "both")}
+    assert [r["key"] for r in rows][::2] == [early, noon]
+    assert rows[0]["awards"] == [{"interval": "01:00", "quantity_mw": -1.0, "price": -25.0}]
+    assert rows[1]["awards"] == []
+    assert rows[2]["awards"] == [
+        {"interval": "12:00", "quantity_mw": 0.5, "price": 31.5}, {"interval": "12:15", "quantity_mw": 0.5, "price": 42.0},
+        {"interval": "12:30", "quantity_mw": 2.0, "price": 85.0}, {"interval": "12:45", "quantity_mw": 2.0, "price": "pending"},
+    ]
+    assert "real-time bid ercot-houston rt-energy 2025-11-02 01:00 CST both: rejected gate closed" in data["alerts"]
+    # The chart: Shanghai's 3 November (16:00 UTC on the 2nd on): the 96 day-ahead quarter-hours,
+    # the noon hour's four real-time awards beside the day-ahead ones (the 06:00 UTC one is before).
+    times, day_ahead, real_time, price = data["awards"]
+    assert len(times) == 96
+    assert data["awarded_intervals"] == 96
+    assert data["rt_awarded_intervals"] == 4
+    at = times.index(now.timestamp())  # 18:00 UTC: the day's 9th quarter-hour (i = 8)
+    assert (day_ahead[at], price[at]) == (1.0, 308.0)
+    assert real_time[at:at + 5] == [0.5, 0.5, 2.0, 2.0, None]
+    assert sum(v is not None for v in real_time) == 4
+
+
 def test_the_dashboard_shows_every_park_and_today_and_updates(
     browser: object, config_copy: Path, tmp_path: Path
 ) -> None:
@@ -173,6 +239,17 @@ def test_the_dashboard_shows_every_park_and_today_and_updates(
         _telemetry(store, {p: [a.id for a in cfg.parks[p].assets] for p in cfg.parks}, EXTRAS)
         wait.until(lambda d: d.find_element(By.ID, "awards-summary").get_attribute("data-intervals") == "192")
         wait.until(lambda d: "no telemetry" not in d.find_element(By.ID, "alerts").text)
+        # ... and a real-time bid for this hour in Houston with its first awards.
+        houston = ZoneInfo("America/Chicago")
+        hour = utcnow().astimezone(houston).replace(minute=0, second=0, microsecond=0)
+        key = _rt_bid(store, hour.astimezone(dt.UTC), awards=[(0.5, 31.5), (2.0, None)])
+        row = f"#real-time tr[data-key='{key}']"
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, row + " td")]
+        assert cells == ["ercot-houston", "rt-energy", hour.strftime("%Y-%m-%d %H:%M %Z"), "both", "accepted",
+                         "-20:-1, 30:0.5, 80:2",
+                         f"{hour:%H:%M} 0.5 MW @ 31.5, {hour + dt.timedelta(minutes=15):%H:%M} 2 MW @ pending"]
+        wait.until(lambda d: d.find_element(By.ID, "rt-summary").get_attribute("data-intervals") == "2")
         energies = {p: browser.find_element(By.CSS_SELECTOR, f"#park-{p} span.energies").text for p in cfg.parks}
         assert energies["daqing-oilfield"].startswith("heat: hp-55")
         assert "hydrogen: electrolyser, h2-store" in energies["houston-ship-channel"]
@@ -347,3 +424,62 @@ def test_backtest_folders_are_listed_and_their_reports_served(config_copy: Path,
     finally:
         server.stop()
         store.close()
+
+
+def test_a_simulated_daemons_real_time_bids_reach_the_dashboard_and_the_api(tmp_path: Path) -> None:
+    """The daemon bidding DK1's mFRR energy product (``[daemon] real_time_bids``, real 2016
+    prices, the replay exchange on loopback): while it runs, the dashboard lists its accepted
+    real-time bids of the simulated day in Copenhagen time and the API serves the same rows."""
+    from sqlmodel import select
+
+    from market_replay import import_prices
+    from tests.vpp.daemon_support import count_rows, wait_for
+    from tests.vpp.test_daemon_rt import DAY, MARGIN, MARKET, _config, _shared
+    from vpp.daemon.build import SimulationWorld, default_window, simulated_daemon
+    from vpp.runtime.operator import MarketPortfolio
+    from vpp.store import RtAwardRecord, RtBidRecord
+
+    cfg = load_config(_config(tmp_path))
+    prices = import_prices(_shared(), "nordpool-regulating", cfg.markets[MARKET], zone="DK1").prices
+    portfolio = MarketPortfolio.from_config(cfg, MARKET)
+    start, first, last = default_window(portfolio, prices, MARGIN, DAY, 1)
+    world = SimulationWorld.start(portfolio, prices, speed=20_000.0, start=start, first_day=first, last_day=last)
+    store = Store(f"sqlite:///{tmp_path / 'rt.db'}")
+    daemon = simulated_daemon(cfg, store, world)
+    try:
+        daemon.start()
+        wait_for(lambda: count_rows(store, RtAwardRecord) >= 2
+                 and count_rows(store, RtBidRecord, RtBidRecord.status == "accepted") >= 2,
+                 90, "two accepted real-time bids and two of their awards")
+        copenhagen = ZoneInfo("Europe/Copenhagen")
+        with store.session() as session:
+            state = session.get(DaemonStateRecord, "daemon")
+            # read before the dashboard: an accepted bid stays accepted, later ones may join
+            accepted = {r.idempotency_key: r for r in session.exec(select(RtBidRecord))
+                        if r.status == "accepted" and r.period_start.astimezone(copenhagen).date() == DAY}
+        assert state is not None
+        assert len(accepted) >= 2
+        data = dashboard_data(store, state, [])
+        server = serve_in_thread(create_app(store, cfg), "127.0.0.1", 0)
+        try:
+            token = store.create_token("operator")
+            api = httpx.get(server.url + "/api/v1/real-time/bids", headers={"Authorization": f"Bearer {token}"},
+                            params={"product": "mfrr-energy"}, timeout=10.0).json()["items"]
+        finally:
+            server.stop()
+    finally:
+        daemon.abort()
+        world.close()
+    store.close()
+    shown = {r["key"]: r for r in data["real_time"]}
+    assert set(accepted) <= set(shown)
+    assert {r["market"] for r in shown.values()} == {MARKET}
+    assert {r["product"] for r in shown.values()} == {"mfrr-energy"}
+    for key, record in accepted.items():
+        row = shown[key]
+        assert row["period"] == record.period_start.astimezone(copenhagen).strftime("%Y-%m-%d %H:%M CET")
+        assert row["direction"] == record.direction in ("up", "down")
+        assert row["points"] != "?"
+    assert any(r["awards"] for r in shown.values()), "an award of the day reached the table"
+    assert {i["idempotency_key"] for i in api} >= set(accepted)
+    assert all(i["points"] for i in api)

@@ -34,12 +34,13 @@ from vpp.store import (
     BidRecord,
     CarbonIntervalRecord,
     DaemonStateRecord,
+    RtBidRecord,
     SetpointRecord,
     SettlementRecord,
     Store,
     TelemetryRecord,
 )
-from vpp.web._dashboard import dashboard_data, dashboard_page
+from vpp.web._dashboard import dashboard_data, dashboard_page, rt_points
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +157,16 @@ def _row(record: SQLModel) -> dict[str, Any]:
     return json.loads(record.model_dump_json())
 
 
+def rt_bid_item(record: RtBidRecord) -> dict[str, Any]:
+    """A stored real-time bid as the API shows it: its row without the flexibility curve, with
+    its points as ``{"price_per_mwh", "quantity_mw"}`` (None if the stored points do not parse)."""
+    item = _row(record)
+    item.pop("curve_json", None)
+    item.pop("points_json", None)
+    item["points"] = rt_points(record)
+    return item
+
+
 def principal(request: Request) -> Principal:
     """The token's holder, or 401 (no or unknown token) / 429 (over the rate limit)."""
     store: Store = request.app.state.store
@@ -187,6 +198,7 @@ Start = Annotated[dt.datetime | None, Query(description="From this time (ISO 860
 End = Annotated[dt.datetime | None, Query(description="Until this time, exclusive")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0)]
+Product = Annotated[str | None, Query(description="Only this real-time product (its id in the market file)")]
 
 
 def create_app(
@@ -203,7 +215,7 @@ def create_app(
     app = FastAPI(
         title="vpp API",
         version="1",
-        description="Parks, bids, awards, telemetry, setpoints and settlement of a vpp store.",
+        description="Parks, day-ahead and real-time bids and awards, telemetry, setpoints and settlement of a vpp store.",
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
@@ -352,6 +364,29 @@ def create_app(
         operator_only(who)
         pairs = store.bid_awards(start=aware(start, "start"), end=aware(end, "end"), limit=limit, offset=offset)
         items = [{**_row(a), "market_id": b.market_id, "kind": b.kind} for a, b in pairs]
+        return _page(items, limit, offset)
+
+    @app.get("/api/v1/real-time/bids", tags=["market"])
+    def get_rt_bids(who: Who, start: Start = None, end: End = None, product: Product = None,
+                    limit: Limit = 500, offset: Offset = 0) -> dict[str, Any]:
+        """Real-time bids by delivery period (``start <= period_start < end``), each with its
+        points as price [currency/MWh] and quantity [MW, > 0 sold] (operator tokens)."""
+        operator_only(who)
+        rows = store.rt_bids(start=aware(start, "start"), end=aware(end, "end"), product_id=product,
+                             limit=limit, offset=offset)
+        return _page([rt_bid_item(r) for r in rows], limit, offset)
+
+    @app.get("/api/v1/real-time/awards", tags=["market"])
+    def get_rt_awards(who: Who, start: Start = None, end: End = None, product: Product = None,
+                      limit: Limit = 500, offset: Offset = 0) -> dict[str, Any]:
+        """Real-time awards per settlement interval: quantity [MW, > 0 sold] and price
+        [currency/MWh], null until the market published it (operator tokens)."""
+        operator_only(who)
+        pairs = store.rt_bid_awards(start=aware(start, "start"), end=aware(end, "end"), product_id=product,
+                                    limit=limit, offset=offset)
+        items = [{**_row(a), "market_id": b.market_id, "portfolio_id": b.portfolio_id,
+                  "product_id": b.product_id, "period_start": _row(b)["period_start"], "direction": b.direction}
+                 for a, b in pairs]
         return _page(items, limit, offset)
 
     # ----------------------------------------------------------------------- dashboard

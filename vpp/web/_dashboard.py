@@ -16,17 +16,23 @@ from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from vpp.config import ParkConfig
 from vpp.store import (
     BidRecord,
     CarbonIntervalRecord,
     DaemonStateRecord,
+    RtAwardRecord,
+    RtBidRecord,
     SetpointRecord,
     SettlementRecord,
     Store,
     TelemetryRecord,
     utcnow,
 )
+
+log = structlog.get_logger(__name__)
 
 #: Telemetry older than this is an alert [s].
 STALE_TELEMETRY_S = 15 * 60.0
@@ -42,6 +48,68 @@ def _quarter(value: dt.datetime) -> float:
     """Unix seconds of the quarter-hour that holds ``value`` (the chart's x)."""
     seconds = value.timestamp()
     return seconds - seconds % 900
+
+
+def rt_points(record: RtBidRecord) -> list[dict[str, float]] | None:
+    """A stored real-time bid's price-quantity points from its wire form
+    (:func:`vpp.wire.rt_bid_to_json`); None (logged) if they do not parse."""
+    try:
+        points = json.loads(record.points_json)["points"]
+        return [{"price_per_mwh": float(price), "quantity_mw": float(quantity)} for price, quantity in points]
+    except (ValueError, KeyError, TypeError):
+        log.warning("stored_rt_bid_unreadable", key=record.idempotency_key)
+        return None
+
+
+def _num(value: float) -> str:
+    """A number as the real-time table shows it: 120, -1.5, 0.25."""
+    return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else "nan"
+
+
+def real_time_view(
+    store: Store, market_zones: dict[str, ZoneInfo], now: dt.datetime
+) -> tuple[list[dict[str, Any]], dict[float, float]]:
+    """Today's real-time bids per market (periods starting in the market-local day) with their
+    awards, as table rows, and the awarded real-time MW per interval start [unix s] (sum over bids)."""
+    if not market_zones:
+        return [], {}
+    days = {m: now.astimezone(z).date() for m, z in market_zones.items()}
+    bounds = {m: (dt.datetime.combine(days[m], dt.time(), z).astimezone(dt.UTC),
+                  dt.datetime.combine(days[m] + dt.timedelta(days=1), dt.time(), z).astimezone(dt.UTC))
+              for m, z in market_zones.items()}
+    first = min(b[0] for b in bounds.values())
+    last = max(b[1] for b in bounds.values())
+    bids = [b for b in store.rt_bids(start=first, end=last, market_ids=list(market_zones), limit=CHART_ROWS)
+            if bounds[b.market_id][0] <= b.period_start < bounds[b.market_id][1]]
+    # a period's awards lie inside it: at most a day past the last period start
+    by_key: dict[str, list[RtAwardRecord]] = defaultdict(list)
+    for award, _bid in store.rt_bid_awards(start=first, end=last + dt.timedelta(days=1),
+                                           market_ids=list(market_zones), limit=CHART_ROWS):
+        by_key[award.idempotency_key].append(award)
+    rows: list[dict[str, Any]] = []
+    mw: dict[float, float] = defaultdict(float)
+    for bid in bids:
+        zone = market_zones[bid.market_id]
+        awards = by_key.get(bid.idempotency_key, [])
+        for award in awards:
+            mw[award.interval_start.timestamp()] += award.quantity_mw
+        points = rt_points(bid)
+        rows.append({
+            "key": bid.idempotency_key,
+            "market": bid.market_id,
+            "product": bid.product_id,
+            "period": bid.period_start.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            "direction": bid.direction,
+            "status": bid.status,
+            "reason": bid.reason,
+            "points": "?" if points is None else ", ".join(
+                f"{_num(p['price_per_mwh'])}:{_num(p['quantity_mw'])}" for p in points),
+            "awards": [{"interval": a.interval_start.astimezone(zone).strftime("%H:%M"),
+                        "quantity_mw": round(a.quantity_mw, 4),
+                        "price": "pending" if a.price_per_mwh is None else round(a.price_per_mwh, 2)}
+                       for a in awards],
+        })
+    return rows, mw
 
 
 def dashboard_data(
@@ -65,11 +133,20 @@ def dashboard_data(
         slot[1] += award.price_per_mwh * abs(award.quantity_mw)
         slot[2] += abs(award.quantity_mw)
     award_times = sorted(awards)
+    market_zones = {p.market: ZoneInfo(p.timezone) for p in reversed(list(parks.values()))}
+    rt_rows, rt_mw = real_time_view(store, market_zones, now)
+    rt_in_window = {t: v for t, v in rt_mw.items() if day_start.timestamp() <= t < window_end.timestamp()}
+    chart_times = sorted(set(award_times) | set(rt_in_window))
     award_chart = [
-        award_times,
-        [round(awards[t][0], 4) for t in award_times],
-        [round(awards[t][1] / awards[t][2], 2) if awards[t][2] else None for t in award_times],
+        chart_times,
+        [round(awards[t][0], 4) if t in awards else None for t in chart_times],
+        [round(rt_in_window[t], 4) if t in rt_in_window else None for t in chart_times],
+        [round(awards[t][1] / awards[t][2], 2) if t in awards and awards[t][2] else None for t in chart_times],
     ]
+    for rt in rt_rows:
+        if rt["status"] == "rejected":
+            alerts.append(f"real-time bid {rt['market']} {rt['product']} {rt['period']} {rt['direction']}: "
+                          f"rejected {rt['reason'] or ''}".strip())
     bids = store.rows(BidRecord, time_column="delivery_day", start=local_today,
                       end=local_today + dt.timedelta(days=2), limit=200)
     for bid in bids:
@@ -152,6 +229,8 @@ def dashboard_data(
         "parks": park_views,
         "awards": award_chart,
         "awarded_intervals": len(award_times),
+        "rt_awarded_intervals": len(rt_in_window),
+        "real_time": rt_rows,
         "bids": [{"kind": b.kind, "market": b.market_id, "day": b.delivery_day.isoformat(), "status": b.status}
                  for b in bids],
         "settlement": [{"day": s.delivery_day.isoformat(), "park": s.park_id, "market": s.market_id,
@@ -274,6 +353,10 @@ table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #
 <th>assets available</th><th>carbon 7 d (tCO2)</th></tr></thead><tbody></tbody></table>
 <h2>Today and tomorrow: awards against prices</h2>
 <p id="awards-summary"></p><div id="awards-chart"></div>
+<h2>Today: real-time bids and awards</h2>
+<p id="rt-summary"></p><table id="real-time"><thead><tr><th>market</th><th>product</th>
+<th>period (market time)</th><th>direction</th><th>status</th><th>points (price:MW)</th>
+<th>awards (MW @ price)</th></tr></thead><tbody></tbody></table>
 <h2>Parks: setpoints against metered power, state of charge, heat and hydrogen</h2><div id="parks"></div>
 <h2>Settlement per day and park</h2><table id="settlement"><thead><tr><th>day</th><th>park</th>
 <th>net</th><th>day-ahead</th><th>real-time</th><th>real-time bids</th><th>imbalance</th><th>claw-back</th>
@@ -309,8 +392,17 @@ async function refresh(){
   document.getElementById("awards-summary").textContent = d.awarded_intervals + " awarded intervals; bids: " +
     (d.bids.map(b => b.kind + " " + b.day + " " + b.status).join(", ") || "none");
   document.getElementById("awards-summary").dataset.intervals = d.awarded_intervals;
-  chart("awards-chart", d.awards, [{label: "awarded MW", stroke: "#1f6feb"},
+  chart("awards-chart", d.awards, [{label: "day-ahead awarded MW", stroke: "#1f6feb", spanGaps: true},
+    {label: "real-time awarded MW", stroke: "#cf222e", spanGaps: true},
     {label: "price /MWh", stroke: "#d4a72c", scale: "price"}]);
+  document.getElementById("rt-summary").textContent = d.real_time.length + " real-time bids today; " +
+    d.rt_awarded_intervals + " intervals with a real-time award";
+  document.getElementById("rt-summary").dataset.intervals = d.rt_awarded_intervals;
+  rows("#real-time", d.real_time.map(r => "<tr data-key='" + esc(r.key) + "'><td>" + esc(r.market) + "</td><td>" +
+    esc(r.product) + "</td><td>" + esc(r.period) + "</td><td>" + esc(r.direction) + "</td><td class=" +
+    (r.status === "rejected" ? "bad" : "ok") + ">" + esc(r.status) + "</td><td class=points>" + esc(r.points) +
+    "</td><td class=awards>" + (r.awards.map(a => esc(a.interval + " " + a.quantity_mw + " MW @ " + a.price)).join(", ") ||
+    "none yet") + "</td></tr>").join(""));
   const parks = document.getElementById("parks");
   for (const p of d.parks) {
     let box = document.getElementById("park-" + p.id);
