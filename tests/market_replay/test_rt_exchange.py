@@ -152,3 +152,44 @@ def test_backtest_bids_real_time_and_settles_the_split(shared_prices: Path, tmp_
     off = run_backtest(portfolio, prices, days, BacktestOptions(
         StrategyOptions(reoptimise_every=1, scenarios=3, real_time_bids=False), baselines=False))
     assert off.summary()["rt_bids_submitted"] == 0
+
+
+# ERCOT 2022-01-09, the 18:00 CST operating hour (00:00 UTC on the 10th): the curve the
+# example portfolio bid (three parks moved onto ERCOT, real-time bids on), read from the run.
+ERCOT_EVENING = ((-10.53, -18.8), (29.87, -6.9), (32.52, -6.7), (38.56, -3.7), (54.02, -1.7))
+
+
+def test_energy_offer_award_reveals_its_price_bracket_not_the_first_point(
+    shared_prices: Path,
+) -> None:
+    """The realised Houston prices of that hour (25.90-29.33 $/MWh) lie below the second
+    point, so the step curve awards the first point's -18.8 MW (flat below it). What the
+    award tells dispatch is the bracket's finite edge, 29.87 -- an upper bound of what the
+    buy costs -- not the first point's -10.53, at which dispatch bought energy it thought
+    nearly free and sold it back later at a loss. An interior award gives its bracket's
+    midpoint, the last point its own price."""
+    from tests.market_replay._support import ERCOT_DAM, ERCOT_RTM
+    from vpp.market_rules import clear_rt_bid
+    from vpp.runtime.operator import _revealed
+
+    ercot = market("ercot-houston")
+    frame = import_prices(shared_prices / ERCOT_DAM, "ercot-dam", ercot, zone="HB_HOUSTON",
+                          policy="drop-day", rt_path=shared_prices / ERCOT_RTM).prices.frame
+    hour = pd.Timestamp("2022-01-10T00:00", tz="UTC")
+    rows = frame.loc[hour : hour + pd.Timedelta(minutes=45)]
+    assert rows["rt_price"].round(2).tolist() == [29.33, 27.68, 26.74, 25.90]
+    product = ercot.rules_on(dt.date(2022, 1, 9)).rt_product("rt-energy")
+    bid = RealTimeBid("ercot-houston", "pf", "rt-energy", hour.to_pydatetime(),
+                      tuple(BidPoint(p, q) for p, q in ERCOT_EVENING), "both",
+                      (hour - pd.Timedelta(minutes=65)).to_pydatetime())
+    for _, row in rows.iterrows():
+        quantity = clear_rt_bid(bid, product, row)
+        assert quantity == -18.8
+        surplus, shortfall = _revealed(bid, quantity, None)
+        assert surplus == shortfall == 29.87  # >= the price paid, which -10.53 is not
+        assert shortfall >= row["rt_price"]
+    assert _revealed(bid, -6.9, None) == (31.195, 31.195)  # (29.87 + 32.52) / 2
+    assert _revealed(bid, -1.7, None) == (54.02, 54.02)  # at or above the last point
+    lone = RealTimeBid("ercot-houston", "pf", "rt-energy", hour.to_pydatetime(),
+                       (BidPoint(30.0, -2.0),), "both", bid.created_at)
+    assert _revealed(lone, -2.0, None) == (None, None)  # a flat curve says nothing

@@ -893,14 +893,40 @@ def _revealed(
     is >= p where selling (<= p where buying): both ~ p. An up bid: the system is
     up-regulated above p, so a shortfall costs at least p. A down bid: down-regulated below
     p, so a surplus earns at most p."""
-    point = min(bid.points, key=lambda x: abs(x.quantity_mw - quantity_mw))
-    p = point.price_per_mwh
+    k = min(range(len(bid.points)), key=lambda i: abs(bid.points[i].quantity_mw - quantity_mw))
+    p = bid.points[k].price_per_mwh
     surplus, shortfall = before or (None, None)
     if bid.direction == "both":
-        return p, p
+        return _offer_bracket_price(bid, k, before)
     if bid.direction == "up":
         return surplus, p if shortfall is None else max(shortfall, p)
     return (p if surplus is None else min(surplus, p)), shortfall
+
+
+def _offer_bracket_price(
+    bid: RealTimeBid, k: int, before: tuple[float | None, float | None] | None
+) -> tuple[float | None, float | None]:
+    """The price an energy offer's award at its point ``k`` says the interval settles near.
+
+    A step curve is awarded point ``k``'s quantity for prices in ``[p_k, p_{k+1})``, the
+    first point's for every price below the second's (the curve extends flat), the last
+    point's for every price at or above it. The interval's price is therefore taken as
+    the bracket's midpoint, or its one finite edge at either end -- never the first
+    point's own price: that lies inside an open bracket and, on a buying award, can be
+    far below what is paid (ERCOT 2022-01-09 18:00 CST: first point -10.53 $/MWh,
+    second 29.87, cleared at 25.90-29.33), which had dispatch buy energy it thought
+    nearly free. A single-point curve says nothing about the price.
+    """
+    prices = [point.price_per_mwh for point in bid.points]
+    if len(prices) < 2:
+        return before or (None, None)
+    if k == 0:
+        p = prices[1]
+    elif k == len(prices) - 1:
+        p = prices[-1]
+    else:
+        p = 0.5 * (prices[k] + prices[k + 1])
+    return p, p
 
 
 def recovery_block(when: dt.datetime, timezone: str, window_h: float) -> int:
