@@ -165,13 +165,17 @@ class Strategy:
         timezone: str,
         *,
         known: Mapping[pd.Timestamp, tuple[float | None, float | None]] | None = None,
+        brackets: Mapping[pd.Timestamp, tuple[float, float]] | None = None,
     ) -> RealTimeResult:
         """Setpoints for interval ``position`` and the plan for the rest of the horizon.
 
         ``known``: per interval, what the market has revealed about its deviation
         prices -- an activated real-time bid bounds them (``(surplus, shortfall)``
         [currency/MWh], None where unchanged): the surplus is worth at most, the
-        shortfall costs at least, the activated point's price.
+        shortfall costs at least, the activated point's price. ``brackets``: per
+        interval, the range ``(low, high)`` an activated energy offer says the single
+        real-time price lies in (:func:`vpp.runtime.operator.offer_bracket`); both
+        deviation prices are the forecast clipped into it.
         """
         remaining = dispatcher.index[position:]
         price = self.forecast_real_time(history, remaining, timezone)
@@ -179,6 +183,11 @@ class Strategy:
             dispatcher.settlement_rule, price.to_numpy(float), history, remaining, timezone
         )
         surplus, shortfall = prices.surplus_per_mwh.copy(), prices.shortfall_per_mwh.copy()
+        for stamp, (low, high) in (brackets or {}).items():
+            if stamp in remaining:
+                k = int(remaining.get_loc(stamp))
+                surplus[k] = min(max(surplus[k], low), high)
+                shortfall[k] = min(max(shortfall[k], low), high)
         for stamp, (cap, floor) in (known or {}).items():
             if stamp not in remaining:
                 continue
@@ -300,6 +309,7 @@ class IdleStrategy(Strategy):
         timezone: str,
         *,
         known: Mapping[pd.Timestamp, tuple[float | None, float | None]] | None = None,
+        brackets: Mapping[pd.Timestamp, tuple[float, float]] | None = None,
     ) -> RealTimeResult:
         from strategies.real_time import _schedule
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -152,3 +153,68 @@ def test_backtest_bids_real_time_and_settles_the_split(shared_prices: Path, tmp_
     off = run_backtest(portfolio, prices, days, BacktestOptions(
         StrategyOptions(reoptimise_every=1, scenarios=3, real_time_bids=False), baselines=False))
     assert off.summary()["rt_bids_submitted"] == 0
+
+
+# ERCOT 2022-01-09, the 18:00 CST operating hour (00:00 UTC on the 10th): the curve the
+# example portfolio bid (three parks moved onto ERCOT, real-time bids on), read from the run.
+ERCOT_EVENING = ((-10.53, -18.8), (29.87, -6.9), (32.52, -6.7), (38.56, -3.7), (54.02, -1.7))
+
+
+def test_energy_offer_award_reveals_its_price_bracket_not_the_first_point(
+    shared_prices: Path,
+) -> None:
+    """The realised Houston prices of that hour (25.90-29.33 $/MWh) lie below the second
+    point, so the step curve awards the first point's -18.8 MW (flat below it). What the
+    award tells dispatch is the bracket (-inf, 29.87) -- its forecast is clipped into it,
+    so the buy costs at most 29.87 -- not the first point's -10.53, at which dispatch
+    bought energy it thought nearly free and sold it back later at a loss. An interior
+    award gives its step, the last point everything at or above its price."""
+    import math
+
+    from strategies import get_strategy
+    from tests.market_replay._support import ERCOT_DAM, ERCOT_RTM
+    from vpp.market_rules import clear_rt_bid
+    from vpp.runtime.operator import offer_bracket
+
+    ercot = market("ercot-houston")
+    frame = import_prices(shared_prices / ERCOT_DAM, "ercot-dam", ercot, zone="HB_HOUSTON",
+                          policy="drop-day", rt_path=shared_prices / ERCOT_RTM).prices.frame
+    hour = pd.Timestamp("2022-01-10T00:00", tz="UTC")
+    rows = frame.loc[hour : hour + pd.Timedelta(minutes=45)]
+    assert rows["rt_price"].round(2).tolist() == [29.33, 27.68, 26.74, 25.90]
+    product = ercot.rules_on(dt.date(2022, 1, 9)).rt_product("rt-energy")
+    bid = RealTimeBid("ercot-houston", "pf", "rt-energy", hour.to_pydatetime(),
+                      tuple(BidPoint(p, q) for p, q in ERCOT_EVENING), "both",
+                      (hour - pd.Timedelta(minutes=65)).to_pydatetime())
+    for _, row in rows.iterrows():
+        quantity = clear_rt_bid(bid, product, row)
+        assert quantity == -18.8
+        low, high = offer_bracket(bid, quantity)
+        assert (low, high) == (-math.inf, 29.87)
+        assert low <= row["rt_price"] < high  # the realised price is in it; -10.53 is far off
+    assert offer_bracket(bid, -6.9) == (29.87, 32.52)
+    assert offer_bracket(bid, -1.7) == (54.02, math.inf)
+    assert offer_bracket(bid, -6.7, (30.0, 40.0)) == (32.52, 38.56)  # intersected
+    lone = RealTimeBid("ercot-houston", "pf", "rt-energy", hour.to_pydatetime(),
+                       (BidPoint(30.0, -2.0),), "both", bid.created_at)
+    assert offer_bracket(lone, -2.0) == (-math.inf, math.inf)  # a flat curve says nothing
+    # The strategy clips its forecast into the bracket for both deviation directions: the
+    # evening forecast (near the day-ahead 44.20) becomes 29.87, a forecast inside stays.
+    seen: dict[str, np.ndarray] = {}
+
+    class _Dispatcher:
+        settlement_rule = "two_settlement"
+        index = pd.date_range(hour, periods=4, freq="15min")
+
+        def dispatch(self, position, states, award, surplus, price_shortfall):  # type: ignore[no-untyped-def]
+            seen["surplus"], seen["shortfall"] = surplus, price_shortfall
+
+    strategy = get_strategy("deterministic")
+    strategy.forecast_real_time = lambda history, index, tz: pd.Series(  # type: ignore[method-assign]
+        [44.2, 44.2, 31.0, 20.0], index=index)
+    brackets = {hour: (-math.inf, 29.87), hour + pd.Timedelta(minutes=30): (29.87, 32.52),
+                hour + pd.Timedelta(minutes=45): (54.02, math.inf)}
+    strategy.real_time(_Dispatcher(), 0, None, None, pd.DataFrame(), "America/Chicago",  # type: ignore[arg-type]
+                       brackets=brackets)
+    assert seen["surplus"].tolist() == [29.87, 44.2, 31.0, 54.02]
+    assert seen["shortfall"].tolist() == [29.87, 44.2, 31.0, 54.02]

@@ -199,6 +199,8 @@ class DayPlan:
     rt_award_kw: pd.DataFrame | None = None
     #: per interval, the deviation prices an activated bid revealed: (surplus, shortfall)
     rt_known: dict[pd.Timestamp, tuple[float | None, float | None]] = field(default_factory=dict)
+    #: per interval, the range an activated energy offer says the real-time price lies in
+    rt_brackets: dict[pd.Timestamp, tuple[float, float]] = field(default_factory=dict)
 
     def real_time_books(self) -> tuple[pd.DataFrame | None, pd.Series | None]:
         """The day's real-time awards per park [kW] and the price they clear at per interval.
@@ -635,6 +637,7 @@ class Operator:
                 result = self.strategy.real_time(
                     plan.dispatcher, position, states, self._position(plan),
                     self.data.history(), self.timezone, known=plan.rt_known,
+                    brackets=plan.rt_brackets,
                 )
             except LookAheadError as exc:
                 self._log.error(
@@ -786,7 +789,7 @@ class Operator:
                 )
             for park_id, mw in curve.split(award.quantity_mw).items():
                 plan.rt_award_kw.loc[stamp, park_id] += mw * KW_PER_MW
-            plan.rt_known[stamp] = _revealed(bid, award.quantity_mw, plan.rt_known.get(stamp))
+            _reveal(plan, bid, stamp, award.quantity_mw)
 
     def refresh_real_time_awards(self, day: dt.date) -> None:
         """Fetch the day's real-time awards again, with the prices published since (settlement)."""
@@ -833,7 +836,7 @@ class Operator:
                     )
                 for park_id, mw in curve.split(award.quantity_mw).items():
                     plan.rt_award_kw.loc[stamp, park_id] += mw * KW_PER_MW
-                plan.rt_known[stamp] = _revealed(bid, award.quantity_mw, plan.rt_known.get(stamp))
+                _reveal(plan, bid, stamp, award.quantity_mw)
                 changed = True
                 self._log.info("rt_award_received", key=key, interval=stamp.isoformat(),
                                quantity_mw=round(award.quantity_mw, 6))
@@ -884,6 +887,14 @@ class Operator:
         return sent
 
 
+def _reveal(plan: DayPlan, bid: RealTimeBid, stamp: pd.Timestamp, quantity_mw: float) -> None:
+    """Record what an activation of ``bid`` at ``quantity_mw`` in ``stamp`` revealed."""
+    if bid.direction == "both":
+        plan.rt_brackets[stamp] = offer_bracket(bid, quantity_mw, plan.rt_brackets.get(stamp))
+    else:
+        plan.rt_known[stamp] = _revealed(bid, quantity_mw, plan.rt_known.get(stamp))
+
+
 def _revealed(
     bid: RealTimeBid, quantity_mw: float, before: tuple[float | None, float | None] | None
 ) -> tuple[float | None, float | None]:
@@ -893,14 +904,41 @@ def _revealed(
     is >= p where selling (<= p where buying): both ~ p. An up bid: the system is
     up-regulated above p, so a shortfall costs at least p. A down bid: down-regulated below
     p, so a surplus earns at most p."""
-    point = min(bid.points, key=lambda x: abs(x.quantity_mw - quantity_mw))
-    p = point.price_per_mwh
+    k = min(range(len(bid.points)), key=lambda i: abs(bid.points[i].quantity_mw - quantity_mw))
+    p = bid.points[k].price_per_mwh
     surplus, shortfall = before or (None, None)
-    if bid.direction == "both":
-        return p, p
+    if bid.direction == "both":  # an energy offer reveals a bracket: :func:`offer_bracket`
+        return surplus, shortfall
     if bid.direction == "up":
         return surplus, p if shortfall is None else max(shortfall, p)
     return (p if surplus is None else min(surplus, p)), shortfall
+
+
+def offer_bracket(
+    bid: RealTimeBid, quantity_mw: float, before: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """The range ``(low, high)`` [currency/MWh] an energy offer's award at ``quantity_mw``
+    says the interval's single real-time price lies in (intersected with ``before``).
+
+    A step curve is awarded point ``k``'s quantity for prices in ``[p_k, p_{k+1})``, the
+    first point's for every price below the second's (the curve extends flat below it),
+    the last point's for every price at or above it; a single point, for any price.
+    Dispatch clips its price forecast into this range (:meth:`strategies.Strategy.real_time`,
+    ``brackets``) instead of taking the activated point's own price: that price lies
+    inside an open bracket and can be far from what is paid (ERCOT 2022-01-09 18:00 CST:
+    first point -10.53 $/MWh, second 29.87, cleared at 25.90-29.33; 2022-01-07 07:00 CST:
+    last point 48.92, cleared at 343.66), which had dispatch buy energy it thought
+    nearly free, or buy in a price spike to sell the next quarter.
+    """
+    prices = [point.price_per_mwh for point in bid.points]
+    k = min(range(len(prices)), key=lambda i: abs(bid.points[i].quantity_mw - quantity_mw))
+    low = prices[k] if k > 0 else -math.inf
+    high = prices[k + 1] if k + 1 < len(prices) else math.inf
+    if before is not None:
+        low, high = max(low, before[0]), min(high, before[1])
+        if low > high:  # two offers disagree (cannot for one curve): trust neither
+            return -math.inf, math.inf
+    return low, high
 
 
 def recovery_block(when: dt.datetime, timezone: str, window_h: float) -> int:
