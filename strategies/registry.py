@@ -43,7 +43,7 @@ import pandas as pd
 from strategies._solver import check_solver
 from strategies.day_ahead import DayAheadResult, build_day_ahead_bid
 from strategies.forecast import Forecast, get_forecaster
-from strategies.imbalance import deviation_prices
+from strategies.imbalance import DeviationPrices, deviation_prices
 from strategies.options import StrategyOptions
 from strategies.park import interval_hours
 from strategies.real_time import RealTimeDispatcher, RealTimeResult
@@ -178,10 +178,7 @@ class Strategy:
         deviation prices are the forecast clipped into it.
         """
         remaining = dispatcher.index[position:]
-        price = self.forecast_real_time(history, remaining, timezone)
-        prices = deviation_prices(
-            dispatcher.settlement_rule, price.to_numpy(float), history, remaining, timezone
-        )
+        _price, prices = self._deviation_prices(dispatcher, position, history, timezone)
         surplus, shortfall = prices.surplus_per_mwh.copy(), prices.shortfall_per_mwh.copy()
         for stamp, (low, high) in (brackets or {}).items():
             if stamp in remaining:
@@ -198,6 +195,16 @@ class Strategy:
                 shortfall[k] = floor if cap is not None else max(shortfall[k], floor)
         return dispatcher.dispatch(position, states, award, surplus, price_shortfall=shortfall)
 
+    def _deviation_prices(
+        self, dispatcher: RealTimeDispatcher, position: int, history: pd.DataFrame, timezone: str
+    ) -> tuple[np.ndarray, DeviationPrices]:
+        """The real-time forecast of the remaining intervals and what a deviation there is
+        worth by the market's settlement rule (:mod:`strategies.imbalance`)."""
+        remaining = dispatcher.index[position:]
+        price = self.forecast_real_time(history, remaining, timezone).to_numpy(float)
+        return price, deviation_prices(
+            dispatcher.settlement_rule, price, history, remaining, timezone
+        )
 
     def real_time_curve(
         self,
@@ -220,12 +227,8 @@ class Strategy:
         settlement rule (:mod:`strategies.imbalance`); the candidate prices from
         past spreads at the period's local hour (:func:`strategies.rt_bids.candidate_prices`).
         """
-        remaining = dispatcher.index[position:]
-        price = self.forecast_real_time(history, remaining, timezone)
-        prices = deviation_prices(
-            dispatcher.settlement_rule, price.to_numpy(float), history, remaining, timezone
-        )
-        window = price.to_numpy(float)[period.start - position : period.stop - position]
+        price, prices = self._deviation_prices(dispatcher, position, history, timezone)
+        window = price[period.start - position : period.stop - position]
         candidates = candidate_prices(
             history, float(window.mean()), dispatcher.index[period.start], timezone,
             floor_per_mwh=floor_per_mwh, cap_per_mwh=cap_per_mwh, count=count,

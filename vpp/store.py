@@ -698,16 +698,10 @@ class Store:
     ) -> list[RtBidRecord]:
         """Real-time bids with ``start <= period_start < end`` (of one product, of some
         markets, when given), by period, one page."""
-        query = select(RtBidRecord)
-        if start is not None:
-            query = query.where(RtBidRecord.period_start >= start)
-        if end is not None:
-            query = query.where(RtBidRecord.period_start < end)
-        if product_id is not None:
-            query = query.where(RtBidRecord.product_id == product_id)
-        if market_ids is not None:
-            query = query.where(RtBidRecord.market_id.in_(list(market_ids)))  # type: ignore[attr-defined]
-        query = query.order_by(RtBidRecord.period_start, RtBidRecord.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        query = _rt_filters(
+            select(RtBidRecord), RtBidRecord.period_start, start, end, product_id, market_ids
+        )
+        query = query.order_by(RtBidRecord.period_start, RtBidRecord.id).offset(offset).limit(limit)
         with Session(self.engine) as session:
             return list(session.exec(query))
 
@@ -725,15 +719,8 @@ class Store:
         query = select(RtAwardRecord, RtBidRecord).join(
             RtBidRecord, RtAwardRecord.idempotency_key == RtBidRecord.idempotency_key  # type: ignore[arg-type]
         )
-        if start is not None:
-            query = query.where(RtAwardRecord.interval_start >= start)
-        if end is not None:
-            query = query.where(RtAwardRecord.interval_start < end)
-        if product_id is not None:
-            query = query.where(RtBidRecord.product_id == product_id)
-        if market_ids is not None:
-            query = query.where(RtBidRecord.market_id.in_(list(market_ids)))  # type: ignore[attr-defined]
-        query = query.order_by(RtAwardRecord.interval_start, RtAwardRecord.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        query = _rt_filters(query, RtAwardRecord.interval_start, start, end, product_id, market_ids)
+        query = query.order_by(RtAwardRecord.interval_start, RtAwardRecord.id).offset(offset).limit(limit)
         with Session(self.engine) as session:
             return [(award, bid) for award, bid in session.exec(query)]
 
@@ -1174,3 +1161,23 @@ class StoreLock:
         finally:
             self.held = False
         log.info("store_lock_released", store=self.store.safe_url, instance=self.instance_id)
+
+
+def _rt_filters(
+    query: Any,
+    stamp: Any,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    product_id: str | None,
+    market_ids: Sequence[str] | None,
+) -> Any:
+    """``query`` narrowed to ``start <= stamp < end`` and to a product and markets of the bid."""
+    if start is not None:
+        query = query.where(stamp >= start)
+    if end is not None:
+        query = query.where(stamp < end)
+    if product_id is not None:
+        query = query.where(RtBidRecord.product_id == product_id)
+    if market_ids is not None:
+        query = query.where(RtBidRecord.market_id.in_(list(market_ids)))  # type: ignore[attr-defined]
+    return query
