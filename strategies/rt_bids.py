@@ -240,8 +240,13 @@ def curve_points(
     ticks = np.clip(np.round(np.round(prices / price_tick_per_mwh) * price_tick_per_mwh, 6),
                     floor_per_mwh, cap_per_mwh)
     points: list[BidPoint] = []
+    previous = -np.inf
     for price, quantity in zip(ticks, rounded, strict=True):
-        if points and (quantity == points[-1].quantity_mw or price <= points[-1].price_per_mwh):
+        # Prices that round (or clip) to one tick keep the first quantity: a later, larger
+        # one belongs to a price the curve cannot state.
+        later_at_same_tick = price <= previous
+        previous = max(previous, float(price))
+        if later_at_same_tick or (points and quantity == points[-1].quantity_mw):
             continue
         points.append(BidPoint(float(price), float(quantity)))
     if len(points) > max_segments:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from strategies import RealTimeDispatcher, StrategyOptions
@@ -123,6 +123,9 @@ def test_candidate_prices_without_history() -> None:
     lot=st.sampled_from([0.1, 0.25, 1.0]),
     segments=st.integers(1, 10),
 )
+# two prices clipped to the cap: the larger quantity of the one beyond it is not offered
+@example(cents=[0, 1, -1, 2, -2, 3, -3, 400_000, 400_001],
+         quantities=[0.0] * 6 + [1.0, 0.0, 2.0] + [0.0] * 21, lot=1.0, segments=10)
 def test_curve_points_are_monotone_within_floor_cap_and_lots(
     cents: list[int], quantities: list[float], lot: float, segments: int
 ) -> None:
