@@ -10,7 +10,7 @@ Public API (see ``docs/strategy.md``):
 * state and inputs: :class:`AssetState`, :class:`ParkInputs`, :func:`load_inputs`,
   :func:`initial_state`, :func:`realized_states`;
 * forecasts: :class:`Forecast`, :func:`get_forecaster` (``persistence``,
-  ``weekly``, ``rolling_median``, ``regression``, ``gbm``; real time only:
+  ``weekly``, ``rolling_median``, ``regression``, ``gbm``, ``arx``; real time only:
   ``day_ahead``, ``da_spread``; PV output only: ``clear_sky``), :data:`RT_FORECASTERS`,
   :data:`PV_FORECASTERS`, :class:`ClearSkyForecaster`, :func:`clear_sky_forecast_kw`,
   :func:`clearness`;
@@ -48,6 +48,7 @@ from strategies.forecast import (
     Forecaster,
     get_forecaster,
 )
+from strategies.arx import AutoRegressive
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
 from strategies.gbm import GradientBoosting
 from strategies.options import StrategyOptions
@@ -78,6 +79,7 @@ __all__ = [
     "Forecaster",
     "ForesightResult",
     "GradientBoosting",
+    "AutoRegressive",
     "ParkInputs",
     "ParkModelRequest",
     "RealTimeDispatcher",

@@ -536,7 +536,7 @@ PV_FORECASTERS: dict[str, Callable[..., Forecaster]] = {}
 
 def get_forecaster(name: str, **kwargs: Any) -> Forecaster:
     """A forecaster by name (``persistence``, ``weekly``, ``rolling_median``, ``regression``,
-    ``gbm``; for real-time prices also ``day_ahead``, ``da_spread``; for PV output also
+    ``gbm``, ``arx``; for real-time prices also ``day_ahead``, ``da_spread``; for PV output also
     ``clear_sky``)."""
     factory = FORECASTERS.get(name) or RT_FORECASTERS.get(name) or PV_FORECASTERS.get(name)
     if factory is None:
