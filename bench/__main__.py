@@ -2,7 +2,7 @@
 
 * ``strategy`` (default): model build/compile/solve against direct highspy (:mod:`bench.strategy`);
 * ``backtest``: wall time per simulated day and its growth (:mod:`bench.backtest`);
-* ``forecast``: day-ahead MAE of ``gbm`` over persistence's per market (:mod:`bench.forecast`);
+* ``forecast``: day-ahead MAE of ``arx`` and ``gbm`` over persistence's per market (:mod:`bench.forecast`);
 * ``multi_energy``: the oilfield's plan with and without its heat assets, and 100
   electrolyser parks as MILP against the LP relaxation (:mod:`bench.multi_energy`);
 * ``scale``: 100 parks x 10 batteries on 1 and 2 worker processes against direct highspy,

@@ -1,7 +1,7 @@
 """``python -m bench quality``: strategy quality per market -- capture, imbalance, forecast error.
 
 ``python -m bench quality [--quick | --full] [--days N] [--markets a,b] [--parks p,q]
-[--workers N] [--out DIR] [--json PATH]``
+[--strategy S] [--forecaster F] [--workers N] [--out DIR] [--json PATH]``
 
 For every shared market (issues #12 and #13, "Numbers to reach"): the example
 portfolio -- the issues' three parks of ``config/parks`` (``--parks``), each moved onto
@@ -216,6 +216,8 @@ def quality(
     out: Path | None = None,
     parks: Sequence[str] | None = None,
     forecast: bool = True,
+    strategy: str | None = None,
+    forecaster: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per market (keys :data:`ROW_KEYS`): the default strategy and persistence
     backtested on the market's period, and their forecasters' day-ahead MAE."""
@@ -227,6 +229,7 @@ def quality(
         cache: dict[tuple[str, ...], Path] = {}
         ids = [m.market_id for m in markets]
         config = portfolio_config(work, ids, parks)
+        _override(config / "vpp.toml", strategy=strategy, forecaster=forecaster)
         cfg = load_config(config)
         settings = cfg.settings.backtest
         for market in markets:
@@ -279,6 +282,24 @@ def quality(
         return [{k: rows[m.key].get(k) for k in ROW_KEYS} | rows[m.key] for m in markets]
 
 
+def _override(path: Path, **settings: str | None) -> None:
+    """Set ``[backtest]`` keys of the copied ``vpp.toml`` (``--strategy``, ``--forecaster``):
+    the "default" row then measures that choice against persistence."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("[backtest]")
+    if not sep:
+        raise SystemExit(f"{path}: no [backtest] table to override")
+    body, nxt, tail = rest.partition("\n[")
+    for key, value in settings.items():
+        if value is None:
+            continue
+        line = f'{key} = "{value}"'
+        body, count = re.subn(rf"^{key} = .*$", line, body, count=1, flags=re.MULTILINE)
+        if not count:
+            body = f"\n{line}" + body
+    path.write_text(head + sep + body + nxt + tail, encoding="utf-8")
+
+
 def _frame(market: Market, cache: dict[tuple[str, ...], Path]) -> PriceFrame:
     key = (market.market_id, market.fmt, market.file, market.zone or "", market.rt_file or "")
     return read_prices(cache[key])
@@ -294,7 +315,7 @@ def _forecast(
     days = [d for d in prices.days(tz) if start <= d <= end]
     try:
         scored = {s.forecaster: s for s in forecast_scores(
-            prices, cfg.markets[market.market_id], days, [forecaster]
+            prices, cfg.markets[market.market_id], days, list(dict.fromkeys([forecaster, BASELINE]))
         )}
     except VppError as exc:
         row["forecast_error"] = f"{type(exc).__name__}: {exc}"
@@ -370,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parks", default=",".join(ISSUE_PARKS),
                         help="park ids of config/parks, comma separated, or 'all' "
                         f"[default: the issues' three, {','.join(ISSUE_PARKS)}]")
+    parser.add_argument("--strategy", help="the strategy of the default row (instead of config/vpp.toml's)")
+    parser.add_argument("--forecaster", help="the forecaster of the default row (instead of config/vpp.toml's)")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes (default 2)")
     parser.add_argument("--out", type=Path, help="keep the sweep's folders here (and resume from "
                         "them); default: a temporary folder")
@@ -381,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     start = time.perf_counter()
     parks = None if args.parks == "all" else [p.strip() for p in args.parks.split(",")]
-    rows = quality(select(args.markets), days, workers=args.workers, out=args.out, parks=parks)
+    rows = quality(select(args.markets), days, workers=args.workers, out=args.out, parks=parks,
+                   strategy=args.strategy, forecaster=args.forecaster)
     print(f"strategy quality, {'full periods' if days is None else f'first {days} days'}, "
           f"{dt.datetime.now(dt.UTC):%Y-%m-%d}, {time.perf_counter() - start:.0f} s wall")
     print_table(rows)

@@ -29,6 +29,7 @@ Public API (see ``docs/strategy.md``):
 from __future__ import annotations
 
 from strategies._solver import DEFAULT_SOLVER, SOLVERS, SolveStats, SolveStatus, check_solver
+from strategies.arx import AutoRegressive
 from strategies.assets import AssetModel, model_for
 from strategies.day_ahead import BidAllocation, DayAheadResult, build_day_ahead_bid
 from strategies.ev import expected_sessions, realized_sessions
@@ -48,7 +49,6 @@ from strategies.forecast import (
     Forecaster,
     get_forecaster,
 )
-from strategies.arx import AutoRegressive
 from strategies.foresight import ForesightResult, perfect_foresight, realized_states
 from strategies.gbm import GradientBoosting
 from strategies.options import StrategyOptions
@@ -70,6 +70,7 @@ __all__ = [
     "STRATEGIES",
     "AssetModel",
     "AssetState",
+    "AutoRegressive",
     "BidAllocation",
     "ClearSkyForecaster",
     "DayAheadResult",
@@ -79,7 +80,6 @@ __all__ = [
     "Forecaster",
     "ForesightResult",
     "GradientBoosting",
-    "AutoRegressive",
     "ParkInputs",
     "ParkModelRequest",
     "RealTimeDispatcher",

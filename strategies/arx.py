@@ -11,9 +11,10 @@ only: no solver loop, milliseconds per day).
 **Why it beats persistence where trees do not.** A linear model on
 normalised prices carries a price level it never saw in training (a gas
 crisis, a scarcity month) through the lags; a tree cannot extrapolate beyond
-its leaves. Measured walk-forward over each file's last 120 days (issue #13):
-MAE over persistence's 0.81 (ERCOT Houston), 0.82 (EPEX DE-LU), 0.85 (Nord
-Pool DK1), 0.84 (Chinese province A, 36 days) -- `python -m bench forecast`.
+its leaves. Measured walk-forward at the gate on the periods of
+``docs/forecasting.md`` (issue #13): MAE over persistence's 0.835 (Chinese
+province A), 0.819 (Nord Pool DK1), 0.846 (ERCOT Houston), 0.768 (EPEX
+DE-LU) -- ``python -m bench forecast --forecaster arx``.
 
 **Features** of local delivery day ``D`` (all known at the day-ahead gate
 closure; the look-ahead guard of :class:`~strategies.forecast.Forecaster`
@@ -35,8 +36,9 @@ Ziel 2018): over each training window, ``z = asinh((price - median) /
 MAD)``, so spikes and negative prices do not dominate the squares; the
 forecast maps back through ``sinh``.
 
-**Fit.** Per training window (``windows``: the last 56, 84, 182 and 364
-days, each used once the history covers most of it) one ridge regression
+**Fit.** Per training window (``windows``: the last 56, 84, 182, 364 and
+728 days -- short ones follow a new regime, long ones know the seasons --
+each used once the history covers 80 % of it) one ridge regression
 per time of day on standardised features; the penalty per time of day is
 the one of ``alphas`` with the smallest mean absolute leave-one-day-out
 error (exact for ridge, from one SVD). The forecast is the mean over the
@@ -99,7 +101,7 @@ class AutoRegressive(Forecaster):
         self,
         column: str = "da_price",
         *,
-        windows: Sequence[int] = (56, 84, 182, 364),
+        windows: Sequence[int] = (56, 84, 182, 364, 728),
         lag_days: Sequence[int] = (1, 2, 3, 7),
         min_train_days: int = 14,
         alphas: Sequence[float] = ALPHAS,
