@@ -211,6 +211,51 @@ def solve(
         if variable.value is None or not np.isfinite(variable.value).all():
             log.error("solve_failed", solver=solver, status="non_finite", variable=variable.name())
             raise SolverError(f"{solver} returned a non-finite value for {variable.name()}")
+    return _finished(problem, solver, build_s, compile_s, solve_s, wall, sense, context)
+
+
+def solve_or_none(
+    problem: cp.Problem,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    build_s: float = 0.0,
+    sense: float = -1.0,
+    context: dict[str, Any] | None = None,
+) -> SolveStats | None:
+    """:func:`solve`, but ``None`` (and a ``solve_retry`` log) instead of any failure.
+
+    For a model whose failure is better diagnosed elsewhere (a shared model carries
+    another park's constraint names): the caller then solves the park's own model.
+    """
+    context = dict(context or {})
+    solver = check_solver(solver)
+    start = time.perf_counter()
+    try:
+        _run(problem, solver, time_limit_s, context)
+    except SolverError as exc:
+        log.info("solve_retry", solver=solver, reason=str(exc), **context)
+        return None
+    wall = time.perf_counter() - start
+    compile_s = float(problem.compilation_time or 0.0)
+    solve_s = max(wall - compile_s, 0.0)
+    status = problem.status
+    finite = status in (cps.OPTIMAL, cps.OPTIMAL_INACCURATE) and all(
+        variable.value is not None and np.isfinite(variable.value).all()
+        for variable in problem.variables()
+    )
+    if not finite:
+        log.info("solve_retry", solver=solver, status=str(status), **context)
+        return None
+    return _finished(problem, solver, build_s, compile_s, solve_s, wall, sense, context)
+
+
+def _finished(
+    problem: cp.Problem, solver: str, build_s: float, compile_s: float, solve_s: float,
+    wall: float, sense: float, context: dict[str, Any],
+) -> SolveStats:
+    """The stats of an optimal solve, logged as ``solve_finished``."""
+    status = problem.status
     stats = SolveStats(
         solver,
         SolveStatus.OPTIMAL if status == cps.OPTIMAL else SolveStatus.OPTIMAL_INACCURATE,
@@ -226,6 +271,61 @@ def solve(
         **context,
     )
     return stats
+
+
+class CompiledBounds:
+    """The variable boxes of a compiled DPP problem, replaced before each solve.
+
+    A shared model (:func:`strategies.schedule.solve_shared`) keeps its variable
+    boxes as numbers -- CVXPY's DPP rules do not allow a Parameter-bounded variable
+    to be multiplied by a Parameter -- so each park's boxes are set on the variables
+    (as their constructor sets them: CVXPY also clips the solution to them) and
+    CVXPY's own column bounds are recomputed from them into the compiled problem
+    (``ParamConeProg.lower_bounds``/``upper_bounds``, what the solver is handed).
+    :meth:`of` compiles the problem and checks that this gives the bounds CVXPY
+    compiled, or returns ``None`` (log ``shared_model_disabled``): a CVXPY upgrade
+    can cost speed, never correctness.
+    """
+
+    def __init__(self, prog: Any) -> None:
+        self.prog = prog
+
+    @classmethod
+    def of(
+        cls, problem: cp.Problem, solver: str, bounds: Sequence[tuple[cp.Variable, Any, Any]]
+    ) -> CompiledBounds | None:
+        try:
+            data, _, _ = problem.get_problem_data(solver, canon_backend=CANON_BACKEND)
+            prog = data[cps.PARAM_PROB]
+            if prog.lb_tensor is not None or prog.ub_tensor is not None:
+                raise ValueError("the bounds hold Parameters")
+            compiled = (np.array(prog.lower_bounds), np.array(prog.upper_bounds))
+            found = cls(prog)
+            found.write(bounds)
+            same = all(
+                np.array_equal(mine, theirs)
+                for mine, theirs in zip((prog.lower_bounds, prog.upper_bounds), compiled,
+                                        strict=True)
+            )
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError,
+                cp.error.SolverError) as exc:
+            log.warning("shared_model_disabled", reason=f"{type(exc).__name__}: {exc}")
+            return None
+        if not same:
+            log.warning("shared_model_disabled", reason="bounds differ from CVXPY's")
+            return None
+        return found
+
+    def write(self, bounds: Sequence[tuple[cp.Variable, Any, Any]]) -> None:
+        """The next solve of the problem uses ``bounds`` (variable, lower, upper)."""
+        from cvxpy.reductions.matrix_stuffing import extract_lower_bounds, extract_upper_bounds
+
+        for variable, lower, upper in bounds:
+            variable.bounds = variable._ensure_valid_bounds([lower, upper])
+            variable.attributes["bounds"] = variable.bounds
+        prog = self.prog
+        prog.lower_bounds = extract_lower_bounds(prog.variables, prog.x.size)
+        prog.upper_bounds = extract_upper_bounds(prog.variables, prog.x.size)
 
 
 def diagnose(builders: Sequence[ModelBuilder]) -> list[str]:
