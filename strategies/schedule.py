@@ -176,6 +176,37 @@ def solve_shared(
     share, a failed solve (diagnosed with the park's own constraint names) or a
     shared problem busy in another thread goes through :func:`solve_park`.
     """
+    found = try_shared(
+        park, inputs, state, dt_h, prices_per_mwh, solver=solver, time_limit_s=time_limit_s,
+        omit=omit, energy_policy=energy_policy,
+    )
+    if found is not None:
+        return found
+    model, stats = solve_park(
+        park, inputs, state, dt_h, prices_per_mwh, solver=solver, time_limit_s=time_limit_s,
+        omit=omit, energy_policy=energy_policy,
+    )
+    return model.solved(), stats
+
+
+def try_shared(
+    park: ParkConfig,
+    inputs: ParkInputs,
+    state: ParkState | None,
+    dt_h: np.ndarray,
+    prices_per_mwh: np.ndarray,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    omit: frozenset[str] = frozenset(),
+    energy_policy: EnergyPolicy = "cap",
+    label: str = "schedule",
+) -> tuple[SolvedPark, SolveStats] | None:
+    """The shared solve of :func:`solve_shared`, or ``None``: solve the park's own model.
+
+    ``None`` when the park cannot share, the solve failed or the shared problem is busy
+    in another thread. ``label`` names the model in the logs.
+    """
     start = time.perf_counter()
     request = ParkModelRequest(
         park, inputs, state, dt_h, omit=omit, energy_policy=energy_policy, shared=True
@@ -197,7 +228,7 @@ def solve_shared(
             stats = solve_or_none(
                 shared.problem, solver=solver, time_limit_s=time_limit_s,
                 build_s=time.perf_counter() - start - compile_s,
-                context={"model": "schedule", "park": park.id, "intervals": len(inputs.index),
+                context={"model": label, "park": park.id, "intervals": len(inputs.index),
                          "shared": True},
             )
             if stats is not None:
@@ -207,11 +238,7 @@ def solve_shared(
                 )
         finally:
             shared.lock.release()
-    model, stats = solve_park(
-        park, inputs, state, dt_h, prices_per_mwh, solver=solver, time_limit_s=time_limit_s,
-        omit=omit, energy_policy=energy_policy,
-    )
-    return model.solved(), stats
+    return None
 
 
 def _shared_problem(
