@@ -328,6 +328,92 @@ class CompiledBounds:
         prog.upper_bounds = extract_upper_bounds(prog.variables, prog.x.size)
 
 
+def solve_compiled(
+    problem: cp.Problem,
+    bounds: CompiledBounds,
+    *,
+    time_limit_s: float = 60.0,
+    build_s: float = 0.0,
+    sense: float = -1.0,
+    context: dict[str, Any] | None = None,
+) -> SolveStats | None:
+    """A compiled DPP LP solved on HiGHS the way CVXPY does it, minus CVXPY's per-solve upkeep.
+
+    The LP is CVXPY's (``get_problem_data`` on the cached DPP map), handed to a
+    fresh ``highspy.Highs`` exactly as CVXPY's HiGHS interface hands it (rows
+    ``A x == b`` then ``A x <= b``, column bounds, the same options), solved from
+    scratch; the solution is written back as CVXPY's inversion does (columns in
+    Fortran order, projected on each variable's box) and the value is the
+    objective's. Skipped: CVXPY's dual values, basis and solution chain. ``None``
+    (log ``solve_retry``) unless HiGHS says optimal and every value is finite: the
+    caller then solves another way (:func:`solve_or_none`'s contract).
+    """
+    import highspy as hp
+    from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
+
+    context = dict(context or {})
+    start = time.perf_counter()
+    data, _, _ = problem.get_problem_data(cps.HIGHS, canon_backend=CANON_BACKEND)
+    compile_s = time.perf_counter() - start
+    prog = bounds.prog
+    dims = dims_to_solver_dict(data[cps.DIMS])
+    b = data[cps.B]
+    eq, leq = dims[cps.EQ_DIM], dims[cps.LEQ_DIM]
+    if eq + leq != len(b) or data[cps.BOOL_IDX] or data[cps.INT_IDX] or data[cps.PARAM_PROB] is not prog:
+        log.info("solve_retry", solver="HIGHS", reason="not a compiled LP", **context)
+        return None
+    matrix = data[cps.A].tocsc()
+    inf = hp.kHighsInf
+    model = hp.HighsModel()
+    lp = model.lp_
+    lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
+    lp.offset_ = 0
+    lp.col_cost_ = data[cps.C]
+    lp.row_lower_ = np.concatenate([b[:eq], -inf * np.ones(b[eq : eq + leq].shape)])
+    lp.row_upper_ = b
+    lp.a_matrix_.format_ = hp.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    c = data[cps.C]
+    lb, ub = data[cps.LOWER_BOUNDS], data[cps.UPPER_BOUNDS]
+    lp.col_lower_ = np.full(lp.num_col_, -inf, dtype=c.dtype) if lb is None else lb.copy()
+    lp.col_upper_ = np.full(lp.num_col_, inf, dtype=c.dtype) if ub is None else ub.copy()
+    highs = hp.Highs()
+    highs.setOptionValue("log_to_console", False)
+    for name, value in _options("HIGHS", time_limit_s).items():
+        highs.setOptionValue(name, value)
+    highs.passModel(model)
+    run_start = time.perf_counter()
+    highs.run()
+    solve_s = time.perf_counter() - run_start
+    status = highs.getModelStatus().name
+    if status != "kOptimal":
+        log.info("solve_retry", solver="HIGHS", status=status, **context)
+        return None
+    x = np.array(highs.getSolution().col_value)
+    for variable in prog.variables:
+        col = prog.var_id_to_col[variable.id]
+        value = variable.project(
+            np.reshape(x[col : col + variable.size], variable.shape, order="F")
+        )
+        if not np.isfinite(value).all():
+            log.info("solve_retry", solver="HIGHS", status="non_finite", **context)
+            return None
+        variable.save_value(value)
+    objective = float(sense * problem.objective.value)
+    wall = time.perf_counter() - start
+    stats = SolveStats(
+        "HIGHS", SolveStatus.OPTIMAL, objective, build_s, compile_s, solve_s, build_s + wall
+    )
+    log.info(
+        "solve_finished", solver="HIGHS", status=stats.status.value, objective=objective,
+        build_s=round(build_s, 4), compile_s=round(compile_s, 4), solve_s=round(solve_s, 4),
+        **context,
+    )
+    return stats
+
+
 def diagnose(builders: Sequence[ModelBuilder]) -> list[str]:
     """Names of the constraint rows that must give way, largest violation first.
 

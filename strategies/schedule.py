@@ -29,7 +29,14 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies._solver import DEFAULT_SOLVER, CompiledBounds, SolveStats, solve, solve_or_none
+from strategies._solver import (
+    DEFAULT_SOLVER,
+    CompiledBounds,
+    SolveStats,
+    solve,
+    solve_compiled,
+    solve_or_none,
+)
 from strategies.assets import by_model
 from strategies.commodity import idle_flows, with_idle_conversion
 from strategies.park import ParkModel, ParkModelRequest, SolvedPark, build_park_model
@@ -225,11 +232,15 @@ def try_shared(
             shared.bounds.write(shared.model.variable_bounds())
             compile_s = 0.0 if shared.solves else shared.compile_s  # the first park pays it
             shared.solves += 1
-            stats = solve_or_none(
-                shared.problem, solver=solver, time_limit_s=time_limit_s,
-                build_s=time.perf_counter() - start - compile_s,
-                context={"model": label, "park": park.id, "intervals": len(inputs.index),
-                         "shared": True},
+            context = {"model": label, "park": park.id, "intervals": len(inputs.index),
+                       "shared": True}
+            build_s = time.perf_counter() - start - compile_s
+            stats = (
+                solve_compiled(shared.problem, shared.bounds, time_limit_s=time_limit_s,
+                               build_s=build_s, context=context)
+                if solver == "HIGHS"
+                else solve_or_none(shared.problem, solver=solver, time_limit_s=time_limit_s,
+                                   build_s=build_s, context=context)
             )
             if stats is not None:
                 return shared.model.solved(), dataclasses.replace(
