@@ -211,6 +211,51 @@ def solve(
         if variable.value is None or not np.isfinite(variable.value).all():
             log.error("solve_failed", solver=solver, status="non_finite", variable=variable.name())
             raise SolverError(f"{solver} returned a non-finite value for {variable.name()}")
+    return _finished(problem, solver, build_s, compile_s, solve_s, wall, sense, context)
+
+
+def solve_or_none(
+    problem: cp.Problem,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    build_s: float = 0.0,
+    sense: float = -1.0,
+    context: dict[str, Any] | None = None,
+) -> SolveStats | None:
+    """:func:`solve`, but ``None`` (and a ``solve_retry`` log) instead of any failure.
+
+    For a model whose failure is better diagnosed elsewhere (a shared model carries
+    another park's constraint names): the caller then solves the park's own model.
+    """
+    context = dict(context or {})
+    solver = check_solver(solver)
+    start = time.perf_counter()
+    try:
+        _run(problem, solver, time_limit_s, context)
+    except SolverError as exc:
+        log.info("solve_retry", solver=solver, reason=str(exc), **context)
+        return None
+    wall = time.perf_counter() - start
+    compile_s = float(problem.compilation_time or 0.0)
+    solve_s = max(wall - compile_s, 0.0)
+    status = problem.status
+    finite = status in (cps.OPTIMAL, cps.OPTIMAL_INACCURATE) and all(
+        variable.value is not None and np.isfinite(variable.value).all()
+        for variable in problem.variables()
+    )
+    if not finite:
+        log.info("solve_retry", solver=solver, status=str(status), **context)
+        return None
+    return _finished(problem, solver, build_s, compile_s, solve_s, wall, sense, context)
+
+
+def _finished(
+    problem: cp.Problem, solver: str, build_s: float, compile_s: float, solve_s: float,
+    wall: float, sense: float, context: dict[str, Any],
+) -> SolveStats:
+    """The stats of an optimal solve, logged as ``solve_finished``."""
+    status = problem.status
     stats = SolveStats(
         solver,
         SolveStatus.OPTIMAL if status == cps.OPTIMAL else SolveStatus.OPTIMAL_INACCURATE,
@@ -222,6 +267,147 @@ def solve(
     )
     log.info(
         "solve_finished", solver=solver, status=stats.status.value, objective=stats.objective,
+        build_s=round(build_s, 4), compile_s=round(compile_s, 4), solve_s=round(solve_s, 4),
+        **context,
+    )
+    return stats
+
+
+class CompiledBounds:
+    """The variable boxes of a compiled DPP problem, replaced before each solve.
+
+    A shared model (:func:`strategies.schedule.solve_shared`) keeps its variable
+    boxes as numbers -- CVXPY's DPP rules do not allow a Parameter-bounded variable
+    to be multiplied by a Parameter -- so each park's boxes are set on the variables
+    (as their constructor sets them: CVXPY also clips the solution to them) and
+    CVXPY's own column bounds are recomputed from them into the compiled problem
+    (``ParamConeProg.lower_bounds``/``upper_bounds``, what the solver is handed).
+    :meth:`of` compiles the problem and checks that this gives the bounds CVXPY
+    compiled, or returns ``None`` (log ``shared_model_disabled``): a CVXPY upgrade
+    can cost speed, never correctness.
+    """
+
+    def __init__(self, prog: Any) -> None:
+        self.prog = prog
+
+    @classmethod
+    def of(
+        cls, problem: cp.Problem, solver: str, bounds: Sequence[tuple[cp.Variable, Any, Any]]
+    ) -> CompiledBounds | None:
+        try:
+            data, _, _ = problem.get_problem_data(solver, canon_backend=CANON_BACKEND)
+            prog = data[cps.PARAM_PROB]
+            if prog.lb_tensor is not None or prog.ub_tensor is not None:
+                raise ValueError("the bounds hold Parameters")
+            compiled = (np.array(prog.lower_bounds), np.array(prog.upper_bounds))
+            found = cls(prog)
+            found.write(bounds)
+            same = all(
+                np.array_equal(mine, theirs)
+                for mine, theirs in zip((prog.lower_bounds, prog.upper_bounds), compiled,
+                                        strict=True)
+            )
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError,
+                cp.error.SolverError) as exc:
+            log.warning("shared_model_disabled", reason=f"{type(exc).__name__}: {exc}")
+            return None
+        if not same:
+            log.warning("shared_model_disabled", reason="bounds differ from CVXPY's")
+            return None
+        return found
+
+    def write(self, bounds: Sequence[tuple[cp.Variable, Any, Any]]) -> None:
+        """The next solve of the problem uses ``bounds`` (variable, lower, upper)."""
+        from cvxpy.reductions.matrix_stuffing import extract_lower_bounds, extract_upper_bounds
+
+        for variable, lower, upper in bounds:
+            variable.bounds = variable._ensure_valid_bounds([lower, upper])
+            variable.attributes["bounds"] = variable.bounds
+        prog = self.prog
+        prog.lower_bounds = extract_lower_bounds(prog.variables, prog.x.size)
+        prog.upper_bounds = extract_upper_bounds(prog.variables, prog.x.size)
+
+
+def solve_compiled(
+    problem: cp.Problem,
+    bounds: CompiledBounds,
+    *,
+    time_limit_s: float = 60.0,
+    build_s: float = 0.0,
+    sense: float = -1.0,
+    context: dict[str, Any] | None = None,
+) -> SolveStats | None:
+    """A compiled DPP LP solved on HiGHS the way CVXPY does it, minus CVXPY's per-solve upkeep.
+
+    The LP is CVXPY's (``get_problem_data`` on the cached DPP map), handed to a
+    fresh ``highspy.Highs`` exactly as CVXPY's HiGHS interface hands it (rows
+    ``A x == b`` then ``A x <= b``, column bounds, the same options), solved from
+    scratch; the solution is written back as CVXPY's inversion does (columns in
+    Fortran order, projected on each variable's box) and the value is the
+    objective's. Skipped: CVXPY's dual values, basis and solution chain. ``None``
+    (log ``solve_retry``) unless HiGHS says optimal and every value is finite: the
+    caller then solves another way (:func:`solve_or_none`'s contract).
+    """
+    import highspy as hp
+    from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
+
+    context = dict(context or {})
+    start = time.perf_counter()
+    data, _, _ = problem.get_problem_data(cps.HIGHS, canon_backend=CANON_BACKEND)
+    compile_s = time.perf_counter() - start
+    prog = bounds.prog
+    dims = dims_to_solver_dict(data[cps.DIMS])
+    b = data[cps.B]
+    eq, leq = dims[cps.EQ_DIM], dims[cps.LEQ_DIM]
+    if eq + leq != len(b) or data[cps.BOOL_IDX] or data[cps.INT_IDX] or data[cps.PARAM_PROB] is not prog:
+        log.info("solve_retry", solver="HIGHS", reason="not a compiled LP", **context)
+        return None
+    matrix = data[cps.A].tocsc()
+    inf = hp.kHighsInf
+    model = hp.HighsModel()
+    lp = model.lp_
+    lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
+    lp.offset_ = 0
+    lp.col_cost_ = data[cps.C]
+    lp.row_lower_ = np.concatenate([b[:eq], -inf * np.ones(b[eq : eq + leq].shape)])
+    lp.row_upper_ = b
+    lp.a_matrix_.format_ = hp.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    c = data[cps.C]
+    lb, ub = data[cps.LOWER_BOUNDS], data[cps.UPPER_BOUNDS]
+    lp.col_lower_ = np.full(lp.num_col_, -inf, dtype=c.dtype) if lb is None else lb.copy()
+    lp.col_upper_ = np.full(lp.num_col_, inf, dtype=c.dtype) if ub is None else ub.copy()
+    highs = hp.Highs()
+    highs.setOptionValue("log_to_console", False)
+    for name, value in _options("HIGHS", time_limit_s).items():
+        highs.setOptionValue(name, value)
+    highs.passModel(model)
+    run_start = time.perf_counter()
+    highs.run()
+    solve_s = time.perf_counter() - run_start
+    status = highs.getModelStatus().name
+    if status != "kOptimal":
+        log.info("solve_retry", solver="HIGHS", status=status, **context)
+        return None
+    x = np.array(highs.getSolution().col_value)
+    for variable in prog.variables:
+        col = prog.var_id_to_col[variable.id]
+        value = variable.project(
+            np.reshape(x[col : col + variable.size], variable.shape, order="F")
+        )
+        if not np.isfinite(value).all():
+            log.info("solve_retry", solver="HIGHS", status="non_finite", **context)
+            return None
+        variable.save_value(value)
+    objective = float(sense * problem.objective.value)
+    wall = time.perf_counter() - start
+    stats = SolveStats(
+        "HIGHS", SolveStatus.OPTIMAL, objective, build_s, compile_s, solve_s, build_s + wall
+    )
+    log.info(
+        "solve_finished", solver="HIGHS", status=stats.status.value, objective=objective,
         build_s=round(build_s, 4), compile_s=round(compile_s, 4), solve_s=round(solve_s, 4),
         **context,
     )

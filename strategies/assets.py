@@ -163,6 +163,35 @@ class AssetModel(Protocol[SpecT, BlockT]):
         ...
 
 
+@runtime_checkable
+class SharedModel(Protocol):
+    """What a type's ``MODEL`` adds so parks of the same structure share one compiled model.
+
+    Optional: a park is solved in a shared model only if every type in it has
+    these (:meth:`strategies.park.ParkModelRequest.structure`). With
+    ``request.shared`` the type's :meth:`AssetModel.add_block` holds every
+    number of the block in a :class:`cvxpy.Parameter`, the variable boxes aside
+    (:meth:`variable_bounds`), so the compiled problem depends on the structure
+    alone.
+    """
+
+    def structure(self, specs: Sequence[Any], request: ParkModelRequest) -> Any:
+        """Hashable: what fixes the block's variables and rows; ``None``: cannot share."""
+        ...
+
+    def load_block(
+        self, block: Any, specs: Sequence[Any], stack: Stack, request: ParkModelRequest
+    ) -> None:
+        """Put the numbers (and measured state) of ``specs`` of the same structure into ``block``."""
+        ...
+
+    def variable_bounds(self, block: Any) -> list[tuple[cp.Variable, Any, Any]]:
+        """(variable, lower, upper) of the loaded assets for each variable whose box holds
+        numbers: a shared solve writes them into the compiled problem (CVXPY does not
+        allow Parameter bounds on a variable that a Parameter multiplies)."""
+        ...
+
+
 def model_for(spec: TypedSpec) -> AssetModel[Any, Any]:
     """The :class:`AssetModel` of ``spec``'s type, found through the registry."""
     model: AssetModel[Any, Any] = asset_type(spec.type).model_module().MODEL
@@ -198,6 +227,7 @@ __all__ = [
     "AssetModel",
     "InputsRequest",
     "ModelBuilder",
+    "SharedModel",
     "Stack",
     "TypedSpec",
     "by_model",

@@ -23,6 +23,16 @@ the SoC box are Parameters: intervals before the current position are
 pinned (no power, SoC free to sit at the measured value), so one compiled
 model serves every interval of the day (:mod:`strategies.real_time`).
 
+**Shared (``shared=True``).** Every number of the block (:func:`battery_numbers`)
+is a Parameter, except the variable boxes, which a shared solve replaces in the
+compiled problem (:meth:`BatteryBlock.variable_bounds`; CVXPY's DPP rules do not
+let a variable with Parameter bounds be multiplied by a Parameter, as the
+SoC balance needs), so parks whose batteries have the same structure
+(:func:`battery_structure`: count, which go back to their initial SoC, whether
+any has a degradation cost or a terminal value) reuse one compiled model
+(:mod:`strategies.schedule`); :meth:`BatteryBlock.load` puts another park's
+batteries in.
+
 Objective terms: ``degradation_cost_per_mwh`` x throughput (charge + discharge)
 [MWh]; policy ``valued`` credits the energy left at the horizon end at
 ``terminal_value_per_mwh``; policy ``free`` does neither.
@@ -71,6 +81,34 @@ class BatteryBlock:
     #: dynamic models only: box Parameters and the boxes they hold from the position on
     boxes: tuple[tuple[cp.Parameter, np.ndarray], ...] = ()
     soc_box: tuple[cp.Parameter, cp.Parameter, np.ndarray, np.ndarray] | None = None
+    #: shared models only: the Parameter holding each of :func:`battery_numbers` but the boxes
+    numbers: dict[str, cp.Parameter] | None = None
+    #: shared models only: (variable, lower, upper) of each boxed variable, names of the boxes
+    bounded: tuple[tuple[cp.Variable, str | None, str], ...] = ()
+    box_values: dict[str, np.ndarray] | None = None
+
+    def variable_bounds(self) -> list[tuple[cp.Variable, np.ndarray | float, np.ndarray]]:
+        """Shared models: the boxes of the loaded batteries, (variable, lower, upper)."""
+        values = self.box_values or {}
+        return [
+            (variable, 0.0 if low is None else values[low], values[high])
+            for variable, low, high in self.bounded
+        ]
+
+    def load(self, specs: Sequence[BatterySpec], stack: Stack, soc_kwh: np.ndarray) -> None:
+        """A shared block (``shared=True``) takes the numbers of ``specs`` (same structure).
+
+        ``stack`` names their rows; ``soc_kwh`` (n,) is their measured energy.
+        """
+        if self.numbers is None:
+            raise InputError("only a shared battery block loads other batteries")
+        specs = tuple(specs)
+        values = battery_numbers(specs, stack, self.dt_h)
+        for name, parameter in self.numbers.items():
+            parameter.value = values[name]
+        self.box_values = {name: values[name] for name in BOXES}
+        self.specs, self.stack = specs, stack
+        self.set_state(soc_kwh)
 
     @property
     def power_kw(self) -> cp.Expression:
@@ -107,6 +145,62 @@ class BatteryBlock:
         self.soc_target_kwh.value = self.stack.tile(target)
 
 
+#: The numbers of :func:`battery_numbers` that box a variable.
+BOXES = (
+    "battery_charge_max_kw", "battery_discharge_max_kw", "battery_soc_min_kwh",
+    "battery_soc_max_kwh",
+)
+
+
+def battery_numbers(
+    specs: Sequence[BatterySpec], stack: Stack, dt_h: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The numbers of the battery rows of ``specs`` (rows x intervals unless said).
+
+    Boxes [kW, kWh], SoC-balance gains [kWh per kW], degradation cost [currency
+    per kW and interval] and terminal value [currency per kWh] (rows,); the two
+    costs only when some battery has one (:func:`battery_structure`).
+    """
+    shape = (stack.rows, len(dt_h))
+
+    def column(values: list[float]) -> np.ndarray:
+        return stack.tile(np.asarray(values, dtype=float))[:, None]
+
+    energy = column([s.energy_kwh for s in specs])
+    out = {
+        "battery_charge_max_kw": full(column([s.charge_limit_kw for s in specs]), shape),
+        "battery_discharge_max_kw": full(column([s.discharge_limit_kw for s in specs]), shape),
+        "battery_soc_min_kwh": full(column([s.soc_min for s in specs]) * energy, shape),
+        "battery_soc_max_kwh": full(column([s.soc_max for s in specs]) * energy, shape),
+        "battery_charge_gain": column([s.charge_efficiency for s in specs]) * dt_h[None, :],
+        "battery_discharge_loss": dt_h[None, :] / column(
+            [s.discharge_efficiency for s in specs]
+        ),
+    }
+    weight = stack.row_weight
+    degradation = stack.tile(np.array([s.degradation_cost_per_mwh for s in specs]))
+    if degradation.any():
+        out["battery_degradation_per_kw"] = (weight * degradation / KWH_PER_MWH)[:, None] * dt_h[
+            None, :
+        ]
+    valued = stack.tile(
+        np.array([s.terminal_value_per_mwh if s.soc_final == "valued" else 0.0 for s in specs])
+    )
+    if valued.any():
+        out["battery_terminal_value_per_kwh"] = weight * valued / KWH_PER_MWH
+    return out
+
+
+def battery_structure(specs: Sequence[BatterySpec]) -> tuple[Any, ...]:
+    """What fixes the rows of a battery block beyond its numbers (see :meth:`BatteryModel.structure`)."""
+    return (
+        len(specs),
+        tuple(s.soc_final == "initial" for s in specs),
+        any(s.degradation_cost_per_mwh for s in specs),
+        any(s.terminal_value_per_mwh for s in specs if s.soc_final == "valued"),
+    )
+
+
 def add_batteries(
     builder: ModelBuilder,
     specs: Sequence[BatterySpec],
@@ -115,36 +209,41 @@ def add_batteries(
     stack: Stack,
     *,
     dynamic: bool = False,
+    shared: bool = False,
 ) -> BatteryBlock:
     """Add every battery of a park to ``builder``; returns the block with its variables.
 
     ``dynamic=True``: boxes are Parameters so :meth:`BatteryBlock.set_state` can
-    move the starting position without recompiling (real time).
+    move the starting position without recompiling (real time). ``shared=True``
+    (not with ``dynamic``): every number of :func:`battery_numbers` but the boxes
+    is a Parameter, so one compiled model serves any batteries of the same
+    structure (:meth:`BatteryBlock.load`, :meth:`BatteryBlock.variable_bounds`).
     """
+    if dynamic and shared:
+        raise InputError("a battery block is dynamic or shared, not both")
     specs = tuple(specs)
     rows, steps = stack.rows, len(dt_h)
     shape = (rows, steps)
-
-    def column(values: list[float]) -> np.ndarray:
-        return stack.tile(np.asarray(values, dtype=float))[:, None]
+    values = battery_numbers(specs, stack, dt_h)
+    numbers: dict[str, np.ndarray | cp.Parameter] = dict(values)
+    if shared:
+        numbers = {
+            name: value if name in BOXES else cp.Parameter(value.shape, name=name, value=value)
+            for name, value in values.items()
+        }
 
     params: dict[str, cp.Parameter] = {}
 
-    def box(values: np.ndarray, name: str) -> np.ndarray | cp.Parameter:
+    def box(name: str) -> np.ndarray | cp.Parameter:
         if not dynamic:
-            return values
-        params[name] = cp.Parameter(shape, name=name, value=values)
+            return numbers[name]
+        params[name] = cp.Parameter(shape, name=name, value=values[name])
         return params[name]
 
-    energy = column([s.energy_kwh for s in specs])
-    charge_max = full(column([s.charge_limit_kw for s in specs]), shape)
-    discharge_max = full(column([s.discharge_limit_kw for s in specs]), shape)
-    soc_low = full(column([s.soc_min for s in specs]) * energy, shape)
-    soc_high = full(column([s.soc_max for s in specs]) * energy, shape)
-    charge_box = box(charge_max, "battery_charge_max_kw")
-    discharge_box = box(discharge_max, "battery_discharge_max_kw")
-    soc_low_box = box(soc_low, "battery_soc_min_kwh")
-    soc_high_box = box(soc_high, "battery_soc_max_kwh")
+    charge_box = box("battery_charge_max_kw")
+    discharge_box = box("battery_discharge_max_kw")
+    soc_low_box = box("battery_soc_min_kwh")
+    soc_high_box = box("battery_soc_max_kwh")
     charge_kw = cp.Variable(
         shape,
         name="battery_charge_kw",
@@ -165,16 +264,24 @@ def add_batteries(
     block = BatteryBlock(stack, specs, charge_kw, discharge_kw, soc_kwh, soc0, target, dt_h)
     if dynamic:
         block.boxes = (
-            (params["battery_charge_max_kw"], charge_max),
-            (params["battery_discharge_max_kw"], discharge_max),
+            (params["battery_charge_max_kw"], values["battery_charge_max_kw"]),
+            (params["battery_discharge_max_kw"], values["battery_discharge_max_kw"]),
         )
         block.soc_box = (
-            params["battery_soc_min_kwh"], params["battery_soc_max_kwh"], soc_low, soc_high
+            params["battery_soc_min_kwh"], params["battery_soc_max_kwh"],
+            values["battery_soc_min_kwh"], values["battery_soc_max_kwh"],
         )
+    if shared:
+        block.numbers = {k: v for k, v in numbers.items() if isinstance(v, cp.Parameter)}
+        block.box_values = {name: values[name] for name in BOXES}
+        kept = [
+            (charge_kw, None, "battery_charge_max_kw", "battery:charge-bounds"),
+            (discharge_kw, None, "battery_discharge_max_kw", "battery:discharge-bounds"),
+            (soc_kwh, "battery_soc_min_kwh", "battery_soc_max_kwh", "battery:soc-bounds"),
+        ]
+        block.bounded = tuple((v, low, high) for v, low, high, kind in kept if builder.keeps(kind))
     block.set_state(initial_soc_kwh)
 
-    charge_gain = column([s.charge_efficiency for s in specs]) * dt_h[None, :]
-    discharge_loss = dt_h[None, :] / column([s.discharge_efficiency for s in specs])
     builder.add(
         ASSET_TYPE,
         "soc",
@@ -182,8 +289,8 @@ def add_batteries(
         stack.labels,
         soc_kwh
         - previous(soc0, soc_kwh)
-        - cp.multiply(charge_gain, charge_kw)
-        + cp.multiply(discharge_loss, discharge_kw),
+        - cp.multiply(numbers["battery_charge_gain"], charge_kw)
+        + cp.multiply(numbers["battery_discharge_loss"], discharge_kw),
         "==",
     )
     back_to_initial = np.flatnonzero(stack.tile(np.array([s.soc_final == "initial" for s in specs])))
@@ -198,16 +305,12 @@ def add_batteries(
             soft=True,
         )
 
-    weight = stack.row_weight
-    degradation = stack.tile(np.array([s.degradation_cost_per_mwh for s in specs]))
-    if degradation.any():
-        per_kw = (weight * degradation / KWH_PER_MWH)[:, None] * dt_h[None, :]
-        builder.add_cost(cp.sum(cp.multiply(per_kw, charge_kw + discharge_kw)))
-    valued = stack.tile(
-        np.array([s.terminal_value_per_mwh if s.soc_final == "valued" else 0.0 for s in specs])
-    )
-    if valued.any():
-        builder.add_cost(-(weight * valued / KWH_PER_MWH) @ soc_kwh[:, steps - 1])
+    if "battery_degradation_per_kw" in numbers:
+        builder.add_cost(
+            cp.sum(cp.multiply(numbers["battery_degradation_per_kw"], charge_kw + discharge_kw))
+        )
+    if "battery_terminal_value_per_kwh" in numbers:
+        builder.add_cost(-numbers["battery_terminal_value_per_kwh"] @ soc_kwh[:, steps - 1])
     return block
 
 
@@ -233,8 +336,23 @@ class BatteryModel:
     ) -> BatteryBlock:
         soc0 = np.array([measured_soc_kwh(b, request.state) for b in specs], dtype=float)
         return add_batteries(
-            builder, specs, soc0, request.dt_h, stack, dynamic=request.dynamic is not None
+            builder, specs, soc0, request.dt_h, stack, dynamic=request.dynamic is not None,
+            shared=request.shared,
         )
+
+    def structure(self, specs: Sequence[BatterySpec], request: ParkModelRequest) -> Any:
+        """Batteries of equal structure share a compiled model (:class:`strategies.assets.SharedModel`)."""
+        return battery_structure(specs)
+
+    def load_block(
+        self, block: BatteryBlock, specs: Sequence[BatterySpec], stack: Stack,
+        request: ParkModelRequest,
+    ) -> None:
+        soc0 = np.array([measured_soc_kwh(b, request.state) for b in specs], dtype=float)
+        block.load(specs, stack, soc0)
+
+    def variable_bounds(self, block: BatteryBlock) -> list[tuple[cp.Variable, Any, Any]]:
+        return list(block.variable_bounds())
 
     def soc_kwh(self, block: BatteryBlock, scenarios: int) -> dict[str, np.ndarray]:
         ids = block.stack.ids

@@ -34,8 +34,8 @@ import pandas as pd
 from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
 from strategies.assets import InputsRequest, model_for
 from strategies.day_ahead import product_matrix
-from strategies.park import ParkModel, build_park_model, interval_hours
-from strategies.schedule import Schedule, run_parks, schedule_from_models
+from strategies.park import SolvedPark, build_park_model, interval_hours
+from strategies.schedule import Schedule, run_parks, schedule_from_models, try_shared
 from strategies.state import (
     AssetState,
     EnergyPolicy,
@@ -105,8 +105,19 @@ def _foresight_park(
     solver: str,
     time_limit_s: float,
     energy_policy: EnergyPolicy,
-) -> tuple[ParkModel, SolveStats, np.ndarray | None]:
-    """One park's perfect-foresight solve (a task of :func:`run_parks`)."""
+) -> tuple[SolvedPark, SolveStats, np.ndarray | None]:
+    """One park's perfect-foresight solve (a task of :func:`run_parks`).
+
+    Day-ahead only (``rt`` None) it is :func:`strategies.schedule.solve_park`'s LP at
+    ``da``, so parks of one structure share a compiled problem (:func:`try_shared`).
+    """
+    if rt is None:
+        found = try_shared(
+            park, inputs, state, dt_h, da, solver=solver, time_limit_s=time_limit_s,
+            energy_policy=energy_policy, label="perfect_foresight",
+        )
+        if found is not None:
+            return found[0], found[1], None
     start = time.perf_counter()
     model = build_park_model(
         park, inputs, state, dt_h, energy_policy=energy_policy
@@ -138,7 +149,7 @@ def _foresight_park(
         context={"model": "perfect_foresight", "park": park.id, "intervals": len(inputs.index)},
     )
     held_kw = None if position is None else np.asarray(expand @ position.value)
-    return model, stats, held_kw
+    return model.solved(), stats, held_kw
 
 
 def perfect_foresight(

@@ -15,14 +15,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import cvxpy as cp
 import numpy as np
 import pandas as pd
 
 from strategies._model import ModelBuilder, Stack
-from strategies.assets import AssetBlock, AssetModel, by_model
+from strategies.assets import AssetBlock, AssetModel, SharedModel, by_model
 from strategies.carbon import add_carbon_terms
 from strategies.commodity import add_balances, check_supply
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
@@ -83,7 +83,9 @@ class ParkModelRequest:
     ``soft=True`` (real time): rows carrying measured state get penalised
     slack (:mod:`strategies._model`). ``dynamic`` (real time, one scenario):
     the model's position can move without recompiling (:class:`DynamicLayout`);
-    it implies ``soft``. The asset types' blocks
+    it implies ``soft``. ``shared=True`` (deterministic schedules): every number of
+    the park is a Parameter, so parks of the same :meth:`structure` reuse one
+    compiled model (:meth:`ParkModel.load`). The asset types' blocks
     (:class:`strategies.assets.AssetModel`) read what they need from it.
     """
 
@@ -98,10 +100,38 @@ class ParkModelRequest:
     session_tables: Mapping[str, pd.DataFrame] | None = None
     soft: bool = False
     dynamic: DynamicLayout | None = None
+    shared: bool = False
 
     @property
     def index(self) -> pd.DatetimeIndex:
         return self.inputs.index
+
+    def structure(self) -> tuple[Any, ...] | None:
+        """What a shared model of this park depends on (hashable), or ``None``: not shareable.
+
+        Shareable: a hard model (no soft rows, not dynamic) without carbon or heat
+        demand in the inputs, every asset type a :class:`~strategies.assets.SharedModel`.
+        Parks with equal structures differ only in numbers.
+        """
+        inputs = self.inputs
+        if (
+            self.soft or self.dynamic is not None or self.session_tables is not None
+            or inputs.carbon is not None or inputs.heat_demand_kw
+        ):
+            return None
+        request = self.checked()
+        parts: list[tuple[str, Any]] = []
+        for model, specs in by_model(self.park.assets):
+            if not isinstance(model, SharedModel):
+                return None
+            key = model.structure(specs, request)
+            if key is None:
+                return None
+            parts.append((model.asset_type, key))
+        return (
+            tuple(parts), np.asarray(request.dt_h).tobytes(), request.scenarios,
+            np.asarray(request.weights).tobytes(), request.omit, request.energy_policy,
+        )
 
     def checked(self) -> ParkModelRequest:
         """The request with ``dt_h`` and ``weights`` as checked float arrays."""
@@ -142,7 +172,7 @@ class ParkModelRequest:
             request.park, request.index, request.dt_h, request.scenarios, weights, builder,
             parts, net_kw,
         )
-        _add_grid_limits(model)
+        _add_grid_limits(model, request.shared)
         if not builder.soft:
             check_supply(request.park, request.inputs, request.dt_h)
         model.balances = add_balances(model, request.inputs)
@@ -172,6 +202,47 @@ class ParkModel:
     balances: dict[str, cp.Expression] = field(default_factory=dict)
     #: Real time: each balance's demand Parameter and its values (zeroed before the position).
     balance_demand: list[tuple[cp.Parameter, np.ndarray]] = field(default_factory=list)
+    #: Shared models: the export and import limit [kW] Parameters.
+    grid_limits_kw: tuple[cp.Parameter, cp.Parameter] | None = None
+
+    def load(self, request: ParkModelRequest) -> None:
+        """A shared model takes the park of ``request``, of the same :meth:`~ParkModelRequest.structure`.
+
+        Asset ids, numbers and measured state become the new park's; the constraint
+        labels stay those of the park the model was built for (diagnose a failed
+        solve on the park's own model).
+        """
+        if self.grid_limits_kw is None:
+            raise InputError("only a shared park model loads another park")
+        request = request.checked()
+        groups = by_model(request.park.assets)
+        for (model, block), (_, specs) in zip(self.parts, groups, strict=True):
+            stack = Stack(tuple(s.id for s in specs), request.scenarios, np.asarray(request.weights))
+            cast(SharedModel, model).load_block(block, specs, stack, request)
+        export, import_ = self.grid_limits_kw
+        export.value = float(request.park.grid.export_limit_kw)
+        import_.value = float(request.park.grid.import_limit_kw)
+        check_supply(request.park, request.inputs, request.dt_h)
+        self.park, self.index = request.park, request.index
+
+    def variable_bounds(self) -> list[tuple[cp.Variable, Any, Any]]:
+        """Shared models: (variable, lower, upper) of every box that holds the park's numbers."""
+        return [
+            bound
+            for model, block in self.parts
+            for bound in cast(SharedModel, model).variable_bounds(block)
+        ]
+
+    def net_power_kw(self) -> np.ndarray:
+        """Solved net power into the grid [kW], (scenarios, T)."""
+        return np.asarray(self.net_kw.value)
+
+    def solved(self) -> SolvedPark:
+        """The solved values without CVXPY (:class:`SolvedPark`)."""
+        return SolvedPark(
+            self.park, self.index, self.net_power_kw(), self.asset_power_kw(), self.soc_kwh(),
+            self.commodity_flows(),
+        )
 
     def block(self, asset_type: str) -> Any:
         """The block of the type whose model's ``asset_type`` is ``asset_type``, or None."""
@@ -225,6 +296,34 @@ class ParkModel:
                 parameter.value = np.where(live, values, 0.0)
 
 
+@dataclass(frozen=True)
+class SolvedPark:
+    """A solved park model's values (what :func:`strategies.schedule.schedule_from_models` reads).
+
+    Plain arrays: small to send from a worker process, and they stay when a
+    shared model moves on to the next park. Same shapes as :class:`ParkModel`'s.
+    """
+
+    park: ParkConfig
+    index: pd.DatetimeIndex
+    net_kw: np.ndarray
+    power_kw: Mapping[str, np.ndarray]
+    stored_kwh: Mapping[str, np.ndarray]
+    flows: Mapping[tuple[str, str], np.ndarray]
+
+    def net_power_kw(self) -> np.ndarray:
+        return self.net_kw
+
+    def asset_power_kw(self) -> dict[str, np.ndarray]:
+        return dict(self.power_kw)
+
+    def soc_kwh(self) -> dict[str, np.ndarray]:
+        return dict(self.stored_kwh)
+
+    def commodity_flows(self) -> dict[tuple[str, str], np.ndarray]:
+        return dict(self.flows)
+
+
 def _asset_nodes(park: ParkConfig, asset_id: str) -> set[str]:
     asset = next(a for a in park.assets if a.id == asset_id)
     nodes = set(asset.heat_outputs())
@@ -251,19 +350,21 @@ def _net_kw(
     return cp.sum(terms) if len(terms) > 1 else terms[0]
 
 
-def _add_grid_limits(model: ParkModel) -> None:
+def _add_grid_limits(model: ParkModel, shared: bool = False) -> None:
     """``{park}-grid-export-max`` and ``{park}-grid-import-max`` on the net power."""
     park = model.park
     labels = (
         (park.id,) if model.scenarios == 1
         else tuple(f"{park.id}@s{s}" for s in range(model.scenarios))
     )
-    model.builder.add(
-        ASSET_TYPE, "grid-export", "max", labels, model.net_kw - park.grid.export_limit_kw, "<="
-    )
-    model.builder.add(
-        ASSET_TYPE, "grid-import", "max", labels, -model.net_kw - park.grid.import_limit_kw, "<="
-    )
+    export: float | cp.Parameter = park.grid.export_limit_kw
+    import_: float | cp.Parameter = park.grid.import_limit_kw
+    if shared:
+        export = cp.Parameter(name="grid_export_limit_kw", value=float(park.grid.export_limit_kw))
+        import_ = cp.Parameter(name="grid_import_limit_kw", value=float(park.grid.import_limit_kw))
+        model.grid_limits_kw = (export, import_)
+    model.builder.add(ASSET_TYPE, "grid-export", "max", labels, model.net_kw - export, "<=")
+    model.builder.add(ASSET_TYPE, "grid-import", "max", labels, -model.net_kw - import_, "<=")
 
 
 def build_park_model(

@@ -13,10 +13,13 @@ up to the hub limit. It needs no solver and is always finite.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import multiprocessing
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,10 +29,17 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies._solver import DEFAULT_SOLVER, SolveStats, solve
+from strategies._solver import (
+    DEFAULT_SOLVER,
+    CompiledBounds,
+    SolveStats,
+    solve,
+    solve_compiled,
+    solve_or_none,
+)
 from strategies.assets import by_model
 from strategies.commodity import idle_flows, with_idle_conversion
-from strategies.park import ParkModel, build_park_model
+from strategies.park import ParkModel, ParkModelRequest, SolvedPark, build_park_model
 from strategies.state import EnergyPolicy, ParkInputs, ParkState
 from vpp.config.models import ParkConfig
 from vpp.errors import InputError, SolverError
@@ -131,6 +141,147 @@ def solve_park(
     return model, stats
 
 
+@dataclass
+class _Shared:
+    """One compiled schedule problem serving every park of one structure (see :func:`solve_shared`)."""
+
+    model: ParkModel
+    price: cp.Parameter
+    problem: cp.Problem
+    bounds: CompiledBounds
+    compile_s: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    solves: int = 0
+
+
+#: Compiled shared schedule problems of this process, by structure (most recent last).
+_SHARED: OrderedDict[tuple[Hashable, str], _Shared | None] = OrderedDict()
+_SHARED_MAX = 8
+_SHARED_LOCK = threading.Lock()
+
+
+def solve_shared(
+    park: ParkConfig,
+    inputs: ParkInputs,
+    state: ParkState | None,
+    dt_h: np.ndarray,
+    prices_per_mwh: np.ndarray,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    omit: frozenset[str] = frozenset(),
+    energy_policy: EnergyPolicy = "cap",
+) -> tuple[SolvedPark, SolveStats]:
+    """:func:`solve_park`'s LP and result, in one compiled problem per park *structure*.
+
+    Parks of equal :meth:`~strategies.park.ParkModelRequest.structure` (same asset
+    types and counts, same horizon: a portfolio of similar parks) differ only in
+    numbers, so the first one's problem is compiled with every number a Parameter
+    and the next ones only set values: CVXPY's compile is paid once per structure
+    and process, not per park. The LP handed to the solver is the park's own, solved
+    from scratch each time, so the result is :func:`solve_park`'s. A park that cannot
+    share, a failed solve (diagnosed with the park's own constraint names) or a
+    shared problem busy in another thread goes through :func:`solve_park`.
+    """
+    found = try_shared(
+        park, inputs, state, dt_h, prices_per_mwh, solver=solver, time_limit_s=time_limit_s,
+        omit=omit, energy_policy=energy_policy,
+    )
+    if found is not None:
+        return found
+    model, stats = solve_park(
+        park, inputs, state, dt_h, prices_per_mwh, solver=solver, time_limit_s=time_limit_s,
+        omit=omit, energy_policy=energy_policy,
+    )
+    return model.solved(), stats
+
+
+def try_shared(
+    park: ParkConfig,
+    inputs: ParkInputs,
+    state: ParkState | None,
+    dt_h: np.ndarray,
+    prices_per_mwh: np.ndarray,
+    *,
+    solver: str = DEFAULT_SOLVER,
+    time_limit_s: float = 60.0,
+    omit: frozenset[str] = frozenset(),
+    energy_policy: EnergyPolicy = "cap",
+    label: str = "schedule",
+) -> tuple[SolvedPark, SolveStats] | None:
+    """The shared solve of :func:`solve_shared`, or ``None``: solve the park's own model.
+
+    ``None`` when the park cannot share, the solve failed or the shared problem is busy
+    in another thread. ``label`` names the model in the logs.
+    """
+    start = time.perf_counter()
+    request = ParkModelRequest(
+        park, inputs, state, dt_h, omit=omit, energy_policy=energy_policy, shared=True
+    )
+    prices = np.asarray(prices_per_mwh, dtype=float).reshape(1, -1)
+    key = request.structure()
+    shared = None if key is None else _shared_problem((key, solver), request, prices)
+    if shared is not None and shared.lock.acquire(blocking=False):
+        try:
+            if prices.shape[1] != len(inputs.index) or not np.isfinite(prices).all():
+                raise InputError(
+                    f"{park.id}: need {len(inputs.index)} finite prices, got {prices.shape}"
+                )
+            shared.model.load(request)
+            shared.price.value = prices
+            shared.bounds.write(shared.model.variable_bounds())
+            compile_s = 0.0 if shared.solves else shared.compile_s  # the first park pays it
+            shared.solves += 1
+            context = {"model": label, "park": park.id, "intervals": len(inputs.index),
+                       "shared": True}
+            build_s = time.perf_counter() - start - compile_s
+            stats = (
+                solve_compiled(shared.problem, shared.bounds, time_limit_s=time_limit_s,
+                               build_s=build_s, context=context)
+                if solver == "HIGHS"
+                else solve_or_none(shared.problem, solver=solver, time_limit_s=time_limit_s,
+                                   build_s=build_s, context=context)
+            )
+            if stats is not None:
+                return shared.model.solved(), dataclasses.replace(
+                    stats, compile_s=stats.compile_s + compile_s,
+                    total_s=stats.total_s + compile_s,
+                )
+        finally:
+            shared.lock.release()
+    return None
+
+
+def _shared_problem(
+    key: tuple[Hashable, str], request: ParkModelRequest, prices: np.ndarray
+) -> _Shared | None:
+    """The process's shared problem of ``key`` (structure, solver), built from ``request``
+    the first time; ``None`` if that structure cannot be shared (remembered)."""
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key]
+    if prices.shape[1] != len(request.index) or not np.isfinite(prices).all():
+        return None  # solve_park raises the error
+    model = request.build()
+    price = cp.Parameter(prices.shape, name="price_per_mwh", value=prices)
+    problem = cp.Problem(
+        cp.Minimize(model.builder.cost - price_objective(model, price)),
+        model.builder.cvxpy_constraints,
+    )
+    built = None
+    if problem.is_dpp():
+        began = time.perf_counter()
+        bounds = CompiledBounds.of(problem, key[1], model.variable_bounds())
+        if bounds is not None:
+            built = _Shared(model, price, problem, bounds, time.perf_counter() - began)
+    with _SHARED_LOCK:
+        found = _SHARED.setdefault(key, built)
+        while len(_SHARED) > _SHARED_MAX:
+            _SHARED.popitem(last=False)
+    return found
+
+
 def optimise_schedule(
     parks: Sequence[ParkConfig],
     inputs: Mapping[str, ParkInputs],
@@ -168,9 +319,9 @@ def optimise_schedule(
 
 def _solve_park_at(
     park: ParkConfig, inputs: ParkInputs, state: ParkState | None, **kwargs: Any
-) -> tuple[ParkModel, SolveStats]:
+) -> tuple[SolvedPark, SolveStats]:
     dt_h, prices = kwargs.pop("dt_h"), kwargs.pop("prices")
-    return solve_park(park, inputs, state, dt_h, prices, **kwargs)
+    return solve_shared(park, inputs, state, dt_h, prices, **kwargs)
 
 
 ParkRun = Callable[[ParkConfig, ParkInputs, "ParkState | None"], _T]
@@ -227,7 +378,7 @@ def run_parks(
 
 
 def schedule_from_models(
-    models: Sequence[ParkModel], stats: Sequence[SolveStats], scenario: int
+    models: Sequence[ParkModel | SolvedPark], stats: Sequence[SolveStats], scenario: int
 ) -> Schedule:
     """Gather one scenario's solved values of several park models into a :class:`Schedule`."""
     index = models[0].index
@@ -238,7 +389,7 @@ def schedule_from_models(
         index, [(m.park.id, {a: v[scenario] for a, v in m.soc_kwh().items()}) for m in models]
     )
     parks = pd.DataFrame(
-        {m.park.id: np.asarray(m.net_kw.value)[scenario] for m in models}, index=index
+        {m.park.id: m.net_power_kw()[scenario] for m in models}, index=index
     )
     total = stats[0]
     for extra in stats[1:]:
