@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -44,6 +45,8 @@ class SpooledFrame:
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="vpp-spool-")  # noqa: SIM115 - lives with self
+            # closed (and so deleted) with the spool, without a ResourceWarning
+            self._closer = weakref.finalize(self, self._file.close)
         self._file.seek(0, 2)
         pickle.dump(chunk, self._file, protocol=pickle.HIGHEST_PROTOCOL)
         self._rows += len(chunk)
@@ -75,7 +78,7 @@ class SpooledFrame:
     def close(self) -> None:
         """Drop the rows (the temporary file goes with them)."""
         if self._file is not None:
-            self._file.close()
+            self._closer()
         self._file, self._rows, self._chunks = None, 0, 0
 
     def __getstate__(self) -> dict[str, Any]:
