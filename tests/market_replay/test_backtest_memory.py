@@ -2,10 +2,13 @@
 
 Each day is settled once the next one has closed, its per-asset rows go to a spool on
 disk and what only that day needed (telemetry, setpoints, plan, recorder entries) is
-dropped. Checked two ways on the example portfolio: what the run still holds at its
-end is the same for 2 days and for 5, and the Python heap's peak (tracemalloc) grows
-by far less per extra day than when every reading was kept (about 1.4 MB a day). The
-RSS numbers are ``python -m bench memory --days 3,10,30``, not a test.
+dropped. Checked on the example portfolio: what the run still holds at its end is the
+same for 2 days and for 4 (when every reading was kept to the end it grew with the
+days: this part fails on that behaviour), and, loosely, the Python heap's peak
+(tracemalloc) of 4 days is not above that of 2 by more than 2 MB (a short run's peak
+is dominated by one-time work, so that part alone would not catch the old growth of
+~1.4 MB a day, which shows over tens of days). The RSS numbers are
+``python -m bench memory --days 3,10,30``, not a test.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from vpp.runtime.operator import MarketPortfolio
 
 FAST = BacktestOptions(StrategyOptions(reoptimise_every=8, scenarios=3), baselines=False)
 FIRST = dt.date(2025, 5, 12)
-# Loose on purpose: the old behaviour grew by ~1.4 MB of heap a day, this one ~0.1.
-MAX_GROWTH_PER_DAY_MB = 0.5
+# Loose on purpose: a short run's heap peak moves by a few MB with one-time work.
+MAX_GROWTH_MB = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def cn() -> tuple[MarketPortfolio, PriceFrame, list[dt.date]]:
     prices = import_prices(
         REPO / "data" / "prices" / CN, "cn-spot-96", market("cn-province-a"), policy="drop-day"
     ).prices
-    days = [d for d in prices.days("Asia/Shanghai") if d >= FIRST][:5]
+    days = [d for d in prices.days("Asia/Shanghai") if d >= FIRST][:4]
     portfolio = MarketPortfolio.from_config(load_config(REPO / "config"), "cn-province-a")
     return portfolio, prices, days
 
@@ -85,9 +88,8 @@ def test_memory_of_a_backtest_does_not_grow_with_its_days(
     cn: tuple[MarketPortfolio, PriceFrame, list[dt.date]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     short = _run(cn, 2, monkeypatch)
-    long = _run(cn, 5, monkeypatch)
+    long = _run(cn, 4, monkeypatch)
     # Settled days leave nothing behind: the last day's readings and plan at most.
     for what in ("telemetry", "setpoints", "plans"):
         assert long[what] <= short[what], (what, short, long)
-    growth = (long["peak_mb"] - short["peak_mb"]) / 3
-    assert growth < MAX_GROWTH_PER_DAY_MB, (short, long)
+    assert long["peak_mb"] <= short["peak_mb"] + MAX_GROWTH_MB, (short, long)

@@ -107,7 +107,8 @@ class RunResult:
 
     strategy: str
     portfolio: pd.DataFrame  # per interval
-    #: Per interval and asset (long, :data:`ASSET_COLUMNS`), spooled to disk a day at a time.
+    #: Per interval and asset (long, :data:`ASSET_COLUMNS`), spooled to disk a day at a time;
+    #: empty for the baselines of :func:`run_backtest` (the report does not use theirs).
     asset_rows: SpooledFrame
     settlement: pd.DataFrame  # per day and park
     solve_time_s: float
@@ -253,8 +254,15 @@ def simulate(
     options: BacktestOptions,
     strategy_name: str | None = None,
     progress: Progress | None = None,
+    *,
+    keep_days: bool = False,
 ) -> RunResult:
-    """Run one strategy through ``days`` with the daemon's job plan."""
+    """Run one strategy through ``days`` with the daemon's job plan.
+
+    Each day is settled as the run goes and what only it needed is then dropped
+    (:class:`_Books`); ``keep_days`` keeps it in the operator and the recorder (tests
+    that hand a simulated day to the daemon's settlement).
+    """
     name = strategy_name or options.strategy.name
     strategy = get_strategy(options.strategy.replace(name=name))
     market = portfolio.market
@@ -275,7 +283,7 @@ def simulate(
     soc: dict[AssetKey, float] = {}
     ev_unserved_kwh = 0.0
     done = 0
-    books = _Books(name, portfolio, prices, operator, recorder)
+    books = _Books(name, portfolio, prices, operator, recorder, forget=not keep_days)
     products = _backtested_products(market, prices, runs, strategy.options.real_time_bids)
     for run in runs:
         jobs = sorted(
@@ -409,8 +417,11 @@ class _Books:
         prices: PriceFrame,
         operator: Operator,
         recorder: MemoryRecorder,
+        *,
+        forget: bool = True,
     ) -> None:
         self.name = name
+        self.forget = forget
         self.portfolio_config = portfolio
         self.prices = prices
         self.operator = operator
@@ -454,7 +465,8 @@ class _Books:
         self.deviation_notes[
             deviation_price_note(plan.rules.settlement, self.prices.frame.columns)
         ] = None
-        self._forget(day, plan, end)
+        if self.forget:
+            self._forget(day, plan, end)
 
     def _window(self, start: pd.Timestamp) -> list[Telemetry]:
         """The telemetry from each asset's last reading at or before ``start`` onwards."""
@@ -962,9 +974,15 @@ def _references(
     strategies: list[str],
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, dict[str, RunResult]]:
-    """Perfect foresight and the baseline strategies (run in a worker process when possible)."""
+    """Perfect foresight and the baseline strategies (run in a worker process when possible).
+
+    The baselines' per-asset rows are dropped: the report uses only their per-interval
+    portfolio and settlement, and a worker would send the rows back through memory.
+    """
     bound = foresight(portfolio, prices, days, options)
     runs = {name: simulate(portfolio, prices, days, options, name, progress) for name in strategies}
+    for run in runs.values():
+        run.asset_rows.close()
     return bound, runs
 
 
