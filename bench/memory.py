@@ -76,8 +76,10 @@ def measure(days: int, year: bool = False, report: bool = False) -> dict[str, fl
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(REPO), str(days), "year" if year else "cn",
          "report" if report else "-"],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True, text=True, cwd=REPO,
     )
+    if out.returncode:
+        raise SystemExit(f"{days}-day run failed:\n{out.stderr[-3000:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
