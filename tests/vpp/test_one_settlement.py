@@ -56,6 +56,7 @@ def test_the_daemon_settles_the_backtests_own_readings_to_the_backtests_rows(
         frame,
         [DAY],
         BacktestOptions(StrategyOptions(name="deterministic"), safety_margin=dt.timedelta(minutes=30), baselines=False),
+        keep_days=True,  # the daemon settles the day from the plan and readings kept here
     )
     store = Store(f"sqlite:///{tmp_path / 'daemon.db'}")
     StoreRecorder(store).record_telemetry(kept["recorder"].telemetry)

@@ -330,7 +330,8 @@ def _simulated_day(config: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, 
     monkeypatch.setattr(backtest_run, "Operator", KeptOperator)
     monkeypatch.setattr(backtest_run, "MemoryRecorder", KeptRecorder)
     result = simulate(portfolio, frame, [DAY], BacktestOptions(
-        StrategyOptions(name="deterministic"), safety_margin=dt.timedelta(minutes=30), baselines=False))
+        StrategyOptions(name="deterministic"), safety_margin=dt.timedelta(minutes=30), baselines=False),
+        keep_days=True)  # the daemon settles the day from the plan and readings kept here
     return result, kept
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ import pandas as pd
 from vpp import files
 
 if TYPE_CHECKING:
-    from vpp.backtest.run import BacktestResult
+    from vpp.backtest.run import BacktestResult, RunResult
 
 
 REPORT_FILES = (
@@ -66,6 +66,22 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+def write_csv_chunks(path: Path, chunks: Iterable[pd.DataFrame], columns: Sequence[str]) -> None:
+    """One CSV from ``chunks`` written one after another (the text :func:`write_csv` gives
+    for their concatenation), so the whole table is never in memory."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            header = True
+            for chunk in chunks:
+                chunk.to_csv(handle, index=False, header=header, float_format="%.6g")
+                header = False
+            if header:
+                pd.DataFrame(columns=list(columns)).to_csv(handle, index=False)
+
+    atomic_write(path, write)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -380,10 +396,6 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
     summary = result.summary()
     main = result.main
     tz = result.timezone
-    intervals = main.assets.copy()
-    intervals["interval_start"] = pd.to_datetime(intervals["interval_start"]).map(
-        lambda t: t.isoformat()
-    )
     portfolio = main.portfolio.copy()
     written = [
         out / "summary.json",
@@ -392,7 +404,7 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
         out / "settlement.csv",
     ]
     write_json(written[0], summary)
-    write_csv(written[1], intervals)
+    write_csv_chunks(written[1], _intervals(main), main.asset_rows.column_names)
     portfolio_out = portfolio.reset_index()
     portfolio_out["interval_start"] = portfolio_out["interval_start"].map(lambda t: t.isoformat())
     write_csv(written[2], portfolio_out)
@@ -406,8 +418,16 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
     write_csv(written[4], carbon_out)
     images = [out / "prices_dispatch.png", out / "soc.png", out / "cumulative_revenue.png"]
     plot_prices_and_dispatch(portfolio, tz, result.currency, images[0])
-    socs = main.assets.dropna(subset=["soc_end"])
-    soc = socs.pivot_table(index="interval_start", columns="asset_id", values="soc_end")
+    socs = [
+        chunk.dropna(subset=["soc_end"])
+        for chunk in main.asset_rows.chunks(["interval_start", "asset_id", "soc_end"])
+    ]
+    socs = [chunk for chunk in socs if len(chunk)]
+    soc = (
+        pd.concat(socs, ignore_index=True)
+        if socs
+        else pd.DataFrame(columns=["interval_start", "asset_id", "soc_end"])
+    ).pivot_table(index="interval_start", columns="asset_id", values="soc_end")
     soc.index = pd.DatetimeIndex(soc.index)
     plot_soc(soc, tz, images[1])
     revenue = pd.DataFrame({f"{main.strategy} (net)": _net(portfolio)})
@@ -440,6 +460,14 @@ def _write_report(result: BacktestResult, out: Path) -> list[Path]:
     shown = [*images, heat_image] if len(balances) else images
     write_html(out / "report.html", summary, shown, carbon_image)
     return [*written, *images, carbon_image, balances_path, heat_image, out / "report.html"]
+
+
+def _intervals(run: RunResult) -> Iterator[pd.DataFrame]:
+    """``intervals.csv`` a spooled day at a time: the per-asset rows, times in ISO 8601."""
+    for chunk in run.asset_rows.chunks():
+        out = chunk.copy()
+        out["interval_start"] = pd.to_datetime(out["interval_start"]).map(lambda t: t.isoformat())
+        yield out
 
 
 def _net(portfolio: pd.DataFrame) -> pd.Series:

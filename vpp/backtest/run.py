@@ -48,6 +48,7 @@ from strategies import (
     realized_states,
 )
 from vpp.awards import IntervalAward, delivery_intervals
+from vpp.backtest.spool import SpooledFrame
 from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_factors
 from vpp.carbon.instruments import Instrument
 from vpp.clawback import ClawbackTerms
@@ -72,6 +73,7 @@ from vpp.runtime.settlement import (
     settlement_prices,
 )
 from vpp.timeutil import day_intervals_utc
+from vpp.types import Setpoint, Telemetry
 from vpp.units import KW_PER_MW
 
 log = structlog.get_logger(__name__)
@@ -105,7 +107,9 @@ class RunResult:
 
     strategy: str
     portfolio: pd.DataFrame  # per interval
-    assets: pd.DataFrame  # per interval and asset (long)
+    #: Per interval and asset (long, :data:`ASSET_COLUMNS`), spooled to disk a day at a time;
+    #: empty for the baselines of :func:`run_backtest` (the report does not use theirs).
+    asset_rows: SpooledFrame
     settlement: pd.DataFrame  # per day and park
     solve_time_s: float
     bids_rejected: int
@@ -115,6 +119,12 @@ class RunResult:
     balances: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Real-time bids sent (none until the strategy makes real-time bids, issue #12).
     rt_bids_submitted: int = 0
+
+    @property
+    def assets(self) -> pd.DataFrame:
+        """Every per-asset row in memory (tests, short runs); the report streams
+        :attr:`asset_rows` instead."""
+        return self.asset_rows.frame()
 
     @property
     def net_revenue(self) -> float:
@@ -244,8 +254,15 @@ def simulate(
     options: BacktestOptions,
     strategy_name: str | None = None,
     progress: Progress | None = None,
+    *,
+    keep_days: bool = False,
 ) -> RunResult:
-    """Run one strategy through ``days`` with the daemon's job plan."""
+    """Run one strategy through ``days`` with the daemon's job plan.
+
+    Each day is settled as the run goes and what only it needed is then dropped
+    (:class:`_Books`); ``keep_days`` keeps it in the operator and the recorder (tests
+    that hand a simulated day to the daemon's settlement).
+    """
     name = strategy_name or options.strategy.name
     strategy = get_strategy(options.strategy.replace(name=name))
     market = portfolio.market
@@ -266,6 +283,7 @@ def simulate(
     soc: dict[AssetKey, float] = {}
     ev_unserved_kwh = 0.0
     done = 0
+    books = _Books(name, portfolio, prices, operator, recorder, forget=not keep_days)
     products = _backtested_products(market, prices, runs, strategy.options.real_time_bids)
     for run in runs:
         jobs = sorted(
@@ -293,11 +311,13 @@ def simulate(
                 operator.dispatch(job.interval_start)  # type: ignore[arg-type]
                 if job.interval_start == operator.day_plan(job.delivery_day).index[-1]:
                     operator.close_day(job.delivery_day)
+                    books.settle_closed(keep=job.delivery_day)
                     done += 1
                     if progress:
                         progress(name, done, len(days))
         ev_unserved_kwh += _close_segment(operator, clock, index, soc)
-    return _account(name, portfolio, prices, days, operator, recorder, ev_unserved_kwh)
+        books.settle_closed()
+    return books.result(days, ev_unserved_kwh)
 
 
 def _backtested_products(
@@ -370,16 +390,147 @@ ASSET_COLUMNS = [
 ]
 
 
-@dataclass
 class _Books:
-    """What :func:`_account` collects over the days of a run."""
+    """A run's settled days, accounted one day at a time while the run goes on.
 
-    portfolio: list[pd.DataFrame] = field(default_factory=list)  # per interval, per day
-    assets: list[tuple[Any, ...]] = field(default_factory=list)  # rows of ASSET_COLUMNS
-    settlement: list[dict[str, Any]] = field(default_factory=list)  # per day and park
-    fallback_days: int = 0
-    solve_time_s: float = 0.0
-    moved_kwh: float = 0.0  # battery throughput / 2, for equivalent cycles
+    A day is settled once the day after it has closed, or at its segment's
+    end (:meth:`settle_closed`): by then every real-time price of the day is
+    published and the meters have been read past its end. Settling books the
+    day's plan, prices and metered energy (:func:`_account_day`), appends its
+    per-asset rows to a spool on disk (:class:`~vpp.backtest.spool.SpooledFrame`)
+    and forgets what only that day needed: its plan, its bids and awards in the
+    recorder, its setpoints and the telemetry before its end. So a run's memory
+    does not grow with its days (issue 16); the per-interval portfolio frame and
+    the settlement rows, a few floats per interval, are what stays.
+
+    The meters of a day are the telemetry from each asset's last reading at or
+    before the day's start onwards (:func:`_Books._window`): the readings the
+    day's interval boundaries interpolate between and the step into the day
+    that :func:`vpp.runtime.metering.clean_register` checks, as when the whole
+    run's telemetry was cleaned at once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        portfolio: MarketPortfolio,
+        prices: PriceFrame,
+        operator: Operator,
+        recorder: MemoryRecorder,
+        *,
+        forget: bool = True,
+    ) -> None:
+        self.name = name
+        self.forget = forget
+        self.portfolio_config = portfolio
+        self.prices = prices
+        self.operator = operator
+        self.recorder = recorder
+        self.portfolio: list[pd.DataFrame] = []  # per interval, per day
+        self.assets = SpooledFrame(ASSET_COLUMNS)  # rows of ASSET_COLUMNS, per day
+        self.settlement: list[dict[str, Any]] = []  # per day and park
+        self.balances: list[pd.DataFrame] = []
+        self.deviation_notes: dict[str, None] = {}
+        self.fallback_days = 0
+        self.solve_time_s = 0.0
+        self.moved_kwh = 0.0  # battery throughput / 2, for equivalent cycles
+        self.rt_bids = 0
+        self.bids_rejected = 0
+        self._closed: list[dt.date] = []
+
+    def settle_closed(self, keep: dt.date | None = None) -> None:
+        """Settle the closed days, all but ``keep`` (the day just closed: its last interval
+        is still running); record ``keep`` as closed."""
+        for day in [d for d in self._closed if d != keep]:
+            self._settle(day)
+            self._closed.remove(day)
+        if keep is not None:
+            self._closed.append(keep)
+
+    def _settle(self, day: dt.date) -> None:
+        operator, recorder, portfolio = self.operator, self.recorder, self.portfolio_config
+        plan = operator.day_plan(day)
+        end = plan.index[-1] + (plan.index[1] - plan.index[0])
+        if pd.Timestamp(operator.clock.now()) < end:  # pragma: no cover - a bug, not input
+            raise AssertionError(f"settling {day} before its end {end}")
+        operator.refresh_real_time_awards(day)  # every real-time price of the day is out
+        self.rt_bids += len(plan.rt_bids)
+        window = self._window(plan.index[0])
+        meters = meter_counters(portfolio, window)
+        observed = _Observed.of(window, recorder.setpoints)
+        _account_day(portfolio, self.prices, plan, day, meters, observed, self)
+        if has_commodities(portfolio):
+            counters = register_counters(portfolio, window)
+            self.balances.append(day_balances(portfolio, counters, plan.index))
+        self.deviation_notes[
+            deviation_price_note(plan.rules.settlement, self.prices.frame.columns)
+        ] = None
+        if self.forget:
+            self._forget(day, plan, end)
+
+    def _window(self, start: pd.Timestamp) -> list[Telemetry]:
+        """The telemetry from each asset's last reading at or before ``start`` onwards."""
+        readings = self.recorder.telemetry
+        first: dict[AssetKey, pd.Timestamp] = {}
+        for reading in readings:
+            at = pd.Timestamp(reading.measured_at)
+            if at <= start:
+                key = (reading.park_id, reading.asset_id)
+                if key not in first or at > first[key]:
+                    first[key] = at
+        return [
+            r for r in readings
+            if pd.Timestamp(r.measured_at) >= first.get((r.park_id, r.asset_id), start)
+        ]
+
+    def _forget(self, day: dt.date, plan: DayPlan, end: pd.Timestamp) -> None:
+        """Drop what only the settled ``day`` needed (its next day's meters start at ``end``)."""
+        recorder = self.recorder
+        recorder.telemetry = self._window(end)
+        recorder.setpoints = [
+            sp for sp in recorder.setpoints if pd.Timestamp(sp.interval_start) >= end
+        ]
+        key = self.operator.bid_key(day)
+        self.bids_rejected += sum(
+            1 for bid, status, *_ in recorder.bids
+            if bid.delivery_day == day and status == "rejected"
+        )
+        recorder.bids = [entry for entry in recorder.bids if entry[0].delivery_day != day]
+        recorder.plans.pop(key, None)
+        recorder.awards.pop(key, None)
+        for rt_key in plan.rt_bids:
+            recorder.rt_bids.pop(rt_key, None)
+            recorder.rt_awards.pop(rt_key, None)
+        self.operator.days.pop(day, None)
+
+    def result(self, days: Sequence[dt.date], ev_unserved_kwh: float) -> RunResult:
+        """The run's books once every day is settled."""
+        if self._closed:  # pragma: no cover - simulate settles every segment's days
+            raise AssertionError(f"days left unsettled: {self._closed}")
+        portfolio_frame = pd.concat(self.portfolio)
+        portfolio_frame.index.name = "interval_start"
+        capacity_kwh = _battery_capacity_kwh(self.portfolio_config)
+        portfolio_frame.attrs["equivalent_cycles"] = (
+            self.moved_kwh / capacity_kwh if capacity_kwh else 0.0
+        )
+        portfolio_frame.attrs["deviation_price"] = " | ".join(self.deviation_notes)
+        if not any(c in self.prices.frame for c in ("rt_price", "rt_price_up")):
+            log.warning("deviation_settled_at_day_ahead_price", strategy=self.name, days=len(days))
+        rejected = self.bids_rejected + sum(
+            1 for _, status, *_ in self.recorder.bids if status == "rejected"
+        )
+        return RunResult(
+            self.name,
+            portfolio_frame,
+            self.assets,
+            pd.DataFrame(self.settlement),
+            self.solve_time_s,
+            rejected,
+            self.fallback_days,
+            ev_unserved_kwh,
+            pd.concat(self.balances, ignore_index=True) if self.balances else pd.DataFrame(),
+            self.rt_bids,
+        )
 
 
 @dataclass(frozen=True)
@@ -390,81 +541,17 @@ class _Observed:
     setpoints: dict[tuple[str, str, pd.Timestamp], float]
 
     @classmethod
-    def of(cls, recorder: MemoryRecorder) -> _Observed:
+    def of(cls, telemetry: Sequence[Telemetry], setpoints: Sequence[Setpoint]) -> _Observed:
         socs: dict[AssetKey, dict[pd.Timestamp, float]] = {}
-        for reading in recorder.telemetry:
+        for reading in telemetry:
             if reading.soc is not None:
                 stamp = pd.Timestamp(reading.measured_at).as_unit("ns")
                 socs.setdefault((reading.park_id, reading.asset_id), {})[stamp] = reading.soc
-        setpoints = {
+        keyed = {
             (sp.park_id, sp.asset_id, pd.Timestamp(sp.interval_start).as_unit("ns")): sp.power_kw
-            for sp in recorder.setpoints
+            for sp in setpoints
         }
-        return cls(socs, setpoints)
-
-
-def _account(
-    name: str,
-    portfolio: MarketPortfolio,
-    prices: PriceFrame,
-    days: Sequence[dt.date],
-    operator: Operator,
-    recorder: MemoryRecorder,
-    ev_unserved_kwh: float,
-) -> RunResult:
-    """Turn telemetry counters, awards and prices into settled intervals.
-
-    The steps, per day: the plan's bids and awards (:func:`_book_plan`), the
-    settlement prices (:func:`vpp.runtime.settlement.settlement_prices`), the
-    metered energy (:func:`vpp.runtime.metering.day_energy`, the daemon's
-    metering), one row per asset and interval (:func:`_asset_rows`), the
-    portfolio's settled intervals (:func:`_portfolio_intervals`) and the
-    parks' settlement rows (:func:`vpp.runtime.settlement.settle_parks`).
-    """
-    # Meter counters at every dispatch (interval start) and at each segment's end,
-    # cleaned like the daemon's (register resets and faults).
-    meters = meter_counters(portfolio, recorder.telemetry)
-    observed = _Observed.of(recorder)
-    books = _Books()
-    rt_bids = 0
-    for day in days:  # the run is over: every real-time price is published
-        operator.refresh_real_time_awards(day)
-        rt_bids += len(operator.day_plan(day).rt_bids)
-    for day in days:
-        _account_day(portfolio, prices, operator.day_plan(day), day, meters, observed, books)
-    balances = pd.DataFrame()
-    if has_commodities(portfolio):
-        counters = register_counters(portfolio, recorder.telemetry)
-        balances = pd.concat(
-            [day_balances(portfolio, counters, operator.day_plan(day).index) for day in days],
-            ignore_index=True,
-        )
-    portfolio_frame = pd.concat(books.portfolio)
-    portfolio_frame.index.name = "interval_start"
-    capacity_kwh = _battery_capacity_kwh(portfolio)
-    portfolio_frame.attrs["equivalent_cycles"] = (
-        books.moved_kwh / capacity_kwh if capacity_kwh else 0.0
-    )
-    portfolio_frame.attrs["deviation_price"] = " | ".join(
-        dict.fromkeys(
-            deviation_price_note(operator.day_plan(day).rules.settlement, prices.frame.columns)
-            for day in days
-        )
-    )
-    if not any(c in prices.frame for c in ("rt_price", "rt_price_up")):
-        log.warning("deviation_settled_at_day_ahead_price", strategy=name, days=len(days))
-    return RunResult(
-        name,
-        portfolio_frame,
-        pd.DataFrame(books.assets, columns=ASSET_COLUMNS),
-        pd.DataFrame(books.settlement),
-        books.solve_time_s,
-        sum(1 for _, status, *_ in recorder.bids if status == "rejected"),
-        books.fallback_days,
-        ev_unserved_kwh,
-        balances,
-        rt_bids,
-    )
+        return cls(socs, keyed)
 
 
 def _battery_capacity_kwh(portfolio: MarketPortfolio) -> float:
@@ -486,19 +573,29 @@ def _account_day(
     observed: _Observed,
     books: _Books,
 ) -> None:
-    """Settle one day of the run into ``books``."""
+    """Turn one day's telemetry counters, awards and prices into settled intervals in ``books``.
+
+    The steps: the plan's bids and awards (:func:`_book_plan`), the
+    settlement prices (:func:`vpp.runtime.settlement.settlement_prices`), the
+    metered energy (:func:`vpp.runtime.metering.day_energy`, the daemon's
+    metering), one row per asset and interval (:func:`_asset_rows`, spooled to
+    disk), the portfolio's settled intervals (:func:`_portfolio_intervals`) and
+    the parks' settlement rows (:func:`vpp.runtime.settlement.settle_parks`).
+    """
     rule = plan.rules.settlement.rule
     curve_text, share_kw = _book_plan(plan, books)
     index = plan.index
     dt_h = (index[1] - index[0]) / pd.Timedelta(hours=1)
     frame = settlement_prices(prices.frame, index, rule, day)
     energy = day_energy(portfolio, meters, index, day)
+    rows: list[tuple[Any, ...]] = []
     for key, asset_energy in energy.asset_energy_kwh.items():
         if key in energy.throughput_kwh:
             books.moved_kwh += float(energy.throughput_kwh[key].sum()) / 2
-        books.assets += _asset_rows(
+        rows += _asset_rows(
             key, index, frame, asset_energy / dt_h, curve_text, share_kw, observed
         )
+    books.assets.append(pd.DataFrame(rows, columns=ASSET_COLUMNS))
     books.portfolio.append(_portfolio_intervals(plan, frame, energy, dt_h))
     rt_award_kw, rt_price = plan.real_time_books()
     books.settlement += settle_parks(
@@ -629,7 +726,15 @@ def carbon_books(
     market = portfolio.market
     index = pd.DatetimeIndex(run.portfolio.index)
     dt_h = prices.dt_h
-    assets = run.assets
+    # Per park, the metered power of each asset per interval, built a spooled day at a time.
+    parts: dict[str, list[pd.DataFrame]] = {park.id: [] for park in portfolio.parks}
+    for chunk in run.asset_rows.chunks(["interval_start", "park_id", "asset_id", "actual_kw"]):
+        for park in portfolio.parks:
+            rows = chunk[chunk["park_id"] == park.id]
+            if len(rows):
+                parts[park.id].append(rows.pivot_table(
+                    index="interval_start", columns="asset_id", values="actual_kw", aggfunc="sum"
+                ))
     grid = grid_factors(
         index,
         market.timezone,
@@ -640,10 +745,9 @@ def carbon_books(
     )
     books = []
     for park in portfolio.parks:
-        rows = assets[assets["park_id"] == park.id]
-        energy_kwh = rows.pivot_table(
-            index="interval_start", columns="asset_id", values="actual_kw", aggfunc="sum"
-        ).reindex(index).fillna(0.0) * dt_h
+        power_kw = pd.concat(parts[park.id]) if parts[park.id] else pd.DataFrame()
+        power_kw = power_kw.reindex(columns=sorted(power_kw.columns))
+        energy_kwh = power_kw.reindex(index).fillna(0.0) * dt_h
         renewable = [a.id for a in park.assets if a.onsite_renewable and a.id in energy_kwh]
         flows = ParkFlows.from_net(
             park.id,
@@ -870,9 +974,15 @@ def _references(
     strategies: list[str],
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, dict[str, RunResult]]:
-    """Perfect foresight and the baseline strategies (run in a worker process when possible)."""
+    """Perfect foresight and the baseline strategies (run in a worker process when possible).
+
+    The baselines' per-asset rows are dropped: the report uses only their per-interval
+    portfolio and settlement, and a worker would send the rows back through memory.
+    """
     bound = foresight(portfolio, prices, days, options)
     runs = {name: simulate(portfolio, prices, days, options, name, progress) for name in strategies}
+    for run in runs.values():
+        run.asset_rows.close()
     return bound, runs
 
 
