@@ -37,3 +37,43 @@ def test_unbounded_day_is_left_out_of_both_sides(shared_prices: Path, tmp_path: 
     assert summary["flexibility_capture_ratio"] == pytest.approx(
         (net - idle) / (bound - idle), abs=1e-4)
     assert summary["capture_ratio"] == pytest.approx(net / bound, abs=1e-4)
+
+
+def test_an_infeasible_bound_day_is_unbounded_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A day whose perfect-foresight LP is infeasible without being an unmet demand (seen on
+    EPEX DE-LU 2021: a store's content balance the realized inputs cannot close) used to
+    raise out of a whole run after the simulation; it is now a day without a bound, logged
+    ``foresight_infeasible``, and the next day keeps its bound."""
+    from structlog.testing import capture_logs
+
+    from vpp.backtest import run as run_module
+    from vpp.config import load_config
+    from vpp.errors import InfeasibleError
+    from vpp.runtime.operator import MarketPortfolio
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "config")
+    prices = import_prices(repo / "data" / "prices" / "cn_province_a_spot_2025-05_2025-06_15min.csv",
+                           "cn-spot-96", cfg.markets["cn-province-a"], policy="drop-day").prices
+    portfolio = MarketPortfolio.from_config(cfg, "cn-province-a")
+    days = [dt.date(2025, 5, 12), dt.date(2025, 5, 13)]
+    real_best = run_module._best
+    calls = {"n": 0}
+
+    def best(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise InfeasibleError("the model is infeasible", constraint="tank-55-content-balance")
+        return real_best(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_best", best)
+    with capture_logs() as logs:
+        bound = run_module.foresight(portfolio, prices, days,
+                                     BacktestOptions(StrategyOptions(), baselines=False))
+    by_day = bound.set_index("day")["revenue"]
+    assert by_day.isna().tolist() == [True, False]
+    events = [e for e in logs if e["event"] == "foresight_infeasible"]
+    assert len(events) == 1
+    assert "tank-55-content-balance" in events[0]["reason"]

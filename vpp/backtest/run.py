@@ -53,7 +53,7 @@ from vpp.carbon.accounting import CarbonBooks, ParkFlows, account_park, grid_fac
 from vpp.carbon.instruments import Instrument
 from vpp.clawback import ClawbackTerms
 from vpp.config.models import MarketConfig, MarketRules, ParkConfig
-from vpp.errors import DataQualityError, InputError, UnmetDemandError
+from vpp.errors import DataQualityError, InfeasibleError, InputError, UnmetDemandError
 from vpp.runtime.clock import ReplayClock
 from vpp.runtime.commodities import (
     balance_summary,
@@ -819,6 +819,44 @@ def _bids_regulating(rules: MarketRules, frame: pd.DataFrame, options: BacktestO
     )
 
 
+def _day_bound(
+    parks: list[ParkConfig],
+    inputs: dict[str, Any],
+    states: dict[str, Any],
+    rules: MarketRules,
+    frame: pd.DataFrame,
+    options: BacktestOptions,
+) -> tuple[float, float, float]:
+    """(bound, day-ahead schedule value, solve seconds) of one day (see :func:`foresight`);
+    raises :class:`~vpp.errors.InfeasibleError` when no schedule serves the day."""
+    da_schedule, solve_s = _best(parks, inputs, states, rules, frame["da_price"], options)
+    bound = da_schedule
+    has_rt = "rt_price" in frame and frame["rt_price"].notna().all()
+    if rules.settlement.rule == "two_settlement" and has_rt:
+        physical, s1 = _best(parks, inputs, states, rules, frame["rt_price"], options)
+        position, s2 = _best(
+            [_without_wear(p) for p in parks],
+            inputs,
+            states,
+            rules,
+            frame["da_price"] - frame["rt_price"],
+            options,
+        )
+        bound = max(physical + position, da_schedule)
+        solve_s += s1 + s2
+    elif rules.settlement.rule == "two_price_imbalance" and _bids_regulating(
+        rules, frame, options
+    ):
+        result = perfect_foresight(
+            parks, inputs, states, rules.interval_minutes, frame["da_price"],
+            rt_price_up=frame["rt_price_up"], rt_price_down=frame["rt_price_down"],
+            solver=options.strategy.solver, time_limit_s=options.strategy.time_limit_s,
+        )
+        bound = max(result.objective, da_schedule)
+        solve_s += result.schedule.stats.solve_s if result.schedule.stats else 0.0
+    return bound, da_schedule, solve_s
+
+
 def foresight(
     portfolio: MarketPortfolio,
     prices: PriceFrame,
@@ -891,37 +929,16 @@ def foresight(
         }
 
         try:
-            da_schedule, solve_s = _best(parks, inputs, states, rules, frame["da_price"], options)
-        except UnmetDemandError as exc:
-            # No schedule serves the day's heat or hydrogen: there is no bound to compare with
-            # (the run itself falls back and reports the shortfall it measured).
-            log.warning("foresight_unmeetable", day=str(day), reason=str(exc))
+            bound, da_schedule, solve_s = _day_bound(parks, inputs, states, rules, frame, options)
+        except InfeasibleError as exc:
+            # No schedule serves the day (an unmeetable heat or hydrogen demand, or a store's
+            # balance that realized inputs cannot close): there is no bound to compare with,
+            # so the day is left out of both sides of the capture ratios (the run itself
+            # falls back and reports what it measured).
+            event = "foresight_unmeetable" if isinstance(exc, UnmetDemandError) else "foresight_infeasible"
+            log.warning(event, day=str(day), reason=str(exc))
             rows.append({"day": day, "revenue": np.nan, "da_schedule": np.nan, "solve_s": 0.0})
             continue
-        bound = da_schedule
-        has_rt = "rt_price" in frame and frame["rt_price"].notna().all()
-        if rules.settlement.rule == "two_settlement" and has_rt:
-            physical, s1 = _best(parks, inputs, states, rules, frame["rt_price"], options)
-            position, s2 = _best(
-                [_without_wear(p) for p in parks],
-                inputs,
-                states,
-                rules,
-                frame["da_price"] - frame["rt_price"],
-                options,
-            )
-            bound = max(physical + position, da_schedule)
-            solve_s += s1 + s2
-        elif rules.settlement.rule == "two_price_imbalance" and _bids_regulating(
-            rules, frame, options
-        ):
-            result = perfect_foresight(
-                parks, inputs, states, rules.interval_minutes, frame["da_price"],
-                rt_price_up=frame["rt_price_up"], rt_price_down=frame["rt_price_down"],
-                solver=options.strategy.solver, time_limit_s=options.strategy.time_limit_s,
-            )
-            bound = max(result.objective, da_schedule)
-            solve_s += result.schedule.stats.solve_s if result.schedule.stats else 0.0
         rows.append({"day": day, "revenue": bound, "da_schedule": da_schedule, "solve_s": solve_s})
     return pd.DataFrame(rows)
 
